@@ -1,0 +1,5 @@
+"""Data sets: synthetic 2-D sets and MNIST (IDX files, verified download, bundled sample)."""
+
+from .synthetic import circles, moons, spirals
+
+__all__ = ["moons", "circles", "spirals"]

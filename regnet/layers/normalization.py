@@ -1,0 +1,78 @@
+"""BatchNorm over the feature axis (axis 1): dense ``(N, C)`` and conv ``(N, C, H, W)`` inputs."""
+
+import attrs
+import numpy as np
+
+from .. import fields
+from ..registry import register_layer
+from .base import Layer, require_rank
+
+
+@register_layer(name="BatchNorm", aliases=("BatchNormalization", "BatchNorm2d", "BatchNorm1d"))
+@attrs.define(slots=False, eq=False)
+class BatchNorm(Layer):
+    """Normalise with batch statistics in training, running statistics in inference.
+
+    Running statistics follow ``running = momentum * running + (1 - momentum) * batch`` (the
+    Keras convention; PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here), with the biased
+    batch variance.
+    """
+
+    momentum: float = fields.number(0.99, min=0.0, max=1.0)
+    epsilon: float = fields.number(1e-3, min=0.0, min_open=True)
+    center: bool = fields.boolean(True)
+    scale: bool = fields.boolean(True)
+    activation: str | dict = fields.component("activations", "linear")
+
+    batch_independent = False
+
+    def build(self, input_shape, rng):
+        require_rank(self, input_shape, (1, 3))
+        c = input_shape[0]
+        if self.scale:
+            self.add_param("gamma", (c,), "ones", rng)
+        if self.center:
+            self.add_param("beta", (c,), "zeros", rng)
+        self.add_param("moving_mean", (c,), "zeros", rng, trainable=False)
+        self.add_param("moving_variance", (c,), "ones", rng, trainable=False)
+        self._axes = (0,) if len(input_shape) == 1 else (0, 2, 3)
+        self._bshape = (1, c) if len(input_shape) == 1 else (1, c, 1, 1)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        b = self._bshape
+        if training:
+            mean = x.mean(axis=self._axes)
+            var = x.var(axis=self._axes)
+            m = self.momentum
+            mm, mv = self.buffers["moving_mean"], self.buffers["moving_variance"]
+            mm *= m
+            mm += (1 - m) * mean
+            mv *= m
+            mv += (1 - m) * var
+        else:
+            mean, var = self.buffers["moving_mean"], self.buffers["moving_variance"]
+        inv_std = 1.0 / np.sqrt(var + np.asarray(self.epsilon, x.dtype))
+        xhat = (x - mean.reshape(b)) * inv_std.reshape(b)
+        self._xhat, self._inv_std, self._training = xhat, inv_std, training
+        y = xhat * self.params["gamma"].reshape(b) if self.scale else xhat.copy()
+        if self.center:
+            y += self.params["beta"].reshape(b)
+        return y
+
+    def backward(self, grad):
+        b, axes, xhat = self._bshape, self._axes, self._xhat
+        if self.center:
+            self.grads["beta"][...] = grad.sum(axis=axes)
+        if self.scale:
+            self.grads["gamma"][...] = (grad * xhat).sum(axis=axes)
+            g = grad * self.params["gamma"].reshape(b)
+        else:
+            g = grad
+        inv_std = self._inv_std.reshape(b)
+        if not self._training:
+            return g * inv_std
+        m = grad.size / grad.shape[1]
+        mean_g = g.sum(axis=axes).reshape(b) / m
+        mean_gx = (g * xhat).sum(axis=axes).reshape(b) / m
+        return (g - mean_g - xhat * mean_gx) * inv_std

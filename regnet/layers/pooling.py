@@ -1,0 +1,83 @@
+"""MaxPool2D and AvgPool2D over NCHW batches (loops over window offsets only)."""
+
+import attrs
+import numpy as np
+
+from .. import fields
+from ..ops import windows
+from ..registry import register_layer
+from .base import Layer
+from .conv import padding_field, spatial_setup
+
+
+@attrs.define(slots=False, eq=False)
+class _Pool2D(Layer):
+    pool_size: tuple = fields.pair((2, 2))
+    strides: tuple | None = fields.pair(None, optional=True)
+    padding: str | int = padding_field("valid")
+
+    @property
+    def stride(self):
+        return self.pool_size if self.strides is None else self.strides
+
+    def build(self, input_shape, rng):
+        ho, wo = spatial_setup(self, input_shape, self.pool_size, self.stride, self.padding)
+        return (input_shape[0], ho, wo)
+
+    def _offsets(self):
+        kh, kw = self.pool_size
+        return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+@register_layer(name="MaxPool2D", aliases=("MaxPooling2D", "MaxPool2d"))
+@attrs.define(slots=False, eq=False)
+class MaxPool2D(_Pool2D):
+    """Max over each window; the gradient goes to the first maximal element of the window."""
+
+    def forward(self, x, training=False):
+        xp = windows.pad(x, self._pads, value=-np.inf)
+        self._padded_shape = xp.shape
+        out, arg = None, None
+        for k, (i, j) in enumerate(self._offsets()):
+            w = windows.window(xp, i, j, self._out_hw, self.stride)
+            if out is None:
+                out = w.copy()
+                arg = np.zeros(out.shape, dtype=np.int8 if len(self._offsets()) < 128 else np.int32)
+            else:
+                better = w > out
+                np.copyto(out, w, where=better)
+                arg[better] = k
+        self._arg = arg
+        return out
+
+    def backward(self, grad):
+        dx = np.zeros(self._padded_shape, dtype=grad.dtype)
+        for k, (i, j) in enumerate(self._offsets()):
+            windows.window(dx, i, j, self._out_hw, self.stride)[...] += np.where(self._arg == k, grad, 0)
+        return windows.unpad(dx, self._pads)
+
+
+@register_layer(name="AvgPool2D", aliases=("AveragePooling2D", "AvgPool2d"))
+@attrs.define(slots=False, eq=False)
+class AvgPool2D(_Pool2D):
+    """Mean over each window; padded positions are not counted (as in Keras 'same')."""
+
+    def build(self, input_shape, rng):
+        out = super().build(input_shape, rng)
+        ones = windows.pad(np.ones((1, 1, *input_shape[1:]), np.float32), self._pads)
+        count = sum(windows.window(ones, i, j, self._out_hw, self.stride) for i, j in self._offsets())
+        self._inv_count = (1.0 / count).astype(np.float32)
+        return out
+
+    def forward(self, x, training=False):
+        xp = windows.pad(x, self._pads)
+        self._padded_shape = xp.shape
+        out = sum(windows.window(xp, i, j, self._out_hw, self.stride) for i, j in self._offsets())
+        return (out * self._inv_count).astype(x.dtype, copy=False)
+
+    def backward(self, grad):
+        g = grad * self._inv_count
+        dx = np.zeros(self._padded_shape, dtype=grad.dtype)
+        for i, j in self._offsets():
+            windows.window(dx, i, j, self._out_hw, self.stride)[...] += g
+        return windows.unpad(dx, self._pads)

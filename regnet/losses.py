@@ -1,0 +1,153 @@
+"""Losses: ``value_and_grad(pred, target) -> (mean loss, dL/dpred)``; cross-entropies are fused.
+
+``pred`` is the model output; with ``from_logits=True`` it is the pre-activation. When a model
+ends in softmax (or sigmoid) and the loss is the matching cross-entropy on probabilities, the
+model hands the loss its logits instead (see ``fused_with``), which is exact and stable.
+"""
+
+import attrs
+import numpy as np
+
+from . import fields
+from .activations import log_softmax, sigmoid, softmax
+from .errors import DataError
+from .registry import get_config, losses, register_loss
+
+
+class Loss:
+    #: the output activation this loss absorbs when it works on logits (None: none)
+    fuses = None
+
+    def value_and_grad(self, pred, target):
+        raise NotImplementedError
+
+    def value(self, pred, target):
+        return self.value_and_grad(pred, target)[0]
+
+    def check_target(self, target, pred_shape):
+        """Raise ``DataError`` if ``target`` does not fit predictions of ``pred_shape``."""
+
+    def get_config(self):
+        return get_config(self)
+
+    def fused_with(self, activation_name):
+        """A logits version of this loss if it absorbs ``activation_name``, else None."""
+        if self.fuses is not None and activation_name == self.fuses and not self.from_logits:
+            return attrs.evolve(self, from_logits=True)
+        return None
+
+
+def get(spec):
+    return losses.create(spec)
+
+
+def _labels(target, k):
+    """Integer class labels from integer labels or one-hot/probability rows."""
+    if target.ndim == 1:
+        return target.astype(np.intp, copy=False), None
+    return None, target
+
+
+@register_loss(
+    name="categorical_crossentropy",
+    aliases=("CategoricalCrossentropy", "sparse_categorical_crossentropy", "cross_entropy",
+             "SparseCategoricalCrossentropy", "CrossEntropyLoss"),
+)
+@attrs.define
+class CategoricalCrossentropy(Loss):
+    """Cross-entropy over the last axis; targets are integer labels ``(N,)`` or rows ``(N, K)``."""
+
+    from_logits: bool = fields.boolean(False)
+    fuses = "softmax"
+    EPS = 1e-7
+
+    def check_target(self, target, pred_shape):
+        n, k = pred_shape[0], pred_shape[-1]
+        if target.ndim == 1:
+            if not np.issubdtype(target.dtype, np.integer) and not np.all(np.mod(target, 1) == 0):
+                raise DataError("integer class labels expected, got fractional values")
+            lo, hi = target.min(initial=0), target.max(initial=0)
+            if lo < 0 or hi >= k:
+                raise DataError(f"labels must be in [0, {k - 1}] for {k} outputs, found values in [{lo}, {hi}]")
+        elif target.shape[1:] != tuple(pred_shape[1:]):
+            raise DataError(
+                f"targets of shape {list(target.shape)} do not match outputs of shape ['N', {k}]; "
+                f"give integer labels (N,) or one-hot rows (N, {k})"
+            )
+
+    def value_and_grad(self, pred, target):
+        n, k = pred.shape[0], pred.shape[-1]
+        idx, rows = _labels(target, k)
+        if self.from_logits:
+            logp = log_softmax(pred)
+            p = np.exp(logp)
+            if idx is not None:
+                loss = -logp[np.arange(n), idx].mean()
+                grad = p
+                grad[np.arange(n), idx] -= 1
+            else:
+                rows = rows.astype(pred.dtype, copy=False)
+                loss = -(rows * logp).sum(axis=-1).mean()
+                grad = p * rows.sum(axis=-1, keepdims=True) - rows
+            return float(loss), grad / n
+        p = np.clip(pred, self.EPS, 1 - self.EPS)
+        if idx is not None:
+            rows = np.zeros_like(pred)
+            rows[np.arange(n), idx] = 1
+        rows = rows.astype(pred.dtype, copy=False)
+        loss = -(rows * np.log(p)).sum(axis=-1).mean()
+        grad = -(rows / p) * ((pred > self.EPS) & (pred < 1 - self.EPS))
+        return float(loss), (grad / n).astype(pred.dtype, copy=False)
+
+    def value(self, pred, target):
+        if self.from_logits and target.ndim == 1:
+            logp = log_softmax(pred)
+            return float(-logp[np.arange(pred.shape[0]), target.astype(np.intp)].mean())
+        return self.value_and_grad(pred, target)[0]
+
+
+@register_loss(name="binary_crossentropy", aliases=("BinaryCrossentropy", "BCEWithLogitsLoss", "bce"))
+@attrs.define
+class BinaryCrossentropy(Loss):
+    """Element-wise binary cross-entropy; targets in [0, 1] of the output's shape (or ``(N,)``)."""
+
+    from_logits: bool = fields.boolean(False)
+    fuses = "sigmoid"
+    EPS = 1e-7
+
+    def check_target(self, target, pred_shape):
+        if target.size != int(np.prod(pred_shape)):
+            raise DataError(f"targets of shape {list(target.shape)} do not match outputs {['N', *pred_shape[1:]]}")
+        if target.size and (target.min() < 0 or target.max() > 1):
+            raise DataError("binary targets must lie in [0, 1]")
+
+    def value_and_grad(self, pred, target):
+        t = target.reshape(pred.shape).astype(pred.dtype, copy=False)
+        if self.from_logits:
+            # log(1 + exp(-|z|)) + max(z, 0) - z t : finite for any z
+            loss = np.maximum(pred, 0) - pred * t + np.log1p(np.exp(-np.abs(pred)))
+            grad = sigmoid(pred) - t
+        else:
+            p = np.clip(pred, self.EPS, 1 - self.EPS)
+            loss = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+            grad = ((p - t) / (p * (1 - p))) * ((pred > self.EPS) & (pred < 1 - self.EPS))
+        return float(loss.mean()), (grad / pred.size).astype(pred.dtype, copy=False)
+
+
+@register_loss(name="mean_squared_error", aliases=("mse", "MeanSquaredError", "MSELoss"))
+@attrs.define
+class MeanSquaredError(Loss):
+    """Mean over every element of ``(pred - target)**2``."""
+
+    def check_target(self, target, pred_shape):
+        if target.size != int(np.prod(pred_shape)):
+            raise DataError(f"targets of shape {list(target.shape)} do not match outputs {['N', *pred_shape[1:]]}")
+
+    def value_and_grad(self, pred, target):
+        d = pred - target.reshape(pred.shape).astype(pred.dtype, copy=False)
+        return float(np.mean(d * d)), (2.0 / d.size) * d
+
+
+def probabilities(logits, activation_name):
+    """Apply the fused activation to logits (for metrics and predict)."""
+    return softmax(logits) if activation_name == "softmax" else sigmoid(logits)

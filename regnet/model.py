@@ -1,0 +1,243 @@
+"""Model: a spec built into a graph of layers, with forward/backward over whole batches."""
+
+import json
+
+import numpy as np
+
+from . import activations, losses, optimizers, spec
+from .errors import ConfigError, RegnetError
+from .layers.base import Layer
+from .registry import registered_name, to_plain
+
+
+class Model:
+    """A directed acyclic graph of layers with one input and one output (the last layer).
+
+    ``layers`` is a list of ``Layer`` instances and/or spec entries (dicts with ``type``, and
+    optionally ``name`` and ``inputs``). ``seed`` fixes weight initialisation, dropout and
+    shuffling: the same seed gives the same weights, bit for bit.
+    """
+
+    def __init__(self, layers, input_shape, *, seed=None, name=None):
+        self.input_shape = spec._input_shape(list(input_shape) if isinstance(input_shape, tuple) else input_shape)
+        self.name = name
+        self.nodes = spec.build_nodes(list(layers))
+        self.output_node = max(self.nodes, key=lambda n: n.index)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0  # epochs trained so far (continues across fit calls and save/load)
+        self.history = []  # one dict of logs per trained epoch
+        self.loss = self.optimizer = None
+        self.metrics = []
+        self.stop_training = False
+        self._fused_loss = None
+        self._build()
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, src, *, seed=None):
+        input_shape, entries = spec.normalise(spec.load(src))
+        name = src.get("name") if isinstance(src, dict) else None
+        return cls(entries, input_shape, seed=seed, name=name)
+
+    from_json = from_spec
+
+    def _build(self):
+        shapes = {spec.INPUT: self.input_shape}
+        for node in self.nodes:
+            in_shapes = [shapes[s] for s in node.inputs]
+            arg = in_shapes if node.layer.n_inputs is None else in_shapes[0]
+            try:
+                shapes[node.name] = node.layer.setup(arg, self.rng)
+            except (RegnetError, ValueError, TypeError, MemoryError) as exc:
+                raise spec.with_layer_context(exc, node) from exc
+            node.layer.name = node.name
+        self.output_shape = shapes[self.output_node.name]
+        consumers = {}
+        for i, node in enumerate(self.nodes):
+            for s in node.inputs:
+                consumers[s] = i
+        self._last_use = consumers
+
+    def to_spec(self):
+        layers = []
+        for node in sorted(self.nodes, key=lambda n: n.index):
+            cfg = node.layer.get_config()
+            cfg["name"] = node.name
+            default = [spec.INPUT] if node.index == 0 else [self._prev_name(node)]
+            if node.inputs != default:
+                cfg["inputs"] = list(node.inputs)
+            layers.append(cfg)
+        out = {"format": spec.FORMAT, "version": spec.VERSION, "input_shape": list(self.input_shape), "layers": layers}
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    def _prev_name(self, node):
+        return next(n.name for n in self.nodes if n.index == node.index - 1)
+
+    def to_json(self, path=None, indent=2):
+        text = json.dumps(self.to_spec(), indent=indent)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        return text
+
+    # -- access ---------------------------------------------------------------------------------
+    @property
+    def layers(self):
+        return [n.layer for n in sorted(self.nodes, key=lambda n: n.index)]
+
+    def get_layer(self, name):
+        for node in self.nodes:
+            if node.name == name:
+                return node.layer
+        raise ConfigError(f"no layer named '{name}'")
+
+    @property
+    def params(self):
+        return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.params.items()}
+
+    @property
+    def grads(self):
+        return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.grads.items()}
+
+    def get_weights(self):
+        """Every stored tensor (trainable and buffers) as ``{"layer/param": array}``."""
+        return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.weights.items()}
+
+    def count_params(self):
+        return sum(int(v.size) for v in self.get_weights().values())
+
+    # -- passes ---------------------------------------------------------------------------------
+    def forward(self, x, training=False, logits=False):
+        """Output for a batch ``x``; with ``logits`` the output layer's activation is skipped."""
+        values = {spec.INPUT: x}
+        for i, node in enumerate(self.nodes):
+            xs = [values[s] for s in node.inputs]
+            arg = xs if node.layer.n_inputs is None else xs[0]
+            if logits and node is self.output_node:
+                values[node.name] = node.layer.forward(arg, training)
+            else:
+                values[node.name] = node.layer(arg, training)
+            for s in set(node.inputs):
+                if self._last_use.get(s) == i:
+                    del values[s]
+        self._logits = logits
+        return values[self.output_node.name]
+
+    def backward(self, grad):
+        """Backpropagate ``dL/doutput`` through the graph; returns ``dL/dinput``."""
+        grads = {self.output_node.name: grad}
+        for node in reversed(self.nodes):
+            g = grads.pop(node.name, None)
+            if g is None:
+                continue
+            if self._logits and node is self.output_node:
+                gin = node.layer.backward(g)
+            else:
+                gin = node.layer.call_backward(g)
+            gin = gin if node.layer.n_inputs is None else [gin]
+            for s, gi in zip(node.inputs, gin):
+                grads[s] = grads[s] + gi if s in grads else gi
+        return grads.get(spec.INPUT)
+
+    # -- training setup -------------------------------------------------------------------------
+    def compile(self, loss="categorical_crossentropy", optimizer="adam", metrics=("accuracy",)):
+        """Choose the loss, optimizer and metrics (names, ``{"type": ...}`` dicts or instances)."""
+        from . import metrics as _metrics
+
+        if isinstance(optimizer, dict) and "lr" in optimizer:
+            optimizer = {**optimizer, "learning_rate": optimizer["lr"]}
+            del optimizer["lr"]
+        self.loss = losses.get(loss)
+        self.optimizer = optimizers.get(optimizer)
+        self.metrics = [_metrics.get(m) for m in (metrics or ())]
+        act = self.output_activation
+        self._fused_loss = self.loss.fused_with(act)
+        return self
+
+    @property
+    def output_activation(self):
+        """Registered name of the output layer's activation (``None`` if linear)."""
+        act = self.output_node.layer._act
+        if act is None:
+            return None
+        if isinstance(act, activations.Softmax) and act.axis not in (-1, len(self.output_shape)):
+            return "softmax_other_axis"
+        return registered_name(act)
+
+    @property
+    def training_loss(self):
+        """The loss as applied in training: fused with the output activation when possible."""
+        return self._fused_loss or self.loss
+
+    # -- runtime (see runtime.py) ---------------------------------------------------------------
+    def fit(self, x, y, **kwargs):
+        from .runtime import fit
+
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x, y, **kwargs):
+        from .runtime import evaluate
+
+        return evaluate(self, x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        from .runtime import predict
+
+        return predict(self, x, **kwargs)
+
+    def summary(self, print_fn=print):
+        """A table of layers, output shapes and parameter counts (printed and returned)."""
+        rows = [("Layer (type)", "Output shape", "Params", "Inputs")]
+        for node in sorted(self.nodes, key=lambda n: n.index):
+            rows.append(
+                (
+                    f"{node.name} ({registered_name(node.layer)})",
+                    str(["N", *node.layer.output_shape]),
+                    f"{node.layer.count_params():,}",
+                    ", ".join(node.inputs),
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "  ".join("-" * w for w in widths)
+        fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+        trainable = sum(int(v.size) for v in self.params.values())
+        total = self.count_params()
+        out = [fmt(rows[0]), line, *map(fmt, rows[1:]), line,
+               f"Input shape: {['N', *self.input_shape]}",
+               f"Total params: {total:,} (trainable {trainable:,}, non-trainable {total - trainable:,})"]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        return f"<regnet.Model {len(self.nodes)} layers, {self.count_params():,} params>"
+
+    # -- persistence (see io.py) ----------------------------------------------------------------
+    def save(self, path, **kwargs):
+        from .io import save
+
+        return save(self, path, **kwargs)
+
+    def save_weights(self, path):
+        from .io import save_weights
+
+        return save_weights(self, path)
+
+    def load_weights(self, path, strict=True):
+        from .io import load_weights
+
+        return load_weights(self, path, strict=strict)
+
+    def training_config(self):
+        """Loss, optimizer and metrics as plain JSON data (``None`` if not compiled)."""
+        if self.loss is None:
+            return None
+        return {
+            "loss": to_plain(self.loss),
+            "optimizer": to_plain(self.optimizer),
+            "metrics": [m.name for m in self.metrics],
+        }

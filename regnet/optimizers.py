@@ -1,0 +1,172 @@
+"""Optimizers: in-place updates of named float32 parameters, with state as named arrays.
+
+``step(params, grads)`` takes two dicts keyed by ``"layer/param"``. ``state_dict()`` returns
+``{"iterations": int64 array, "<slot>/<layer>/<param>": array}``, which ``load_state_dict``
+restores exactly (the HDF5 format stores it as is). Update rules follow PyTorch's definitions.
+"""
+
+import attrs
+import numpy as np
+
+from . import fields
+from .errors import WeightsMismatchError
+from .registry import get_config, optimizers, register_optimizer
+
+
+@attrs.define(slots=False)
+class Optimizer:
+    learning_rate: float = fields.number(0.01, min=0.0)
+
+    #: per-parameter state arrays this rule keeps
+    slot_names = ()
+
+    def __attrs_post_init__(self):
+        self.iterations = 0
+        self.slots = {s: {} for s in self.slot_names}
+
+    def step(self, params, grads):
+        self.iterations += 1
+        for key, p in params.items():
+            state = {s: self._slot(s, key, p) for s in self.slot_names}
+            self.update(p, grads[key], state)
+
+    def _slot(self, slot, key, p):
+        arr = self.slots[slot].get(key)
+        if arr is None:
+            arr = self.slots[slot][key] = np.zeros_like(p)
+        return arr
+
+    def update(self, p, g, state):
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self):
+        out = {"iterations": np.asarray(self.iterations, dtype=np.int64)}
+        for slot, arrays in self.slots.items():
+            for key, arr in arrays.items():
+                out[f"{slot}/{key}"] = arr
+        return out
+
+    def load_state_dict(self, state):
+        slots = {s: {} for s in self.slot_names}
+        for name, arr in state.items():
+            if name == "iterations":
+                continue
+            slot, _, key = name.partition("/")
+            if slot not in slots:
+                raise WeightsMismatchError(f"optimizer state '{name}' is not a slot of {type(self).__name__}")
+            slots[slot][key] = np.array(arr, dtype=np.float32)
+        self.iterations = int(np.asarray(state.get("iterations", 0)))
+        self.slots = slots
+
+    def get_config(self):
+        return get_config(self)
+
+
+def get(spec):
+    return optimizers.create(spec)
+
+
+@register_optimizer(name="SGD", aliases=("sgd",))
+@attrs.define(slots=False)
+class SGD(Optimizer):
+    """``v = momentum*v + g``; ``p -= lr * v`` (or ``lr * (g + momentum*v)`` with nesterov).
+
+    ``weight_decay`` adds ``weight_decay * p`` to the gradient (L2 penalty).
+    """
+
+    momentum: float = fields.number(0.0, min=0.0)
+    nesterov: bool = fields.boolean(False)
+    weight_decay: float = fields.number(0.0, min=0.0)
+
+    @property
+    def slot_names(self):
+        return ("momentum",) if self.momentum else ()
+
+    def update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if not self.momentum:
+            p -= self.learning_rate * g
+            return
+        v = state["momentum"]
+        v *= self.momentum
+        v += g
+        step = g + self.momentum * v if self.nesterov else v
+        p -= self.learning_rate * step
+
+
+@register_optimizer(name="AdaGrad", aliases=("adagrad", "Adagrad"))
+@attrs.define(slots=False)
+class AdaGrad(Optimizer):
+    """``acc += g**2``; ``p -= lr * g / (sqrt(acc) + epsilon)``."""
+
+    epsilon: float = fields.number(1e-10, min=0.0)
+    initial_accumulator_value: float = fields.number(0.0, min=0.0)
+    slot_names = ("accumulator",)
+
+    def _slot(self, slot, key, p):
+        if key not in self.slots[slot]:
+            self.slots[slot][key] = np.full_like(p, self.initial_accumulator_value)
+        return self.slots[slot][key]
+
+    def update(self, p, g, state):
+        acc = state["accumulator"]
+        acc += g * g
+        p -= self.learning_rate * g / (np.sqrt(acc) + self.epsilon)
+
+
+@register_optimizer(name="RMSprop", aliases=("rmsprop",))
+@attrs.define(slots=False)
+class RMSprop(Optimizer):
+    """``ms = rho*ms + (1-rho)*g**2``; ``p -= lr * g / (sqrt(ms) + epsilon)``."""
+
+    learning_rate: float = fields.number(0.001, min=0.0)
+    rho: float = fields.number(0.9, min=0.0, max=1.0)
+    epsilon: float = fields.number(1e-7, min=0.0)
+    slot_names = ("mean_square",)
+
+    def update(self, p, g, state):
+        ms = state["mean_square"]
+        ms *= self.rho
+        ms += (1 - self.rho) * g * g
+        p -= self.learning_rate * g / (np.sqrt(ms) + self.epsilon)
+
+
+@register_optimizer(name="Adam", aliases=("adam",))
+@attrs.define(slots=False)
+class Adam(Optimizer):
+    """Bias-corrected moments: ``p -= lr * m_hat / (sqrt(v_hat) + epsilon)``."""
+
+    learning_rate: float = fields.number(0.001, min=0.0)
+    beta_1: float = fields.number(0.9, min=0.0, max=1.0)
+    beta_2: float = fields.number(0.999, min=0.0, max=1.0)
+    epsilon: float = fields.number(1e-8, min=0.0)
+    slot_names = ("m", "v")
+
+    def decay(self, p):
+        """Decoupled weight decay (AdamW overrides)."""
+
+    def update(self, p, g, state):
+        m, v, t = state["m"], state["v"], self.iterations
+        self.decay(p)
+        m *= self.beta_1
+        m += (1 - self.beta_1) * g
+        v *= self.beta_2
+        v += (1 - self.beta_2) * (g * g)
+        lr_t = self.learning_rate / (1 - self.beta_1**t)
+        denom = np.sqrt(v / (1 - self.beta_2**t))
+        denom += self.epsilon
+        p -= lr_t * m / denom
+
+
+@register_optimizer(name="AdamW", aliases=("adamw",))
+@attrs.define(slots=False)
+class AdamW(Adam):
+    """Adam with decoupled weight decay: ``p -= lr * weight_decay * p`` before the Adam step."""
+
+    weight_decay: float = fields.number(0.01, min=0.0)
+
+    def decay(self, p):
+        if self.weight_decay:
+            p -= (self.learning_rate * self.weight_decay) * p

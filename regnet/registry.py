@@ -1,0 +1,348 @@
+"""One registry per component kind, fed by decorators (built-ins) and entry points (plugins).
+
+Policy
+------
+* Entry points are *listed* once, on first lookup, and *loaded* only when one of their names is
+  asked for.
+* A plugin name that clashes with a built-in or with another plugin never shadows anything
+  silently: the clash is recorded as a broken entry naming both providers. A built-in name keeps
+  resolving to the built-in; a name two plugins claim raises ``PluginError`` naming both.
+* A plugin that fails to import or is not a valid component is recorded, not fatal: every other
+  name still works and asking for its name raises ``PluginError`` naming the distribution, the
+  entry point and the original exception.
+* ``REGNET_DISABLE_PLUGIN_AUTOLOAD=1`` loads built-ins only, plus the distributions named in
+  ``REGNET_PLUGINS`` (comma separated): the safe mode for opening files from strangers.
+"""
+
+import difflib
+import fnmatch
+import importlib.metadata as metadata
+import os
+import warnings
+
+import attrs
+
+from .errors import ConfigError, PluginError, UnknownComponentError
+
+BUILTIN = "regnet"
+KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
+
+
+@attrs.frozen
+class Provider:
+    """Who provides a component: ``regnet`` for built-ins, else the plugin's distribution."""
+
+    distribution: str = BUILTIN
+    version: str | None = None
+    entry_point: str | None = None
+
+    @property
+    def builtin(self):
+        return self.distribution == BUILTIN
+
+
+@attrs.define
+class Broken:
+    """A plugin entry that could not be used, with the reason."""
+
+    name: str
+    provider: Provider
+    error: str
+
+
+def _regnet_version():
+    try:
+        return metadata.version("regnet")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+class Registry:
+    """Names to components of one kind (``layers``, ``losses``, ...)."""
+
+    def __init__(self, kind, *, check=None):
+        self.kind = kind
+        self.group = f"regnet.{kind}"
+        self._check = check  # callable(obj) -> None, raises TypeError if obj is not valid
+        self._items = {}  # name -> component
+        self._providers = {}  # name -> Provider
+        self._aliases = {}  # alias -> canonical name
+        self._pending = {}  # name -> EntryPoint not yet loaded
+        self._broken = {}  # name -> Broken
+        self._discovered = False
+
+    # -- registration ---------------------------------------------------------------------------
+    def register(self, obj=None, *, name=None, aliases=(), override=False, provider=None):
+        """Register ``obj`` (usable as ``@register`` or ``@register(name=..., aliases=...)``)."""
+
+        def decorate(obj):
+            key = name or getattr(obj, "__name__", None)
+            if not isinstance(key, str) or not key:
+                raise ConfigError(f"cannot register {obj!r} in {self.kind}: it needs a name")
+            self._add(key, obj, provider or Provider(BUILTIN, _regnet_version()), override)
+            for alias in aliases:
+                if alias in self._items and not override:
+                    raise PluginError(f"{self.kind} alias '{alias}' is already a registered name")
+                self._aliases[alias] = key
+            try:
+                obj.registered_name = key
+            except (AttributeError, TypeError):
+                pass
+            return obj
+
+        return decorate if obj is None else decorate(obj)
+
+    def _add(self, key, obj, provider, override):
+        if key in self._items and not override and self._items[key] is not obj:
+            raise PluginError(
+                f"{self.kind} name '{key}' is provided twice: by "
+                f"{_describe(self._providers[key])} and by {_describe(provider)}"
+            )
+        if self._check is not None:
+            self._check(obj)
+        self._items[key] = obj
+        self._providers[key] = provider
+
+    def unregister(self, name):
+        """Remove a name (tests and interactive use)."""
+        self._items.pop(name, None)
+        self._providers.pop(name, None)
+        self._aliases = {a: n for a, n in self._aliases.items() if n != name}
+
+    # -- plugin discovery -----------------------------------------------------------------------
+    def _discover(self):
+        if self._discovered:
+            return
+        self._discovered = True
+        only = None
+        if os.environ.get("REGNET_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
+            only = {d.strip() for d in os.environ.get("REGNET_PLUGINS", "").split(",") if d.strip()}
+        claims = {}
+        for ep in metadata.entry_points(group=self.group):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else "<unknown distribution>"
+            if only is not None and dist_name not in only:
+                continue
+            prov = Provider(dist_name, dist.version if dist is not None else None, ep.value)
+            claims.setdefault(ep.name, []).append((ep, prov))
+        for name, eps in claims.items():
+            if len({p.distribution for _, p in eps}) > 1 or len(eps) > 1:
+                who = " and ".join(_describe(p) for _, p in eps)
+                for _, prov in eps:
+                    self._broken[name] = Broken(name, prov, f"name clash: '{name}' is provided by {who}")
+                continue
+            ep, prov = eps[0]
+            if name in self._items:
+                msg = (
+                    f"name clash: {self.kind} '{name}' is provided by "
+                    f"{_describe(self._providers[name])} and by {_describe(prov)}; "
+                    f"the built-in is kept"
+                )
+                self._broken[name] = Broken(name, prov, msg)
+                warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                continue
+            self._pending[name] = (ep, prov)
+
+    def _load(self, name):
+        ep, prov = self._pending.pop(name)
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a plugin's import may fail in any way
+            self._broken[name] = Broken(name, prov, f"{type(exc).__name__}: {exc}")
+            raise PluginError(
+                f"{self.kind} '{name}' could not be loaded: entry point '{name} = {ep.value}' "
+                f"(group {self.group}) of distribution {_describe(prov)} raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            self._add(name, obj, prov, override=False)
+        except (TypeError, PluginError) as exc:
+            self._broken[name] = Broken(name, prov, str(exc))
+            raise PluginError(
+                f"{self.kind} '{name}' from distribution {_describe(prov)} "
+                f"(entry point '{name} = {ep.value}') is not a valid component: {exc}"
+            ) from exc
+        try:
+            obj.registered_name = name
+        except (AttributeError, TypeError):
+            pass
+        return obj
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def canonical(self, name):
+        """The registered name behind ``name`` (resolving aliases and case-insensitive matches)."""
+        if not isinstance(name, str):
+            raise ConfigError(f"a {self.kind[:-1]} name must be a string, got {type(name).__name__}")
+        self._discover()
+        if name in self._items or name in self._pending or name in self._broken:
+            return name
+        if name in self._aliases:
+            return self._aliases[name]
+        folded = {k.lower(): k for k in [*self._items, *self._pending, *self._aliases]}
+        if name.lower() in folded:
+            return self.canonical(folded[name.lower()])
+        return name
+
+    def get(self, name):
+        """The component registered as ``name``; raises a ``RegnetError`` explaining any failure."""
+        key = self.canonical(name)
+        if key in self._items:
+            return self._items[key]
+        if key in self._pending:
+            return self._load(key)
+        if key in self._broken:
+            b = self._broken[key]
+            raise PluginError(
+                f"{self.kind} '{key}' from distribution {_describe(b.provider)} is broken: {b.error}"
+            )
+        names = sorted([*self._items, *self._pending, *self._aliases])
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownComponentError(
+            f"unknown {self.kind[:-1]} '{name}'{hint} (known: {', '.join(self.list())}; plugins "
+            f"add names through the entry-point group '{self.group}')"
+        )
+
+    def __contains__(self, name):
+        key = self.canonical(name)
+        return key in self._items or key in self._pending
+
+    def create(self, spec, **config):
+        """Build a component from a name, a ``{"type": name, **config}`` dict or an instance."""
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            if "type" not in spec:
+                raise ConfigError(f"a {self.kind[:-1]} given as a dict needs a 'type' field", field="type")
+            config = {**spec, **config}
+            spec = config.pop("type")
+        if not isinstance(spec, str):
+            if isinstance(spec, type):
+                raise ConfigError(f"give a {self.kind[:-1]} as a name, dict or instance, not a class")
+            return spec  # already an instance
+        cls = self.get(spec)
+        return construct(cls, config, what=f"{self.kind[:-1]} '{spec}'")
+
+    def list(self, pattern="*"):
+        """Sorted registered names (built-in and plugin) matching a glob ``pattern``."""
+        self._discover()
+        names = set(self._items) | set(self._pending)
+        return sorted(n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower()))
+
+    def provider(self, name):
+        key = self.canonical(name)
+        if key in self._providers:
+            return self._providers[key]
+        if key in self._pending:
+            return self._pending[key][1]
+        if key in self._broken:
+            return self._broken[key].provider
+        raise UnknownComponentError(f"unknown {self.kind[:-1]} '{name}'")
+
+    def broken(self):
+        self._discover()
+        return list(self._broken.values())
+
+    def load_all(self):
+        """Load every pending plugin entry (for ``regnet plugins``); failures are recorded."""
+        self._discover()
+        for name in list(self._pending):
+            try:
+                self._load(name)
+            except PluginError:
+                pass
+
+    def reset_plugins(self):
+        """Forget discovered plugins (tests that install/uninstall plugins use this)."""
+        for name, prov in list(self._providers.items()):
+            if not prov.builtin:
+                self.unregister(name)
+        self._pending.clear()
+        self._broken.clear()
+        self._discovered = False
+
+
+def _describe(provider):
+    if provider.builtin:
+        return "regnet (built-in)"
+    return f"{provider.distribution} {provider.version or ''}".strip()
+
+
+def construct(cls, config, *, what):
+    """``cls(**config)`` with unknown or missing fields reported as ``ConfigError``."""
+    if attrs.has(cls):
+        known = {a.alias or a.name for a in attrs.fields(cls) if a.init}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{what} has no field {', '.join(repr(u) for u in unknown)}{hint}; "
+                f"its fields are {', '.join(sorted(known)) or 'none'}",
+                field=unknown[0],
+            )
+        missing = [a.name for a in attrs.fields(cls)
+                   if a.init and a.default is attrs.NOTHING and (a.alias or a.name) not in config]
+        if missing:
+            raise ConfigError(f"{what} needs field(s) {', '.join(missing)}", field=missing[0])
+    try:
+        return cls(**config)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what}: {exc}") from exc
+
+
+def _subclass_check(base_path):
+    def check(obj):
+        import importlib
+
+        module, _, name = base_path.rpartition(".")
+        base = getattr(importlib.import_module(module), name)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise TypeError(f"{obj!r} is not a subclass of {base_path}")
+
+    return check
+
+
+layers = Registry("layers", check=_subclass_check("regnet.layers.base.Layer"))
+activations = Registry("activations", check=_subclass_check("regnet.activations.Activation"))
+losses = Registry("losses", check=_subclass_check("regnet.losses.Loss"))
+optimizers = Registry("optimizers", check=_subclass_check("regnet.optimizers.Optimizer"))
+initializers = Registry("initializers", check=_subclass_check("regnet.initializers.Initializer"))
+
+REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers)}
+
+register_layer = layers.register
+register_activation = activations.register
+register_loss = losses.register
+register_optimizer = optimizers.register
+register_initializer = initializers.register
+
+
+def registered_name(obj):
+    """The registry name of a component instance or class."""
+    return getattr(obj, "registered_name", None) or type(obj).__name__
+
+
+def get_config(obj):
+    """Plain-JSON config of an attrs component: ``{"type": name, **fields}``."""
+    out = {"type": registered_name(obj)}
+    for a in attrs.fields(type(obj)):
+        if a.init and not a.name.startswith("_"):
+            out[a.alias or a.name] = to_plain(getattr(obj, a.name))
+    return out
+
+
+def to_plain(value):
+    """Convert tuples, numpy scalars and attrs components to JSON-ready data."""
+    import numpy as np
+
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if attrs.has(type(value)):
+        return get_config(value)
+    return value

@@ -1,0 +1,230 @@
+"""Training loop: ``fit`` / ``evaluate`` / ``predict``, callbacks, history and progress bar."""
+
+import sys
+import time
+
+import numpy as np
+
+from . import losses, validation
+from .errors import ConfigError, DataError, TrainingDivergedError
+
+
+class Callback:
+    """Hooks called by ``fit``; ``self.model`` is set before ``on_train_begin``."""
+
+    model = None
+
+    def on_train_begin(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_end(self, logs=None): ...
+
+
+class History:
+    """Per-epoch logs of one ``fit`` call: ``history.history["loss"]`` etc., like Keras."""
+
+    def __init__(self):
+        self.epoch = []
+        self.history = {}
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def __repr__(self):
+        return f"History(epochs={self.epoch}, keys={sorted(self.history)})"
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at each epoch start from ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = float(self.schedule(epoch, self.model.optimizer.learning_rate))
+
+
+class _Progress:
+    """A tqdm bar on stderr when it is a terminal; one line per epoch otherwise (verbose >= 1)."""
+
+    def __init__(self, verbose, epochs):
+        self.verbose = verbose
+        self.epochs = epochs
+        self.tty = verbose >= 1 and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.bar = None
+
+    def start(self, epoch, n_batches):
+        self.t0 = time.perf_counter()
+        self.seen = 0
+        self.last = 0.0
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{self.epochs}", file=sys.stderr,
+                            unit="batch", leave=True, dynamic_ncols=True)
+
+    def batch(self, size, logs):
+        self.seen += size
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        now = time.perf_counter()
+        if now - self.last > 0.2:
+            self.last = now
+            rate = self.seen / max(now - self.t0, 1e-9)
+            self.bar.set_postfix({**{k: f"{v:.4f}" for k, v in logs.items()}, "img/s": f"{rate:,.0f}"}, refresh=False)
+
+    def end(self, epoch, logs):
+        dt = time.perf_counter() - self.t0
+        text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{text} - {self.seen / dt:,.0f} img/s")
+            self.bar.close()
+        elif self.verbose >= 1:
+            print(f"epoch {epoch}/{self.epochs} - {dt:.1f}s - {self.seen / dt:,.0f} img/s - {text}",
+                  file=sys.stderr, flush=True)
+
+
+def _require_compiled(model):
+    if model.loss is None or model.optimizer is None:
+        raise ConfigError("the model is not compiled: call model.compile(loss=..., optimizer=...) first")
+
+
+def _outputs(model, logits):
+    """Model outputs as the user sees them (probabilities where the loss was fused)."""
+    if model._fused_loss is None:
+        return logits
+    return losses.probabilities(logits, model.output_activation)
+
+
+def _count(value, what):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise DataError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def train_step(model, xb, yb):
+    """One optimisation step on a batch; returns ``(loss, outputs)``. Weights stay untouched
+    when the loss or a gradient is not finite (``TrainingDivergedError``)."""
+    loss_fn = model.training_loss
+    out = model.forward(xb, training=True, logits=model._fused_loss is not None)
+    loss, grad = loss_fn.value_and_grad(out, yb)
+    model.backward(grad)
+    grads = model.grads
+    if not np.isfinite(loss) or not np.isfinite(sum(float(np.sum(g)) for g in grads.values())):
+        bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
+        what = f"loss is {loss}" if not np.isfinite(loss) else f"gradients of {', '.join(bad)} are not finite"
+        raise TrainingDivergedError(what)
+    model.optimizer.step(model.params, grads)
+    return loss, out
+
+
+def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
+        callbacks=(), verbose=1):
+    """Train for ``epochs`` more epochs; returns a ``History``.
+
+    ``seed`` (optional) resets the model's generator, which drives shuffling and dropout: the
+    same seed on the same model gives bit-identical weights. Without it the generator goes on
+    from its current state (which ``regnet.save`` stores, so a reloaded model resumes exactly).
+    """
+    _require_compiled(model)
+    x = validation.inputs(model, x)
+    y = validation.targets(model, y, len(x))
+    batch_size = validation.batch_size(batch_size)
+    epochs = _count(epochs, "epochs")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise DataError("validation_data must be a pair (x_val, y_val)")
+        vx = validation.inputs(model, validation_data[0], "validation x")
+        vy = validation.targets(model, validation_data[1], len(vx), "validation y")
+    if seed is not None:
+        model.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+    history = History()
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        cb.model = model
+    model.stop_training = False
+    progress = _Progress(verbose, model.epoch + epochs)
+    n = len(x)
+    n_batches = -(-n // batch_size)
+    for cb in callbacks:
+        cb.on_train_begin()
+    for _ in range(epochs):
+        epoch = model.epoch + 1
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        order = model.rng.permutation(n) if shuffle else np.arange(n)
+        progress.start(epoch, n_batches)
+        sums = {"loss": 0.0, **{m.name: 0.0 for m in model.metrics}}
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            xb, yb = x[idx], y[idx]
+            try:
+                loss, out = train_step(model, xb, yb)
+            except TrainingDivergedError as exc:
+                progress.end(epoch, {})
+                raise TrainingDivergedError(
+                    f"training diverged at epoch {epoch}, batch {b + 1}/{n_batches}: {exc}; the weights "
+                    f"are left at their last finite values (try a lower learning rate)",
+                    epoch=epoch, batch=b + 1,
+                ) from None
+            sums["loss"] += loss * len(idx)
+            if model.metrics:
+                shown = _outputs(model, out)
+                for m in model.metrics:
+                    sums[m.name] += m(shown, yb) * len(idx)
+            seen = min((b + 1) * batch_size, n)
+            logs = {k: v / seen for k, v in sums.items()}
+            progress.batch(len(idx), logs)
+            for cb in callbacks:
+                cb.on_batch_end(b, logs)
+        logs = {k: v / n for k, v in sums.items()}
+        if validation_data is not None:
+            logs.update({f"val_{k}": v for k, v in evaluate(model, vx, vy, batch_size=max(batch_size, 256)).items()})
+        model.epoch = epoch
+        model.history.append({"epoch": epoch, **logs})
+        history.append(epoch, logs)
+        progress.end(epoch, logs)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
+
+
+def _batches(n, batch_size):
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def evaluate(model, x, y, *, batch_size=256, verbose=0):
+    """``{"loss": ..., <metric>: ...}`` over the whole set (inference mode)."""
+    _require_compiled(model)
+    x = validation.inputs(model, x)
+    y = validation.targets(model, y, len(x))
+    batch_size = validation.batch_size(batch_size)
+    fused = model._fused_loss is not None
+    sums = {"loss": 0.0, **{m.name: 0.0 for m in model.metrics}}
+    for s in _batches(len(x), batch_size):
+        out = model.forward(x[s], training=False, logits=fused)
+        k = s.stop - s.start
+        sums["loss"] += model.training_loss.value(out, y[s]) * k
+        shown = _outputs(model, out)
+        for m in model.metrics:
+            sums[m.name] += m(shown, y[s]) * k
+    return {k: v / len(x) for k, v in sums.items()}
+
+
+def predict(model, x, *, batch_size=256):
+    """Model outputs for ``x``, computed in batches (inference mode)."""
+    x = validation.inputs(model, x)
+    batch_size = validation.batch_size(batch_size)
+    out = np.empty((len(x), *model.output_shape), dtype=np.float32)
+    for s in _batches(len(x), batch_size):
+        out[s] = model.forward(x[s], training=False)
+    return out

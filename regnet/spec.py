@@ -1,0 +1,220 @@
+"""Model specs: JSON text ⇄ validated layer configs wired into a graph.
+
+A spec is ``{"format": "regnet.model", "version": 1, "input_shape": [...], "layers": [...]}``;
+a bare list of layers whose first entry is ``{"type": "Input", "shape": [...]}`` is accepted too.
+Each layer entry may give a ``name`` (unique; generated when absent) and ``inputs`` (names;
+default: the previous entry, or the model input for the first). The output is the last entry.
+"""
+
+import json
+import os
+import re
+
+import attrs
+
+from . import fields
+from .errors import ConfigError, RegnetError
+from .layers.base import Layer, create
+
+FORMAT = "regnet.model"
+VERSION = 1
+INPUT = "input"
+#: refuse spec documents larger than this many bytes (a model spec is a few kB)
+MAX_SPEC_BYTES = 16 << 20
+MAX_LAYERS = 10_000
+
+
+@attrs.define(eq=False)
+class Node:
+    """One layer in the graph, with the names of the tensors it reads."""
+
+    name: str
+    layer: Layer
+    inputs: list
+    index: int  # position in the spec's layer list
+
+
+def load(src):
+    """A spec dict (or list) from a path, JSON text, bytes, dict or list."""
+    if isinstance(src, (dict, list)):
+        return src
+    if isinstance(src, os.PathLike) or (isinstance(src, str) and not src.lstrip().startswith(("{", "["))):
+        path = os.fspath(src)
+        try:
+            size = os.path.getsize(path)
+            if size > MAX_SPEC_BYTES:
+                raise ConfigError(f"spec file {path} is {size} bytes (limit {MAX_SPEC_BYTES})")
+            with open(path, "rb") as fh:
+                src = fh.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read spec file {path}: {exc.strerror or exc}") from exc
+        where = path
+    else:
+        where = "spec"
+    if isinstance(src, (bytes, bytearray)):
+        if len(src) > MAX_SPEC_BYTES:
+            raise ConfigError(f"{where} is {len(src)} bytes (limit {MAX_SPEC_BYTES})")
+        try:
+            src = bytes(src).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where} is not UTF-8 text: {exc}") from exc
+    if not isinstance(src, str):
+        raise ConfigError(f"a model spec must be a path, JSON text or a dict, got {type(src).__name__}")
+    try:
+        return json.loads(src)
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply to be a model spec") from None
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not valid JSON: {exc}") from exc
+
+
+def _snake(name):
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
+
+
+def normalise(spec):
+    """Check the top level; return ``(input_shape, [layer entry dicts])``."""
+    if isinstance(spec, list):
+        if not spec or not isinstance(spec[0], dict) or spec[0].get("type") != "Input":
+            raise ConfigError("a bare layer list must start with {\"type\": \"Input\", \"shape\": [...]}")
+        first = spec[0]
+        extra = set(first) - {"type", "shape", "name"}
+        if extra:
+            raise ConfigError(f"Input entry has unknown field(s) {sorted(extra)}", layer="#0 'input'")
+        spec = {"format": FORMAT, "version": VERSION, "input_shape": first.get("shape"), "layers": spec[1:]}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"a model spec must be a JSON object, got {type(spec).__name__}")
+    known = {"format", "version", "input_shape", "layers", "name"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ConfigError(f"unknown top-level field(s) {unknown}; expected {sorted(known)}", field=unknown[0])
+    if spec.get("format", FORMAT) != FORMAT:
+        raise ConfigError(f"'format' must be {FORMAT!r}, got {spec.get('format')!r}", field="format")
+    version = spec.get("version", VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"'version' must be a positive integer, got {version!r}", field="version")
+    if version > VERSION:
+        raise ConfigError(
+            f"spec version {version} is newer than this regnet understands ({VERSION}); upgrade regnet",
+            field="version",
+        )
+    input_shape = _input_shape(spec.get("input_shape"))
+    entries = spec.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("'layers' must be a non-empty list of layer objects", field="layers")
+    if len(entries) > MAX_LAYERS:
+        raise ConfigError(f"{len(entries)} layers is more than the limit of {MAX_LAYERS}", field="layers")
+    return input_shape, entries
+
+
+def _input_shape(value):
+    holder = attrs.make_class("InputShape", {"input_shape": fields.shape()})
+    if value is None:
+        raise ConfigError("the spec needs an 'input_shape' (without the batch axis)", field="input_shape")
+    return holder(value).input_shape
+
+
+def build_nodes(entries):
+    """Create layers from entries and wire them; returns nodes in topological order."""
+    nodes, names = [], set()
+    prev = INPUT
+    for i, entry in enumerate(entries):
+        where = f"#{i}" + (f" '{entry['name']}'" if isinstance(entry, dict) and isinstance(entry.get("name"), str) else "")
+        if isinstance(entry, Layer):
+            layer, inputs = entry, None
+        elif isinstance(entry, dict):
+            inputs = entry.get("inputs")
+            try:
+                layer = create(entry)
+            except ConfigError as exc:
+                raise _with_layer(exc, where) from exc
+        else:
+            raise ConfigError(f"a layer entry must be an object, got {type(entry).__name__}", layer=f"#{i}")
+        name = layer.name or _fresh_name(layer, names)
+        where = f"#{i} '{name}'"
+        if name in names or name == INPUT:
+            raise ConfigError(f"duplicate layer name '{name}'", layer=where, field="name")
+        names.add(name)
+        inputs = _inputs(inputs, prev, layer, where)
+        nodes.append(Node(name, layer, inputs, i))
+        prev = name
+    for node in nodes:
+        for src in node.inputs:
+            if src != INPUT and src not in names:
+                raise ConfigError(f"input '{src}' is not the name of any layer", layer=f"#{node.index} '{node.name}'", field="inputs")
+    return _toposort(nodes)
+
+
+def _fresh_name(layer, taken):
+    base = _snake(getattr(type(layer), "registered_name", type(layer).__name__))
+    k = 1
+    while f"{base}_{k}" in taken:
+        k += 1
+    return f"{base}_{k}"
+
+
+def _inputs(value, prev, layer, where):
+    if value is None:
+        if layer.n_inputs is None:
+            raise ConfigError(f"{type(layer).__name__} needs 'inputs': a list of two or more layer names", layer=where, field="inputs")
+        return [prev]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
+        raise ConfigError(f"'inputs' must be a layer name or a list of names, got {value!r}", layer=where, field="inputs")
+    if layer.n_inputs is None and len(value) < 2:
+        raise ConfigError(f"{type(layer).__name__} needs two or more inputs, got {value}", layer=where, field="inputs")
+    if layer.n_inputs is not None and len(value) != layer.n_inputs:
+        raise ConfigError(f"{type(layer).__name__} takes {layer.n_inputs} input(s), got {value}", layer=where, field="inputs")
+    return list(value)
+
+
+def _toposort(nodes):
+    by_name = {n.name: n for n in nodes}
+    state, order = {}, []
+    for root in nodes:  # iterative DFS: no recursion limit on deep graphs
+        if root.name in state:
+            continue
+        stack = [(root, iter(root.inputs))]
+        state[root.name] = "open"
+        while stack:
+            node, it = stack[-1]
+            nxt = next((s for s in it if s != INPUT), None)
+            if nxt is None:
+                stack.pop()
+                state[node.name] = "done"
+                order.append(node)
+                continue
+            if state.get(nxt) == "open":
+                raise ConfigError(f"the graph has a cycle through '{nxt}'", layer=f"#{node.index} '{node.name}'", field="inputs")
+            if nxt not in state:
+                state[nxt] = "open"
+                stack.append((by_name[nxt], iter(by_name[nxt].inputs)))
+    output = nodes[-1].name
+    used = {output}
+    for node in reversed(order):
+        if node.name in used:
+            used.update(node.inputs)
+    for node in nodes:
+        if node.name not in used:
+            raise ConfigError("layer is not connected to the model output (the last layer)", layer=f"#{node.index} '{node.name}'")
+    return order
+
+
+def _with_layer(exc, where):
+    if exc.layer is not None:
+        return exc
+    msg = str(exc)
+    if exc.field is not None:
+        msg = msg.split(": ", 1)[-1]
+    return type(exc)(msg, layer=where, field=exc.field)
+
+
+def with_layer_context(exc, node):
+    """Re-raise a build-time error as a ``ConfigError`` naming the node."""
+    where = f"#{node.index} '{node.name}'"
+    if isinstance(exc, ConfigError):
+        return _with_layer(exc, where)
+    if isinstance(exc, RegnetError):
+        return ConfigError(str(exc), layer=where)
+    return ConfigError(f"{type(exc).__name__}: {exc}", layer=where)
