@@ -129,13 +129,11 @@ def component(registry_name, default=attrs.NOTHING, *, optional=False):
         if value is None and optional:
             return
         reg = registry.REGISTRIES[registry_name]
-        if isinstance(value, str):
-            reg.get(value)
-        elif isinstance(value, dict):
+        if isinstance(value, (str, dict)):
             try:
-                reg.create(value)
+                reg.get(value) if isinstance(value, str) else reg.create(value)
             except ConfigError as exc:
-                raise ConfigError(str(exc), field=attribute.name) from exc
+                raise type(exc)(str(exc), field=attribute.name) from exc
         else:
             _fail(attribute, f"expected a {registry_name[:-1]} name or a dict with a 'type', got {value!r}")
 
