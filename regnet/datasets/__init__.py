@@ -1,5 +1,6 @@
 """Data sets: synthetic 2-D sets and MNIST (IDX files, verified download, bundled sample)."""
 
+from .mnist import mnist
 from .synthetic import circles, moons, spirals
 
-__all__ = ["moons", "circles", "spirals"]
+__all__ = ["mnist", "moons", "circles", "spirals"]
