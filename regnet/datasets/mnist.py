@@ -187,7 +187,7 @@ def load_files(paths):
 def to_float(images):
     """uint8 ``(N, 28, 28)`` → float32 ``(N, 1, 28, 28)`` in [0, 1]."""
     x = images.reshape(len(images), 1, SIDE, SIDE).astype(np.float32)
-    x *= np.float32(1 / 255)
+    x /= np.float32(255)
     return x
 
 
