@@ -14,6 +14,7 @@ from .registry import (
     register_optimizer,
 )
 from .runtime import Callback, History, LearningRateScheduler
+from .callbacks import ModelCheckpoint
 
 __version__ = "0.1.0"
 
@@ -33,7 +34,7 @@ def save(model, path, **kwargs):
 
 
 __all__ = [
-    "Model", "load", "save", "Callback", "History", "LearningRateScheduler",
+    "Model", "load", "save", "Callback", "History", "LearningRateScheduler", "ModelCheckpoint",
     "RegnetError", "ConfigError", "UnknownComponentError", "PluginError", "ShapeError",
     "WeightsMismatchError", "FileFormatError", "IntegrityError", "DataError", "DownloadError",
     "TrainingDivergedError", "REGISTRIES", "register_layer", "register_activation",

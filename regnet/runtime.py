@@ -123,13 +123,22 @@ def train_step(model, xb, yb):
 
 
 def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
-        callbacks=(), verbose=1):
+        callbacks=(), verbose=1, resume_from=None):
     """Train for ``epochs`` more epochs; returns a ``History``.
 
     ``seed`` (optional) resets the model's generator, which drives shuffling and dropout: the
     same seed on the same model gives bit-identical weights. Without it the generator goes on
     from its current state (which ``regnet.save`` stores, so a reloaded model resumes exactly).
+
+    ``resume_from`` (a file written by ``regnet.save`` or ``ModelCheckpoint``) first restores
+    weights, optimizer state, generator, epoch and history; ``epochs`` is then the total to reach
+    (``epochs - model.epoch`` more are run) and ``seed`` is ignored, so re-running the same call
+    after an interruption continues bit-identically.
     """
+    if resume_from is not None:
+        from .io import restore
+
+        restore(model, resume_from)
     _require_compiled(model)
     x = validation.inputs(model, x)
     y = validation.targets(model, y, len(x))
@@ -140,7 +149,9 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
             raise DataError("validation_data must be a pair (x_val, y_val)")
         vx = validation.inputs(model, validation_data[0], "validation x")
         vy = validation.targets(model, validation_data[1], len(vx), "validation y")
-    if seed is not None:
+    if resume_from is not None:
+        epochs = max(0, epochs - model.epoch)
+    elif seed is not None:
         model.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
     history = History()
     callbacks = list(callbacks or ())
