@@ -518,11 +518,12 @@ def _read_weights(r, model):
 def _read_training(r, model, optimizer=None):
     """Loss, optimizer and metrics from /training_config (or ``optimizer`` given), plus the
     optimizer state checked against the model's parameters."""
-    config = r.json("training_config", required=optimizer is None)
-    if config is None and optimizer is None:
-        return None
-    loss, metric_objs = None, []
     if optimizer is None:
+        config = r.json("training_config", required=False)
+        if config is None:
+            return None
+    loss, metric_objs = None, []
+    if optimizer is None:  # build them from the file
         if not isinstance(config, dict) or not {"loss", "optimizer"} <= set(config):
             raise r.fail("training_config must be an object with 'loss', 'optimizer' and 'metrics'")
         try:

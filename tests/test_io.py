@@ -1,0 +1,446 @@
+"""HDF5 model files: round trips for every layer type and graph models, the file layout, weights
+matched by name, strict and non-strict weight loading, missing plugins, format versions."""
+
+import json
+import math
+
+import attrs
+import h5py
+import numpy as np
+import pytest
+
+import regnet
+from regnet import ConfigError, FileFormatError, Model, UnknownComponentError, WeightsMismatchError, io
+from regnet.layers.base import Layer
+from regnet.registry import Provider, layers, activations
+
+# a small configuration and input shape for each built-in layer type
+LAYER_EXAMPLES = {
+    "Dense": ({"units": 3, "activation": "tanh"}, (4,)),
+    "Flatten": ({}, (2, 3, 3)),
+    "Reshape": ({"target_shape": [3, -1]}, (2, 3, 3)),
+    "Activation": ({"activation": "elu"}, (4,)),
+    "Dropout": ({"rate": 0.4}, (4,)),
+    "BatchNorm": ({"momentum": 0.9}, (2, 4, 4)),
+    "Conv2D": ({"filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"}, (2, 5, 5)),
+    "MaxPool2D": ({"pool_size": 2}, (2, 4, 4)),
+    "AvgPool2D": ({"pool_size": 2}, (2, 4, 4)),
+    "Add": ({}, (2, 3, 3)),
+    "Concatenate": ({"axis": 1}, (2, 3, 3)),
+}
+GENERIC_SHAPES = [(2, 6, 6), (6,)]  # tried for layer types registered after this table was written
+
+MLP = {
+    "input_shape": [4],
+    "layers": [
+        {"type": "Dense", "name": "hidden", "units": 8, "activation": "relu"},
+        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
+    ],
+}
+
+GRAPH = {  # two summed branches, a residual block, a concatenation
+    "input_shape": [4],
+    "layers": [
+        {"type": "Dense", "name": "a", "units": 6, "activation": "tanh", "inputs": ["input"]},
+        {"type": "Dense", "name": "b", "units": 6, "activation": "elu", "inputs": ["input"]},
+        {"type": "Add", "name": "sum", "inputs": ["a", "b"]},
+        {"type": "Dense", "name": "res", "units": 6, "activation": "relu"},
+        {"type": "Add", "name": "skip", "inputs": ["sum", "res"]},
+        {"type": "BatchNorm", "name": "bn"},
+        {"type": "Concatenate", "name": "cat", "inputs": ["bn", "a"]},
+        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
+    ],
+}
+
+
+def data(n=40, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(np.float32), rng.integers(0, k, n)
+
+
+def perturb(model, seed=1):
+    """Move every tensor (buffers included) away from its initial value, keeping variances > 0."""
+    rng = np.random.default_rng(seed)
+    for w in model.get_weights().values():
+        w[...] = w * rng.uniform(0.5, 1.5, w.shape).astype(np.float32) + rng.uniform(0, 0.1, w.shape).astype(np.float32)
+
+
+def assert_same_weights(a, b):
+    wa, wb = a.get_weights(), b.get_weights()
+    assert sorted(wa) == sorted(wb)
+    for k in wa:
+        assert wa[k].dtype == wb[k].dtype == np.float32
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+
+
+def layer_model(name, seed=0):
+    """A small model around one layer of type ``name`` (merge layers get two branches)."""
+    cls = layers.get(name)
+    if name in LAYER_EXAMPLES:
+        candidates = [LAYER_EXAMPLES[name]]
+    else:
+        candidates = [({}, s) for s in GENERIC_SHAPES]
+    errors = []
+    for config, shape in candidates:
+        entries = []
+        if cls.n_inputs is None:
+            entries += [
+                {"type": "Activation", "name": "left", "activation": "tanh", "inputs": ["input"]},
+                {"type": "Activation", "name": "right", "activation": "sigmoid", "inputs": ["input"]},
+            ]
+            entries.append({"type": name, "name": "subject", "inputs": ["left", "right"], **config})
+        else:
+            entries.append({"type": name, "name": "subject", **config})
+        entries += [{"type": "Flatten", "name": "flat"}, {"type": "Dense", "name": "head", "units": 2}]
+        try:
+            return Model(entries, shape, seed=seed)
+        except regnet.RegnetError as exc:
+            errors.append(str(exc))
+    pytest.fail(f"no example for layer type '{name}' in LAYER_EXAMPLES and the defaults fail: {errors}")
+
+
+def inputs_for(model, n=5, seed=2):
+    return np.random.default_rng(seed).standard_normal((n, *model.input_shape)).astype(np.float32)
+
+
+# -- round trips of every registered layer type ----------------------------------------------------
+@pytest.mark.parametrize("name", layers.list())
+def test_json_round_trip_every_layer(name):
+    model = layer_model(name, seed=3)
+    text = model.to_json()
+    again = Model.from_spec(text, seed=3)
+    assert again.to_spec() == model.to_spec()
+    assert json.loads(again.to_json()) == json.loads(text)
+    x = inputs_for(model)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("name", layers.list())
+def test_hdf5_round_trip_every_layer(name, tmp_path):
+    model = layer_model(name)
+    perturb(model)
+    path = tmp_path / f"{name}.h5"
+    regnet.save(model, path)
+    again = regnet.load(path)
+    assert again.to_spec() == model.to_spec()
+    assert_same_weights(model, again)
+    x = inputs_for(model)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("name", layers.list())
+def test_weights_only_round_trip_every_layer(name, tmp_path):
+    model = layer_model(name, seed=0)
+    perturb(model)
+    path = tmp_path / f"{name}.weights.h5"
+    model.save_weights(path)
+    fresh = layer_model(name, seed=99)
+    report = fresh.load_weights(path)
+    assert report.ok and sorted(report.loaded) == sorted(model.get_weights())
+    x = inputs_for(model)
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+
+
+def test_every_layer_with_weights_is_exercised():
+    """The tables above cover a layer with parameters and one with buffers."""
+    with_params = [n for n in layers.list() if layer_model(n).get_layer("subject").params]
+    with_buffers = [n for n in layers.list() if layer_model(n).get_layer("subject").buffers]
+    assert "Dense" in with_params and "Conv2D" in with_params and "BatchNorm" in with_buffers
+
+
+# -- graph models ---------------------------------------------------------------------------------
+def test_graph_model_round_trip_after_training(tmp_path):
+    x, y = data()
+    model = Model.from_spec(GRAPH, seed=5).compile(optimizer="adam")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    path = tmp_path / "graph.h5"
+    model.save(path)
+    again = regnet.load(path)
+    assert again.to_spec() == model.to_spec()
+    assert_same_weights(model, again)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    assert again.evaluate(x, y) == model.evaluate(x, y)
+
+
+def test_weights_are_matched_by_name_not_position(tmp_path):
+    """The same layers declared in another order (so stored and model orders differ)."""
+    model = Model.from_spec(GRAPH, seed=1)
+    perturb(model)
+    model.save_weights(tmp_path / "w.h5")
+    reordered = dict(GRAPH, layers=[GRAPH["layers"][1], GRAPH["layers"][0], *GRAPH["layers"][2:]])
+    other = Model.from_spec(reordered, seed=2)
+    assert [n.name for n in other.nodes][:2] != [n.name for n in model.nodes][:2] or \
+        list(other.get_weights()) != list(model.get_weights())
+    other.load_weights(tmp_path / "w.h5")
+    assert_same_weights(model, other)
+    x, _ = data()
+    np.testing.assert_array_equal(other.predict(x), model.predict(x))
+
+
+# -- the file ---------------------------------------------------------------------------------------
+def test_file_layout(tmp_path):
+    x, y = data()
+    model = Model.from_spec(MLP, seed=0).compile(optimizer={"type": "SGD", "momentum": 0.9, "learning_rate": 0.05})
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "m.h5"
+    regnet.save(model, path, metadata={"note": "hello", "run": 3})
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "regnet.model.h5"
+        assert int(f.attrs["format_version"]) == 1
+        assert f.attrs["regnet_version"] == regnet.__version__
+        assert int(f.attrs["epoch"]) == 2
+        assert "T" in f.attrs["created"]
+        assert json.loads(f["model_spec"][()].decode()) == model.to_spec()
+        config = json.loads(f["training_config"][()].decode())
+        assert config["optimizer"] == {"type": "SGD", "learning_rate": 0.05, "momentum": 0.9,
+                                       "nesterov": False, "weight_decay": 0.0}
+        assert config["metrics"] == ["accuracy"]
+        assert sorted(f["weights"]) == ["hidden", "out"]
+        assert sorted(f["weights/hidden"]) == ["bias", "kernel"]
+        assert f["weights/hidden/kernel"].dtype == np.float32
+        np.testing.assert_array_equal(f["weights/out/kernel"][()], model.get_layer("out").params["kernel"])
+        assert int(f["optimizer"].attrs["iterations"]) == model.optimizer.iterations == 6
+        np.testing.assert_array_equal(f["optimizer/momentum/out/bias"][()],
+                                      model.optimizer.state_dict()["momentum/out/bias"])
+        assert json.loads(f["rng_state"][()].decode()) == model.rng.bit_generator.state
+        assert json.loads(f["metadata/history"][()].decode()) == model.history
+        assert json.loads(f["metadata/user"][()].decode()) == {"note": "hello", "run": 3}
+        kinds = {(c["kind"], c["name"]) for c in json.loads(f["metadata/components"][()].decode())}
+        assert {("layers", "Dense"), ("activations", "relu"), ("activations", "softmax"),
+                ("initializers", "glorot_uniform"), ("optimizers", "SGD"),
+                ("losses", "categorical_crossentropy")} <= kinds
+
+
+def test_load_restores_training_state(tmp_path):
+    x, y = data()
+    y = np.eye(3, dtype=np.float32)[y]  # one-hot, so that the mse metric applies
+    model = Model.from_spec(MLP, seed=0).compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy", "mse"])
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    path = tmp_path / "m.h5"
+    model.save(path)
+    again = regnet.load(path)
+    assert again.epoch == 3 and again.history == model.history
+    assert again.training_config() == model.training_config()
+    assert again.optimizer.iterations == model.optimizer.iterations
+    a, b = model.optimizer.state_dict(), again.optimizer.state_dict()
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert again.rng.bit_generator.state == model.rng.bit_generator.state
+    bare = regnet.load(path, compile=False)
+    assert bare.loss is None and bare.optimizer is None
+    assert_same_weights(model, bare)
+
+
+def test_uncompiled_model_round_trip(tmp_path):
+    model = Model.from_spec(MLP, seed=4)
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert "training_config" not in f and "optimizer" not in f
+    again = regnet.load(tmp_path / "m.h5")
+    assert again.loss is None
+    assert_same_weights(model, again)
+
+
+def test_load_weights_from_full_model_file(tmp_path):
+    model = Model.from_spec(MLP, seed=0)
+    perturb(model)
+    model.save(tmp_path / "m.h5")
+    other = Model.from_spec(MLP, seed=1)
+    assert other.load_weights(tmp_path / "m.h5").ok
+    assert_same_weights(model, other)
+
+
+def test_load_refuses_weights_only_file(tmp_path):
+    model = Model.from_spec(MLP, seed=0)
+    model.save_weights(tmp_path / "w.h5")
+    with pytest.raises(FileFormatError, match="weights-only"):
+        regnet.load(tmp_path / "w.h5")
+
+
+# -- strict and non-strict weight loading -----------------------------------------------------------
+def _other_mlp():
+    return Model([
+        {"type": "Dense", "name": "hidden", "units": 5, "activation": "relu"},   # shape differs
+        {"type": "Dense", "name": "extra", "units": 5},                          # not in the file
+        {"type": "Dense", "name": "out", "units": 3, "use_bias": False},         # bias missing
+    ], (4,), seed=9)
+
+
+def test_strict_load_weights_lists_every_mismatch_and_leaves_model_untouched(tmp_path):
+    Model.from_spec(MLP, seed=0).save_weights(tmp_path / "w.h5")
+    model = _other_mlp()
+    before = {k: v.copy() for k, v in model.get_weights().items()}
+    with pytest.raises(WeightsMismatchError) as info:
+        model.load_weights(tmp_path / "w.h5")
+    msg = str(info.value)
+    assert "w.h5" in msg
+    assert "weights/hidden/kernel" in msg and "[4, 8]" in msg and "[4, 5]" in msg
+    assert "weights/hidden/bias" in msg and "[8]" in msg
+    assert "'extra/kernel' is missing" in msg and "'extra/bias' is missing" in msg
+    assert "'out/bias' is in the file but not in the model" in msg
+    assert "weights/out/kernel" in msg and "[8, 3]" in msg and "[5, 3]" in msg
+    for k, v in model.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_non_strict_load_weights_reports_and_loads_the_rest(tmp_path):
+    source = Model([{"type": "Dense", "name": "hidden", "units": 8}, {"type": "Dense", "name": "out", "units": 3}], (4,), seed=0)
+    perturb(source)
+    source.save_weights(tmp_path / "w.h5")
+    model = Model([{"type": "Dense", "name": "hidden", "units": 8}, {"type": "Dense", "name": "other", "units": 2}], (4,), seed=1)
+    report = model.load_weights(tmp_path / "w.h5", strict=False)
+    assert sorted(report.loaded) == ["hidden/bias", "hidden/kernel"]
+    assert report.missing == ["other/bias", "other/kernel"]
+    assert report.skipped == ["out/bias", "out/kernel"]
+    assert report.mismatched == [] and not report.ok
+    np.testing.assert_array_equal(model.get_layer("hidden").params["kernel"], source.get_layer("hidden").params["kernel"])
+    assert "other/kernel" in str(report)
+
+    report = _other_mlp().load_weights(tmp_path / "w.h5", strict=False)
+    assert [m.name for m in report.mismatched] == ["weights/hidden/bias", "weights/hidden/kernel", "weights/out/kernel"]
+    assert report.mismatched[1].file_shape == (4, 8) and report.mismatched[1].model_shape == (4, 5)
+
+
+def test_dtype_mismatch_is_reported(tmp_path):
+    model = Model.from_spec(MLP, seed=0)
+    model.save_weights(tmp_path / "w.h5")
+    with h5py.File(tmp_path / "w.h5", "r+") as f:
+        data64 = f["weights/out/bias"][()].astype(np.float64)
+        del f["weights/out/bias"]
+        f["weights/out/bias"] = data64
+    with pytest.raises(WeightsMismatchError, match=r"out/bias.*float64"):
+        model.load_weights(tmp_path / "w.h5")
+
+
+# -- plugins that are not installed -----------------------------------------------------------------
+@attrs.define(slots=False, eq=False)
+class Scale(Layer):
+    factor: float = 2.0
+
+    def build(self, input_shape, rng):
+        self.add_param("gain", input_shape, "ones", rng)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        return x * self.params["gain"] * self.factor
+
+    def backward(self, grad):
+        return grad * self.params["gain"] * self.factor
+
+
+@pytest.fixture
+def plugin_layer():
+    prov = Provider("regnet-extra-layers", "1.2.3", "regnet_extra.layers:Scale")
+    layers.register(Scale, name="ExtraScale", provider=prov)
+    yield "ExtraScale"
+    layers.unregister("ExtraScale")
+
+
+def test_components_record_plugin_providers(plugin_layer, tmp_path):
+    model = Model([{"type": plugin_layer, "name": "s"}, {"type": "Dense", "units": 2}], (3,), seed=0)
+    perturb(model)
+    model.save(tmp_path / "p.h5")
+    with h5py.File(tmp_path / "p.h5", "r") as f:
+        entries = json.loads(f["metadata/components"][()].decode())
+    entry = next(e for e in entries if e["name"] == plugin_layer)
+    assert entry == {"kind": "layers", "name": "ExtraScale", "builtin": False, "distribution": "regnet-extra-layers",
+                     "version": "1.2.3", "entry_point": "regnet_extra.layers:Scale"}
+    again = regnet.load(tmp_path / "p.h5")  # still installed: loads
+    assert_same_weights(model, again)
+
+
+def test_missing_plugin_layer_names_type_kind_group_and_distribution(plugin_layer, tmp_path):
+    model = Model([{"type": plugin_layer}, {"type": "Dense", "units": 2}], (3,), seed=0)
+    model.save(tmp_path / "p.h5")
+    layers.unregister(plugin_layer)
+    with pytest.raises(UnknownComponentError) as info:
+        regnet.load(tmp_path / "p.h5")
+    msg = str(info.value)
+    for part in ("p.h5", "'ExtraScale'", "kind 'layers'", "regnet.layers", "regnet-extra-layers", "1.2.3"):
+        assert part in msg
+
+
+def test_missing_plugin_activation(tmp_path):
+    @attrs.define
+    class Cube(regnet.activations.Activation):
+        def forward(self, x):
+            return x**3
+
+        def backward(self, grad, x, y):
+            return grad * 3 * x**2
+
+    activations.register(Cube, name="cube3", provider=Provider("regnet-cube", "0.1", "cube:Cube"))
+    try:
+        model = Model([{"type": "Dense", "units": 2, "activation": "cube3"}], (3,), seed=0)
+        model.save(tmp_path / "a.h5")
+    finally:
+        activations.unregister("cube3")
+    with pytest.raises(UnknownComponentError) as info:
+        regnet.load(tmp_path / "a.h5")
+    msg = str(info.value)
+    assert "'cube3'" in msg and "kind 'activations'" in msg and "regnet.activations" in msg and "regnet-cube" in msg
+
+
+def test_unknown_type_without_provider_record_is_not_imported(tmp_path, monkeypatch):
+    """A type name that looks like an importable path stays a registry lookup."""
+    import sys
+
+    model = Model.from_spec(MLP, seed=0)
+    model.save(tmp_path / "m.h5")
+    spec = model.to_spec()
+    spec["layers"][0]["type"] = "json_tool_module_x:Dense"
+    with h5py.File(tmp_path / "m.h5", "r+") as f:
+        del f["model_spec"], f["metadata/components"]
+        io._write_json(f, "model_spec", json.dumps(spec))
+    with pytest.raises(UnknownComponentError, match="json_tool_module_x:Dense.*regnet.layers"):
+        regnet.load(tmp_path / "m.h5")
+    assert "json_tool_module_x" not in sys.modules
+
+
+# -- versions, formats, arguments -------------------------------------------------------------------
+def test_future_format_version_is_refused(tmp_path):
+    Model.from_spec(MLP, seed=0).save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r+") as f:
+        f.attrs["format_version"] = np.int64(2)
+    with pytest.raises(FileFormatError, match=r"format_version 2 is newer.*\(up to 1\).*upgrade"):
+        regnet.load(tmp_path / "m.h5")
+    with pytest.raises(FileFormatError, match="format_version 2"):
+        Model.from_spec(MLP).load_weights(tmp_path / "m.h5")
+
+
+def test_other_format_is_refused(tmp_path):
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        f.attrs["format"] = "keras"
+    with pytest.raises(FileFormatError, match="format is 'keras'"):
+        regnet.load(tmp_path / "k.h5")
+    with h5py.File(tmp_path / "e.h5", "w"):
+        pass
+    with pytest.raises(FileFormatError, match="attribute 'format'.*missing"):
+        regnet.load(tmp_path / "e.h5")
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FileFormatError, match="does not exist"):
+        regnet.load(tmp_path / "nope.h5")
+    with pytest.raises(FileFormatError, match="is a directory"):
+        regnet.load(tmp_path)
+
+
+def test_metadata_must_be_json(tmp_path):
+    model = Model.from_spec(MLP, seed=0)
+    with pytest.raises(ConfigError, match="metadata"):
+        model.save(tmp_path / "m.h5", metadata={"when": object()})
+    assert not list(tmp_path.iterdir())
+    model.save(tmp_path / "m.h5", metadata={"arr": np.arange(3), "x": np.float32(1.5)})
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        assert json.loads(f["metadata/user"][()].decode()) == {"arr": [0, 1, 2], "x": 1.5}
+
+
+def test_save_returns_path_and_history_survives_nan(tmp_path):
+    model = Model.from_spec(MLP, seed=0)
+    model.history = [{"epoch": 1, "loss": float("nan")}]
+    model.epoch = 1
+    assert regnet.save(model, tmp_path / "m.h5") == str(tmp_path / "m.h5")
+    again = regnet.load(tmp_path / "m.h5")
+    assert again.epoch == 1 and math.isnan(again.history[0]["loss"])
