@@ -18,6 +18,7 @@ import difflib
 import fnmatch
 import importlib.metadata as metadata
 import os
+import re
 import warnings
 
 import attrs
@@ -68,7 +69,8 @@ class Registry:
         self._providers = {}  # name -> Provider
         self._aliases = {}  # alias -> canonical name
         self._pending = {}  # name -> EntryPoint not yet loaded
-        self._broken = {}  # name -> Broken
+        self._broken = {}  # name -> Broken (what a lookup of the name reports)
+        self._broken_all = []  # every Broken entry, one per distribution involved
         self._discovered = False
 
     # -- registration ---------------------------------------------------------------------------
@@ -116,39 +118,63 @@ class Registry:
         self._discovered = True
         only = None
         if os.environ.get("REGNET_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
-            only = {d.strip() for d in os.environ.get("REGNET_PLUGINS", "").split(",") if d.strip()}
+            only = {_norm(d) for d in os.environ.get("REGNET_PLUGINS", "").split(",") if d.strip()}
         claims = {}
-        for ep in metadata.entry_points(group=self.group):
+        try:
+            eps = list(metadata.entry_points(group=self.group))
+        except Exception as exc:  # unreadable metadata of some installed distribution
+            warnings.warn(f"cannot list {self.group} entry points: {exc}", RuntimeWarning, stacklevel=3)
+            eps = []
+        for ep in eps:
             dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else "<unknown distribution>"
-            if only is not None and dist_name not in only:
+            dist_name = (dist.metadata["Name"] if dist is not None else None) or "<unknown distribution>"
+            if only is not None and _norm(dist_name) not in only:
                 continue
             prov = Provider(dist_name, dist.version if dist is not None else None, ep.value)
             claims.setdefault(ep.name, []).append((ep, prov))
         for name, eps in claims.items():
-            if len({p.distribution for _, p in eps}) > 1 or len(eps) > 1:
+            if len(eps) > 1:
                 who = " and ".join(_describe(p) for _, p in eps)
                 for _, prov in eps:
-                    self._broken[name] = Broken(name, prov, f"name clash: '{name}' is provided by {who}")
+                    self._mark_broken(name, prov, f"name clash: {self.kind} '{name}' is provided by {who}")
                 continue
             ep, prov = eps[0]
-            if name in self._items:
+            taken = self._builtin_match(name)
+            if taken is not None:
+                how, key = taken
                 msg = (
-                    f"name clash: {self.kind} '{name}' is provided by "
-                    f"{_describe(self._providers[name])} and by {_describe(prov)}; "
+                    f"name clash: {self.kind} '{name}' of {_describe(prov)} (entry point "
+                    f"'{name} = {ep.value}') is already {how} of {_describe(self._providers[key])}; "
                     f"the built-in is kept"
                 )
-                self._broken[name] = Broken(name, prov, msg)
+                self._mark_broken(name, prov, msg)
                 warnings.warn(msg, RuntimeWarning, stacklevel=3)
                 continue
             self._pending[name] = (ep, prov)
+
+    def _builtin_match(self, name):
+        """``(how, registered name)`` if ``name`` is taken (names and aliases, any case), else None."""
+        low = name.lower()
+        for key in self._items:
+            if key.lower() == low:
+                return f"the name '{key}'", key
+        for alias, key in self._aliases.items():
+            if alias.lower() == low:
+                return f"an alias of '{key}'", key
+        return None
+
+    def _mark_broken(self, name, prov, error):
+        entry = Broken(name, prov, error)
+        self._broken_all.append(entry)
+        self._broken.setdefault(name, entry)
+        return entry
 
     def _load(self, name):
         ep, prov = self._pending.pop(name)
         try:
             obj = ep.load()
         except Exception as exc:  # a plugin's import may fail in any way
-            self._broken[name] = Broken(name, prov, f"{type(exc).__name__}: {exc}")
+            self._mark_broken(name, prov, f"{type(exc).__name__}: {exc}")
             raise PluginError(
                 f"{self.kind} '{name}' could not be loaded: entry point '{name} = {ep.value}' "
                 f"(group {self.group}) of distribution {_describe(prov)} raised "
@@ -157,7 +183,7 @@ class Registry:
         try:
             self._add(name, obj, prov, override=False)
         except (TypeError, PluginError) as exc:
-            self._broken[name] = Broken(name, prov, str(exc))
+            self._mark_broken(name, prov, str(exc))
             raise PluginError(
                 f"{self.kind} '{name}' from distribution {_describe(prov)} "
                 f"(entry point '{name} = {ep.value}') is not a valid component: {exc}"
@@ -239,8 +265,9 @@ class Registry:
         raise UnknownComponentError(f"unknown {self.kind[:-1]} '{name}'")
 
     def broken(self):
+        """Every unusable plugin entry (a clash between two plugins lists both)."""
         self._discover()
-        return list(self._broken.values())
+        return list(self._broken_all)
 
     def load_all(self):
         """Load every pending plugin entry (for ``regnet plugins``); failures are recorded."""
@@ -258,7 +285,13 @@ class Registry:
                 self.unregister(name)
         self._pending.clear()
         self._broken.clear()
+        self._broken_all.clear()
         self._discovered = False
+
+
+def _norm(distribution):
+    """Distribution names compare like pip compares them: case and ``-_.`` runs do not matter."""
+    return re.sub(r"[-_.]+", "-", distribution.strip()).lower()
 
 
 def _describe(provider):
@@ -346,3 +379,31 @@ def to_plain(value):
     if attrs.has(type(value)):
         return get_config(value)
     return value
+
+
+def plugin_report(*, load=True):
+    """What every registry holds, for ``regnet plugins``: plain JSON-ready data.
+
+    ``{kind: {"group": "regnet.<kind>", "components": [...], "broken": [...]}}`` where each
+    component is ``{"name", "distribution", "version", "entry_point", "builtin", "loaded"}`` and
+    each broken entry is ``{"name", "distribution", "version", "entry_point", "error"}``. With
+    ``load`` (the default) every plugin is imported first, so import failures show up as broken.
+    """
+    report = {}
+    for kind, reg in REGISTRIES.items():
+        if load:
+            reg.load_all()
+        components = []
+        for name in reg.list():
+            prov = reg.provider(name)
+            components.append({
+                "name": name, "distribution": prov.distribution, "version": prov.version,
+                "entry_point": prov.entry_point, "builtin": prov.builtin, "loaded": name in reg._items,
+            })
+        broken = [
+            {"name": b.name, "distribution": b.provider.distribution, "version": b.provider.version,
+             "entry_point": b.provider.entry_point, "error": b.error}
+            for b in reg.broken()
+        ]
+        report[kind] = {"group": reg.group, "components": components, "broken": broken}
+    return report
