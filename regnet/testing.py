@@ -205,6 +205,7 @@ class _Subject:
     kind: str
     cls: type
     config: dict
+    instance: object = None  # the object the caller passed, if any
 
     @property
     def label(self):
@@ -244,7 +245,7 @@ def _subject(kind, spec):
             return _Subject(kind, cls, {**spec, "type": reg.canonical(spec["type"])})
         if isinstance(spec, type):
             raise _Fail(f"give a {kind[:-1]} as a name, dict or instance, not a class")
-        return _Subject(kind, type(spec), _config_of(spec))
+        return _Subject(kind, type(spec), _config_of(spec), spec)
     except (_Fail, RegnetError) as exc:
         raise ConformanceError(f"{kind[:-1]} {spec!r}", [("construct", str(exc))]) from None
 
@@ -257,8 +258,12 @@ def _config_of(obj):
 
 
 def _check_config(subject):
-    """get_config -> json.dumps -> json.loads -> from_config -> get_config gives the same config."""
-    obj = subject.make()
+    """get_config -> json.dumps -> json.loads -> from_config gives the same config and fields."""
+    for obj in ([subject.instance] if subject.instance is not None else []) + [subject.make()]:
+        _config_round_trip(subject, obj)
+
+
+def _config_round_trip(subject, obj):
     cfg = _config_of(obj)
     if "type" not in cfg:
         raise _Fail(f"get_config() has no 'type' field: {cfg!r}")
@@ -266,17 +271,28 @@ def _check_config(subject):
         text = json.dumps(cfg, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise _Fail(f"get_config() is not JSON data ({exc}): {cfg!r}") from None
-    if subject.registered or cfg["type"] == subject.config.get("type"):
-        try:
-            cls = registry.REGISTRIES[subject.kind].get(cfg["type"])
-        except RegnetError as exc:
+    try:
+        cls = registry.REGISTRIES[subject.kind].get(cfg["type"])
+    except RegnetError as exc:
+        if subject.registered:  # an unregistered class (a local test double) may not resolve
             raise _Fail(f"config type {cfg['type']!r} does not resolve in the registry: {exc}") from None
-        if cls is not subject.cls:
-            raise _Fail(f"config type {cfg['type']!r} resolves to {cls.__name__}, not {subject.cls.__name__}")
-    again = _config_of(subject.from_config(json.loads(text)))
-    text2 = json.dumps(again, sort_keys=True, default=repr)
+        cls = subject.cls
+    if cls is not subject.cls:
+        raise _Fail(f"config type {cfg['type']!r} resolves to {cls.__name__}, not {subject.cls.__name__}")
+    rebuilt = subject.from_config(json.loads(text))
+    text2 = json.dumps(_config_of(rebuilt), sort_keys=True, default=repr)
     if text2 != text:
         raise _Fail(f"config changed through a JSON round trip: {text} became {text2}")
+    if attrs.has(type(obj)):
+        for a in attrs.fields(type(obj)):
+            if not a.init or a.name == "name":
+                continue
+            before, after = registry.to_plain(getattr(obj, a.name)), registry.to_plain(getattr(rebuilt, a.name))
+            if before != after:
+                raise _Fail(
+                    f"field '{a.name}' is {before!r} but {after!r} after a JSON round trip of get_config() "
+                    f"(the config is {text})"
+                )
 
 
 # -------------------------------------------------------------------------------------------------
@@ -295,6 +311,53 @@ BUILTIN_CONFIGS = {
         "Dense": {"units": 3}, "Reshape": {"target_shape": [3, -1]}, "Activation": {"activation": "tanh"},
         "Dropout": {"rate": 0.3}, "Conv2D": {"filters": 3, "kernel_size": 3},
     },
+}
+#: further configurations of the built-ins, each ``(config, options)``: the options that take
+#: other code paths (``component_cases(extra=True)`` adds them)
+BUILTIN_EXTRA_CASES = {
+    "layers": [({"type": t, **c}, {"input_shape": s}) for t, c, s in [
+        ("Dense", {"units": 3, "use_bias": False}, (4,)),
+        ("Dense", {"units": 4, "activation": "relu"}, (5,)),
+        ("Dense", {"units": 3, "activation": "softmax"}, (4,)),
+        ("Dense", {"units": 2, "activation": {"type": "leaky_relu", "alpha": 0.2}}, (3,)),
+        ("Conv2D", {"filters": 2, "kernel_size": 3, "strides": 2}, (2, 7, 7)),
+        ("Conv2D", {"filters": 2, "kernel_size": 3, "padding": "same"}, (2, 5, 5)),
+        ("Conv2D", {"filters": 2, "kernel_size": [2, 3], "padding": 1}, (3, 4, 5)),
+        ("Conv2D", {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False}, (2, 6, 6)),
+        ("Conv2D", {"filters": 2, "kernel_size": 1, "activation": "tanh"}, (3, 3, 3)),
+        ("MaxPool2D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 5, 5)),
+        ("MaxPool2D", {"pool_size": 3, "strides": 1}, (1, 5, 5)),
+        ("MaxPool2D", {"pool_size": 2, "padding": 1}, (2, 5, 5)),
+        ("AvgPool2D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 5, 5)),
+        ("AvgPool2D", {"pool_size": [2, 3], "strides": [1, 2]}, (2, 4, 6)),
+        ("AvgPool2D", {"pool_size": 2, "padding": 1}, (1, 4, 4)),
+        ("BatchNorm", {}, (3, 4, 4)),
+        ("BatchNorm", {"center": False, "momentum": 0.5}, (3, 2, 2)),
+        ("BatchNorm", {"scale": False, "activation": "relu"}, (5,)),
+        ("Dropout", {"rate": 0.5}, (3, 2, 2)),
+        ("Dropout", {"rate": 0.0}, (4,)),
+        ("Concatenate", {"axis": 1}, [(3, 2, 2), (3, 2, 2)]),
+        ("Concatenate", {"axis": -1}, [(2, 3, 2), (2, 3, 4)]),
+        ("Concatenate", {}, [(3,), (2,), (4,)]),
+        ("Add", {"activation": "relu"}, [(4,), (4,), (4,)]),
+        ("Activation", {"activation": "softmax"}, (6,)),
+        ("Activation", {"activation": {"type": "softmax", "axis": 1}}, (3, 2, 2)),
+        ("Activation", {"activation": {"type": "leaky_relu", "alpha": 0.3}}, (2, 3, 3)),
+        ("Flatten", {}, (2, 2, 3)),
+        ("Reshape", {"target_shape": [2, 2, 3]}, (12,)),
+    ]],
+    "activations": [({"type": t, **c}, {}) for t, c in [
+        ("leaky_relu", {"alpha": 0.3}), ("elu", {"alpha": 0.5}), ("softmax", {"axis": 1}),
+    ]],
+    "losses": [({"type": t, "from_logits": f}, {"targets": [k]}) for t, ks in [
+        ("categorical_crossentropy", ("integer_labels", "one_hot")), ("binary_crossentropy", ("binary", "probabilities")),
+    ] for f in (False, True) for k in ks],
+    "optimizers": [({"type": t, **c}, {}) for t, c in [
+        ("SGD", {"momentum": 0.9}), ("SGD", {"momentum": 0.9, "nesterov": True}), ("SGD", {"weight_decay": 0.01}),
+        ("AdaGrad", {"initial_accumulator_value": 0.1}), ("RMSprop", {"learning_rate": 0.01}),
+        ("AdamW", {"weight_decay": 0.1}),
+    ]],
+    "initializers": [({"type": "constant", "value": 0.5}, {})],
 }
 #: shapes tried, in order, for a layer that declares none
 FALLBACK_INPUT_SHAPES = [(4,), (2, 5, 5)]
@@ -701,22 +764,24 @@ def _loss_targets(loss, shape, rng):
     soft = rng.uniform(0.05, 1, shape)
     soft = (soft / soft.sum(axis=-1, keepdims=True)).astype(np.float32)
     candidates = {
-        "integer labels": labels.astype(np.int64) if len(shape) == 2 else None,
-        "one-hot rows": onehot,
-        "probability rows": soft,
-        "binary targets": rng.integers(0, 2, shape).astype(np.float32),
-        "real targets": rng.standard_normal(shape).astype(np.float32),
+        "integer_labels": labels.astype(np.int64) if len(shape) == 2 else None,
+        "one_hot": onehot,
+        "probabilities": soft,
+        "binary": rng.integers(0, 2, shape).astype(np.float32),
+        "real": rng.standard_normal(shape).astype(np.float32),
     }
-    out = []
+    accepted, refused = [], {}
     for label, target in candidates.items():
         if target is None:
+            refused[label] = f"not defined for predictions of rank {len(shape)}"
             continue
         try:
             loss.check_target(target, shape)
-        except DataError:
+        except DataError as exc:
+            refused[label] = str(exc)
             continue
-        out.append((label, target))
-    return out
+        accepted.append((label, target))
+    return accepted, refused
 
 
 def _loss_pred(loss, shape, rng, dtype):
@@ -788,17 +853,32 @@ def _loss_fusion(loss, shape, label, target, seed, atol, rtol):
         raise _Fail(f"{label}: fused gradient w.r.t. logits differs from the chain rule through {fuses}: {err}")
 
 
-def check_loss(loss, pred_shape=None, *, seed=0, checks=None, atol=1e-6, rtol=1e-5, eps=1e-6):
+#: the kinds of target ``check_loss`` tries
+TARGET_KINDS = ("integer_labels", "one_hot", "probabilities", "binary", "real")
+
+
+def check_loss(loss, pred_shape=None, *, targets=None, seed=0, checks=None, atol=1e-6, rtol=1e-5, eps=1e-6):
     """Check a loss on predictions of ``pred_shape`` (batch axis included) with every kind of
-    target it accepts: integer labels, one-hot or probability rows, binary and real targets."""
+    target it accepts (``TARGET_KINDS``: integer labels, one-hot or probability rows, binary and
+    real targets), or only the kinds named in ``targets``, which must then all be accepted."""
     subject = _subject("losses", loss)
     obj = subject.make()
     shape = tuple(pred_shape or getattr(subject.cls, "test_pred_shape", (4, 5)))
     run = _Run(f"{subject.label} on predictions {list(shape)}", checks)
     run("config", _check_config, subject)
-    targets = _loss_targets(obj, shape, np.random.default_rng(seed))
-    if not targets:
-        run.failures.append(("targets", "check_target() refuses every standard kind of target"))
+    accepted, refused = _loss_targets(obj, shape, np.random.default_rng(seed))
+    if targets is not None:
+        unknown = sorted(set(targets) - set(TARGET_KINDS))
+        if unknown:
+            raise RegnetError(f"unknown target kind(s) {unknown}; expected some of {list(TARGET_KINDS)}")
+        for label in targets:
+            if label in refused:
+                run.failures.append(("targets", f"check_target() refuses {label} targets: {refused[label]}"))
+        accepted = [(label, t) for label, t in accepted if label in targets]
+    elif not accepted:
+        run.failures.append(("targets", "check_target() refuses every standard kind of target: " +
+                             "; ".join(f"{k}: {v}" for k, v in refused.items())))
+    targets = accepted
     for label, target in targets:
         run("value", _loss_value, obj, shape, label, target, seed)
         run("dtype", _loss_dtype, obj, shape, label, target, seed)
@@ -1076,13 +1156,17 @@ def _declared_cases(kind, name, cls, builtin):
     yield config, {}
 
 
-def component_cases(distribution=None, kinds=KINDS):
+def component_cases(distribution=None, kinds=KINDS, *, extra=False):
     """Cases for every registered component of ``kinds`` (provided by ``distribution``, if given;
-    ``"regnet"`` selects the built-ins), broken plugin entries included as failing cases."""
+    ``"regnet"`` selects the built-ins), broken plugin entries included as failing cases. With
+    ``extra``, the built-ins' further configurations (``BUILTIN_EXTRA_CASES``) are added."""
     want = None if distribution is None else registry._norm(distribution)
     cases = []
     for kind in kinds:
         reg = registry.REGISTRIES[kind]
+        if extra and want in (None, registry.BUILTIN):
+            for config, options in BUILTIN_EXTRA_CASES.get(kind, []):
+                cases.append(Case(kind, config["type"], config, options))
         for name in reg.list():
             prov = reg.provider(name)
             if want is not None and registry._norm(prov.distribution) != want:
@@ -1100,11 +1184,11 @@ def component_cases(distribution=None, kinds=KINDS):
     return cases
 
 
-def parametrize_components(distribution=None, kinds=KINDS, *, argname="case"):
-    """A ``pytest.mark.parametrize`` over ``component_cases(distribution, kinds)``."""
+def parametrize_components(distribution=None, kinds=KINDS, *, extra=False, argname="case"):
+    """A ``pytest.mark.parametrize`` over ``component_cases(distribution, kinds, extra=extra)``."""
     import pytest
 
-    cases = component_cases(distribution, kinds)
+    cases = component_cases(distribution, kinds, extra=extra)
     return pytest.mark.parametrize(argname, [pytest.param(c, id=c.id) for c in cases])
 
 
