@@ -31,7 +31,7 @@ import numpy as np
 
 from . import losses, metrics as _metrics, optimizers
 from .errors import (
-    ConfigError, FileFormatError, PluginError, RegnetError, UnknownComponentError, WeightsMismatchError,
+    ConfigError, FileFormatError, IntegrityError, PluginError, RegnetError, UnknownComponentError, WeightsMismatchError,
 )
 from .registry import REGISTRIES, registered_name, to_plain
 
@@ -122,27 +122,42 @@ def _dumps(value, what):
         raise ConfigError(f"{what} must be plain JSON data (dicts, lists, strings, numbers): {exc}", field=what) from exc
 
 
+def _text(value):
+    """A fixed-length UTF-8 string (stored in the object header, so covered by its checksum)."""
+    data = value.encode("utf-8")
+    return np.array(data, dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
+
+
+def _set_attr(obj, name, value):
+    obj.attrs.create(name, _text(value) if isinstance(value, str) else np.int64(value))
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
 def _write_json(group, name, text):
     data = text.encode("utf-8")
-    ds = group.create_dataset(name, data=np.bytes_(data), dtype=h5py.string_dtype("utf-8", len(data)))
-    ds.attrs["sha256"] = hashlib.sha256(data).hexdigest()
+    ds = group.create_dataset(name, data=_text(text))
+    _set_attr(ds, "sha256", _sha256(data))
 
 
 def _write_array(group, key, value):
-    """One float32 tensor at ``group/key`` (``key`` may hold '/'), checksummed when non-empty."""
-    value = np.ascontiguousarray(value, dtype=np.float32)
-    chunked = value.ndim > 0 and value.size > 0
-    group.create_dataset(key, data=value, chunks=value.shape if chunked else None, fletcher32=chunked)
+    """One float32 tensor at ``group/key`` (``key`` may hold '/') with the sha256 of its
+    little-endian C-order bytes."""
+    value = np.ascontiguousarray(value, dtype="<f4")
+    ds = group.create_dataset(key, data=value)
+    _set_attr(ds, "sha256", _sha256(value.tobytes()))
 
 
 def _write_header(f, fmt, model):
     from . import __version__
 
-    f.attrs["format"] = fmt
-    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-    f.attrs["regnet_version"] = __version__
-    f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    f.attrs["epoch"] = np.int64(model.epoch)
+    _set_attr(f, "format", fmt)
+    _set_attr(f, "format_version", FORMAT_VERSION)
+    _set_attr(f, "regnet_version", __version__)
+    _set_attr(f, "created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    _set_attr(f, "epoch", model.epoch)
 
 
 def save(model, path, *, metadata=None):
@@ -167,8 +182,8 @@ def save(model, path, *, metadata=None):
         _write_tensors(f.create_group("weights"), weights)
         if state is not None:
             opt = f.create_group("optimizer")
-            opt.attrs["type"] = registered_name(model.optimizer)
-            opt.attrs["iterations"] = np.int64(state.pop("iterations"))
+            _set_attr(opt, "type", registered_name(model.optimizer))
+            _set_attr(opt, "iterations", int(state.pop("iterations")))
             _write_tensors(opt, state)
     return os.fspath(path)
 
@@ -414,9 +429,8 @@ class _Reader:
             raise self.fail(f"'{where}' declares {ds.dtype.itemsize} bytes (limit {MAX_JSON_BYTES})")
         raw = ds[()]
         data = raw if isinstance(raw, bytes) else bytes(raw)
-        digest = self.attr(ds, "sha256", "str", required=False)
-        if digest is not None and digest != hashlib.sha256(data).hexdigest():
-            raise self.fail(f"'{where}' does not match its sha256 checksum (the file is corrupted)")
+        data = data.rstrip(b"\0")  # fixed-length strings may be padded with NULs
+        self.verify(ds, where, data)
         try:
             return json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -427,7 +441,14 @@ class _Reader:
         out = np.empty(ds.shape, dtype=np.float32)
         if out.size:
             ds.read_direct(out)
+        self.verify(ds, where, out.astype("<f4", copy=False).tobytes())
         return out
+
+    def verify(self, ds, where, data):
+        """Check ``data`` against the dataset's ``sha256`` attribute (when it has one)."""
+        digest = self.attr(ds, "sha256", "str", required=False)
+        if digest is not None and digest != _sha256(data):
+            raise IntegrityError(f"{self.path}: '{where}' does not match its sha256 checksum (the file is corrupted)")
 
     def header(self, formats):
         fmt = self.attr(self.f, "format", "str")

@@ -1,6 +1,7 @@
 """HDF5 model files: round trips for every layer type and graph models, the file layout, weights
 matched by name, strict and non-strict weight loading, missing plugins, format versions."""
 
+import hashlib
 import json
 import math
 
@@ -185,11 +186,13 @@ def test_file_layout(tmp_path):
     path = tmp_path / "m.h5"
     regnet.save(model, path, metadata={"note": "hello", "run": 3})
     with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == "regnet.model.h5"
+        assert f.attrs["format"].decode() == "regnet.model.h5"  # fixed-length UTF-8 strings
         assert int(f.attrs["format_version"]) == 1
-        assert f.attrs["regnet_version"] == regnet.__version__
+        assert f.attrs["regnet_version"].decode() == regnet.__version__
         assert int(f.attrs["epoch"]) == 2
-        assert "T" in f.attrs["created"]
+        assert "T" in f.attrs["created"].decode()
+        assert f["weights/hidden/kernel"].attrs["sha256"].decode() == hashlib.sha256(
+            model.get_layer("hidden").params["kernel"].astype("<f4").tobytes()).hexdigest()
         assert json.loads(f["model_spec"][()].decode()) == model.to_spec()
         config = json.loads(f["training_config"][()].decode())
         assert config["optimizer"] == {"type": "SGD", "learning_rate": 0.05, "momentum": 0.9,
