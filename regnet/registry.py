@@ -71,6 +71,7 @@ class Registry:
         self._pending = {}  # name -> EntryPoint not yet loaded
         self._broken = {}  # name -> Broken (what a lookup of the name reports)
         self._broken_all = []  # every Broken entry, one per distribution involved
+        self._withheld = {}  # name -> Provider left out by REGNET_DISABLE_PLUGIN_AUTOLOAD
         self._discovered = False
 
     # -- registration ---------------------------------------------------------------------------
@@ -129,6 +130,7 @@ class Registry:
             dist = getattr(ep, "dist", None)
             dist_name = (dist.metadata["Name"] if dist is not None else None) or "<unknown distribution>"
             if only is not None and _norm(dist_name) not in only:
+                self._withheld[ep.name] = Provider(dist_name, dist.version if dist is not None else None, ep.value)
                 continue
             prov = Provider(dist_name, dist.version if dist is not None else None, ep.value)
             claims.setdefault(ep.name, []).append((ep, prov))
@@ -221,6 +223,13 @@ class Registry:
             raise PluginError(
                 f"{self.kind} '{key}' from distribution {_describe(b.provider)} is broken: {b.error}"
             )
+        if key in self._withheld:
+            prov = self._withheld[key]
+            raise UnknownComponentError(
+                f"{self.kind} entry '{key}' of {_describe(prov)} (entry point '{key} = {prov.entry_point}', "
+                f"group {self.group}) is not loaded: REGNET_DISABLE_PLUGIN_AUTOLOAD is set and "
+                f"REGNET_PLUGINS does not name '{prov.distribution}'"
+            )
         names = sorted([*self._items, *self._pending, *self._aliases])
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -286,6 +295,7 @@ class Registry:
         self._pending.clear()
         self._broken.clear()
         self._broken_all.clear()
+        self._withheld.clear()
         self._discovered = False
 
 

@@ -1,0 +1,14 @@
+"""Extra regnet components, registered through entry points (see pyproject.toml).
+
+Nothing here registers itself on import: regnet loads each class when a model first names it.
+"""
+
+from .activations import Mish, Swish
+from .huber import Huber
+from .initializers import Orthogonal, TruncatedNormal
+from .layer_norm import LayerNorm
+from .lion import Lion
+
+__version__ = "0.1.0"
+
+__all__ = ["LayerNorm", "Swish", "Mish", "Huber", "Lion", "Orthogonal", "TruncatedNormal"]

@@ -1,0 +1,38 @@
+"""Smooth self-gated activations: swish (SiLU when ``beta = 1``) and mish."""
+
+import attrs
+import numpy as np
+
+from regnet import fields
+from regnet.activations import Activation, sigmoid
+
+
+@attrs.define
+class Swish(Activation):
+    """``y = x * sigmoid(beta * x)``; ``dy/dx = s + beta * x * s * (1 - s)`` with ``s = sigmoid(beta x)``."""
+
+    registered_name = "swish"
+
+    beta: float = fields.number(1.0, min=0.0)
+
+    def forward(self, x):
+        return x * sigmoid(x * np.asarray(self.beta, x.dtype))
+
+    def backward(self, grad, x, y):
+        b = np.asarray(self.beta, x.dtype)
+        s = sigmoid(x * b)
+        return grad * (s + b * x * s * (1 - s))
+
+
+@attrs.define
+class Mish(Activation):
+    """``y = x * tanh(softplus(x))``; ``dy/dx = t + x * (1 - t**2) * sigmoid(x)`` with ``t = tanh(softplus(x))``."""
+
+    registered_name = "mish"
+
+    def forward(self, x):
+        return x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
+
+    def backward(self, grad, x, y):
+        t = np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
+        return grad * (t + x * (1 - t * t) * sigmoid(x))

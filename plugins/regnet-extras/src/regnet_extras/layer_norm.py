@@ -1,0 +1,73 @@
+"""Layer normalisation: each sample normalised over one axis, then scaled and shifted."""
+
+import attrs
+import numpy as np
+
+from regnet import fields
+from regnet.errors import ConfigError, ShapeError
+from regnet.layers.base import Layer
+
+
+def _axis(_, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value == 0:
+        raise ConfigError(f"expected a non-zero integer axis (axis 0 is the batch), got {value!r}",
+                          field=attribute.name)
+
+
+@attrs.define(slots=False, eq=False)
+class LayerNorm(Layer):
+    """``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` with the mean and (biased) variance
+    taken over ``axis`` of each sample; ``gamma`` and ``beta`` have that axis's length.
+
+    ``axis=-1`` normalises the features of a dense input; ``axis=1`` the channels of an NCHW one.
+    Unlike BatchNorm it keeps no running statistics and behaves the same in training and inference.
+    """
+
+    registered_name = "LayerNorm"
+    test_cases = [
+        {"config": {}, "input_shape": (6,)},
+        {"config": {"axis": 1, "activation": "tanh"}, "input_shape": (4, 2, 3)},
+        {"config": {"center": False, "epsilon": 0.01}, "input_shape": (3, 5)},
+    ]
+
+    axis: int = attrs.field(default=-1, validator=_axis)
+    epsilon: float = fields.number(1e-5, min=0.0, min_open=True)
+    center: bool = fields.boolean(True)
+    scale: bool = fields.boolean(True)
+    activation: str | dict = fields.component("activations", "linear")
+
+    def build(self, input_shape, rng):
+        rank = len(input_shape) + 1
+        ax = self.axis if self.axis > 0 else rank + self.axis
+        if not 1 <= ax < rank:
+            raise ShapeError(f"LayerNorm axis {self.axis} does not fit input {['N', *input_shape]}")
+        self._ax = ax
+        n = input_shape[ax - 1]
+        self._bshape = tuple(n if i == ax else 1 for i in range(rank))
+        if self.scale:
+            self.add_param("gamma", (n,), "ones", rng)
+        if self.center:
+            self.add_param("beta", (n,), "zeros", rng)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        mean = x.mean(axis=self._ax, keepdims=True)
+        var = x.var(axis=self._ax, keepdims=True)
+        self._inv_std = 1 / np.sqrt(var + np.asarray(self.epsilon, x.dtype))
+        self._xhat = (x - mean) * self._inv_std
+        y = self._xhat * self.params["gamma"].reshape(self._bshape) if self.scale else self._xhat.copy()
+        if self.center:
+            y += self.params["beta"].reshape(self._bshape)
+        return y
+
+    def backward(self, grad):
+        xhat, ax = self._xhat, self._ax
+        others = tuple(i for i in range(grad.ndim) if i != ax)
+        if self.center:
+            self.grads["beta"][...] = grad.sum(axis=others)
+        if self.scale:
+            self.grads["gamma"][...] = (grad * xhat).sum(axis=others)
+            grad = grad * self.params["gamma"].reshape(self._bshape)
+        mean_g = grad.mean(axis=ax, keepdims=True)
+        mean_gx = (grad * xhat).mean(axis=ax, keepdims=True)
+        return (grad - mean_g - xhat * mean_gx) * self._inv_std

@@ -1,0 +1,136 @@
+"""regnet-extras: every component passes the conformance kit, and a model built from JSON with
+them trains, saves to HDF5 and reloads in a fresh process with identical predictions."""
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+regnet_extras = pytest.importorskip("regnet_extras")
+
+import regnet  # noqa: E402
+from regnet import registry  # noqa: E402
+from regnet.testing import KINDS, component_cases, parametrize_components  # noqa: E402
+
+DIST = "regnet-extras"
+
+
+@parametrize_components(distribution=DIST)
+def test_component_conforms(case):
+    case.check()
+
+
+def test_one_component_of_every_kind_comes_from_the_distribution():
+    cases = component_cases(DIST)
+    assert {c.kind for c in cases} == set(KINDS)
+    assert not [c for c in cases if c.error], [c.error for c in cases if c.error]
+    version = importlib.metadata.version(DIST)
+    for kind, name in [("layers", "LayerNorm"), ("activations", "swish"), ("activations", "mish"),
+                       ("losses", "huber"), ("optimizers", "Lion"), ("initializers", "orthogonal"),
+                       ("initializers", "truncated_normal")]:
+        prov = registry.REGISTRIES[kind].provider(name)
+        assert (prov.distribution, prov.version) == (DIST, version)
+        assert prov.entry_point.startswith("regnet_extras.")
+
+
+def test_hand_checked_values():
+    from regnet_extras import Huber, Lion, Mish, Swish
+
+    x = np.array([-1.0, 0.0, 2.0], dtype=np.float32)
+    np.testing.assert_allclose(Swish().forward(x), [-0.2689414, 0.0, 1.7615942], rtol=1e-6)
+    np.testing.assert_allclose(Mish().forward(x), [-0.3034014, 0.0, 1.9439589], rtol=1e-6)
+    # d = [0.5, -3]: 0.5*0.25 = 0.125 and 1*(3 - 0.5) = 2.5 -> mean 1.3125; grad clip(d)/2 = [0.25, -0.5]
+    value, grad = Huber().value_and_grad(np.array([[0.5, -3.0]], np.float32), np.zeros((1, 2), np.float32))
+    assert value == pytest.approx(1.3125)
+    np.testing.assert_allclose(grad, [[0.25, -0.5]])
+    # Lion, lr 0.1: c = 0.1*g -> sign = [1, -1]; p = [0.9, -1.9]; m = 0.01*g = [0.01, -0.02]
+    # step 2, g = [-1, -1]: c = 0.9*m + 0.1*g = [-0.091, -0.118] -> p = [1.0, -1.8]
+    opt, p = Lion(learning_rate=0.1), np.array([1.0, -2.0], np.float32)
+    opt.step({"w": p}, {"w": np.array([1.0, -2.0], np.float32)})
+    np.testing.assert_allclose(p, [0.9, -1.9], rtol=1e-6)
+    np.testing.assert_allclose(opt.slots["m"]["w"], [0.01, -0.02], rtol=1e-5)
+    opt.step({"w": p}, {"w": np.array([-1.0, -1.0], np.float32)})
+    np.testing.assert_allclose(p, [1.0, -1.8], rtol=1e-6)
+
+
+SPEC = json.dumps({
+    "format": "regnet.model", "version": 1, "input_shape": [2],
+    "layers": [
+        {"type": "Dense", "units": 16, "activation": "swish", "kernel_initializer": "orthogonal"},
+        {"type": "LayerNorm"},
+        {"type": "Dense", "units": 16, "activation": {"type": "mish"},
+         "kernel_initializer": {"type": "truncated_normal", "stddev": 0.3}},
+        {"type": "Dense", "units": 1},
+    ],
+})
+
+RELOAD = """
+import json, sys
+import numpy as np
+import regnet
+model = regnet.load(sys.argv[1])
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2])))
+print(json.dumps({"optimizer": model.optimizer.get_config(), "loss": model.loss.get_config(),
+                  "iterations": model.optimizer.iterations}))
+"""
+
+
+def _data(n=256, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    y = (np.sin(3 * x[:, :1]) + x[:, 1:] ** 2).astype(np.float32)
+    return x, y
+
+
+def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
+    x, y = _data()
+    model = regnet.Model.from_spec(SPEC, seed=0)
+    model.compile(loss={"type": "huber", "delta": 0.5}, optimizer={"type": "Lion", "learning_rate": 3e-3},
+                  metrics=[])
+    before = model.evaluate(x, y)["loss"]
+    model.fit(x, y, epochs=8, batch_size=32, verbose=0, seed=0)
+    after = model.evaluate(x, y)["loss"]
+    assert after < 0.5 * before, (before, after)
+
+    path = tmp_path / "extras.h5"
+    regnet.save(model, path)
+    with h5py.File(path, "r") as f:
+        recorded = json.loads(f["metadata/components"][()])
+    providers = {(c["kind"], c["name"]): c["distribution"] for c in recorded}
+    for key in [("layers", "LayerNorm"), ("activations", "swish"), ("activations", "mish"), ("losses", "huber"),
+                ("optimizers", "Lion"), ("initializers", "orthogonal"), ("initializers", "truncated_normal")]:
+        assert providers.get(key) == DIST, (key, providers)
+
+    np.save(tmp_path / "x.npy", x)
+    out = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(path), str(tmp_path / "x.npy"), str(tmp_path / "pred.npy")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert np.array_equal(np.load(tmp_path / "pred.npy"), model.predict(x))
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state["optimizer"] == model.optimizer.get_config()
+    assert state["loss"] == {"type": "huber", "delta": 0.5}
+    assert state["iterations"] == model.optimizer.iterations
+
+
+def test_safe_mode_names_the_missing_distribution(tmp_path):
+    model = regnet.Model.from_spec(SPEC, seed=1)
+    path = tmp_path / "extras.h5"
+    regnet.save(model, path)
+    code = "import sys, regnet; regnet.load(sys.argv[1])"
+    env = {**os.environ, "REGNET_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop("REGNET_PLUGINS", None)
+    refused = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert refused.returncode != 0
+    err = refused.stderr.strip().splitlines()[-1]
+    assert "UnknownComponentError" in err and DIST in err and "regnet." in err, err
+    allowed = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                             timeout=120, env={**env, "REGNET_PLUGINS": "regnet_extras"})
+    assert allowed.returncode == 0, allowed.stderr
