@@ -1,0 +1,496 @@
+"""The ``regnet`` command: train, evaluate, predict, summary, zoo and plugins.
+
+Every failure prints one line, ``regnet: error: ...``, on stderr and exits with status 1
+(2 for usage errors); ``--debug`` shows the traceback instead.
+"""
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+from .errors import DataError, RegnetError
+from .runtime import Callback
+
+SCHEDULES = ("constant", "cosine", "linear", "exponential")
+
+
+# -- learning-rate schedule -------------------------------------------------------------------------
+class StepSchedule(Callback):
+    """Set the learning rate before every batch from the global step: an optional linear warm-up,
+    then ``constant``, ``cosine`` or ``linear`` decay to zero over the run, or ``exponential``
+    (times ``decay`` per epoch)."""
+
+    def __init__(self, kind, base_lr, steps_per_epoch, epochs, warmup_epochs=0.0, decay=0.9):
+        self.kind, self.base_lr, self.decay = kind, base_lr, decay
+        self.steps_per_epoch = steps_per_epoch
+        self.total = max(1, steps_per_epoch * epochs)
+        self.warmup = int(round(warmup_epochs * steps_per_epoch))
+        self.step = 0
+
+    def lr_at(self, step):
+        if step < self.warmup:
+            return self.base_lr * (step + 1) / self.warmup
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        if self.kind == "cosine":
+            return self.base_lr * 0.5 * (1 + math.cos(math.pi * t))
+        if self.kind == "linear":
+            return self.base_lr * (1 - t)
+        if self.kind == "exponential":
+            return self.base_lr * self.decay ** (step / self.steps_per_epoch)
+        return self.base_lr
+
+    def on_train_begin(self, logs=None):
+        self.model.optimizer.learning_rate = self.lr_at(self.step)
+
+    def on_batch_end(self, batch, logs=None):
+        self.step += 1
+        self.model.optimizer.learning_rate = self.lr_at(self.step)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _load_data(source):
+    from .datasets import sources
+
+    return sources.load(source)
+
+
+def _is_model_file(path):
+    return not str(path).lower().endswith(".json")
+
+
+def _load_model(path, compile=True):
+    from . import io
+
+    return io.load(path, compile=compile)
+
+
+def _user_metadata(path):
+    """The ``metadata`` dict a model file was saved with (``{}`` if none can be read)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            node = f.get("metadata/user")
+            if not isinstance(node, h5py.Dataset) or node.size > (1 << 20):
+                return {}
+            value = node[()]
+        value = json.loads(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _ensure_compiled(model):
+    if model.loss is None:
+        model.compile("categorical_crossentropy", "adam", metrics=["accuracy"])
+    return model
+
+
+def _predicted_classes(outputs):
+    if outputs.ndim == 2 and outputs.shape[1] > 1:
+        return outputs.argmax(axis=1)
+    return (outputs.reshape(len(outputs), -1)[:, 0] > 0.5).astype(np.int64)
+
+
+def classification_report(model, x, y, batch_size=256):
+    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` on ``(x, y)``."""
+    model = _ensure_compiled(model)
+    scores = model.evaluate(x, y, batch_size=batch_size)
+    pred = _predicted_classes(model.predict(x, batch_size=batch_size))
+    truth = np.asarray(y).argmax(axis=1) if np.asarray(y).ndim == 2 else np.asarray(y).astype(np.int64)
+    k = int(max(pred.max(initial=0), truth.max(initial=0)) + 1)
+    if model.output_shape and model.output_shape[-1] > 1:
+        k = max(k, int(model.output_shape[-1]))
+    confusion = np.bincount(truth * k + pred, minlength=k * k).reshape(k, k)
+    return {"loss": float(scores["loss"]), "accuracy": float(np.mean(pred == truth)),
+            "n": int(len(truth)), "correct": int(np.sum(pred == truth)), "confusion": confusion}
+
+
+def format_report(report, label):
+    c = report["confusion"]
+    lines = [f"data: {label} ({report['n']} samples)",
+             f"loss: {report['loss']:.4f}",
+             f"accuracy: {report['accuracy']:.4f} ({report['correct']}/{report['n']})",
+             "per-class accuracy:"]
+    for k, row in enumerate(c):
+        total = int(row.sum())
+        acc = f"{row[k] / total:.4f}" if total else "  n/a "
+        lines.append(f"  {k:>3}: {acc} ({int(row[k])}/{total})")
+    width = max(4, len(str(int(c.max(initial=0)))) + 1)
+    lines.append("confusion matrix (rows: true class, columns: predicted class):")
+    lines.append("     " + "".join(f"{j:>{width}}" for j in range(len(c))))
+    for k, row in enumerate(c):
+        lines.append(f"  {k:>3}" + "".join(f"{int(v):>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def _split(data, split):
+    (xtr, ytr), (xte, yte) = data
+    return (xte, yte) if split == "test" else (xtr, ytr)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_train(args, argv):
+    from . import io
+    from .model import Model
+
+    model = Model.from_spec(args.spec, seed=args.seed)
+    optimizer = {"type": args.optimizer, "learning_rate": args.lr}
+    if args.weight_decay is not None:
+        optimizer["weight_decay"] = args.weight_decay
+    if args.momentum is not None:
+        optimizer["momentum"] = args.momentum
+    model.compile(loss=args.loss, optimizer=optimizer, metrics=["accuracy"])
+    (x, y), (xt, yt) = _load_data(args.data)
+    x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
+    steps = -(-len(x) // args.batch_size)
+    schedule = StepSchedule(args.lr_schedule, args.lr, steps, args.epochs, args.warmup, args.lr_decay)
+    verbose = 0 if args.quiet else 1
+    t0 = time.perf_counter()
+    if args.augment:
+        _fit_augmented(model, x, y, args, val, schedule, verbose)
+    else:
+        model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
+                  seed=args.seed, callbacks=[schedule], verbose=verbose)
+    seconds = time.perf_counter() - t0
+    model.optimizer.learning_rate = args.lr
+    final = model.evaluate(xt, yt, batch_size=max(256, args.batch_size))
+    metadata = {
+        "command": "regnet " + shlex.join(argv),
+        "data": args.data,
+        "train_seconds": round(seconds, 1),
+        "test_loss": float(final["loss"]),
+        "test_accuracy": float(final["accuracy"]),
+        "test_samples": int(len(xt)),
+    }
+    io.save(model, args.out, metadata=metadata)
+    print(f"saved {args.out}: test accuracy {final['accuracy']:.4f}, loss {final['loss']:.4f} "
+          f"on {len(xt)} samples; {model.count_params():,} parameters; trained {args.epochs} epochs "
+          f"in {seconds:.1f} s")
+    return 0
+
+
+def _validation_split(x, y, xt, yt, how, seed):
+    if how == "test":
+        return x, y, (xt, yt)
+    if how == "none":
+        return x, y, None
+    try:
+        frac = float(how)
+    except ValueError:
+        frac = -1.0
+    if not 0.0 < frac < 1.0:
+        raise DataError(f"--validation must be 'test', 'none' or a fraction in (0, 1), got '{how}'")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = max(1, int(round(frac * len(x))))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], (x[val], y[val])
+
+
+def _fit_augmented(model, x, y, args, val, schedule, verbose):
+    """One ``fit`` call per epoch, each on a freshly shifted copy of the training images."""
+    from .datasets.augment import random_shift
+
+    if np.asarray(x).ndim != 4:
+        raise DataError(f"--augment shifts images and needs NCHW inputs, the data has shape {list(np.shape(x))}")
+    rng = np.random.default_rng(None if args.seed is None else [args.seed, 1])
+    for epoch in range(args.epochs):
+        xa = random_shift(x, args.augment, rng)
+        model.fit(xa, y, epochs=1, batch_size=args.batch_size, validation_data=val,
+                  seed=args.seed if epoch == 0 else None, callbacks=[schedule], verbose=verbose)
+
+
+def cmd_evaluate(args, argv):
+    from .datasets import sources
+
+    model = _load_model(args.model)
+    data = args.data or _user_metadata(args.model).get("data") or "mnist"
+    x, y = _split(_load_data(data), args.split)
+    report = classification_report(model, x, y, args.batch_size)
+    print(format_report(report, f"{sources.describe(data)} {args.split} split"))
+    return 0
+
+
+def read_inputs(path, model, key=None):
+    """An input batch from ``.npy``, ``.npz`` or an IDX file, shaped for ``model``.
+
+    uint8 arrays (images) are scaled to [0, 1]; ``(N, H, W)`` becomes ``(N, 1, H, W)`` when the
+    model expects one channel.
+    """
+    from .datasets import idx
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"input file {path} does not exist")
+    if path.endswith(".npy"):
+        arr = _np_load(path)
+    elif path.endswith(".npz"):
+        arr = _npz_array(path, key)
+    else:
+        arr = idx.read(path)
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / np.float32(255)
+    want = tuple(model.input_shape)
+    if arr.shape == want:
+        return arr[None]
+    if arr.ndim >= 1 and arr.shape[1:] != want and int(np.prod(arr.shape[1:])) == int(np.prod(want)):
+        arr = arr.reshape(len(arr), *want)
+    return arr
+
+
+def _np_load(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def _npz_array(path, key):
+    with _np_load(path) as z:
+        names = z.files
+        if key is None:
+            guesses = [k for k in ("x", "x_test", "inputs") if k in names]
+            if len(names) == 1:
+                key = names[0]
+            elif guesses:
+                key = guesses[0]
+            else:
+                raise DataError(f"{path} holds {', '.join(names)}: choose one with --key")
+        if key not in names:
+            raise DataError(f"{path} has no array '{key}' (it holds {', '.join(names)})")
+        return z[key]
+
+
+def cmd_predict(args, argv):
+    model = _load_model(args.model, compile=False)
+    x = read_inputs(args.input, model, args.key)
+    out = model.predict(x, batch_size=args.batch_size)
+    if args.out:
+        from .io import atomic_write
+
+        with atomic_write(args.out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, out)
+        print(f"wrote {args.out}: outputs of shape {list(out.shape)}", file=sys.stderr)
+        return 0
+    classes = _predicted_classes(out) if out.ndim == 2 else None
+    for i, row in enumerate(out):
+        if classes is not None and not args.raw:
+            conf = row[classes[i]] if row.shape[0] > 1 else (row[0] if classes[i] else 1 - row[0])
+            print(f"{i}\t{classes[i]}\t{conf:.4f}")
+        else:
+            print(f"{i}\t" + " ".join(f"{v:.6g}" for v in np.ravel(row)))
+    return 0
+
+
+def cmd_summary(args, argv):
+    from .model import Model
+
+    if not _is_model_file(args.model):
+        Model.from_spec(args.model).summary()
+        return 0
+    model = _load_model(args.model, compile=False)
+    model.summary()
+    meta = _user_metadata(args.model)
+    print(f"Trained epochs: {model.epoch}")
+    if model.history:
+        last = model.history[-1]
+        print("Last epoch: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in last.items()))
+    for key in ("command", "data", "train_seconds", "test_accuracy"):
+        if key in meta:
+            print(f"{key.replace('_', ' ').capitalize()}: {meta[key]}")
+    return 0
+
+
+def cmd_zoo(args, argv):
+    from . import zoo
+
+    if args.zoo_command == "list":
+        rows = [("name", "task", "dataset", "params", "test acc", "train s")]
+        for name in zoo.list():
+            e = zoo.info(name)
+            rows.append((name, e["task"], e["dataset"], f"{e['params']:,}", f"{100 * e['test_accuracy']:.2f} %",
+                         f"{e['train_seconds']:.0f}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        return 0
+    if args.zoo_command == "info":
+        print(json.dumps(zoo.info(args.name), indent=2))
+        return 0
+    entry = zoo.info(args.name)
+    model = zoo.load(args.name)
+    data = args.data or entry["dataset"]
+    x, y = _split(_load_data(data), args.split)
+    report = classification_report(model, x, y, args.batch_size)
+    from .datasets import sources
+
+    print(f"model: {args.name} (sha256 verified; manifest test accuracy {entry['test_accuracy']:.4f})")
+    print(format_report(report, f"{sources.describe(data)} {args.split} split"))
+    return 0
+
+
+def cmd_plugins(args, argv):
+    from .registry import plugin_report
+
+    report = plugin_report()
+    for kind, part in report.items():
+        comps = part["components"]
+        plugins = [c for c in comps if not c["builtin"]]
+        print(f"{kind} ({part['group']}): {len(comps)} available, {len(plugins)} from plugins")
+        if args.all:
+            builtin = [c["name"] for c in comps if c["builtin"]]
+            print(f"  built-in: {', '.join(builtin)}")
+        for c in plugins:
+            version = f" {c['version']}" if c["version"] else ""
+            print(f"  {c['name']:<24} {c['distribution']}{version}  ({c['entry_point']})")
+        for b in part["broken"]:
+            version = f" {b['version']}" if b["version"] else ""
+            print(f"  BROKEN {b['name']:<17} {b['distribution']}{version}  ({b['entry_point']}): {b['error']}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _data_help(default):
+    return (f"mnist, mnist-sample, moons, circles, spirals (optionally with arguments, e.g. "
+            f"moons:n=2000,seed=1), a folder of MNIST IDX files or an .npz file (default: {default})")
+
+
+def build_parser():
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
+    p = argparse.ArgumentParser(prog="regnet", description="Train, inspect and use regnet models.",
+                                parents=[debug])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", parents=[debug], help="train a model from a JSON spec and save it",
+                       description="Train a model from a JSON spec; the HDF5 file holds weights, "
+                                   "optimizer state, history and the command line.")
+    t.add_argument("spec", metavar="SPEC.json")
+    t.add_argument("--data", default="mnist", help=_data_help("mnist"))
+    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--batch-size", type=_positive_int, default=64)
+    t.add_argument("--optimizer", default="adam", help="registered optimizer name (default: adam)")
+    t.add_argument("--lr", type=_non_negative_float, default=1e-3, help="(peak) learning rate")
+    t.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
+                   help="per-batch schedule: constant, cosine or linear decay to 0, exponential")
+    t.add_argument("--lr-decay", type=_non_negative_float, default=0.9,
+                   help="factor per epoch for --lr-schedule exponential (default: 0.9)")
+    t.add_argument("--warmup", type=_non_negative_float, default=0.0,
+                   help="epochs of linear learning-rate warm-up (may be fractional)")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                   help="optimizer weight decay (for optimizers that have one, e.g. adamw, sgd)")
+    t.add_argument("--momentum", type=_non_negative_float, default=None, help="SGD momentum")
+    t.add_argument("--loss", default="categorical_crossentropy")
+    t.add_argument("--augment", type=int, default=0, metavar="PIXELS",
+                   help="shift training images randomly by up to PIXELS in each direction, per epoch")
+    t.add_argument("--validation", default="test",
+                   help="'test' (evaluate on the test split after each epoch), 'none', or a fraction "
+                        "of the training set to hold out")
+    t.add_argument("--seed", type=int, default=0, help="weights, dropout, shuffling (default: 0)")
+    t.add_argument("--out", default="model.h5", help="output file (default: model.h5)")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", parents=[debug], help="loss, accuracy, per-class accuracy, confusion matrix")
+    e.add_argument("model", metavar="MODEL.h5")
+    e.add_argument("--data", default=None, help=_data_help("the data the model was trained on"))
+    e.add_argument("--split", choices=("test", "train"), default="test")
+    e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", parents=[debug], help="outputs of a model for inputs in a file")
+    r.add_argument("model", metavar="MODEL.h5")
+    r.add_argument("input", metavar="INPUT", help=".npy, .npz or IDX (raw or .gz) file")
+    r.add_argument("--key", help="array name inside an .npz file")
+    r.add_argument("--out", help="write the raw outputs to this .npy file instead of printing")
+    r.add_argument("--raw", action="store_true", help="print output vectors instead of classes")
+    r.add_argument("--batch-size", type=_positive_int, default=256)
+    r.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("summary", parents=[debug], help="layers, shapes and parameters of a model or spec")
+    s.add_argument("model", metavar="MODEL.h5|SPEC.json")
+    s.set_defaults(func=cmd_summary)
+
+    z = sub.add_parser("zoo", parents=[debug], help="pretrained models")
+    zs = z.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
+    zs.add_parser("list", parents=[debug], help="list the zoo's models")
+    zi = zs.add_parser("info", parents=[debug], help="a model's manifest entry")
+    zi.add_argument("name")
+    ze = zs.add_parser("evaluate", parents=[debug], help="evaluate a zoo model (hash verified)")
+    ze.add_argument("name")
+    ze.add_argument("--data", default=None, help=_data_help("the model's data set"))
+    ze.add_argument("--split", choices=("test", "train"), default="test")
+    ze.add_argument("--batch-size", type=_positive_int, default=256)
+    z.set_defaults(func=cmd_zoo)
+
+    g = sub.add_parser("plugins", parents=[debug], help="components from plugins, and broken plugins")
+    g.add_argument("--all", action="store_true", help="also list the built-in names")
+    g.set_defaults(func=cmd_plugins)
+    return p
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error or --help
+        return exc.code if isinstance(exc.code, int) else 2
+    debug = getattr(args, "debug", False)
+    try:
+        return args.func(args, argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("regnet: interrupted", file=sys.stderr)
+        return 130
+    except (RegnetError, OSError, MemoryError) as exc:
+        if debug:
+            raise
+        print(f"regnet: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # anything unforeseen still gets one line
+        if debug:
+            raise
+        print(f"regnet: error: unexpected {type(exc).__name__}: {_one_line(exc)} (run with --debug for "
+              f"the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
