@@ -202,14 +202,16 @@ class Registry:
         if not isinstance(name, str):
             raise ConfigError(f"a {self.kind[:-1]} name must be a string, got {type(name).__name__}")
         self._discover()
-        if name in self._items or name in self._pending or name in self._broken:
+        if name in self._items or name in self._pending:
             return name
         if name in self._aliases:
             return self._aliases[name]
         folded = {k.lower(): k for k in [*self._items, *self._pending, *self._aliases]}
         if name.lower() in folded:
             return self.canonical(folded[name.lower()])
-        return name
+        # a broken plugin entry never shadows a working name (that is the clash it lost)
+        broken = {k.lower(): k for k in self._broken}
+        return broken.get(name.lower(), name)
 
     def get(self, name):
         """The component registered as ``name``; raises a ``RegnetError`` explaining any failure."""
@@ -231,7 +233,8 @@ class Registry:
                 f"REGNET_PLUGINS does not name '{prov.distribution}'"
             )
         names = sorted([*self._items, *self._pending, *self._aliases])
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, names, n=6, cutoff=0.6)
+        close = list(dict.fromkeys(self._aliases.get(c, c) for c in close))[:3]  # aliases as their names
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownComponentError(
             f"unknown {self.kind[:-1]} '{name}'{hint} (known: {', '.join(self.list())}; plugins "
