@@ -209,7 +209,7 @@ class _Subject:
 
     @property
     def label(self):
-        return f"{self.kind[:-1]} {json.dumps(self.config, sort_keys=True, default=str)}"
+        return f"{_noun(self.kind)} {json.dumps(self.config, sort_keys=True, default=str)}"
 
     @property
     def registered(self):
@@ -240,14 +240,18 @@ def _subject(kind, spec):
             return _Subject(kind, cls, {"type": reg.canonical(spec)})
         if isinstance(spec, dict):
             if "type" not in spec:
-                raise _Fail(f"a {kind[:-1]} given as a dict needs a 'type' field")
+                raise _Fail(f"a {_noun(kind)} given as a dict needs a 'type' field")
             cls = reg.get(spec["type"])
             return _Subject(kind, cls, {**spec, "type": reg.canonical(spec["type"])})
         if isinstance(spec, type):
-            raise _Fail(f"give a {kind[:-1]} as a name, dict or instance, not a class")
+            raise _Fail(f"give a {_noun(kind)} as a name, dict or instance, not a class")
         return _Subject(kind, type(spec), _config_of(spec), spec)
     except (_Fail, RegnetError) as exc:
-        raise ConformanceError(f"{kind[:-1]} {spec!r}", [("construct", str(exc))]) from None
+        raise ConformanceError(f"{_noun(kind)} {spec!r}", [("construct", str(exc))]) from None
+
+
+def _noun(kind):
+    return "loss" if kind == "losses" else kind[:-1]
 
 
 def _config_of(obj):
