@@ -447,3 +447,48 @@ def test_save_returns_path_and_history_survives_nan(tmp_path):
     assert regnet.save(model, tmp_path / "m.h5") == str(tmp_path / "m.h5")
     again = regnet.load(tmp_path / "m.h5")
     assert again.epoch == 1 and math.isnan(again.history[0]["loss"])
+
+
+# -- the documented layout, read without regnet.io -------------------------------------------------
+def test_plain_h5py_reader_following_format_doc(tmp_path):
+    """docs/format.md is enough to read a saved MLP with h5py + NumPy and reproduce predictions."""
+    spec = {"input_shape": [5], "layers": [
+        {"type": "Dense", "name": "first", "units": 7, "activation": "relu"},
+        {"type": "Dense", "name": "second", "units": 6, "activation": "tanh", "use_bias": False},
+        {"type": "Dense", "name": "probs", "units": 3, "activation": "softmax"},
+    ]}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 5)).astype(np.float32)
+    model = Model.from_spec(spec, seed=2).compile(optimizer="adam")
+    model.fit(x, rng.integers(0, 3, 30), epochs=2, batch_size=10, verbose=0)
+    model.save(tmp_path / "mlp.h5")
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    activation = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh, "softmax": softmax, "linear": lambda z: z}
+    with h5py.File(tmp_path / "mlp.h5", "r") as f:
+        assert f.attrs["format"].decode() == "regnet.model.h5" and f.attrs["format_version"] == 1
+        text = f["model_spec"][()]
+        assert hashlib.sha256(text).hexdigest() == f["model_spec"].attrs["sha256"].decode()
+        stored_spec = json.loads(text.decode())
+        weights = {}
+        for layer, group in f["weights"].items():
+            for name, ds in group.items():
+                w = ds[()]
+                assert w.dtype == np.float32
+                assert hashlib.sha256(w.astype("<f4").tobytes()).hexdigest() == ds.attrs["sha256"].decode()
+                weights[f"{layer}/{name}"] = w
+        epoch = int(f.attrs["epoch"])
+        iterations = int(f["optimizer"].attrs["iterations"])
+        history = json.loads(f["metadata/history"][()].decode())
+    assert epoch == 2 and iterations == 6 and [h["epoch"] for h in history] == [1, 2]
+    assert sorted(weights) == ["first/bias", "first/kernel", "probs/bias", "probs/kernel", "second/kernel"]
+    out = x
+    for entry in stored_spec["layers"]:
+        assert entry["type"] == "Dense" and "inputs" not in entry
+        out = out @ weights[entry["name"] + "/kernel"] + weights.get(entry["name"] + "/bias", np.float32(0))
+        out = activation[entry["activation"]](out)
+    np.testing.assert_allclose(out, model.predict(x), rtol=1e-5, atol=1e-6)
+    assert (out.argmax(1) == model.predict(x).argmax(1)).all()
