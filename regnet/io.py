@@ -53,7 +53,7 @@ def atomic_write(path):
     """Yield a temporary path in ``path``'s directory; on success fsync it and rename it over
     ``path``. On any failure the temporary file is removed, ``path`` is left as it was and a
     ``FileFormatError`` says why."""
-    path = os.fspath(path)
+    path = _path(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     existed = os.path.exists(path)
@@ -71,6 +71,13 @@ def atomic_write(path):
             raise
         raise _save_error(path, exc, existed) from exc
     _fsync_directory(directory)
+
+
+def _path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"a model file path must be a string or os.PathLike, got {type(path).__name__}", field="path")
+    path = os.fspath(path)
+    return path if isinstance(path, str) else os.fsdecode(path)
 
 
 def _save_error(path, exc, existed):
@@ -185,7 +192,7 @@ def save(model, path, *, metadata=None):
             _set_attr(opt, "type", registered_name(model.optimizer))
             _set_attr(opt, "iterations", int(state.pop("iterations")))
             _write_tensors(opt, state)
-    return os.fspath(path)
+    return _path(path)
 
 
 def save_weights(model, path):
@@ -196,7 +203,7 @@ def save_weights(model, path):
         _write_header(f, WEIGHTS_FORMAT, model)
         _write_json(f, "model_spec", spec)
         _write_tensors(f.create_group("weights"), weights)
-    return os.fspath(path)
+    return _path(path)
 
 
 def _write_tensors(group, tensors):
@@ -335,8 +342,9 @@ class _Reader:
                 raise self.fail(f"attribute '{name}' of '{obj.name}' is missing")
             return default
         aid = obj.attrs.get_id(name)
-        if aid.shape not in ((), None) and aid.shape != (1,):
-            raise self.fail(f"attribute '{name}' of '{obj.name}' must be a scalar, has shape {list(aid.shape)}")
+        if aid.shape not in ((), (1,)):
+            shape = "no value (empty dataspace)" if aid.shape is None else f"shape {list(aid.shape)}"
+            raise self.fail(f"attribute '{name}' of '{obj.name}' must be a scalar, has {shape}")
         dt = aid.dtype
         if kind == "str":
             if h5py.check_string_dtype(dt) is None or dt.itemsize > 4096:
@@ -471,7 +479,7 @@ _LOW_LEVEL = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError
 
 @contextlib.contextmanager
 def _open(path):
-    path = os.fspath(path)
+    path = _path(path)
     if not os.path.isfile(path):
         what = "is a directory" if os.path.isdir(path) else "does not exist"
         raise FileFormatError(f"{path} {what}")

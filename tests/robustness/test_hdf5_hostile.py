@@ -279,3 +279,16 @@ def test_all_refusals_are_regnet_errors(saved, secret_file):
         regnet.load(saved)
     with pytest.raises(OSError):  # FileFormatError is also an OSError for callers that catch those
         regnet.load(saved)
+
+
+def test_empty_attribute(saved):
+    edit(saved, lambda f: f.attrs.__setitem__("format_version", h5py.Empty("i8")))
+    with pytest.raises(FileFormatError, match="'format_version'.*empty dataspace"):
+        regnet.load(saved)
+
+
+def test_path_of_the_wrong_type():
+    with pytest.raises(regnet.ConfigError, match="path"):
+        regnet.load(42)
+    with pytest.raises(regnet.ConfigError, match="path"):
+        Model.from_spec(SPEC).save(object())
