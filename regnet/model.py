@@ -126,19 +126,30 @@ class Model:
         self._logits = logits
         return values[self.output_node.name]
 
-    def backward(self, grad):
-        """Backpropagate ``dL/doutput`` through the graph; returns ``dL/dinput``."""
+    def backward(self, grad, input_grad=True):
+        """Backpropagate ``dL/doutput`` through the graph; returns ``dL/dinput``.
+
+        With ``input_grad=False`` (training) returns ``None``: a layer that reads only the model
+        input finds ``needs_input_grad`` False during its ``backward`` and may skip that product.
+        """
         grads = {self.output_node.name: grad}
         for node in reversed(self.nodes):
             g = grads.pop(node.name, None)
             if g is None:
                 continue
-            if self._logits and node is self.output_node:
-                gin = node.layer.backward(g)
-            else:
-                gin = node.layer.call_backward(g)
+            skip = not input_grad and all(s == spec.INPUT for s in node.inputs)
+            node.layer.needs_input_grad = not skip
+            try:
+                if self._logits and node is self.output_node:
+                    gin = node.layer.backward(g)
+                else:
+                    gin = node.layer.call_backward(g)
+            finally:
+                node.layer.needs_input_grad = True
             gin = gin if node.layer.n_inputs is None else [gin]
             for s, gi in zip(node.inputs, gin):
+                if s == spec.INPUT and not input_grad:
+                    continue
                 grads[s] = grads[s] + gi if s in grads else gi
         return grads.get(spec.INPUT)
 

@@ -67,6 +67,14 @@ def get(spec):
     return optimizers.create(spec)
 
 
+def _scratch(opt, p):
+    """A work array shaped like ``p``: a view of one buffer the optimizer keeps between steps."""
+    buf = getattr(opt, "_work", None)
+    if buf is None or buf.size < p.size or buf.dtype != p.dtype:
+        buf = opt._work = np.empty(max(p.size, 0 if buf is None else buf.size), p.dtype)
+    return buf[: p.size].reshape(p.shape)
+
+
 @register_optimizer(name="SGD", aliases=("sgd",))
 @attrs.define(slots=False)
 class SGD(Optimizer):
@@ -150,14 +158,21 @@ class Adam(Optimizer):
     def update(self, p, g, state):
         m, v, t = state["m"], state["v"], self.iterations
         self.decay(p)
+        tmp = _scratch(self, p)  # every step below writes in place: no temporaries
+        np.multiply(g, 1 - self.beta_1, out=tmp)
         m *= self.beta_1
-        m += (1 - self.beta_1) * g
+        m += tmp
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - self.beta_2
         v *= self.beta_2
-        v += (1 - self.beta_2) * (g * g)
+        v += tmp
         lr_t = self.learning_rate / (1 - self.beta_1**t)
-        denom = np.sqrt(v / (1 - self.beta_2**t))
-        denom += self.epsilon
-        p -= lr_t * m / denom
+        np.divide(v, 1 - self.beta_2**t, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        tmp += self.epsilon
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr_t
+        p -= tmp
 
 
 @register_optimizer(name="AdamW", aliases=("adamw",))

@@ -112,7 +112,7 @@ def train_step(model, xb, yb):
     loss_fn = model.training_loss
     out = model.forward(xb, training=True, logits=model._fused_loss is not None)
     loss, grad = loss_fn.value_and_grad(out, yb)
-    model.backward(grad)
+    model.backward(grad, input_grad=False)
     grads = model.grads
     if not np.isfinite(loss) or not np.isfinite(sum(float(np.sum(g)) for g in grads.values())):
         bad = [k for k, g in grads.items() if not np.isfinite(g).all()]

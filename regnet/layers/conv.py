@@ -1,11 +1,13 @@
-"""Conv2D over NCHW batches, as one batched matmul over im2col columns."""
+"""Conv2D over NCHW batches, as one GEMM over channel-major im2col columns (see ``regnet.ops.conv``)."""
 
 import attrs
 import numpy as np
 
 from .. import fields
 from ..errors import ConfigError, ShapeError
-from ..ops import windows
+from ..activations import ReLU
+from ..ops import conv as conv_ops
+from ..ops import layout, windows
 from ..registry import register_layer
 from .base import Layer, require_rank
 
@@ -61,27 +63,33 @@ class Conv2D(Layer):
         self.add_param("kernel", (self.filters, c, *self.kernel_size), self.kernel_initializer, rng)
         if self.use_bias:
             self.add_param("bias", (self.filters,), self.bias_initializer, rng)
+        self._geo = conv_ops.Geometry(input_shape, self.kernel_size, self.strides, self._pads, (ho, wo))
+        self._ws = layout.Workspace()  # column buffers reused from batch to batch
         return (self.filters, ho, wo)
 
     def forward(self, x, training=False):
-        xp = windows.pad(x, self._pads)
-        self._padded_shape = xp.shape
-        self._cols = windows.im2col(xp, self.kernel_size, self.strides, self._out_hw)
-        k = self.params["kernel"].reshape(self.filters, -1)
-        y = np.matmul(k, self._cols)
-        if self.use_bias:
-            y += self.params["bias"][:, None]
-        return y.reshape(x.shape[0], self.filters, *self._out_hw)
+        self._x = x
+        bias = self.params["bias"] if self.use_bias else None
+        y, self._cols = conv_ops.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
+        return y
+
+    def __call__(self, x, training=False):
+        if not isinstance(self._act, ReLU):
+            return super().__call__(x, training)
+        z = self.forward(x, training)
+        np.maximum(z, 0, out=z)  # in place: z is ours, and relu'(z) reads the same from max(z, 0)
+        self._act_cache = (z, z)
+        return z
 
     def backward(self, grad):
-        n = grad.shape[0]
-        g = grad.reshape(n, self.filters, -1)
+        geo, kernel = self._geo, self.params["kernel"]
+        bias = self.params["bias"] if self.use_bias else None
         cols = self._cols
-        dk = np.matmul(g, cols.transpose(0, 2, 1)).sum(axis=0)
-        self.grads["kernel"][...] = dk.reshape(self.grads["kernel"].shape)
+        if cols is None:  # the forward pass ran in inference mode: build the columns now
+            _, cols = conv_ops.forward(self._x, kernel, bias, geo, self._ws, True)
+        need = getattr(self, "needs_input_grad", True)
+        dk, db, dx = conv_ops.backward(grad, cols, kernel, bias, geo, need_input_grad=need)
+        self.grads["kernel"][...] = dk
         if self.use_bias:
-            self.grads["bias"][...] = g.sum(axis=(0, 2))
-        k = self.params["kernel"].reshape(self.filters, -1)
-        dcols = np.matmul(k.T, g)
-        dxp = windows.col2im(dcols, self._padded_shape, self.kernel_size, self.strides, self._out_hw)
-        return windows.unpad(dxp, self._pads)
+            self.grads["bias"][...] = db
+        return dx

@@ -41,6 +41,8 @@ class Dense(Layer):
         np.matmul(x2.T, g2, out=self.grads["kernel"])
         if self.use_bias:
             np.sum(g2, axis=0, out=self.grads["bias"])
+        if not getattr(self, "needs_input_grad", True):
+            return None  # the model input's gradient is not wanted (training)
         return grad @ k.T
 
 

@@ -4,6 +4,7 @@ import attrs
 import numpy as np
 
 from .. import fields
+from ..ops import pool as pool_ops
 from ..ops import windows
 from ..registry import register_layer
 from .base import Layer
@@ -32,29 +33,21 @@ class _Pool2D(Layer):
 @register_layer(name="MaxPool2D", aliases=("MaxPooling2D", "MaxPool2d"))
 @attrs.define(slots=False, eq=False)
 class MaxPool2D(_Pool2D):
-    """Max over each window; the gradient goes to the first maximal element of the window."""
+    """Max over each window; the gradient goes to the first maximal element of the window
+    (row-major window order). A NaN in a window gives a NaN maximum."""
 
     def forward(self, x, training=False):
-        xp = windows.pad(x, self._pads, value=-np.inf)
-        self._padded_shape = xp.shape
-        out, arg = None, None
-        for k, (i, j) in enumerate(self._offsets()):
-            w = windows.window(xp, i, j, self._out_hw, self.stride)
-            if out is None:
-                out = w.copy()
-                arg = np.zeros(out.shape, dtype=np.int8 if len(self._offsets()) < 128 else np.int32)
-            else:
-                better = w > out
-                np.copyto(out, w, where=better)
-                arg[better] = k
-        self._arg = arg
+        self._in_shape = x.shape
+        out, self._arg = pool_ops.max_forward(x, self.pool_size, self.stride, self._pads, self._out_hw, training)
+        if self._arg is None:
+            self._x = x  # backward after an inference-mode forward recomputes the argmax
         return out
 
     def backward(self, grad):
-        dx = np.zeros(self._padded_shape, dtype=grad.dtype)
-        for k, (i, j) in enumerate(self._offsets()):
-            windows.window(dx, i, j, self._out_hw, self.stride)[...] += np.where(self._arg == k, grad, 0)
-        return windows.unpad(dx, self._pads)
+        if self._arg is None:
+            _, self._arg = pool_ops.max_forward(self._x, self.pool_size, self.stride, self._pads, self._out_hw, True)
+            self._x = None
+        return pool_ops.max_backward(grad, self._arg, self._in_shape, self.pool_size, self.stride, self._pads, self._out_hw)
 
 
 @register_layer(name="AvgPool2D", aliases=("AveragePooling2D", "AvgPool2d"))

@@ -1,0 +1,195 @@
+"""Conv2D and MaxPool2D kernels against naive loop references, and their gradients against
+central differences (float64), for padding, strides and memory layouts."""
+
+import numpy as np
+import pytest
+
+from regnet.layers.conv import Conv2D
+from regnet.layers.core import Dense
+from regnet.layers.pooling import AvgPool2D, MaxPool2D
+from regnet.ops import layout
+
+
+def naive_conv(x, k, b, stride, pads):
+    """Direct convolution by loops over output pixels (reference only)."""
+    top, bottom, left, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    n, c, h, w = xp.shape
+    f, _, kh, kw = k.shape
+    ho, wo = (h - kh) // stride[0] + 1, (w - kw) // stride[1] + 1
+    y = np.zeros((n, f, ho, wo))
+    for r in range(ho):
+        for s in range(wo):
+            patch = xp[:, :, r * stride[0] : r * stride[0] + kh, s * stride[1] : s * stride[1] + kw]
+            y[:, :, r, s] = np.einsum("ncij,fcij->nf", patch, k)
+    return y + (0 if b is None else b[None, :, None, None])
+
+
+def naive_maxpool(x, pool, stride, pads):
+    """Window maxima and, per input element, the gradient share (first maximum of each window)."""
+    top, bottom, left, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+    n, c, h, w = xp.shape
+    ho, wo = (h - pool[0]) // stride[0] + 1, (w - pool[1]) // stride[1] + 1
+    y = np.zeros((n, c, ho, wo))
+    route = np.zeros((n, c, ho, wo, h, w))
+    for a in range(n):
+        for ch in range(c):
+            for r in range(ho):
+                for s in range(wo):
+                    win = xp[a, ch, r * stride[0] : r * stride[0] + pool[0], s * stride[1] : s * stride[1] + pool[1]]
+                    y[a, ch, r, s] = win.max()
+                    i, j = np.unravel_index(np.argmax(win), win.shape)  # first maximum
+                    route[a, ch, r, s, r * stride[0] + i, s * stride[1] + j] = 1
+    return y, route[..., top : h - bottom, left : w - right]
+
+
+def build(layer, shape, dtype=np.float64, seed=0):
+    layer.setup(shape, np.random.default_rng(seed))
+    for d in (layer.params, layer.grads):
+        for k in d:
+            d[k] = d[k].astype(dtype)
+    if "bias" in layer.params:
+        layer.params["bias"][...] = np.random.default_rng(seed + 1).standard_normal(layer.params["bias"].shape)
+    return layer
+
+
+CONV_CASES = [
+    dict(filters=4, kernel_size=3),
+    dict(filters=3, kernel_size=5, padding="same"),
+    dict(filters=2, kernel_size=(2, 3), strides=(2, 1), padding="same"),
+    dict(filters=3, kernel_size=3, strides=2, padding=1),
+    dict(filters=2, kernel_size=4, strides=3, padding=2, use_bias=False),
+    dict(filters=5, kernel_size=1),
+    dict(filters=2, kernel_size=3, padding=3),  # some kernel offsets see only padding
+]
+
+
+def channel_major_copy(x):
+    out = layout.empty_channel_major(x.shape, x.dtype)
+    out[...] = x
+    return out
+
+
+@pytest.mark.parametrize("cfg", CONV_CASES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("stored", ["nchw", "channel_major"])
+def test_conv_matches_naive(cfg, training, stored):
+    rng = np.random.default_rng(1)
+    layer = build(Conv2D(**cfg), (3, 9, 8))
+    x = rng.standard_normal((5, 3, 9, 8))
+    if stored == "channel_major":
+        x = channel_major_copy(x)
+    y = layer.forward(x, training)
+    want = naive_conv(x, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads)
+    assert y.shape == want.shape == (5, *layer.output_shape)
+    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10)
+    # backward: d(sum(y * r))/dx is the adjoint applied to r
+    r = rng.standard_normal(y.shape)
+    dx = layer.backward(r)
+    eps = 1e-6
+    for idx in [(0, 0, 0, 0), (4, 2, 8, 7), (2, 1, 4, 3), (3, 0, 0, 7)]:
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        num = (np.sum(naive_conv(xp, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads) * r)
+               - np.sum(want * r)) / eps
+        num2 = (np.sum(want * r) - np.sum(naive_conv(xm, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads) * r)) / eps
+        assert dx[idx] == pytest.approx((num + num2) / 2, rel=1e-5, abs=1e-6)
+    # kernel and bias gradients in closed form from the naive convolution
+    k = layer.params["kernel"]
+    for kidx in [(0, 0, 0, 0), tuple(s - 1 for s in k.shape)]:
+        e = np.zeros_like(k)
+        e[kidx] = 1
+        want_dk = np.sum(naive_conv(x, e, None, layer.strides, layer._pads) * r)
+        assert layer.grads["kernel"][kidx] == pytest.approx(want_dk, rel=1e-9, abs=1e-9)
+    if layer.use_bias:
+        np.testing.assert_allclose(layer.grads["bias"], r.sum(axis=(0, 2, 3)), rtol=1e-10)
+
+
+def test_conv_float32_stays_float32_and_batches_agree():
+    rng = np.random.default_rng(2)
+    layer = build(Conv2D(filters=4, kernel_size=3, padding="same", activation="relu"), (2, 7, 7), np.float32)
+    x = rng.standard_normal((300, 2, 7, 7)).astype(np.float32)
+    y_inf = layer(x, False)
+    y_tr = layer(x, True)
+    assert y_inf.dtype == y_tr.dtype == np.float32
+    np.testing.assert_allclose(y_inf, y_tr, rtol=1e-5, atol=1e-6)  # inference runs in pieces
+    g = layer.call_backward(np.ones_like(y_tr))
+    np.testing.assert_allclose(layer(x[:7], False), y_inf[:7], rtol=1e-5, atol=1e-6)
+    assert g.dtype == layer.grads["kernel"].dtype == np.float32
+
+
+def test_conv_relu_matches_separate_activation():
+    rng = np.random.default_rng(3)
+    fused = build(Conv2D(filters=3, kernel_size=3, activation="relu"), (2, 6, 6))
+    plain = build(Conv2D(filters=3, kernel_size=3), (2, 6, 6))
+    x = rng.standard_normal((4, 2, 6, 6))
+    y = fused(x, True)
+    z = plain(x, True)
+    np.testing.assert_allclose(y, np.maximum(z, 0))
+    r = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(fused.call_backward(r), plain.call_backward(r * (z > 0)))
+
+
+def test_conv_skips_input_gradient_when_told():
+    layer = build(Conv2D(filters=2, kernel_size=3), (1, 5, 5))
+    x = np.random.default_rng(4).standard_normal((2, 1, 5, 5))
+    y = layer.forward(x, True)
+    layer.needs_input_grad = False
+    assert layer.backward(np.ones_like(y)) is None
+    assert np.abs(layer.grads["kernel"]).sum() > 0
+
+
+POOL_CASES = [
+    dict(pool_size=2),
+    dict(pool_size=3, strides=2),  # overlapping windows
+    dict(pool_size=2, strides=3),  # gaps between windows
+    dict(pool_size=3, padding="same"),
+    dict(pool_size=(2, 3), strides=(1, 2), padding=1),
+]
+
+
+@pytest.mark.parametrize("cfg", POOL_CASES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("stored", ["nchw", "channel_major"])
+def test_maxpool_matches_naive(cfg, training, stored):
+    rng = np.random.default_rng(5)
+    layer = build(MaxPool2D(**cfg), (3, 7, 9))
+    x = rng.integers(-3, 3, (4, 3, 7, 9)).astype(np.float64)  # many ties
+    if stored == "channel_major":
+        x = channel_major_copy(x)
+    y = layer.forward(x, training)
+    want, route = naive_maxpool(x, layer.pool_size, layer.stride, layer._pads)
+    np.testing.assert_array_equal(y, want)
+    r = rng.standard_normal(y.shape)
+    dx = layer.backward(r)
+    np.testing.assert_allclose(dx, np.einsum("ncrshw,ncrs->nchw", route, r), atol=1e-12)
+
+
+def test_maxpool_keeps_channel_major_layout():
+    x = channel_major_copy(np.random.default_rng(6).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    layer = build(MaxPool2D(pool_size=2), (3, 8, 8), np.float32)
+    y = layer.forward(x, True)
+    assert layout.is_channel_major(y) and y.dtype == np.float32
+    assert layout.is_channel_major(layer.backward(np.ones_like(y)))
+
+
+def test_avgpool_on_channel_major_input():
+    x = np.random.default_rng(7).standard_normal((2, 3, 6, 6))
+    layer = build(AvgPool2D(pool_size=2), (3, 6, 6))
+    np.testing.assert_allclose(layer.forward(channel_major_copy(x)), layer.forward(x))
+
+
+def test_dense_skips_input_gradient_when_told():
+    layer = build(Dense(units=3), (4,))
+    x = np.random.default_rng(8).standard_normal((5, 4))
+    g = np.ones((5, 3))
+    layer.forward(x, True)
+    want = layer.backward(g)
+    kernel_grad = layer.grads["kernel"].copy()
+    layer.needs_input_grad = False
+    layer.forward(x, True)
+    assert layer.backward(g) is None
+    np.testing.assert_allclose(layer.grads["kernel"], kernel_grad)
+    assert want.shape == x.shape
