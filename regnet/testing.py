@@ -392,7 +392,8 @@ def default_input_shape(subject_or_spec):
 
 
 def _norm_shape(shape):
-    if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
+    """A tuple for one input, a list of tuples for several (from tuples, lists or JSON data)."""
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple)):
         return [tuple(int(d) for d in s) for s in shape]
     return tuple(int(d) for d in shape)
 
