@@ -16,7 +16,9 @@ optimizers    config, dtype, descent, state, determinism
 initializers  config, shape, dtype, determinism, global_state, variance
 
 Gradients are compared with central differences in float64 (parameters, gradients and buffers
-are converted for the check). ``checks=("gradient", ...)`` restricts a run to some properties.
+are converted for the check); a layer's parameter gradients must also stay the same when a model
+tells it ``needs_input_grad = False``. ``checks=("gradient", ...)`` restricts a run to some
+properties.
 
 A plugin test suite checks everything its distribution provides with::
 
@@ -542,6 +544,27 @@ def _layer_gradient(t, training, atol, rtol, max_entries, eps):
             problems.append(f"{what} gradient {list(value.shape)}: {err}")
     if problems:
         raise _Fail(f"{_mode(training)}: backward disagrees with central differences (float64){note}: " + "; ".join(problems))
+    _skipped_input_grad(layer, frozen, arg, r, training, analytic)
+
+
+def _skipped_input_grad(layer, frozen, arg, r, training, analytic):
+    """A model tells the layer reading its input ``needs_input_grad = False``: parameter
+    gradients must not change when the layer skips the input gradient."""
+    if not analytic:
+        return
+    frozen.restore()
+    layer(arg, training)
+    layer.needs_input_grad = False
+    try:
+        layer.call_backward(r.copy())
+    finally:
+        layer.needs_input_grad = True
+    for k, g in analytic.items():
+        if not np.allclose(layer.grads[k], g, rtol=1e-12, atol=0):
+            raise _Fail(
+                f"{_mode(training)}: with needs_input_grad = False the gradient of parameter '{k}' changes "
+                f"({_max_diff(layer.grads[k], g)})"
+            )
 
 
 def _layer_batch_independence(t, training):

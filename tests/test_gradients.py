@@ -161,3 +161,22 @@ def test_graph_model_gradients_match_central_differences():
         err = gradient_error(analytic[key].reshape(-1)[idx], numerical_gradient(f, p, indices=idx),
                              atol=1e-7, rtol=1e-5)
         assert err is None, f"{key}: {err}"
+
+
+@attrs.define(slots=False, eq=False)
+class SkipsTooMuch(Dense):
+    """Skips the kernel gradient too when a model says the input gradient is not needed."""
+
+    registered_name = "SkipsTooMuch"
+
+    def backward(self, grad):
+        if not getattr(self, "needs_input_grad", True):
+            self.grads["kernel"][...] = 0
+            return None
+        return super().backward(grad)
+
+
+def test_gradient_check_covers_layers_that_skip_the_input_gradient():
+    with pytest.raises(ConformanceError) as info:
+        check_layer(SkipsTooMuch(units=2), (3,), checks=["gradient"])
+    assert "needs_input_grad = False the gradient of parameter 'kernel'" in str(info.value)
