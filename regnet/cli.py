@@ -169,6 +169,8 @@ def cmd_train(args, argv):
         "test_accuracy": float(final["accuracy"]),
         "test_samples": int(len(xt)),
     }
+    if args.no_optimizer_state:
+        model.optimizer.slots = {slot: {} for slot in model.optimizer.slot_names}
     io.save(model, args.out, metadata=metadata)
     print(f"saved {args.out}: test accuracy {final['accuracy']:.4f}, loss {final['loss']:.4f} "
           f"on {len(xt)} samples; {model.count_params():,} parameters; trained {args.epochs} epochs "
@@ -417,6 +419,9 @@ def build_parser():
                         "of the training set to hold out")
     t.add_argument("--seed", type=int, default=0, help="weights, dropout, shuffling (default: 0)")
     t.add_argument("--out", default="model.h5", help="output file (default: model.h5)")
+    t.add_argument("--no-optimizer-state", action="store_true",
+                   help="leave the optimizer's moment estimates out of the file (a smaller file; "
+                        "resumed training starts them afresh)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=cmd_train)
 
