@@ -233,7 +233,8 @@ def _wrong_values(original):
     if h5py.check_string_dtype(np.asarray(original).dtype) is not None:
         return st.one_of(st.integers(-2**63, 2**63 - 1).map(np.int64), st.floats(allow_nan=True).map(np.float64),
                          st.lists(st.integers(0, 9), min_size=2, max_size=4).map(np.array), st.booleans().map(np.bool_))
-    return st.one_of(st.text(max_size=20), st.floats(allow_nan=True).map(np.float64),
+    return st.one_of(st.text(st.characters(exclude_characters="\x00"), max_size=20),  # HDF5 strings hold no NUL
+                     st.floats(allow_nan=True).map(np.float64),
                      st.lists(st.integers(0, 9), min_size=2, max_size=4).map(np.array),
                      st.binary(min_size=1, max_size=20).map(np.bytes_), st.booleans().map(np.bool_))
 
