@@ -130,7 +130,8 @@ def _dumps(value, what):
 
 
 def _text(value):
-    """A fixed-length UTF-8 string (stored in the object header, so covered by its checksum)."""
+    """A fixed-length UTF-8 string value (as an attribute it lives in the object header, which
+    HDF5 checksums)."""
     data = value.encode("utf-8")
     return np.array(data, dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
 
@@ -239,6 +240,8 @@ def _collect_fields(obj, used):
     if not attrs.has(type(obj)):
         return
     for a in attrs.fields(type(obj)):
+        if a.name == "name":  # a layer's own name, not a component
+            continue
         value = getattr(obj, a.name, None)
         name = value.get("type") if isinstance(value, dict) else value
         if not isinstance(name, str):
