@@ -3,7 +3,7 @@
 import attrs
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 
 @attrs.define
@@ -23,12 +23,23 @@ class Accuracy:
         return float(np.mean(guess == truth))
 
 
+def _dense_target(pred, target):
+    """``target`` shaped like ``pred``: integer class labels become one-hot rows."""
+    if target.ndim == 1 and pred.ndim == 2 and pred.shape[1] > 1:
+        rows = np.zeros(pred.shape, dtype=pred.dtype)
+        rows[np.arange(len(target)), target.astype(np.intp)] = 1
+        return rows
+    if target.size != pred.size:
+        raise DataError(f"targets of shape {list(target.shape)} do not match outputs of shape {list(pred.shape)}")
+    return target.reshape(pred.shape)
+
+
 @attrs.define
 class MeanAbsoluteError:
     name: str = "mae"
 
     def __call__(self, pred, target):
-        return float(np.mean(np.abs(pred - target.reshape(pred.shape))))
+        return float(np.mean(np.abs(pred - _dense_target(pred, target))))
 
 
 @attrs.define
@@ -36,7 +47,7 @@ class MeanSquaredError:
     name: str = "mse"
 
     def __call__(self, pred, target):
-        return float(np.mean((pred - target.reshape(pred.shape)) ** 2))
+        return float(np.mean((pred - _dense_target(pred, target)) ** 2))
 
 
 _METRICS = {
