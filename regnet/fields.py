@@ -8,6 +8,7 @@ Components declare their configuration as attrs fields built with these helpers:
 
 import math
 import numbers
+import reprlib
 
 import attrs
 
@@ -15,6 +16,27 @@ from .errors import ConfigError
 
 #: upper bound on any size-like integer in a config (units, filters, kernel sizes, ...)
 MAX_SIZE = 1 << 24
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 40, 40, 40
+
+
+def show(value, limit=80):
+    """A short repr of ``value`` for error messages, whatever it is (deep, huge, odd)."""
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, RecursionError):  # ints beyond the str-conversion limit, deep nesting
+        size = f" of {value.bit_length()} bits" if isinstance(value, int) else ""
+        text = f"<{type(value).__name__}{size}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value):
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _fail(attribute, message):
@@ -32,24 +54,24 @@ def _is_number(v):
 def integer(default=attrs.NOTHING, *, min=None, max=MAX_SIZE):
     def check(_, attribute, value):
         if not _is_int(value):
-            _fail(attribute, f"expected an integer, got {value!r} ({type(value).__name__})")
+            _fail(attribute, f"expected an integer, got {show(value)} ({type(value).__name__})")
         if min is not None and value < min:
-            _fail(attribute, f"expected an integer >= {min}, got {value}")
+            _fail(attribute, f"expected an integer >= {min}, got {show(value)}")
         if max is not None and value > max:
-            _fail(attribute, f"expected an integer <= {max}, got {value}")
+            _fail(attribute, f"expected an integer <= {max}, got {show(value)}")
 
     return attrs.field(default=default, validator=check, converter=_int_if_integral)
 
 
 def number(default=attrs.NOTHING, *, min=None, max=None, min_open=False):
     def check(_, attribute, value):
-        if not _is_number(value) or not math.isfinite(value):
-            _fail(attribute, f"expected a finite number, got {value!r}")
+        if not _is_number(value) or not _finite(value):
+            _fail(attribute, f"expected a finite number, got {show(value)}")
         if min is not None and (value < min or (min_open and value == min)):
             op = ">" if min_open else ">="
-            _fail(attribute, f"expected a number {op} {min}, got {value}")
+            _fail(attribute, f"expected a number {op} {min}, got {show(value)}")
         if max is not None and value > max:
-            _fail(attribute, f"expected a number <= {max}, got {value}")
+            _fail(attribute, f"expected a number <= {max}, got {show(value)}")
 
     return attrs.field(default=default, validator=check, converter=_float_if_number)
 
@@ -57,7 +79,7 @@ def number(default=attrs.NOTHING, *, min=None, max=None, min_open=False):
 def boolean(default=attrs.NOTHING):
     def check(_, attribute, value):
         if not isinstance(value, bool):
-            _fail(attribute, f"expected true or false, got {value!r}")
+            _fail(attribute, f"expected true or false, got {show(value)}")
 
     return attrs.field(default=default, validator=check)
 
@@ -65,7 +87,7 @@ def boolean(default=attrs.NOTHING):
 def choice(default, *options):
     def check(_, attribute, value):
         if value not in options:
-            _fail(attribute, f"expected one of {', '.join(map(repr, options))}, got {value!r}")
+            _fail(attribute, f"expected one of {', '.join(map(repr, options))}, got {show(value)}")
 
     return attrs.field(default=default, validator=check)
 
@@ -75,7 +97,7 @@ def string(default=attrs.NOTHING, *, optional=False):
         if value is None and optional:
             return
         if not isinstance(value, str) or not value:
-            _fail(attribute, f"expected a non-empty string, got {value!r}")
+            _fail(attribute, f"expected a non-empty string, got {show(value)}")
 
     return attrs.field(default=default, validator=check)
 
@@ -94,9 +116,9 @@ def pair(default=attrs.NOTHING, *, min=1, max=MAX_SIZE, optional=False):
         if value is None and optional:
             return
         if not (isinstance(value, tuple) and len(value) == 2 and all(map(_is_int, value))):
-            _fail(attribute, f"expected an integer or a pair of integers, got {value!r}")
+            _fail(attribute, f"expected an integer or a pair of integers, got {show(value)}")
         if any(v < min or v > max for v in value):
-            _fail(attribute, f"expected values in [{min}, {max}], got {list(value)}")
+            _fail(attribute, f"expected values in [{min}, {max}], got {show(list(value))}")
 
     return attrs.field(default=default, validator=check, converter=convert)
 
@@ -115,7 +137,7 @@ def shape(default=attrs.NOTHING, *, allow_minus_one=False):
             ok = all(v >= 1 or (allow_minus_one and v == -1) for v in value)
             ok = ok and sum(v == -1 for v in value) <= 1 and all(v <= MAX_SIZE for v in value)
         if not ok:
-            _fail(attribute, f"expected a non-empty list of positive integers, got {value!r}")
+            _fail(attribute, f"expected a non-empty list of positive integers, got {show(value)}")
 
     return attrs.field(default=default, validator=check, converter=convert)
 
@@ -129,13 +151,15 @@ def component(registry_name, default=attrs.NOTHING, *, optional=False):
         if value is None and optional:
             return
         reg = registry.REGISTRIES[registry_name]
+        if isinstance(value, dict) and not isinstance(value.get("type"), str):
+            _fail(attribute, f"a {registry_name[:-1]} given as a dict needs a 'type' name, got {show(value)}")
         if isinstance(value, (str, dict)):
             try:
                 reg.get(value) if isinstance(value, str) else reg.create(value)
             except ConfigError as exc:
                 raise type(exc)(str(exc), field=attribute.name) from exc
         else:
-            _fail(attribute, f"expected a {registry_name[:-1]} name or a dict with a 'type', got {value!r}")
+            _fail(attribute, f"expected the name of one of the {registry_name} or a dict with a 'type', got {show(value)}")
 
     return attrs.field(default=default, validator=check)
 
@@ -148,6 +172,6 @@ def _int_if_integral(value):
 
 
 def _float_if_number(value):
-    if _is_number(value):
+    if _is_number(value) and _finite(value):
         return float(value)
     return value

@@ -41,6 +41,15 @@ def get(spec):
     return losses.create(spec)
 
 
+def _check_same_shape(target, pred_shape):
+    """Targets must have the outputs' shape, up to axes of length 1 (``(N,)`` fits ``(N, 1)``)."""
+    squeeze = lambda shape: [d for d in shape[1:] if d != 1]  # noqa: E731
+    if squeeze(target.shape) != squeeze(pred_shape):
+        raise DataError(
+            f"targets of shape {list(target.shape)} do not match outputs of shape {['N', *pred_shape[1:]]}"
+        )
+
+
 def _labels(target, k):
     """Integer class labels from integer labels or one-hot/probability rows."""
     if target.ndim == 1:
@@ -63,16 +72,24 @@ class CategoricalCrossentropy(Loss):
 
     def check_target(self, target, pred_shape):
         n, k = pred_shape[0], pred_shape[-1]
-        if target.ndim == 1:
+        out = ["N", *pred_shape[1:]]
+        if target.ndim == 1 and len(pred_shape) == 2:
             if not np.issubdtype(target.dtype, np.integer) and not np.all(np.mod(target, 1) == 0):
-                raise DataError("integer class labels expected, got fractional values")
+                bad = int(np.argmax(np.mod(target, 1) != 0))
+                raise DataError(f"integer class labels expected, found {target[bad]} at index {bad}")
             lo, hi = target.min(initial=0), target.max(initial=0)
             if lo < 0 or hi >= k:
                 raise DataError(f"labels must be in [0, {k - 1}] for {k} outputs, found values in [{lo}, {hi}]")
         elif target.shape[1:] != tuple(pred_shape[1:]):
+            labels = "integer labels (N,) or " if len(pred_shape) == 2 else ""
             raise DataError(
-                f"targets of shape {list(target.shape)} do not match outputs of shape ['N', {k}]; "
-                f"give integer labels (N,) or one-hot rows (N, {k})"
+                f"targets of shape {list(target.shape)} do not match outputs of shape {out}; "
+                f"give {labels}one-hot rows of shape {out}"
+            )
+        elif target.size and (target.min() < 0 or target.max() > 1):
+            raise DataError(
+                f"one-hot or probability targets must lie in [0, 1], found values in "
+                f"[{target.min()}, {target.max()}]"
             )
 
     def value_and_grad(self, pred, target):
@@ -116,10 +133,9 @@ class BinaryCrossentropy(Loss):
     EPS = 1e-7
 
     def check_target(self, target, pred_shape):
-        if target.size != int(np.prod(pred_shape)):
-            raise DataError(f"targets of shape {list(target.shape)} do not match outputs {['N', *pred_shape[1:]]}")
+        _check_same_shape(target, pred_shape)
         if target.size and (target.min() < 0 or target.max() > 1):
-            raise DataError("binary targets must lie in [0, 1]")
+            raise DataError(f"binary targets must lie in [0, 1], found values in [{target.min()}, {target.max()}]")
 
     def value_and_grad(self, pred, target):
         t = target.reshape(pred.shape).astype(pred.dtype, copy=False)
@@ -140,8 +156,7 @@ class MeanSquaredError(Loss):
     """Mean over every element of ``(pred - target)**2``."""
 
     def check_target(self, target, pred_shape):
-        if target.size != int(np.prod(pred_shape)):
-            raise DataError(f"targets of shape {list(target.shape)} do not match outputs {['N', *pred_shape[1:]]}")
+        _check_same_shape(target, pred_shape)
 
     def value_and_grad(self, pred, target):
         d = pred - target.reshape(pred.shape).astype(pred.dtype, copy=False)

@@ -63,6 +63,8 @@ class Registry:
 
     def __init__(self, kind, *, check=None):
         self.kind = kind
+        self.noun = "loss" if kind == "losses" else kind[:-1]  # singular, for messages
+        self.a_noun = ("an " if self.noun[0] in "aeiou" else "a ") + self.noun
         self.group = f"regnet.{kind}"
         self._check = check  # callable(obj) -> None, raises TypeError if obj is not valid
         self._items = {}  # name -> component
@@ -200,7 +202,7 @@ class Registry:
     def canonical(self, name):
         """The registered name behind ``name`` (resolving aliases and case-insensitive matches)."""
         if not isinstance(name, str):
-            raise ConfigError(f"a {self.kind[:-1]} name must be a string, got {type(name).__name__}")
+            raise ConfigError(f"{self.a_noun} name must be a string, got {type(name).__name__}")
         self._discover()
         if name in self._items or name in self._pending:
             return name
@@ -237,7 +239,7 @@ class Registry:
         close = list(dict.fromkeys(self._aliases.get(c, c) for c in close))[:3]  # aliases as their names
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownComponentError(
-            f"unknown {self.kind[:-1]} '{name}'{hint} (known: {', '.join(self.list())}; plugins "
+            f"unknown {self.noun} '{name}'{hint} (known: {', '.join(self.list())}; plugins "
             f"add names through the entry-point group '{self.group}')"
         )
 
@@ -250,15 +252,21 @@ class Registry:
         if isinstance(spec, dict):
             spec = dict(spec)
             if "type" not in spec:
-                raise ConfigError(f"a {self.kind[:-1]} given as a dict needs a 'type' field", field="type")
+                raise ConfigError(f"{self.a_noun} given as a dict needs a 'type' field", field="type")
             config = {**spec, **config}
             spec = config.pop("type")
         if not isinstance(spec, str):
             if isinstance(spec, type):
-                raise ConfigError(f"give a {self.kind[:-1]} as a name, dict or instance, not a class")
+                raise ConfigError(f"give {self.a_noun} as a name, dict or instance, not a class")
+            try:
+                self._check is None or self._check(type(spec))
+            except TypeError:
+                raise ConfigError(
+                    f"expected {self.a_noun} name, dict or instance, got {type(spec).__name__}"
+                ) from None
             return spec  # already an instance
         cls = self.get(spec)
-        return construct(cls, config, what=f"{self.kind[:-1]} '{spec}'")
+        return construct(cls, config, what=f"{self.noun} '{spec}'")
 
     def list(self, pattern="*"):
         """Sorted registered names (built-in and plugin) matching a glob ``pattern``."""
@@ -274,7 +282,7 @@ class Registry:
             return self._pending[key][1]
         if key in self._broken:
             return self._broken[key].provider
-        raise UnknownComponentError(f"unknown {self.kind[:-1]} '{name}'")
+        raise UnknownComponentError(f"unknown {self.noun} '{name}'")
 
     def broken(self):
         """Every unusable plugin entry (a clash between two plugins lists both)."""

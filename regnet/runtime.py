@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from . import losses, validation
+from . import divergence, losses, validation
 from .errors import ConfigError, DataError, TrainingDivergedError
 
 
@@ -102,23 +102,38 @@ def _outputs(model, logits):
 
 def _count(value, what):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-        raise DataError(f"{what} must be a non-negative integer, got {value!r}")
+        raise DataError(f"{what} must be a non-negative integer, got {validation.show(value)}")
     return int(value)
 
 
-def train_step(model, xb, yb):
-    """One optimisation step on a batch; returns ``(loss, outputs)``. Weights stay untouched
-    when the loss or a gradient is not finite (``TrainingDivergedError``)."""
+def train_step(model, xb, yb, snapshot=None):
+    """One optimisation step on a batch; returns ``(loss, outputs)``.
+
+    A loss that is not finite stops before the update; an update that leaves a weight NaN or
+    infinite is undone and the optimizer reset (see ``divergence``). Either way the weights are
+    as they were before the step and ``TrainingDivergedError`` names the offending tensors.
+    ``snapshot`` (a ``divergence.Snapshot`` of this model) reuses its buffers across steps.
+    """
+    snapshot = snapshot or divergence.Snapshot(model)
+    snapshot.save()
     loss_fn = model.training_loss
-    out = model.forward(xb, training=True, logits=model._fused_loss is not None)
-    loss, grad = loss_fn.value_and_grad(out, yb)
-    model.backward(grad, input_grad=False)
-    grads = model.grads
-    if not np.isfinite(loss) or not np.isfinite(sum(float(np.sum(g)) for g in grads.values())):
-        bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
-        what = f"loss is {loss}" if not np.isfinite(loss) else f"gradients of {', '.join(bad)} are not finite"
-        raise TrainingDivergedError(what)
-    model.optimizer.step(model.params, grads)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below as a divergence
+        out = model.forward(xb, training=True, logits=model._fused_loss is not None)
+        loss, grad = loss_fn.value_and_grad(out, yb)
+        if not np.isfinite(loss):
+            snapshot.restore()  # the forward pass moved BatchNorm's running statistics
+            raise TrainingDivergedError(f"the loss is {loss}")
+        model.backward(grad, input_grad=False)
+        params, grads = model.params, model.grads
+        model.optimizer.step(params, grads)
+    bad = divergence.non_finite(model.get_weights())
+    if bad:
+        snapshot.restore()
+        divergence.reset(model.optimizer)
+        bad_grads = divergence.non_finite(grads)
+        cause = (f"the gradients of {', '.join(bad_grads)} are not finite" if bad_grads else
+                 f"the update made {', '.join(bad)} non-finite although the gradients were finite")
+        raise TrainingDivergedError(f"{cause}; the step was undone and the optimizer state reset")
     return loss, out
 
 
@@ -145,22 +160,22 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
     batch_size = validation.batch_size(batch_size)
     epochs = _count(epochs, "epochs")
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise DataError("validation_data must be a pair (x_val, y_val)")
-        vx = validation.inputs(model, validation_data[0], "validation x")
-        vy = validation.targets(model, validation_data[1], len(vx), "validation y")
+        vx, vy = validation.validation_data(model, validation_data)
+    seed, shuffle = validation.seed(seed), validation.flag(shuffle, "shuffle")
+    verbose = validation.verbosity(verbose)
     if resume_from is not None:
         epochs = max(0, epochs - model.epoch)
     elif seed is not None:
         model.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
     history = History()
-    callbacks = list(callbacks or ())
+    callbacks = validation.callbacks(callbacks)
     for cb in callbacks:
         cb.model = model
     model.stop_training = False
     progress = _Progress(verbose, model.epoch + epochs)
     n = len(x)
     n_batches = -(-n // batch_size)
+    snapshot = divergence.Snapshot(model)
     for cb in callbacks:
         cb.on_train_begin()
     for _ in range(epochs):
@@ -174,7 +189,7 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
             idx = order[b * batch_size : (b + 1) * batch_size]
             xb, yb = x[idx], y[idx]
             try:
-                loss, out = train_step(model, xb, yb)
+                loss, out = train_step(model, xb, yb, snapshot)
             except TrainingDivergedError as exc:
                 progress.end(epoch, {})
                 raise TrainingDivergedError(

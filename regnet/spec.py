@@ -7,6 +7,7 @@ default: the previous entry, or the model input for the first). The output is th
 """
 
 import json
+import math
 import os
 import re
 
@@ -14,7 +15,7 @@ import attrs
 
 from . import fields
 from .errors import ConfigError, RegnetError
-from .layers.base import Layer, create
+from .layers.base import MAX_SAMPLE_ELEMENTS, Layer, create
 
 FORMAT = "regnet.model"
 VERSION = 1
@@ -48,6 +49,8 @@ def load(src):
                 src = fh.read()
         except OSError as exc:
             raise ConfigError(f"cannot read spec file {path}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # e.g. a NUL byte in the path
+            raise ConfigError(f"cannot read spec file {fields.show(path)}: {exc}") from None
         where = path
     else:
         where = "spec"
@@ -61,11 +64,20 @@ def load(src):
     if not isinstance(src, str):
         raise ConfigError(f"a model spec must be a path, JSON text or a dict, got {type(src).__name__}")
     try:
-        return json.loads(src)
+        return json.loads(src, object_pairs_hook=_no_duplicate_keys)
     except RecursionError:
         raise ConfigError(f"{where} is nested too deeply to be a model spec") from None
     except ValueError as exc:
         raise ConfigError(f"{where} is not valid JSON: {exc}") from exc
+
+
+def _no_duplicate_keys(pairs):
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ConfigError(f"key {fields.show(dup)} appears twice in one JSON object", field=dup)
+    return out
 
 
 def _snake(name):
@@ -89,15 +101,17 @@ def normalise(spec):
     if unknown:
         raise ConfigError(f"unknown top-level field(s) {unknown}; expected {sorted(known)}", field=unknown[0])
     if spec.get("format", FORMAT) != FORMAT:
-        raise ConfigError(f"'format' must be {FORMAT!r}, got {spec.get('format')!r}", field="format")
+        raise ConfigError(f"'format' must be {FORMAT!r}, got {fields.show(spec.get('format'))}", field="format")
     version = spec.get("version", VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ConfigError(f"'version' must be a positive integer, got {version!r}", field="version")
+        raise ConfigError(f"'version' must be a positive integer, got {fields.show(version)}", field="version")
     if version > VERSION:
         raise ConfigError(
-            f"spec version {version} is newer than this regnet understands ({VERSION}); upgrade regnet",
+            f"spec version {fields.show(version)} is newer than this regnet understands ({VERSION}); upgrade regnet",
             field="version",
         )
+    if not isinstance(spec.get("name", ""), str):
+        raise ConfigError(f"'name' must be a string, got {fields.show(spec['name'])}", field="name")
     input_shape = _input_shape(spec.get("input_shape"))
     entries = spec.get("layers")
     if not isinstance(entries, list) or not entries:
@@ -111,7 +125,13 @@ def _input_shape(value):
     holder = attrs.make_class("InputShape", {"input_shape": fields.shape()})
     if value is None:
         raise ConfigError("the spec needs an 'input_shape' (without the batch axis)", field="input_shape")
-    return holder(value).input_shape
+    shape = holder(value).input_shape
+    if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+        raise ConfigError(
+            f"an input of shape {list(shape)} holds {math.prod(shape):.3g} values per sample "
+            f"(limit {MAX_SAMPLE_ELEMENTS:.3g})", field="input_shape"
+        )
+    return shape
 
 
 def build_nodes(entries):
@@ -123,6 +143,9 @@ def build_nodes(entries):
         if isinstance(entry, Layer):
             layer, inputs = entry, None
         elif isinstance(entry, dict):
+            odd = [k for k in entry if not isinstance(k, str)]
+            if odd:
+                raise ConfigError(f"field names must be strings, got {fields.show(odd[0])}", layer=where)
             inputs = entry.get("inputs")
             try:
                 layer = create(entry)
@@ -161,7 +184,7 @@ def _inputs(value, prev, layer, where):
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
-        raise ConfigError(f"'inputs' must be a layer name or a list of names, got {value!r}", layer=where, field="inputs")
+        raise ConfigError(f"'inputs' must be a layer name or a list of names, got {fields.show(value)}", layer=where, field="inputs")
     if layer.n_inputs is None and len(value) < 2:
         raise ConfigError(f"{type(layer).__name__} needs two or more inputs, got {value}", layer=where, field="inputs")
     if layer.n_inputs is not None and len(value) != layer.n_inputs:

@@ -24,17 +24,20 @@ import attrs
 import numpy as np
 
 from .. import activations as _activations
+from .. import fields
 from .. import initializers as _initializers
 from ..errors import ConfigError, ShapeError
 from ..registry import construct, get_config, layers
 
 #: the largest tensor a layer may allocate (elements); protects against absurd configs
 MAX_PARAM_ELEMENTS = 1 << 28
+#: the largest tensor one sample may flow through a layer as (elements, batch axis excluded)
+MAX_SAMPLE_ELEMENTS = 1 << 28
 
 
 def _check_name(_, attribute, value):
     if value is not None and (not isinstance(value, str) or not value or "/" in value):
-        raise ConfigError(f"expected a non-empty name without '/', got {value!r}", field="name")
+        raise ConfigError(f"expected a non-empty name without '/', got {fields.show(value)}", field="name")
 
 
 @attrs.define(slots=False, eq=False)
@@ -94,6 +97,19 @@ class Layer:
         self.params, self.grads, self.buffers = {}, {}, {}
         out = self.build(input_shape, rng)
         self.output_shape = tuple(int(s) for s in out)
+        size = math.prod(self.output_shape)
+        if size > MAX_SAMPLE_ELEMENTS:
+            raise ShapeError(
+                f"{type(self).__name__} output of shape {['N', *self.output_shape]} would hold "
+                f"{size:.3g} values per sample (limit {MAX_SAMPLE_ELEMENTS:.3g})"
+            )
+        axis = getattr(self._act, "axis", None)
+        rank = len(self.output_shape) + 1
+        if isinstance(axis, int) and not (1 <= axis < rank or -rank < axis <= -1):
+            raise ShapeError(
+                f"activation axis {axis} does not fit output {['N', *self.output_shape]}: expected "
+                f"an axis in [1, {rank - 1}] or [-{rank - 1}, -1] (axis 0 is the batch)"
+            )
         return self.output_shape
 
     def __call__(self, x, training=False):

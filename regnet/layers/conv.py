@@ -9,7 +9,7 @@ from ..activations import ReLU
 from ..ops import conv as conv_ops
 from ..ops import layout, windows
 from ..registry import register_layer
-from .base import Layer, require_rank
+from .base import MAX_SAMPLE_ELEMENTS, Layer, require_rank
 
 
 def _padding(_, attribute, value):
@@ -17,7 +17,7 @@ def _padding(_, attribute, value):
         isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= fields.MAX_SIZE
     )
     if not ok:
-        raise ConfigError(f"expected 'valid', 'same' or an integer >= 0, got {value!r}", field=attribute.name)
+        raise ConfigError(f"expected 'valid', 'same' or an integer >= 0, got {fields.show(value)}", field=attribute.name)
 
 
 def padding_field(default="valid"):
@@ -32,6 +32,12 @@ def spatial_setup(layer, input_shape, kernel, stride, padding):
         padding, w, kernel[1], stride[1]
     )
     layer._pads = (*ph, *pw)
+    padded = input_shape[0] * (h + sum(ph)) * (w + sum(pw))
+    if padded > MAX_SAMPLE_ELEMENTS:
+        raise ShapeError(
+            f"{type(layer).__name__} padding {padding!r} makes a padded input of "
+            f"{padded:.3g} values per sample (limit {MAX_SAMPLE_ELEMENTS:.3g})"
+        )
     ho = windows.out_size(h, kernel[0], stride[0], *ph)
     wo = windows.out_size(w, kernel[1], stride[1], *pw)
     if ho < 1 or wo < 1:

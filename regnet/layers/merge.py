@@ -47,7 +47,7 @@ class Add(_Merge):
 def _axis(_, attribute, value):
     if not isinstance(value, int) or isinstance(value, bool) or value == 0:
         raise ConfigError(
-            f"expected a non-zero integer axis (axis 0 is the batch), got {value!r}", field=attribute.name
+            f"expected a non-zero integer axis (axis 0 is the batch), got {fields.show(value)}", field=attribute.name
         )
 
 
