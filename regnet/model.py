@@ -129,16 +129,19 @@ class Model:
     def backward(self, grad, input_grad=True):
         """Backpropagate ``dL/doutput`` through the graph; returns ``dL/dinput``.
 
-        With ``input_grad=False`` (training) returns ``None``: a layer that reads only the model
-        input finds ``needs_input_grad`` False during its ``backward`` and may skip that product.
+        With ``input_grad=False`` (training) returns ``None``, and a layer whose inputs lead back
+        to no parameter (only to the model input) finds ``needs_input_grad`` False during its
+        ``backward``: it may skip computing that gradient (the first Dense or Conv2D does).
         """
+        wanted = {spec.INPUT: input_grad}  # does anything upstream of this tensor need a gradient?
+        for node in self.nodes:
+            wanted[node.name] = bool(node.layer.params) or any(wanted[s] for s in node.inputs)
         grads = {self.output_node.name: grad}
         for node in reversed(self.nodes):
             g = grads.pop(node.name, None)
-            if g is None:
+            if g is None or not wanted[node.name]:
                 continue
-            skip = not input_grad and all(s == spec.INPUT for s in node.inputs)
-            node.layer.needs_input_grad = not skip
+            node.layer.needs_input_grad = any(wanted[s] for s in node.inputs)
             try:
                 if self._logits and node is self.output_node:
                     gin = node.layer.backward(g)
@@ -148,7 +151,7 @@ class Model:
                 node.layer.needs_input_grad = True
             gin = gin if node.layer.n_inputs is None else [gin]
             for s, gi in zip(node.inputs, gin):
-                if s == spec.INPUT and not input_grad:
+                if not wanted[s]:
                     continue
                 grads[s] = grads[s] + gi if s in grads else gi
         return grads.get(spec.INPUT)

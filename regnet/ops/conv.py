@@ -62,6 +62,31 @@ class Geometry:
             dx[:, :, src[0], src[1]] += cols[:, i, j, :, dst[0], dst[1]]
         return dx
 
+    # Stride 1 has a cheaper adjoint on the "wide" grid: output rows as long as a padded input row
+    # (``Wp``), the extra ``kw - 1`` columns zero. Kernel offset (i, j) then shifts a whole sample
+    # by ``i*Wp + j`` in the flattened padded image, so each offset is one long contiguous add.
+    @property
+    def wide(self):
+        return (self.sh, self.sw) == (1, 1)
+
+    def padded_hw(self):
+        top, bottom, left, right = self.pads
+        return self.h + top + bottom, self.w + left + right
+
+    def scatter_wide(self, dcols, n, dtype):
+        """Adjoint of ``columns`` from wide ``dcols (C*kh*kw, n*Ho*Wp)``; a ``(C, n, H, W)`` view."""
+        hp, wp = self.padded_hw()
+        run = self.ho * wp
+        cols = dcols.reshape(self.c, self.kh, self.kw, n, run)
+        flat = np.zeros((self.c, n, hp * wp + self.kw - 1), dtype)
+        for i in range(self.kh):
+            for j in range(self.kw):
+                start = i * wp + j
+                flat[:, :, start : start + run] += cols[:, i, j]
+        top, _, left, _ = self.pads
+        image = flat[:, :, : hp * wp].reshape(self.c, n, hp, wp)
+        return image[:, :, top : top + self.h, left : left + self.w]
+
 
 def _column_buffer(ws, name, geo, n, bias, dtype):
     rows = geo.rows + (1 if bias else 0)
@@ -101,7 +126,7 @@ def forward(x, kernel, bias, geo, ws, training):
     return y.transpose(1, 0, 2, 3), None
 
 
-def backward(grad, cols, kernel, bias, geo, need_input_grad=True):
+def backward(grad, cols, kernel, bias, geo, ws, need_input_grad=True):
     """Gradients ``(d_kernel, d_bias, d_x)`` for the output gradient ``grad`` (NCHW, any layout);
     ``d_x`` is channel-major, or ``None`` when not needed."""
     n, f = grad.shape[0], grad.shape[1]
@@ -111,6 +136,14 @@ def backward(grad, cols, kernel, bias, geo, need_input_grad=True):
     db = dw[:, geo.rows] if bias is not None else None
     if not need_input_grad:
         return dk, db, None
-    dcols = kernel.reshape(f, -1).T @ g2
-    dx = geo.scatter(dcols, n, dcols.dtype)
+    kt = kernel.reshape(f, -1).T
+    if geo.wide:
+        _, wp = geo.padded_hw()
+        gw = ws.get("grad", (f, n, geo.ho, wp), g2.dtype, init=lambda a: a.fill(0))
+        gw[:, :, :, : geo.wo] = g2.reshape(f, n, geo.ho, geo.wo)
+        dcols = kt @ gw.reshape(f, -1)
+        dx = geo.scatter_wide(dcols, n, dcols.dtype)
+    else:
+        dcols = kt @ g2
+        dx = geo.scatter(dcols, n, dcols.dtype)
     return dk, db, dx.transpose(1, 0, 2, 3)
