@@ -31,7 +31,11 @@ class PluginError(RegnetError):
 
 
 class ShapeError(RegnetError, ValueError):
-    """Tensor shapes do not fit together."""
+    """Tensor shapes do not fit together. ``field``: the config field that does not fit, if any."""
+
+    def __init__(self, message, *, field=None):
+        self.field = field
+        super().__init__(message)
 
 
 class WeightsMismatchError(RegnetError, ValueError):

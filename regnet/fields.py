@@ -152,12 +152,14 @@ def component(registry_name, default=attrs.NOTHING, *, optional=False):
             return
         reg = registry.REGISTRIES[registry_name]
         if isinstance(value, dict) and not isinstance(value.get("type"), str):
-            _fail(attribute, f"a {registry_name[:-1]} given as a dict needs a 'type' name, got {show(value)}")
+            _fail(attribute, f"a component given as a dict needs a 'type' name, got {show(value)}")
         if isinstance(value, (str, dict)):
             try:
                 reg.get(value) if isinstance(value, str) else reg.create(value)
-            except ConfigError as exc:
-                raise type(exc)(str(exc), field=attribute.name) from exc
+            except ConfigError as exc:  # name the nested field: 'activation.alpha'
+                field = attribute.name if exc.field is None else f"{attribute.name}.{exc.field}"
+                message = str(exc) if exc.field is None else str(exc).split(": ", 1)[-1]
+                raise type(exc)(message, field=field) from exc
         else:
             _fail(attribute, f"expected the name of one of the {registry_name} or a dict with a 'type', got {show(value)}")
 

@@ -16,6 +16,7 @@ import attrs
 from . import fields
 from .errors import ConfigError, RegnetError
 from .layers.base import MAX_SAMPLE_ELEMENTS, Layer, create
+from .registry import layers
 
 FORMAT = "regnet.model"
 VERSION = 1
@@ -139,7 +140,7 @@ def build_nodes(entries):
     nodes, names = [], set()
     prev = INPUT
     for i, entry in enumerate(entries):
-        where = f"#{i}" + (f" '{entry['name']}'" if isinstance(entry, dict) and isinstance(entry.get("name"), str) else "")
+        where = _where(i, entry, names)
         if isinstance(entry, Layer):
             layer, inputs = entry, None
         elif isinstance(entry, dict):
@@ -168,8 +169,21 @@ def build_nodes(entries):
     return _toposort(nodes)
 
 
+def _where(i, entry, taken):
+    """``#i 'name'`` for error messages, with the name the entry has or would be given."""
+    if not isinstance(entry, dict):
+        return f"#{i}"
+    if isinstance(entry.get("name"), str):
+        return f"#{i} '{entry['name']}'"
+    try:
+        return f"#{i} '{_fresh_name(layers.get(entry.get('type')), taken)}'"
+    except RegnetError:  # no usable type: say what was given
+        return f"#{i} (type {fields.show(entry['type'])})" if "type" in entry else f"#{i} (no type)"
+
+
 def _fresh_name(layer, taken):
-    base = _snake(getattr(type(layer), "registered_name", type(layer).__name__))
+    cls = layer if isinstance(layer, type) else type(layer)
+    base = _snake(getattr(cls, "registered_name", cls.__name__))
     k = 1
     while f"{base}_{k}" in taken:
         k += 1
@@ -239,5 +253,5 @@ def with_layer_context(exc, node):
     if isinstance(exc, ConfigError):
         return _with_layer(exc, where)
     if isinstance(exc, RegnetError):
-        return ConfigError(str(exc), layer=where)
+        return ConfigError(str(exc), layer=where, field=getattr(exc, "field", None))
     return ConfigError(f"{type(exc).__name__}: {exc}", layer=where)

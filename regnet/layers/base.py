@@ -108,7 +108,8 @@ class Layer:
         if isinstance(axis, int) and not (1 <= axis < rank or -rank < axis <= -1):
             raise ShapeError(
                 f"activation axis {axis} does not fit output {['N', *self.output_shape]}: expected "
-                f"an axis in [1, {rank - 1}] or [-{rank - 1}, -1] (axis 0 is the batch)"
+                f"an axis in [1, {rank - 1}] or [-{rank - 1}, -1] (axis 0 is the batch)",
+                field="activation",
             )
         return self.output_shape
 
@@ -154,7 +155,8 @@ def require_rank(layer, shape, ranks, what="input"):
         want = " or ".join(str(r + 1) for r in ranks)
         raise ShapeError(
             f"{type(layer).__name__} expects a rank-{want} {what} (batch axis included), "
-            f"got shape {['N', *shape]}"
+            f"got shape {['N', *shape]}",
+            field="inputs",
         )
 
 
@@ -166,5 +168,8 @@ def create(spec):
         raise ConfigError(f"a layer must be a dict with a 'type' field, got {type(spec).__name__}")
     if "type" not in spec:
         raise ConfigError("a layer needs a 'type' field", field="type")
-    cls = layers.get(spec["type"])
+    try:
+        cls = layers.get(spec["type"])
+    except ConfigError as exc:
+        raise type(exc)(str(exc), field="type") from exc
     return cls.from_config({k: v for k, v in spec.items() if k != "inputs"})

@@ -36,14 +36,16 @@ def spatial_setup(layer, input_shape, kernel, stride, padding):
     if padded > MAX_SAMPLE_ELEMENTS:
         raise ShapeError(
             f"{type(layer).__name__} padding {padding!r} makes a padded input of "
-            f"{padded:.3g} values per sample (limit {MAX_SAMPLE_ELEMENTS:.3g})"
+            f"{padded:.3g} values per sample (limit {MAX_SAMPLE_ELEMENTS:.3g})",
+            field="padding",
         )
     ho = windows.out_size(h, kernel[0], stride[0], *ph)
     wo = windows.out_size(w, kernel[1], stride[1], *pw)
     if ho < 1 or wo < 1:
         raise ShapeError(
             f"{type(layer).__name__} window {list(kernel)} does not fit input {list(input_shape)} "
-            f"with padding {padding!r}"
+            f"with padding {padding!r}",
+            field="pool_size" if hasattr(layer, "pool_size") else "kernel_size",
         )
     layer._out_hw = (ho, wo)
     return ho, wo

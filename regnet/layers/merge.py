@@ -15,7 +15,7 @@ class _Merge(Layer):
 
     def _check_many(self, shapes):
         if not isinstance(shapes, list) or len(shapes) < 2:
-            raise ShapeError(f"{type(self).__name__} needs at least two inputs")
+            raise ShapeError(f"{type(self).__name__} needs at least two inputs", field="inputs")
 
 
 @register_layer(name="Add")
@@ -30,7 +30,7 @@ class Add(_Merge):
         first = tuple(input_shape[0])
         for s in input_shape[1:]:
             if tuple(s) != first:
-                raise ShapeError(f"Add needs inputs of one shape, got {[list(s) for s in input_shape]}")
+                raise ShapeError(f"Add needs inputs of one shape, got {[list(s) for s in input_shape]}", field="inputs")
         return first
 
     def forward(self, xs, training=False):
@@ -64,11 +64,12 @@ class Concatenate(_Merge):
         rank = len(input_shape[0]) + 1
         ax = self.axis if self.axis > 0 else rank + self.axis
         if not 1 <= ax < rank or any(len(s) + 1 != rank for s in input_shape):
-            raise ShapeError(f"Concatenate axis {self.axis} does not fit inputs {[list(s) for s in input_shape]}")
+            raise ShapeError(f"Concatenate axis {self.axis} does not fit inputs {[list(s) for s in input_shape]}", field="axis")
         others = {tuple(d for i, d in enumerate(s) if i != ax - 1) for s in input_shape}
         if len(others) != 1:
             raise ShapeError(
-                f"Concatenate needs inputs equal except on axis {self.axis}, got {[list(s) for s in input_shape]}"
+                f"Concatenate needs inputs equal except on axis {self.axis}, got {[list(s) for s in input_shape]}",
+                field="inputs",
             )
         self._ax = ax
         out = list(input_shape[0])
