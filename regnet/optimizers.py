@@ -10,6 +10,7 @@ import numpy as np
 
 from . import fields
 from .errors import WeightsMismatchError
+from .ops import parallel
 from .registry import get_config, optimizers, register_optimizer
 
 
@@ -158,21 +159,29 @@ class Adam(Optimizer):
     def update(self, p, g, state):
         m, v, t = state["m"], state["v"], self.iterations
         self.decay(p)
-        tmp = _scratch(self, p)  # every step below writes in place: no temporaries
-        np.multiply(g, 1 - self.beta_1, out=tmp)
-        m *= self.beta_1
-        m += tmp
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - self.beta_2
-        v *= self.beta_2
-        v += tmp
-        lr_t = self.learning_rate / (1 - self.beta_1**t)
-        np.divide(v, 1 - self.beta_2**t, out=tmp)
-        np.sqrt(tmp, out=tmp)
-        tmp += self.epsilon
-        np.divide(m, tmp, out=tmp)
-        tmp *= lr_t
-        p -= tmp
+        b1, b2, eps = self.beta_1, self.beta_2, self.epsilon
+        lr_t, c2 = self.learning_rate / (1 - b1**t), 1 - b2**t
+
+        def rule(p, g, m, v, tmp):  # every step writes in place: no temporaries
+            np.multiply(g, 1 - b1, out=tmp)
+            m *= b1
+            m += tmp
+            np.multiply(g, g, out=tmp)
+            tmp *= 1 - b2
+            v *= b2
+            v += tmp
+            np.divide(v, c2, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= lr_t
+            p -= tmp
+
+        arrays = (p, g, m, v, _scratch(self, p))
+        if all(a.flags.c_contiguous for a in arrays):
+            parallel.for_slices(rule, *(a.reshape(-1) for a in arrays))
+        else:
+            rule(*arrays)
 
 
 @register_optimizer(name="AdamW", aliases=("adamw",))

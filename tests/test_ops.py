@@ -193,3 +193,44 @@ def test_dense_skips_input_gradient_when_told():
     assert layer.backward(g) is None
     np.testing.assert_allclose(layer.grads["kernel"], kernel_grad)
     assert want.shape == x.shape
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_adam_in_slices_matches_the_reference_rule(monkeypatch, threads):
+    from regnet import optimizers
+    from regnet.ops import parallel
+
+    monkeypatch.setenv("REGNET_NUM_THREADS", threads)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 10)
+    rng = np.random.default_rng(9)
+    p = rng.standard_normal((7, 13)).astype(np.float32)
+    ref_p, ref_m, ref_v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    opt = optimizers.Adam(learning_rate=0.01)
+    for t in range(1, 4):
+        g = rng.standard_normal(p.shape).astype(np.float32)
+        opt.step({"w": p}, {"w": g})
+        ref_m = 0.9 * ref_m + 0.1 * g
+        ref_v = 0.999 * ref_v + 0.001 * g * g
+        ref_p = ref_p - 0.01 / (1 - 0.9**t) * ref_m / (np.sqrt(ref_v / (1 - 0.999**t)) + 1e-8)
+    assert p.dtype == np.float32
+    np.testing.assert_allclose(p, ref_p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(opt.slots["v"]["w"], ref_v, rtol=1e-5, atol=1e-9)
+
+
+def test_slices_are_bit_identical_to_one_thread(monkeypatch):
+    from regnet.ops import parallel
+
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 100)
+    x = np.random.default_rng(10).standard_normal(1001).astype(np.float32)
+
+    def rule(a, out):
+        np.sqrt(np.abs(a), out=out)
+        out /= 3.0
+
+    outs = []
+    for threads in ("1", "4"):
+        monkeypatch.setenv("REGNET_NUM_THREADS", threads)
+        out = np.empty_like(x)
+        parallel.for_slices(rule, x, out)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])

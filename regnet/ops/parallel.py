@@ -1,0 +1,67 @@
+"""Element-wise work split over threads: NumPy releases the GIL inside ufunc loops, so slices of
+large arrays can be processed at the same time. The thread count follows the BLAS one (the same
+environment variables), so a process never uses more cores for element-wise work than for
+matrix products; ``REGNET_NUM_THREADS`` overrides it. Results are bit-identical to one thread:
+each element is computed by the same operations whichever slice it falls in.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+#: arrays smaller than this many elements per thread are processed on the calling thread
+MIN_ELEMENTS_PER_THREAD = 1 << 17
+
+_VARS = ("REGNET_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_pool = None
+_pool_size = 0
+
+
+def threads():
+    """Threads for element-wise work: the first positive integer among ``_VARS``, else the
+    number of cores this process may run on."""
+    for var in _VARS:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _executor(n):
+    global _pool, _pool_size
+    if _pool is None or _pool_size != n:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_size = ThreadPoolExecutor(n - 1, thread_name_prefix="regnet"), n
+    return _pool
+
+
+def _forget_pool():  # a forked child has none of the parent's threads
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def for_slices(fn, *arrays):
+    """``fn(*parts)`` over aligned slices of the equally long 1-D ``arrays``, on several threads
+    when they are large; exceptions propagate."""
+    size = len(arrays[0])
+    n = min(threads(), size // MIN_ELEMENTS_PER_THREAD)
+    if n <= 1:
+        fn(*arrays)
+        return
+    step = -(-size // n)
+    bounds = [(s, min(size, s + step)) for s in range(0, size, step)]
+    pool = _executor(n)
+    futures = [pool.submit(fn, *(a[s:e] for a in arrays)) for s, e in bounds[1:]]
+    s, e = bounds[0]
+    try:
+        fn(*(a[s:e] for a in arrays))
+    finally:
+        for f in futures:
+            f.result()
