@@ -156,6 +156,16 @@ class Model:
                 grads[s] = grads[s] + gi if s in grads else gi
         return grads.get(spec.INPUT)
 
+    def release(self):
+        """Drop what layers keep from the last forward pass for ``backward``: activation caches
+        and whatever a layer's ``release()`` frees. Inference loops call this after each batch
+        so that a batch's intermediate arrays are freed before the next batch is computed."""
+        for node in self.nodes:
+            node.layer._act_cache = None
+            release = getattr(node.layer, "release", None)
+            if release is not None:
+                release()
+
     # -- training setup -------------------------------------------------------------------------
     def compile(self, loss="categorical_crossentropy", optimizer="adam", metrics=("accuracy",)):
         """Choose the loss, optimizer and metrics (names, ``{"type": ...}`` dicts or instances)."""

@@ -243,6 +243,7 @@ def evaluate(model, x, y, *, batch_size=256, verbose=0):
         shown = _outputs(model, out)
         for m in model.metrics:
             sums[m.name] += m(shown, y[s]) * k
+        model.release()
     return {k: v / len(x) for k, v in sums.items()}
 
 
@@ -253,4 +254,5 @@ def predict(model, x, *, batch_size=256):
     out = np.empty((len(x), *model.output_shape), dtype=np.float32)
     for s in _batches(len(x), batch_size):
         out[s] = model.forward(x[s], training=False)
+        model.release()
     return out

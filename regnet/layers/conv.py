@@ -89,6 +89,9 @@ class Conv2D(Layer):
         self._act_cache = (z, z)
         return z
 
+    def release(self):
+        self._x = self._cols = None
+
     def backward(self, grad):
         geo, kernel = self._geo, self.params["kernel"]
         bias = self.params["bias"] if self.use_bias else None

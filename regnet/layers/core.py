@@ -35,6 +35,9 @@ class Dense(Layer):
             y += self.params["bias"]
         return y
 
+    def release(self):
+        self._x = None
+
     def backward(self, grad):
         x, k = self._x, self.params["kernel"]
         x2, g2 = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])

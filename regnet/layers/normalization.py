@@ -60,6 +60,9 @@ class BatchNorm(Layer):
             y += self.params["beta"].reshape(b)
         return y
 
+    def release(self):
+        self._xhat = None
+
     def backward(self, grad):
         b, axes, xhat = self._bshape, self._axes, self._xhat
         if self.center:

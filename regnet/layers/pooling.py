@@ -43,6 +43,9 @@ class MaxPool2D(_Pool2D):
             self._x = x  # backward after an inference-mode forward recomputes the argmax
         return out
 
+    def release(self):
+        self._x = self._arg = None
+
     def backward(self, grad):
         if self._arg is None:
             _, self._arg = pool_ops.max_forward(self._x, self.pool_size, self.stride, self._pads, self._out_hw, True)
