@@ -61,10 +61,11 @@ class Model:
 
     def to_spec(self):
         layers = []
-        for node in sorted(self.nodes, key=lambda n: n.index):
+        ordered = sorted(self.nodes, key=lambda n: n.index)
+        for node in ordered:
             cfg = node.layer.get_config()
             cfg["name"] = node.name
-            default = [spec.INPUT] if node.index == 0 else [self._prev_name(node)]
+            default = [spec.INPUT] if node.index == 0 else [ordered[node.index - 1].name]
             if node.inputs != default:
                 cfg["inputs"] = list(node.inputs)
             layers.append(cfg)

@@ -9,6 +9,7 @@ default: the previous entry, or the model input for the first). The output is th
 import json
 import math
 import os
+import stat
 import re
 
 import attrs
@@ -42,24 +43,29 @@ def load(src):
         return src
     if isinstance(src, os.PathLike) or (isinstance(src, str) and not src.lstrip().startswith(("{", "["))):
         path = os.fspath(src)
+        shown = path if isinstance(path, str) and len(path) <= 1024 and path.isprintable() else fields.show(path)
         try:
-            size = os.path.getsize(path)
-            if size > MAX_SPEC_BYTES:
-                raise ConfigError(f"spec file {path} is {size} bytes (limit {MAX_SPEC_BYTES})")
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):  # a directory, FIFO or device could block or never end
+                raise ConfigError(f"spec file {shown} is not a regular file")
+            if info.st_size > MAX_SPEC_BYTES:
+                raise ConfigError(f"spec file {shown} is {info.st_size} bytes (limit {MAX_SPEC_BYTES})")
             with open(path, "rb") as fh:
-                src = fh.read()
+                src = fh.read(MAX_SPEC_BYTES + 1)
+        except ConfigError:
+            raise
         except OSError as exc:
-            raise ConfigError(f"cannot read spec file {path}: {exc.strerror or exc}") from exc
+            raise ConfigError(f"cannot read spec file {shown}: {exc.strerror or exc}") from exc
         except ValueError as exc:  # e.g. a NUL byte in the path
-            raise ConfigError(f"cannot read spec file {fields.show(path)}: {exc}") from None
-        where = path
+            raise ConfigError(f"cannot read spec file {shown}: {exc}") from None
+        where = shown
     else:
         where = "spec"
     if isinstance(src, (bytes, bytearray)):
         if len(src) > MAX_SPEC_BYTES:
             raise ConfigError(f"{where} is {len(src)} bytes (limit {MAX_SPEC_BYTES})")
         try:
-            src = bytes(src).decode("utf-8")
+            src = bytes(src).decode("utf-8-sig")  # a leading byte-order mark is allowed
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{where} is not UTF-8 text: {exc}") from exc
     if not isinstance(src, str):
@@ -137,7 +143,7 @@ def _input_shape(value):
 
 def build_nodes(entries):
     """Create layers from entries and wire them; returns nodes in topological order."""
-    nodes, names = [], set()
+    nodes, names = [], _Names()
     prev = INPUT
     for i, entry in enumerate(entries):
         where = _where(i, entry, names)
@@ -181,12 +187,23 @@ def _where(i, entry, taken):
         return f"#{i} (type {fields.show(entry['type'])})" if "type" in entry else f"#{i} (no type)"
 
 
+class _Names(set):
+    """Taken layer names, with the lowest number that may still be free per base name: names are
+    only ever added, so generating one stays O(1) however many layers there are."""
+
+    def __init__(self):
+        super().__init__()
+        self.next = {}
+
+
 def _fresh_name(layer, taken):
     cls = layer if isinstance(layer, type) else type(layer)
     base = _snake(getattr(cls, "registered_name", cls.__name__))
-    k = 1
+    hints = getattr(taken, "next", {})
+    k = hints.get(base, 1)
     while f"{base}_{k}" in taken:
         k += 1
+    hints[base] = k
     return f"{base}_{k}"
 
 

@@ -32,6 +32,11 @@ def spatial_setup(layer, input_shape, kernel, stride, padding):
         padding, w, kernel[1], stride[1]
     )
     layer._pads = (*ph, *pw)
+    if hasattr(layer, "pool_size") and isinstance(padding, int) and 2 * padding > min(kernel):
+        raise ShapeError(  # edge windows would hold padding only: an average of nothing, a max of -inf
+            f"{type(layer).__name__} padding {padding} is more than half the window {list(kernel)}",
+            field="padding",
+        )
     padded = input_shape[0] * (h + sum(ph)) * (w + sum(pw))
     if padded > MAX_SAMPLE_ELEMENTS:
         raise ShapeError(
