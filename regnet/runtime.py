@@ -132,7 +132,7 @@ def train_step(model, xb, yb, snapshot=None):
         divergence.reset(model.optimizer)
         bad_grads = divergence.non_finite(grads)
         cause = (f"the gradients of {', '.join(bad_grads)} are not finite" if bad_grads else
-                 f"the update made {', '.join(bad)} non-finite although the gradients were finite")
+                 f"{', '.join(bad)} became non-finite (the loss and gradients were finite)")
         raise TrainingDivergedError(f"{cause}; the step was undone and the optimizer state reset")
     return loss, out
 
