@@ -17,6 +17,7 @@ import gc
 import gzip
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -122,6 +123,23 @@ def reset_peak():
     return _status_kib("VmRSS")
 
 
+def _cpu_seconds():
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+class Clock:
+    """Wall-clock and process CPU seconds since ``start()``, read by ``stop()``."""
+
+    def start(self):
+        self.t0, self.c0 = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def stop(self):
+        self.wall, self.cpu = time.perf_counter() - self.t0, _cpu_seconds() - self.c0
+        return self
+
+
 def peak_since(rss0):
     hwm = _status_kib("VmHWM")
     return None if hwm is None or rss0 is None else (hwm - rss0) / 1024
@@ -138,16 +156,16 @@ def regnet_model(arch, seed=0):
 
 def regnet_train(model, x, y, warmup):
     model.fit(x[: warmup * BATCH], y[: warmup * BATCH], epochs=1, batch_size=BATCH, verbose=0)
-    t0 = time.perf_counter()
+    clock = Clock().start()
     hist = model.fit(x[warmup * BATCH :], y[warmup * BATCH :], epochs=1, batch_size=BATCH, verbose=0)
-    return time.perf_counter() - t0, hist.history["loss"][-1]
+    return clock.stop(), hist.history["loss"][-1]
 
 
 def regnet_infer(model, x, batch):
     model.predict(x[:batch], batch_size=batch)
-    t0 = time.perf_counter()
+    clock = Clock().start()
     out = model.predict(x[batch:], batch_size=batch)
-    return time.perf_counter() - t0, out
+    return clock.stop(), out
 
 
 # -- the PyTorch side -----------------------------------------------------------------------------
@@ -210,9 +228,9 @@ def torch_train(model, x, y, warmup):
 
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     epoch(xt[: warmup * BATCH], yt[: warmup * BATCH])
-    t0 = time.perf_counter()
+    clock = Clock().start()
     loss = epoch(xt[warmup * BATCH :], yt[warmup * BATCH :])
-    return time.perf_counter() - t0, loss
+    return clock.stop(), loss
 
 
 def torch_infer(model, x, batch):
@@ -222,11 +240,11 @@ def torch_infer(model, x, batch):
     xt = torch.from_numpy(x)
     with torch.inference_mode():
         model(xt[:batch])
-        t0 = time.perf_counter()
+        clock = Clock().start()
         out = np.empty((len(x) - batch, 10), np.float32)
         for s in range(batch, len(x), batch):
             out[s - batch : s] = model(xt[s : s + batch]).numpy()
-    return time.perf_counter() - t0, out
+    return clock.stop(), out
 
 
 # -- one measurement in this process --------------------------------------------------------------
@@ -267,8 +285,9 @@ def worker(framework, arch, mode, args):
         images = args.infer_batches * args.infer_batch
         extra = {"accuracy": float(np.mean(out.argmax(axis=1) == y[args.infer_batch :]))}
     return {
-        "framework": framework, "arch": arch, "mode": mode, "images": images, "seconds": secs,
-        "images_per_s": images / secs, "peak_mib": peak_since(rss0), "base_rss_mib": rss0 / 1024,
+        "framework": framework, "arch": arch, "mode": mode, "images": images, "seconds": secs.wall,
+        "images_per_s": images / secs.wall, "cpu_s": secs.cpu,
+        "peak_mib": peak_since(rss0), "base_rss_mib": rss0 / 1024,
         "threads": threads, "blas": blas_threads(), **extra,
     }
 
@@ -308,6 +327,8 @@ def summarise(runs, archs, frameworks):
                 sel = [r for r in runs if r["arch"] == arch and r["mode"] == mode and r["framework"] == fw]
                 row[f"{fw}_{mode}_ips"] = _median(sel, "images_per_s")
                 row[f"{fw}_{mode}_peak_mib"] = _median(sel, "peak_mib")
+                cpu = [r["cpu_s"] / r["images"] * 1e6 for r in sel]
+                row[f"{fw}_{mode}_cpu_us_per_img"] = statistics.median(cpu) if cpu else None
             r_, t_ = row.get(f"regnet_{mode}_ips"), row.get(f"torch_{mode}_ips")
             row[f"{mode}_ratio"] = r_ / t_ if r_ and t_ else None
             rm, tm = row.get(f"regnet_{mode}_peak_mib"), row.get(f"torch_{mode}_peak_mib")
@@ -342,9 +363,9 @@ def parse(argv):
     ap.add_argument("--archs", nargs="+", choices=list(ARCHS), default=list(ARCHS))
     ap.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     ap.add_argument("--modes", nargs="+", choices=("train", "infer"), default=["train", "infer"])
-    ap.add_argument("--rounds", type=int, help="alternating regnet/torch rounds per measurement (default 3)")
+    ap.add_argument("--rounds", type=int, help="alternating regnet/torch rounds per measurement (default 5)")
     ap.add_argument("--warmup", type=int, help="untimed training batches first (default 5)")
-    ap.add_argument("--train-batches", type=int, help="timed training batches of 64 (default 150)")
+    ap.add_argument("--train-batches", type=int, help="timed training batches of 64 (default 100)")
     ap.add_argument("--infer-batches", type=int, help="timed inference batches (default 5)")
     ap.add_argument("--infer-batch", type=int, default=1000, help="inference batch size (default 1000)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
@@ -354,7 +375,7 @@ def parse(argv):
     ap.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "ARCH", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     quick = {"rounds": 1, "warmup": 2, "train_batches": 10, "infer_batches": 1}
-    full = {"rounds": 3, "warmup": 5, "train_batches": 150, "infer_batches": 5}
+    full = {"rounds": 5, "warmup": 5, "train_batches": 100, "infer_batches": 5}
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)

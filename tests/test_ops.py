@@ -65,21 +65,22 @@ CONV_CASES = [
 ]
 
 
-def channel_major_copy(x):
-    out = layout.empty_channel_major(x.shape, x.dtype)
+def chwn_copy(x):
+    """``x`` stored batch-innermost (as the convolution kernels store their outputs)."""
+    out = layout.from_chwn(np.empty((x.shape[1], x.shape[2], x.shape[3], x.shape[0]), x.dtype))
     out[...] = x
     return out
 
 
 @pytest.mark.parametrize("cfg", CONV_CASES)
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("stored", ["nchw", "channel_major"])
+@pytest.mark.parametrize("stored", ["nchw", "chwn"])
 def test_conv_matches_naive(cfg, training, stored):
     rng = np.random.default_rng(1)
     layer = build(Conv2D(**cfg), (3, 9, 8))
     x = rng.standard_normal((5, 3, 9, 8))
-    if stored == "channel_major":
-        x = channel_major_copy(x)
+    if stored == "chwn":
+        x = chwn_copy(x)
     y = layer.forward(x, training)
     want = naive_conv(x, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads)
     assert y.shape == want.shape == (5, *layer.output_shape)
@@ -152,13 +153,13 @@ POOL_CASES = [
 
 @pytest.mark.parametrize("cfg", POOL_CASES)
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("stored", ["nchw", "channel_major"])
+@pytest.mark.parametrize("stored", ["nchw", "chwn"])
 def test_maxpool_matches_naive(cfg, training, stored):
     rng = np.random.default_rng(5)
     layer = build(MaxPool2D(**cfg), (3, 7, 9))
     x = rng.integers(-3, 3, (4, 3, 7, 9)).astype(np.float64)  # many ties
-    if stored == "channel_major":
-        x = channel_major_copy(x)
+    if stored == "chwn":
+        x = chwn_copy(x)
     y = layer.forward(x, training)
     want, route = naive_maxpool(x, layer.pool_size, layer.stride, layer._pads)
     np.testing.assert_array_equal(y, want)
@@ -167,18 +168,18 @@ def test_maxpool_matches_naive(cfg, training, stored):
     np.testing.assert_allclose(dx, np.einsum("ncrshw,ncrs->nchw", route, r), atol=1e-12)
 
 
-def test_maxpool_keeps_channel_major_layout():
-    x = channel_major_copy(np.random.default_rng(6).standard_normal((4, 3, 8, 8)).astype(np.float32))
+def test_maxpool_keeps_chwn_layout():
+    x = chwn_copy(np.random.default_rng(6).standard_normal((4, 3, 8, 8)).astype(np.float32))
     layer = build(MaxPool2D(pool_size=2), (3, 8, 8), np.float32)
     y = layer.forward(x, True)
-    assert layout.is_channel_major(y) and y.dtype == np.float32
-    assert layout.is_channel_major(layer.backward(np.ones_like(y)))
+    assert layout.is_chwn(y) and y.dtype == np.float32
+    assert layout.is_chwn(layer.backward(np.ones_like(y)))
 
 
-def test_avgpool_on_channel_major_input():
+def test_avgpool_on_chwn_input():
     x = np.random.default_rng(7).standard_normal((2, 3, 6, 6))
     layer = build(AvgPool2D(pool_size=2), (3, 6, 6))
-    np.testing.assert_allclose(layer.forward(channel_major_copy(x)), layer.forward(x))
+    np.testing.assert_allclose(layer.forward(chwn_copy(x)), layer.forward(x))
 
 
 def test_dense_skips_input_gradient_when_told():
@@ -234,3 +235,17 @@ def test_slices_are_bit_identical_to_one_thread(monkeypatch):
         parallel.for_slices(rule, x, out)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_inference_pieces_share_one_buffer_across_layers(monkeypatch):
+    from regnet.ops import conv as conv_ops
+
+    monkeypatch.setattr(conv_ops, "INFER_COLUMN_BYTES", 3000)  # a few samples per piece
+    rng = np.random.default_rng(11)
+    padded = build(Conv2D(filters=3, kernel_size=3, padding="same"), (2, 6, 6))
+    valid = build(Conv2D(filters=2, kernel_size=2, use_bias=False), (2, 6, 6))
+    for n in (7, 3, 7, 1):
+        for layer in (padded, valid, padded):
+            x = rng.standard_normal((n, 2, 6, 6))
+            want = naive_conv(x, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads)
+            np.testing.assert_allclose(layer.forward(x, False), want, rtol=1e-10, atol=1e-10)

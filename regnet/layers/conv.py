@@ -104,7 +104,7 @@ class Conv2D(Layer):
         if cols is None:  # the forward pass ran in inference mode: build the columns now
             _, cols = conv_ops.forward(self._x, kernel, bias, geo, self._ws, True)
         need = getattr(self, "needs_input_grad", True)
-        dk, db, dx = conv_ops.backward(grad, cols, kernel, bias, geo, self._ws, need_input_grad=need)
+        dk, db, dx = conv_ops.backward(grad, cols, kernel, bias, geo, need_input_grad=need)
         self.grads["kernel"][...] = dk
         if self.use_bias:
             self.grads["bias"][...] = db

@@ -1,40 +1,41 @@
 """Memory layout of image batches, and scratch buffers reused from one batch to the next.
 
-Layers see NCHW arrays. The convolution kernels store them channel-major in memory, i.e. as the
-transposed view of a C-contiguous ``(C, N, H, W)`` array: a convolution is then a single GEMM
-``kernel (F, C*kh*kw) @ columns (C*kh*kw, N*Ho*Wo) -> (F, N*Ho*Wo)`` whose result is already
-the channel-major output, with no transpose copy. NumPy ufuncs keep an input's memory order, so
-element-wise layers pass the layout on unchanged; a layer that needs C order (``Flatten``) gets
-one copy from ``reshape``.
+Layers see NCHW arrays. The convolution kernels store them batch-innermost, i.e. as the
+transposed view of a C-contiguous ``(C, H, W, N)`` array ("CHWN"). In that layout every
+sliding-window copy moves whole runs of ``W*N`` (or ``N``) contiguous values, and a convolution
+is a single GEMM ``kernel (F, C*kh*kw) @ columns (C*kh*kw, Ho*Wo*N) -> (F, Ho*Wo*N)`` whose
+result is already the CHWN output. NumPy ufuncs and ``np.empty_like`` keep an input's memory
+order, so element-wise layers and pooling pass the layout on; a layer that needs C order
+(``Flatten``) gets one copy from ``reshape``.
 """
 
 import numpy as np
 
-
-def channel_major(x):
-    """``(N, C, H, W)`` -> the ``(C, N, H, W)`` view (contiguous when ``x`` is channel-major)."""
-    return x.transpose(1, 0, 2, 3)
+CHWN = (1, 2, 3, 0)  # NCHW axes in CHWN memory order
 
 
-def is_channel_major(x):
-    return x.ndim == 4 and x.shape[1] > 1 and x.transpose(1, 0, 2, 3).flags.c_contiguous
+def chwn(x):
+    """``(N, C, H, W)`` -> the ``(C, H, W, N)`` view (contiguous when ``x`` is stored CHWN)."""
+    return x.transpose(CHWN)
 
 
-def empty_channel_major(shape, dtype):
-    """An uninitialised NCHW array of ``shape`` stored channel-major."""
-    n, c, h, w = shape
-    return np.empty((c, n, h, w), dtype).transpose(1, 0, 2, 3)
+def from_chwn(a):
+    """A ``(C, H, W, N)`` array -> its NCHW view."""
+    return a.transpose(3, 0, 1, 2)
+
+
+def is_chwn(x):
+    return x.ndim == 4 and x.transpose(CHWN).flags.c_contiguous
+
+
+def contiguous_chwn(x):
+    """The C-contiguous ``(C, H, W, N)`` form of an NCHW batch (a view when already stored so)."""
+    return np.ascontiguousarray(x.transpose(CHWN))
 
 
 def empty_like_layout(x, shape, dtype=None):
-    """An uninitialised array of ``shape`` stored in the same order as the 4-D array ``x``."""
-    dtype = x.dtype if dtype is None else dtype
-    return empty_channel_major(shape, dtype) if is_channel_major(x) else np.empty(shape, dtype)
-
-
-def contiguous_channel_major(x):
-    """The C-contiguous ``(C, N, H, W)`` form of an NCHW batch (a view when already stored so)."""
-    return np.ascontiguousarray(x.transpose(1, 0, 2, 3))
+    """An uninitialised array of ``shape`` stored in the same axis order as the 4-D array ``x``."""
+    return np.empty_like(x, dtype=x.dtype if dtype is None else dtype, shape=shape)
 
 
 class Workspace:
