@@ -4,6 +4,7 @@ import attrs
 import numpy as np
 
 from .errors import ConfigError, DataError
+from .fields import show
 
 
 @attrs.define
@@ -62,6 +63,6 @@ def get(spec):
         if not hasattr(spec, "name"):
             raise ConfigError("a metric object needs a 'name' attribute", field="metrics")
         return spec
-    if spec not in _METRICS:
-        raise ConfigError(f"unknown metric {spec!r}; known: {', '.join(sorted(_METRICS))}", field="metrics")
+    if not isinstance(spec, str) or spec not in _METRICS:
+        raise ConfigError(f"unknown metric {show(spec)}; known: {', '.join(sorted(_METRICS))}", field="metrics")
     return _METRICS[spec]()

@@ -175,9 +175,14 @@ class Model:
         if isinstance(optimizer, dict) and "lr" in optimizer:
             optimizer = {**optimizer, "learning_rate": optimizer["lr"]}
             del optimizer["lr"]
-        self.loss = losses.get(loss)
-        self.optimizer = optimizers.get(optimizer)
-        self.metrics = [_metrics.get(m) for m in (metrics or ())]
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        if not isinstance(metrics, (list, tuple, type(None))):
+            raise ConfigError(f"expected a list of metrics, got {type(metrics).__name__}", field="metrics")
+        # everything is checked before anything changes: a failed compile leaves the model as it was
+        loss, optimizer = losses.get(loss), optimizers.get(optimizer)
+        metrics = [_metrics.get(m) for m in (metrics or ())]
+        self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         act = self.output_activation
         self._fused_loss = self.loss.fused_with(act)
         return self

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from ..errors import DataError
+
 
 def shift(x, dy, dx):
     """``x`` moved by ``dy`` rows and ``dx`` columns, zero-filled (one shift for the whole batch)."""
@@ -21,7 +23,7 @@ def random_shift(x, max_shift, rng):
     Loops over the ``(2 * max_shift + 1) ** 2`` offsets, never over images.
     """
     if x.ndim != 4:
-        raise ValueError(f"random_shift expects NCHW images, got shape {list(x.shape)}")
+        raise DataError(f"random_shift expects NCHW images (rank 4), got shape {list(x.shape)}")
     k = int(max_shift)
     if k <= 0:
         return x

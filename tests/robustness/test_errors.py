@@ -216,3 +216,22 @@ def test_training_diverged_error_names_epoch_batch_and_tensor():
     assert type(e) is TrainingDivergedError
     assert e.epoch == 1 and e.batch == 1
     assert "epoch 1, batch 1/4" in str(e) and "hidden/kernel" in str(e)
+
+
+def test_failed_compile_leaves_the_model_as_it_was():
+    model = Model.from_spec(MLP).compile("categorical_crossentropy", "adam", metrics=["accuracy"])
+    before = (model.loss, model.optimizer, model.metrics, model.training_loss)
+    for bad in (dict(loss="mse", optimizer="adamm"), dict(loss="mse", metrics=[{"name": "f1"}]),
+                dict(loss="mse", metrics=7)):
+        e = raised(model.compile, **bad)
+        assert isinstance(e, ConfigError)
+        assert (model.loss, model.optimizer, model.metrics, model.training_loss) == before
+    assert "unknown metric {'name': 'f1'}" in str(raised(model.compile, metrics=[{"name": "f1"}]))
+    assert model.compile(metrics="accuracy").metrics[0].name == "accuracy"
+
+
+def test_augmentation_of_non_images_is_a_data_error():
+    from regnet.datasets.augment import random_shift
+
+    e = raised(random_shift, np.zeros((4, 28, 28), np.float32), 2, np.random.default_rng(0))
+    assert type(e) is DataError and "[4, 28, 28]" in str(e) and "rank 4" in str(e)
