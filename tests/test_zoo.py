@@ -1,0 +1,159 @@
+"""The model zoo: every model loads, matches its hash and its recorded accuracy; tampering is caught."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import regnet
+import regnet.io
+from regnet import zoo
+from regnet.datasets import sources
+from regnet.datasets.download import sha256_file
+from regnet.errors import FileFormatError, IntegrityError, UnknownComponentError
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "model_zoo"
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+MANIFEST = json.loads((ZOO / "manifest.json").read_text())
+NAMES = [e["name"] for e in MANIFEST["models"]]
+EXPECTED = {"mlp-mnist", "lenet5-mnist", "cnn-mnist", "mlp-moons", "mlp-circles"}
+
+
+@pytest.fixture(autouse=True)
+def real_zoo(monkeypatch):
+    monkeypatch.delenv("REGNET_ZOO", raising=False)
+
+
+def test_manifest_lists_the_zoo():
+    assert set(zoo.list()) == EXPECTED
+    assert zoo.list() == sorted(NAMES)
+    for name in NAMES:
+        e = zoo.info(name)
+        for key in zoo.REQUIRED:
+            assert key in e, (name, key)
+        assert e["command"].startswith("regnet train ")
+        assert e["spec"] in e["command"] and e["weights"] in e["command"]
+        assert f"--data {e['dataset']}" in e["command"]
+        assert Path(e["spec_path"]).is_file() and Path(e["weights_path"]).is_file()
+        assert e["size"] <= 4_000_000  # weights stay small
+        assert 0 < e["train_seconds"] < 600
+
+
+def data_for(entry):
+    if entry["dataset"] == "mnist":
+        if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+            pytest.skip("full MNIST not found at ../shared/data/mnist")
+        return regnet.datasets.mnist(SHARED_MNIST, download=False)[1]
+    return sources.load(entry["dataset"], download=False)[1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_matches_manifest(name):
+    e = zoo.info(name)
+    assert sha256_file(e["weights_path"]) == e["sha256"]
+    model = zoo.load(name)
+    assert model.count_params() == e["params"]
+    assert all(v.dtype == np.float32 for v in model.get_weights().values())
+    spec = regnet.Model.from_spec(e["spec_path"]).to_spec()
+    assert [layer["type"] for layer in spec["layers"]] == [layer["type"] for layer in model.to_spec()["layers"]]
+    x, y = data_for(e)
+    assert len(x) == e["test_samples"]
+    acc = model.evaluate(x, y)["accuracy"]
+    assert abs(100 * acc - 100 * e["test_accuracy"]) <= 0.05, (name, acc, e["test_accuracy"])
+
+
+def test_recorded_accuracy_targets():
+    acc = {e["name"]: e["test_accuracy"] for e in MANIFEST["models"]}
+    assert acc["mlp-mnist"] >= 0.985
+    assert acc["lenet5-mnist"] >= 0.992
+    assert acc["cnn-mnist"] >= 0.994
+    assert acc["mlp-moons"] == 1.0 and acc["mlp-circles"] == 1.0
+
+
+# -- tampering, on copies ---------------------------------------------------------------------------
+@pytest.fixture
+def zoo_copy(tmp_path, monkeypatch):
+    """A copy of the zoo with the small models' files; loads must never reach the reader."""
+    target = tmp_path / "zoo"
+    (target / "weights").mkdir(parents=True)
+    shutil.copytree(ZOO / "specs", target / "specs")
+    shutil.copy(ZOO / "manifest.json", target / "manifest.json")
+    for e in MANIFEST["models"]:
+        if e["name"] in ("mlp-moons", "mlp-circles"):
+            shutil.copy(ZOO / e["weights"], target / e["weights"])
+    monkeypatch.setenv("REGNET_ZOO", str(target))
+    return target
+
+
+@pytest.fixture
+def no_reading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a file that failed verification was opened")
+
+    monkeypatch.setattr(regnet.io, "load", refuse)
+
+
+def weights(zoo_copy, name):
+    return zoo_copy / zoo.info(name)["weights"]
+
+
+def test_copy_loads(zoo_copy):
+    assert zoo.load("mlp-moons").count_params() == zoo.info("mlp-moons")["params"]
+
+
+@pytest.mark.parametrize("where", [0, 0.5, -1])
+def test_flipped_byte(zoo_copy, no_reading, where):
+    path = weights(zoo_copy, "mlp-moons")
+    data = bytearray(path.read_bytes())
+    data[int(where * len(data)) if where != -1 else -1] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="mlp-moons.*SHA-256"):
+        zoo.load("mlp-moons")
+
+
+def test_truncated_file(zoo_copy, no_reading):
+    path = weights(zoo_copy, "mlp-moons")
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(IntegrityError, match="truncated"):
+        zoo.load("mlp-moons")
+
+
+def test_extended_file(zoo_copy, no_reading):
+    path = weights(zoo_copy, "mlp-moons")
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError):
+        zoo.load("mlp-moons")
+
+
+def test_swapped_for_another_valid_model(zoo_copy, no_reading):
+    """Another zoo model of the very same size still fails: the hash decides, not the format."""
+    moons, circles = weights(zoo_copy, "mlp-moons"), weights(zoo_copy, "mlp-circles")
+    shutil.copy(circles, moons)
+    manifest = json.loads((zoo_copy / "manifest.json").read_text())
+    for e in manifest["models"]:
+        if e["name"] == "mlp-moons":
+            e["size"] = moons.stat().st_size
+    (zoo_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        zoo.load("mlp-moons")
+
+
+def test_missing_file(zoo_copy):
+    weights(zoo_copy, "mlp-moons").unlink()
+    with pytest.raises(FileFormatError, match="mlp-moons"):
+        zoo.load("mlp-moons")
+
+
+def test_unknown_name(zoo_copy):
+    with pytest.raises(UnknownComponentError, match="did you mean 'mlp-moons'"):
+        zoo.info("mlp-moon")
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"format": "regnet.zoo", "models": [{"name": "x"}]}'])
+def test_malformed_manifest(zoo_copy, text):
+    (zoo_copy / "manifest.json").write_text(text)
+    with pytest.raises(FileFormatError, match="manifest"):
+        zoo.list()
