@@ -1,8 +1,12 @@
 """The divergence guard: training stops at the first NaN or infinity and keeps the last finite weights.
 
-Before each step ``Snapshot.save`` copies every weight (trainable parameters and buffers such as
-BatchNorm's running statistics, which the forward pass updates) into buffers allocated once.
-After the update ``non_finite`` checks the weights, one BLAS pass each. A step whose loss is not
+A ``Snapshot`` holds a copy of every weight (trainable parameters and buffers such as BatchNorm's
+running statistics, which the forward pass updates) in buffers allocated once; it is refreshed
+after each successful step, while the weights are still in cache (and by ``fit`` at each epoch
+start and after callbacks that may change weights). After the update ``non_finite`` checks the
+weights, one BLAS pass each. The guard's cost is thus one read and one copy of the weights per
+step: O(parameters), against O(batch x parameters) for the step (``benchmarks/divergence_guard.py``
+measures it). A step whose loss is not
 finite is refused before the update; a step that leaves a weight NaN or infinite (a gradient that
 is not finite, or finite gradients with a learning rate far too large) is undone with
 ``Snapshot.restore``, and the optimizer, whose moments have absorbed the failing step, is reset

@@ -112,10 +112,14 @@ def train_step(model, xb, yb, snapshot=None):
     A loss that is not finite stops before the update; an update that leaves a weight NaN or
     infinite is undone and the optimizer reset (see ``divergence``). Either way the weights are
     as they were before the step and ``TrainingDivergedError`` names the offending tensors.
-    ``snapshot`` (a ``divergence.Snapshot`` of this model) reuses its buffers across steps.
+
+    ``snapshot`` (a ``divergence.Snapshot`` of this model) must hold the current weights: a step
+    refreshes it when it succeeds (the weights are then hot in cache), so a training loop saves
+    it once and again only after something else changed the weights. Without it, one is taken.
     """
-    snapshot = snapshot or divergence.Snapshot(model)
-    snapshot.save()
+    if snapshot is None:
+        snapshot = divergence.Snapshot(model)
+        snapshot.save()
     loss_fn = model.training_loss
     with np.errstate(over="ignore", invalid="ignore"):  # reported below as a divergence
         out = model.forward(xb, training=True, logits=model._fused_loss is not None)
@@ -134,6 +138,7 @@ def train_step(model, xb, yb, snapshot=None):
         cause = (f"the gradients of {', '.join(bad_grads)} are not finite" if bad_grads else
                  f"{', '.join(bad)} became non-finite (the loss and gradients were finite)")
         raise TrainingDivergedError(f"{cause}; the step was undone and the optimizer state reset")
+    snapshot.save()
     return loss, out
 
 
@@ -176,6 +181,8 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
     n = len(x)
     n_batches = -(-n // batch_size)
     snapshot = divergence.Snapshot(model)
+    # callbacks run between steps; one with its own on_batch_end may change the weights
+    resave = any(getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end for cb in callbacks)
     for cb in callbacks:
         cb.on_train_begin()
     for _ in range(epochs):
@@ -184,6 +191,7 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
             cb.on_epoch_begin(epoch)
         order = model.rng.permutation(n) if shuffle else np.arange(n)
         progress.start(epoch, n_batches)
+        snapshot.save()
         sums = {"loss": 0.0, **{m.name: 0.0 for m in model.metrics}}
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
@@ -207,6 +215,8 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
             progress.batch(len(idx), logs)
             for cb in callbacks:
                 cb.on_batch_end(b, logs)
+            if resave:
+                snapshot.save()
         logs = {k: v / n for k, v in sums.items()}
         if validation_data is not None:
             logs.update({f"val_{k}": v for k, v in evaluate(model, vx, vy, batch_size=max(batch_size, 256)).items()})

@@ -189,3 +189,32 @@ def test_guard_changes_nothing_when_training_is_finite():
             b.backward(grad, input_grad=False)
             b.optimizer.step(b.params, b.grads)
     assert_weights_equal(a, weights_of(b))
+
+
+@pytest.mark.parametrize("spec", [MLP, WITH_BN], ids=["mlp", "batchnorm"])
+def test_without_callbacks_the_same_last_finite_weights(spec):
+    """fit without callbacks refreshes its snapshot at the end of each step (the fast path); it
+    must stop on the same step at the same weights as a run recording them with a callback."""
+    optimizer = {"type": "sgd", "learning_rate": 1e6}
+    plain, recorded = build(spec, optimizer), build(spec, optimizer)
+    with pytest.raises(TrainingDivergedError) as info:
+        plain.fit(100 * X, Y, epochs=20, batch_size=16, verbose=0, seed=3)
+    with pytest.raises(TrainingDivergedError) as again:
+        recorded.fit(100 * X, Y, epochs=20, batch_size=16, verbose=0, seed=3, callbacks=[Recorder()])
+    assert (info.value.epoch, info.value.batch) == (again.value.epoch, again.value.batch)
+    assert_weights_equal(plain, weights_of(recorded))
+
+
+def test_a_callback_that_changes_weights_is_respected():
+    class Shrink(Callback):  # changes the weights between steps
+        def on_batch_end(self, batch, logs=None):
+            for v in self.model.params.values():
+                v *= np.float32(0.5)
+
+    model = build(optimizer={"type": "sgd", "learning_rate": 0.01})
+    schedule = LearningRateScheduler(lambda epoch, lr: 0.01 if epoch < 2 else 3e38)
+    recorder = Recorder()  # runs after Shrink: it sees the weights the next step starts from
+    with pytest.raises(TrainingDivergedError) as info:
+        model.fit(100 * X, Y, epochs=5, batch_size=16, verbose=0, callbacks=[schedule, Shrink(), recorder])
+    assert info.value.epoch == 2
+    assert_weights_equal(model, recorder.weights[-1])
