@@ -371,6 +371,8 @@ def parse(argv):
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="BLAS / PyTorch threads for both frameworks (default: usable cores)")
     ap.add_argument("--synthetic", action="store_true", help="random images instead of MNIST")
+    ap.add_argument("--in-process", action="store_true",
+                    help="measure in this process (a quick check: peak memory is then not meaningful)")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/bench-<time>.json)")
     ap.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "ARCH", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -401,7 +403,7 @@ def main(argv=None):
             for rnd in range(args.rounds):
                 order = frameworks if rnd % 2 == 0 else frameworks[::-1]
                 for fw in order:
-                    r = spawn(fw, arch, mode, args)
+                    r = worker(fw, arch, mode, args) if args.in_process else spawn(fw, arch, mode, args)
                     r["round"] = rnd
                     runs.append(r)
                     print(f"  {arch:15s} {mode:5s} {fw:6s} round {rnd}: {r['images_per_s']:9,.0f} img/s, "
@@ -413,7 +415,8 @@ def main(argv=None):
     meta = {
         "threads": args.threads, "batch": BATCH, "infer_batch": args.infer_batch, "rounds": args.rounds,
         "warmup": args.warmup, "train_batches": args.train_batches, "infer_batches": args.infer_batches,
-        "synthetic": args.synthetic, "python": sys.version.split()[0], "numpy": np.__version__,
+        "synthetic": args.synthetic, "in_process": args.in_process,
+        "python": sys.version.split()[0], "numpy": np.__version__,
         "torch": _torch_version() if "torch" in frameworks else None, "cpu": _cpu_name(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
