@@ -494,3 +494,34 @@ def test_random_graphs_build_or_name_the_cycle(fuzz_cases, time_limit):
                 assert np.isfinite(out).all()
 
     graph()
+
+
+COMPONENT_FIELDS = FIELDS + ["learning_rate", "lr", "momentum", "nesterov", "beta_1", "beta_2", "rho", "alpha",
+                             "value", "from_logits", "weight_decay", "initial_accumulator_value"]
+
+
+def test_random_component_configs_raise_regnet_errors(fuzz_cases, time_limit):
+    """Losses, optimizers, activations and initializers from random names and configs, directly
+    and through ``compile``."""
+    from regnet.registry import REGISTRIES
+
+    kinds = sorted(REGISTRIES)
+
+    @fuzz(300)
+    @given(kind=st.sampled_from(kinds), data=st.data())
+    def component(kind, data):
+        fuzz_cases("components")
+        name = data.draw(st.sampled_from(REGISTRIES[kind].list()) | JSON_VALUES)
+        config = data.draw(st.dictionaries(st.sampled_from(COMPONENT_FIELDS) | st.text(max_size=5), JSON_VALUES, max_size=3))
+        spec = data.draw(st.sampled_from([name, {"type": name, **config}, config]))
+        model = Model.from_spec({"input_shape": [3], "layers": [dense(units=2)]})
+        with time_limit(EXAMPLE_LIMIT_S):
+            for make in (lambda: REGISTRIES[kind].create(spec),
+                         lambda: model.compile(loss=spec) if kind == "losses" else None,
+                         lambda: model.compile(optimizer=spec) if kind == "optimizers" else None):
+                try:
+                    make()
+                except RegnetError as e:
+                    assert str(e)
+
+    component()
