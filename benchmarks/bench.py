@@ -248,6 +248,15 @@ def torch_infer(model, x, batch):
 
 
 # -- one measurement in this process --------------------------------------------------------------
+def default_threads():
+    """The thread count NumPy's OpenBLAS starts with in this environment."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0))
+
+
 def blas_threads():
     try:
         from threadpoolctl import threadpool_info
@@ -368,8 +377,9 @@ def parse(argv):
     ap.add_argument("--train-batches", type=int, help="timed training batches of 64 (default 100)")
     ap.add_argument("--infer-batches", type=int, help="timed inference batches (default 5)")
     ap.add_argument("--infer-batch", type=int, default=1000, help="inference batch size (default 1000)")
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                    help="BLAS / PyTorch threads for both frameworks (default: usable cores)")
+    ap.add_argument("--threads", type=int, default=default_threads(),
+                    help="BLAS / PyTorch threads for both frameworks (default: what NumPy's BLAS uses: "
+                         "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if set, else the usable cores)")
     ap.add_argument("--synthetic", action="store_true", help="random images instead of MNIST")
     ap.add_argument("--in-process", action="store_true",
                     help="measure in this process (a quick check: peak memory is then not meaningful)")

@@ -17,7 +17,7 @@ from . import layout
 
 #: in inference, columns are built for at most this many bytes at a time (a band of output rows
 #: of the whole batch), in one buffer per thread shared by every convolution
-INFER_COLUMN_BYTES = 16 << 20
+INFER_COLUMN_BYTES = 8 << 20
 
 _shared = threading.local()
 
