@@ -5,6 +5,11 @@ class RegnetError(Exception):
     """Root of every error raised by regnet."""
 
 
+def _short(text, limit=80):
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ConfigError(RegnetError, ValueError):
     """A model spec or component configuration is invalid.
 
@@ -12,13 +17,14 @@ class ConfigError(RegnetError, ValueError):
     """
 
     def __init__(self, message, *, layer=None, field=None):
+        self.message = message  # without the "layer ..., field ...: " prefix
         self.layer = layer
         self.field = field
         where = []
         if layer is not None:
-            where.append(f"layer {layer}")
+            where.append(f"layer {_short(layer)}")
         if field is not None:
-            where.append(f"field '{field}'")
+            where.append(f"field '{_short(field)}'")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 

@@ -158,7 +158,7 @@ def component(registry_name, default=attrs.NOTHING, *, optional=False):
                 reg.get(value) if isinstance(value, str) else reg.create(value)
             except ConfigError as exc:  # name the nested field: 'activation.alpha'
                 field = attribute.name if exc.field is None else f"{attribute.name}.{exc.field}"
-                message = str(exc) if exc.field is None else str(exc).split(": ", 1)[-1]
+                message = str(exc) if exc.field is None else getattr(exc, "message", str(exc))
                 raise type(exc)(message, field=field) from exc
         else:
             _fail(attribute, f"expected the name of one of the {registry_name} or a dict with a 'type', got {show(value)}")

@@ -24,6 +24,7 @@ import warnings
 import attrs
 
 from .errors import ConfigError, PluginError, UnknownComponentError
+from .fields import show
 
 BUILTIN = "regnet"
 KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
@@ -235,11 +236,11 @@ class Registry:
                 f"REGNET_PLUGINS does not name '{prov.distribution}'"
             )
         names = sorted([*self._items, *self._pending, *self._aliases])
-        close = difflib.get_close_matches(name, names, n=6, cutoff=0.6)
+        close = difflib.get_close_matches(name, names, n=6, cutoff=0.6) if len(name) <= 100 else []
         close = list(dict.fromkeys(self._aliases.get(c, c) for c in close))[:3]  # aliases as their names
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownComponentError(
-            f"unknown {self.noun} '{name}'{hint} (known: {', '.join(self.list())}; plugins "
+            f"unknown {self.noun} {show(name)}{hint} (known: {', '.join(self.list())}; plugins "
             f"add names through the entry-point group '{self.group}')"
         )
 
@@ -282,7 +283,7 @@ class Registry:
             return self._pending[key][1]
         if key in self._broken:
             return self._broken[key].provider
-        raise UnknownComponentError(f"unknown {self.noun} '{name}'")
+        raise UnknownComponentError(f"unknown {self.noun} {show(name)}")
 
     def broken(self):
         """Every unusable plugin entry (a clash between two plugins lists both)."""
@@ -325,12 +326,12 @@ def construct(cls, config, *, what):
     """``cls(**config)`` with unknown or missing fields reported as ``ConfigError``."""
     if attrs.has(cls):
         known = {a.alias or a.name for a in attrs.fields(cls) if a.init}
-        unknown = sorted(set(config) - known)
+        unknown = sorted(set(config) - known, key=str)
         if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+            close = difflib.get_close_matches(str(unknown[0])[:100], sorted(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
-                f"{what} has no field {', '.join(repr(u) for u in unknown)}{hint}; "
+                f"{what} has no field {', '.join(show(u) for u in unknown[:5])}{hint}; "
                 f"its fields are {', '.join(sorted(known)) or 'none'}",
                 field=unknown[0],
             )

@@ -258,9 +258,7 @@ def _toposort(nodes):
 def _with_layer(exc, where):
     if exc.layer is not None:
         return exc
-    msg = str(exc)
-    if exc.field is not None:
-        msg = msg.split(": ", 1)[-1]
+    msg = str(exc) if exc.field is None else getattr(exc, "message", str(exc))
     return type(exc)(msg, layer=where, field=exc.field)
 
 

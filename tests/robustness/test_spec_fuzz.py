@@ -238,6 +238,23 @@ def test_huge_layers_fail_fast_without_allocating(entry, time_limit):
     assert peak < 64 << 20, f"peak allocation {peak / 2**20:.0f} MiB"
 
 
+LONG = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"type": LONG, "units": 1}, dense(units=1, **{LONG: 1}), dense(units=1, activation=LONG),
+     dense(units=1, name=LONG + "/"), dense(units=[LONG] * 1000)],
+    ids=["type", "field-name", "activation", "layer-name", "value"],
+)
+def test_megabyte_names_give_short_messages(entry, time_limit):
+    with time_limit(EXAMPLE_LIMIT_S):
+        elapsed, _, exc = cpu_and_peak(lambda: Model.from_spec({"input_shape": [2], "layers": [entry]}))
+    assert isinstance(exc, ConfigError), repr(exc)
+    assert len(str(exc)) < 2000 and "..." in str(exc)
+    assert elapsed < 1.0, f"took {elapsed:.2f} s of CPU"
+
+
 def test_ten_thousand_layers_build_and_run(time_limit):
     spec = {"input_shape": [3], "layers": [dense(units=3, activation="tanh") for _ in range(10_000)]}
     with time_limit(120):
