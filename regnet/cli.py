@@ -26,6 +26,8 @@ class StepSchedule(Callback):
     then ``constant``, ``cosine`` or ``linear`` decay to zero over the run, or ``exponential``
     (times ``decay`` per epoch)."""
 
+    changes_weights = False  # sets the learning rate only: the divergence guard replays it
+
     def __init__(self, kind, base_lr, steps_per_epoch, epochs, warmup_epochs=0.0, decay=0.9):
         self.kind, self.base_lr, self.decay = kind, base_lr, decay
         self.steps_per_epoch = steps_per_epoch

@@ -1,19 +1,31 @@
-"""The divergence guard: training stops at the first NaN or infinity and keeps the last finite weights.
+"""The divergence guard: training stops at the first NaN or infinity, and the model is put back
+exactly as it was before the failing step: weights, BatchNorm statistics, optimizer state and
+the random generator.
 
-A ``Snapshot`` holds a copy of every weight (trainable parameters and buffers such as BatchNorm's
-running statistics, which the forward pass updates) in buffers allocated once; it is refreshed
-after each successful step, while the weights are still in cache (and by ``fit`` at each epoch
-start and after callbacks that may change weights). After the update ``non_finite`` checks the
-weights, one BLAS pass each. The guard's cost is thus one read and one copy of the weights per
-step: O(parameters), against O(batch x parameters) for the step (``benchmarks/divergence_guard.py``
-measures it). A step whose loss is not
-finite is refused before the update; a step that leaves a weight NaN or infinite (a gradient that
-is not finite, or finite gradients with a learning rate far too large) is undone with
-``Snapshot.restore``, and the optimizer, whose moments have absorbed the failing step, is reset
-to a fresh state with ``reset``. Either way the weights end exactly as they were before the step.
+After each update ``non_finite`` checks every weight (one BLAS pass each). Copying the weights
+before every step to be able to undo one would cost about as much memory traffic as a small-batch
+step itself, so the ``Guard`` instead keeps a checkpoint (weights, optimizer state, generator
+state) taken every ``interval`` steps, or once the batches kept reach ``MAX_REPLAY_BYTES``, and
+the batches trained since. ``Guard.rewind`` restores the checkpoint and replays those batches:
+steps are deterministic, so this ends bit for bit where the failing step began. The cost is one
+read of the weights per step plus one copy every ``interval`` steps
+(``benchmarks/divergence_guard.py`` measures it).
+
+What a replay cannot redo is work done outside the step: ``fit`` therefore takes a checkpoint at
+each epoch start and after every step when a callback with its own ``on_batch_end`` may change
+the weights (one that only sets optimizer hyperparameters says so with ``changes_weights =
+False``; those hyperparameters are recorded with each step and replayed).
 """
 
+import copy
+
+import attrs
 import numpy as np
+
+#: steps between two checkpoints; a failure replays at most this many minus one
+INTERVAL = 32
+#: a checkpoint is also taken once the batches kept for a replay hold this many bytes
+MAX_REPLAY_BYTES = 64 << 20
 
 
 def all_finite(a):
@@ -31,27 +43,76 @@ def non_finite(arrays):
         return [k for k, a in arrays.items() if not all_finite(a)]
 
 
-def reset(optimizer):
-    """Forget an optimizer's moments and step count (as freshly built)."""
-    if hasattr(optimizer, "load_state_dict"):
-        optimizer.load_state_dict({"iterations": np.int64(0)})
+def _copy_into(buffers, arrays):
+    """Copy ``{name: array}`` into ``buffers`` (allocated on first use, reused after)."""
+    for key, arr in arrays.items():
+        arr = np.asarray(arr)
+        buf = buffers.get(key)
+        if buf is None or buf.shape != arr.shape or buf.dtype != arr.dtype:
+            buf = buffers[key] = np.empty_like(arr)
+        np.copyto(buf, arr)
+    for key in set(buffers) - set(arrays):
+        del buffers[key]
 
 
-class Snapshot:
-    """Copies of a model's weights, refreshed in place before each step."""
+def hyperparameters(optimizer):
+    """The optimizer's configuration (learning rate, ...) as set now, to be replayed."""
+    if attrs.has(type(optimizer)):
+        return {a.name: getattr(optimizer, a.name) for a in attrs.fields(type(optimizer)) if a.init}
+    return {"learning_rate": optimizer.learning_rate} if hasattr(optimizer, "learning_rate") else {}
 
-    def __init__(self, model):
+
+class Guard:
+    """A checkpoint of a model's training state and the steps taken since, to rewind to any of them."""
+
+    def __init__(self, model, interval=INTERVAL):
         self.model = model
-        self._copies = {}
+        self.interval = interval
+        self._weights, self._optimizer = {}, {}
+        self._rng = None
+        self._steps = []
+        self._bytes = 0
 
-    def save(self):
-        for key, arr in self.model.get_weights().items():
-            copy = self._copies.get(key)
-            if copy is None or copy.shape != arr.shape or copy.dtype != arr.dtype:
-                copy = self._copies[key] = np.empty_like(arr)
-            np.copyto(copy, arr)
+    @property
+    def replayable(self):
+        return hasattr(self.model.optimizer, "state_dict") and hasattr(self.model.optimizer, "load_state_dict")
 
-    def restore(self):
-        """Put back every weight as ``save`` copied it (in place: layers keep their arrays)."""
-        for key, arr in self.model.get_weights().items():
-            np.copyto(arr, self._copies[key])
+    def checkpoint(self):
+        model = self.model
+        _copy_into(self._weights, model.get_weights())
+        if self.replayable:
+            _copy_into(self._optimizer, model.optimizer.state_dict())
+        self._rng = copy.deepcopy(model.rng.bit_generator.state)
+        self._steps = []
+        self._bytes = 0
+
+    def due(self):
+        """True when the next step should start from a fresh checkpoint."""
+        if not self._steps:
+            return False
+        return len(self._steps) >= self.interval or self._bytes >= MAX_REPLAY_BYTES or not self.replayable
+
+    def record(self, xb, yb, hyper):
+        """A step that succeeded: its batch and the optimizer hyperparameters it ran with."""
+        self._steps.append((xb, yb, hyper))
+        self._bytes += np.asarray(xb).nbytes + np.asarray(yb).nbytes
+
+    def rewind(self, step):
+        """Back to the state before the step in progress: restore the checkpoint, then replay the
+        recorded steps with ``step(model, xb, yb)`` (each under the hyperparameters it had)."""
+        model, opt = self.model, self.model.optimizer
+        for key, arr in model.get_weights().items():
+            np.copyto(arr, self._weights[key])
+        if self.replayable:
+            opt.load_state_dict(self._optimizer)
+        model.rng.bit_generator.state = copy.deepcopy(self._rng)
+        current = hyperparameters(opt)
+        for xb, yb, hyper in self._steps:
+            _set(opt, hyper)
+            step(model, xb, yb)
+        _set(opt, current)
+
+
+def _set(optimizer, hyper):
+    for name, value in hyper.items():
+        setattr(optimizer, name, value)

@@ -10,9 +10,15 @@ from .errors import ConfigError, DataError, TrainingDivergedError
 
 
 class Callback:
-    """Hooks called by ``fit``; ``self.model`` is set before ``on_train_begin``."""
+    """Hooks called by ``fit``; ``self.model`` is set before ``on_train_begin``.
+
+    A callback whose ``on_batch_end`` only reads the model, or only sets optimizer
+    hyperparameters, may say so with ``changes_weights = False``: the divergence guard then need
+    not checkpoint the weights after every batch (see ``divergence``).
+    """
 
     model = None
+    changes_weights = True
 
     def on_train_begin(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
@@ -106,39 +112,44 @@ def _count(value, what):
     return int(value)
 
 
-def train_step(model, xb, yb, snapshot=None):
+def _step(model, xb, yb):
+    """Forward, loss, backward and update (no update when the loss is not finite)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is reported by the caller
+        out = model.forward(xb, training=True, logits=model._fused_loss is not None)
+        loss, grad = model.training_loss.value_and_grad(out, yb)
+        if np.isfinite(loss):
+            model.backward(grad, input_grad=False)
+            model.optimizer.step(model.params, model.grads)
+    return loss, out
+
+
+def train_step(model, xb, yb, guard=None):
     """One optimisation step on a batch; returns ``(loss, outputs)``.
 
     A loss that is not finite stops before the update; an update that leaves a weight NaN or
-    infinite is undone and the optimizer reset (see ``divergence``). Either way the weights are
-    as they were before the step and ``TrainingDivergedError`` names the offending tensors.
+    infinite (a gradient that is not finite, or a learning rate far too large) is undone. Either
+    way the model is rewound to where the step began (weights, BatchNorm statistics, optimizer
+    state, generator) and ``TrainingDivergedError`` names the offending tensors.
 
-    ``snapshot`` (a ``divergence.Snapshot`` of this model) must hold the current weights: a step
-    refreshes it when it succeeds (the weights are then hot in cache), so a training loop saves
-    it once and again only after something else changed the weights. Without it, one is taken.
+    ``guard`` (a ``divergence.Guard`` of this model, as ``fit`` keeps one) must hold a checkpoint
+    taken since the weights last changed outside ``train_step``; without it, one is taken here.
     """
-    if snapshot is None:
-        snapshot = divergence.Snapshot(model)
-        snapshot.save()
-    loss_fn = model.training_loss
-    with np.errstate(over="ignore", invalid="ignore"):  # reported below as a divergence
-        out = model.forward(xb, training=True, logits=model._fused_loss is not None)
-        loss, grad = loss_fn.value_and_grad(out, yb)
-        if not np.isfinite(loss):
-            snapshot.restore()  # the forward pass moved BatchNorm's running statistics
-            raise TrainingDivergedError(f"the loss is {loss}")
-        model.backward(grad, input_grad=False)
-        params, grads = model.params, model.grads
-        model.optimizer.step(params, grads)
+    if guard is None:
+        guard = divergence.Guard(model, interval=1)
+        guard.checkpoint()
+    hyper = divergence.hyperparameters(model.optimizer)
+    loss, out = _step(model, xb, yb)
+    if not np.isfinite(loss):
+        guard.rewind(_step)  # the forward pass moved BatchNorm's running statistics
+        raise TrainingDivergedError(f"the loss is {loss}")
     bad = divergence.non_finite(model.get_weights())
     if bad:
-        snapshot.restore()
-        divergence.reset(model.optimizer)
-        bad_grads = divergence.non_finite(grads)
+        bad_grads = divergence.non_finite(model.grads)
+        guard.rewind(_step)
         cause = (f"the gradients of {', '.join(bad_grads)} are not finite" if bad_grads else
                  f"{', '.join(bad)} became non-finite (the loss and gradients were finite)")
-        raise TrainingDivergedError(f"{cause}; the step was undone and the optimizer state reset")
-    snapshot.save()
+        raise TrainingDivergedError(f"{cause}; the step was undone")
+    guard.record(xb, yb, hyper)
     return loss, out
 
 
@@ -180,9 +191,10 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
     progress = _Progress(verbose, model.epoch + epochs)
     n = len(x)
     n_batches = -(-n // batch_size)
-    snapshot = divergence.Snapshot(model)
+    guard = divergence.Guard(model)
     # callbacks run between steps; one with its own on_batch_end may change the weights
-    resave = any(getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end for cb in callbacks)
+    resave = any(getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end
+                 and getattr(cb, "changes_weights", True) for cb in callbacks)
     for cb in callbacks:
         cb.on_train_begin()
     for _ in range(epochs):
@@ -191,18 +203,20 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
             cb.on_epoch_begin(epoch)
         order = model.rng.permutation(n) if shuffle else np.arange(n)
         progress.start(epoch, n_batches)
-        snapshot.save()
+        guard.checkpoint()
         sums = {"loss": 0.0, **{m.name: 0.0 for m in model.metrics}}
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
             xb, yb = x[idx], y[idx]
+            if guard.due():
+                guard.checkpoint()
             try:
-                loss, out = train_step(model, xb, yb, snapshot)
+                loss, out = train_step(model, xb, yb, guard)
             except TrainingDivergedError as exc:
                 progress.end(epoch, {})
                 raise TrainingDivergedError(
-                    f"training diverged at epoch {epoch}, batch {b + 1}/{n_batches}: {exc}; the weights "
-                    f"are left at their last finite values (try a lower learning rate)",
+                    f"training diverged at epoch {epoch}, batch {b + 1}/{n_batches}: {exc}; the model is "
+                    f"left as it was before that batch (try a lower learning rate)",
                     epoch=epoch, batch=b + 1,
                 ) from None
             sums["loss"] += loss * len(idx)
@@ -216,7 +230,7 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
             for cb in callbacks:
                 cb.on_batch_end(b, logs)
             if resave:
-                snapshot.save()
+                guard.checkpoint()
         logs = {k: v / n for k, v in sums.items()}
         if validation_data is not None:
             logs.update({f"val_{k}": v for k, v in evaluate(model, vx, vy, batch_size=max(batch_size, 256)).items()})

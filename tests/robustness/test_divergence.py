@@ -1,12 +1,14 @@
 """The divergence guard: a NaN or infinite loss, gradient or updated weight stops training with a
-``TrainingDivergedError`` naming the epoch and the batch, and leaves every weight (parameters
-and BatchNorm statistics) exactly as it was before the failing step.
+``TrainingDivergedError`` naming the epoch and the batch, and leaves the model exactly as it was
+before the failing step: every weight (parameters and BatchNorm statistics), the optimizer state
+and the generator, whether the guard rewinds from a checkpoint taken just before the step or
+replays the steps since an older one.
 """
 
 import numpy as np
 import pytest
 
-from regnet import Callback, LearningRateScheduler, Model, TrainingDivergedError, runtime
+from regnet import Callback, LearningRateScheduler, Model, TrainingDivergedError, divergence, runtime
 
 MLP = {
     "input_shape": [4],
@@ -44,6 +46,16 @@ class Recorder(Callback):
 
 def build(spec=MLP, optimizer=None):
     return Model.from_spec(spec, seed=0).compile("categorical_crossentropy", optimizer or "sgd")
+
+
+def optimizer_state(model):
+    return {k: np.array(v) for k, v in model.optimizer.state_dict().items()}
+
+
+def assert_states_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), f"optimizer state {k} differs"
 
 
 def weights_of(model):
@@ -99,15 +111,14 @@ def test_exploding_learning_rate_with_batchnorm_restores_running_statistics():
 def test_update_that_overflows_with_finite_gradients_is_undone():
     model = build(optimizer={"type": "sgd", "learning_rate": 0.01, "momentum": 0.9})
     model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
-    trained, iterations = weights_of(model), model.optimizer.iterations
-    assert iterations == 16
+    trained, state = weights_of(model), optimizer_state(model)
+    assert model.optimizer.iterations == 16
     model.optimizer.learning_rate = 3e38
     e = diverge(model, x=100 * X)
     assert (e.epoch, e.batch) == (3, 1)
     assert "hidden/kernel" in str(e) and "the loss and gradients were finite" in str(e)
     assert_weights_equal(model, trained)
-    # the failing step had already moved the momentum; the optimizer starts afresh
-    assert model.optimizer.iterations == 0 and model.optimizer.state_dict().keys() == {"iterations"}
+    assert_states_equal(optimizer_state(model), state)  # the momentum is rewound too
 
 
 def test_non_finite_loss_is_refused_before_the_update():
@@ -115,11 +126,10 @@ def test_non_finite_loss_is_refused_before_the_update():
     model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
     model.get_layer("hidden").params["kernel"][...] *= np.float32(3e37)  # finite weights whose
     model.get_layer("out").params["kernel"][...] *= np.float32(1e10)  # logits overflow
-    state = {k: v.copy() for k, v in model.optimizer.state_dict().items()}
+    state = optimizer_state(model)
     e = diverge(model)
     assert (e.epoch, e.batch) == (2, 1) and "the loss is nan" in str(e)
-    after = model.optimizer.state_dict()  # the optimizer never saw the step
-    assert after.keys() == state.keys() and all(np.array_equal(after[k], state[k]) for k in state)
+    assert_states_equal(optimizer_state(model), state)
 
 
 def test_running_statistics_that_overflow_are_restored():
@@ -148,7 +158,7 @@ def test_non_finite_gradient_is_named_and_undone(monkeypatch):
     e = diverge(model, batch_size=32)
     assert (e.epoch, e.batch) == (2, 1)
     assert "the gradients of out/kernel are not finite" in str(e)
-    assert model.optimizer.iterations == 0
+    assert model.optimizer.iterations == 4
 
 
 def test_divergence_in_a_later_epoch_names_it():
@@ -191,18 +201,61 @@ def test_guard_changes_nothing_when_training_is_finite():
     assert_weights_equal(a, weights_of(b))
 
 
-@pytest.mark.parametrize("spec", [MLP, WITH_BN], ids=["mlp", "batchnorm"])
-def test_without_callbacks_the_same_last_finite_weights(spec):
-    """fit without callbacks refreshes its snapshot at the end of each step (the fast path); it
-    must stop on the same step at the same weights as a run recording them with a callback."""
-    optimizer = {"type": "sgd", "learning_rate": 1e6}
-    plain, recorded = build(spec, optimizer), build(spec, optimizer)
-    with pytest.raises(TrainingDivergedError) as info:
-        plain.fit(100 * X, Y, epochs=20, batch_size=16, verbose=0, seed=3)
-    with pytest.raises(TrainingDivergedError) as again:
-        recorded.fit(100 * X, Y, epochs=20, batch_size=16, verbose=0, seed=3, callbacks=[Recorder()])
-    assert (info.value.epoch, info.value.batch) == (again.value.epoch, again.value.batch)
+WITH_DROPOUT = {
+    "input_shape": [4],
+    "layers": [
+        {"type": "Dense", "name": "hidden", "units": 16, "activation": "relu"},
+        {"type": "Dropout", "name": "drop", "rate": 0.3},
+        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
+    ],
+}
+
+
+class StepLR(Callback):
+    """A learning rate set before every batch (cycling through three values), huge from step
+    ``fail_at`` on; it declares that it leaves the weights alone."""
+
+    changes_weights = False
+
+    def __init__(self, fail_at):
+        self.step, self.fail_at = 0, fail_at
+
+    def lr(self):
+        return 3e38 if self.step >= self.fail_at else 0.01 * (1 + self.step % 3)
+
+    def on_train_begin(self, logs=None):
+        self.model.optimizer.learning_rate = self.lr()
+
+    def on_batch_end(self, batch, logs=None):
+        self.step += 1
+        self.model.optimizer.learning_rate = self.lr()
+
+
+@pytest.mark.parametrize("spec", [MLP, WITH_BN, WITH_DROPOUT], ids=["mlp", "batchnorm", "dropout"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_rewind_by_replay_ends_where_the_failing_step_began(spec, optimizer, monkeypatch):
+    """Without weight-changing callbacks ``fit`` checkpoints every ``divergence.INTERVAL`` steps
+    and a failure replays the steps since. It must end exactly where a run that checkpoints
+    before every step (forced here by the recording callback) ends: same weights, optimizer state
+    and generator state."""
+    fail_at = divergence.INTERVAL + 13  # 64 steps per epoch: a checkpoint after step 32, 13+ replayed
+    replayed = []
+    rewind = divergence.Guard.rewind
+    monkeypatch.setattr(divergence.Guard, "rewind", lambda self, step: (replayed.append(len(self._steps)), rewind(self, step)))
+    runs = []
+    for callbacks in ([StepLR(fail_at)], [StepLR(fail_at), Recorder()]):
+        model = build(spec, {"type": optimizer, "learning_rate": 0.01})
+        with pytest.raises(TrainingDivergedError) as info:
+            model.fit(100 * X, Y, epochs=2, batch_size=2, verbose=0, seed=3, callbacks=callbacks)
+        runs.append((model, info.value))
+    (plain, e1), (recorded, e2) = runs
+    assert (e1.epoch, e1.batch) == (e2.epoch, e2.batch)
+    assert e1.epoch == 1 and e1.batch > fail_at  # Adam's steps are bounded: it may take two
+    assert replayed == [e1.batch - 1 - divergence.INTERVAL, 0]
     assert_weights_equal(plain, weights_of(recorded))
+    assert_states_equal(optimizer_state(plain), optimizer_state(recorded))
+    assert plain.rng.bit_generator.state == recorded.rng.bit_generator.state
+    assert plain.optimizer.learning_rate == recorded.optimizer.learning_rate == 3e38
 
 
 def test_a_callback_that_changes_weights_is_respected():
@@ -218,3 +271,16 @@ def test_a_callback_that_changes_weights_is_respected():
         model.fit(100 * X, Y, epochs=5, batch_size=16, verbose=0, callbacks=[schedule, Shrink(), recorder])
     assert info.value.epoch == 2
     assert_weights_equal(model, recorder.weights[-1])
+
+
+def test_replay_memory_is_bounded(monkeypatch):
+    """Large batches make the guard checkpoint sooner instead of keeping many of them."""
+    monkeypatch.setattr(divergence, "MAX_REPLAY_BYTES", 3 * (16 * 4 * 4 + 16 * 8))  # three batches
+    guard = divergence.Guard(build(), interval=32)
+    guard.checkpoint()
+    for k in range(3):
+        assert not guard.due()
+        guard.record(X[:16], Y[:16], {})
+    assert guard.due()
+    guard.checkpoint()
+    assert not guard.due()
