@@ -249,3 +249,15 @@ def test_inference_pieces_share_one_buffer_across_layers(monkeypatch):
             x = rng.standard_normal((n, 2, 6, 6))
             want = naive_conv(x, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads)
             np.testing.assert_allclose(layer.forward(x, False), want, rtol=1e-10, atol=1e-10)
+
+
+def test_dense_relu_matches_separate_activation():
+    rng = np.random.default_rng(12)
+    fused = build(Dense(units=5, activation="relu"), (4,))
+    plain = build(Dense(units=5), (4,))
+    x = rng.standard_normal((6, 4))
+    y = fused(x, True)
+    z = plain(x, True)
+    np.testing.assert_allclose(y, np.maximum(z, 0))
+    r = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(fused.call_backward(r), plain.call_backward(r * (z > 0)))

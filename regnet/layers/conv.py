@@ -5,9 +5,8 @@ import numpy as np
 
 from .. import fields
 from ..errors import ConfigError, ShapeError
-from ..activations import ReLU
 from ..ops import conv as conv_ops
-from ..ops import layout, windows
+from ..ops import fused, layout, windows
 from ..registry import register_layer
 from .base import MAX_SAMPLE_ELEMENTS, Layer, require_rank
 
@@ -87,12 +86,8 @@ class Conv2D(Layer):
         return y
 
     def __call__(self, x, training=False):
-        if not isinstance(self._act, ReLU):
-            return super().__call__(x, training)
-        z = self.forward(x, training)
-        np.maximum(z, 0, out=z)  # in place: z is ours, and relu'(z) reads the same from max(z, 0)
-        self._act_cache = (z, z)
-        return z
+        y = fused.call(self, x, training)  # ReLU in place on the fresh output
+        return super().__call__(x, training) if y is None else y
 
     def release(self):
         self._x = self._cols = None

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import fields
 from ..errors import ShapeError
+from ..ops import fused
 from ..registry import register_layer
 from .base import Layer
 
@@ -27,6 +28,10 @@ class Dense(Layer):
         if self.use_bias:
             self.add_param("bias", (self.units,), self.bias_initializer, rng)
         return (*input_shape[:-1], self.units)
+
+    def __call__(self, x, training=False):
+        y = fused.call(self, x, training)  # ReLU in place on the fresh output
+        return super().__call__(x, training) if y is None else y
 
     def forward(self, x, training=False):
         self._x = x

@@ -13,11 +13,20 @@ import threading
 
 import numpy as np
 
-from . import layout
+from . import layout, parallel
 
 #: in inference, columns are built for at most this many bytes at a time (a band of output rows
-#: of the whole batch), in one buffer per thread shared by every convolution
-INFER_COLUMN_BYTES = 8 << 20
+#: of the whole batch), in one buffer per thread shared by every convolution. Small bands stay in
+#: cache; but each multi-threaded BLAS call is a synchronisation of its threads, which is slow
+#: when the cores are busy, so with several BLAS threads the bands are larger (fewer calls).
+INFER_COLUMN_BYTES = None  # None: the two defaults below, by BLAS thread count
+SMALL_BANDS, LARGE_BANDS = 4 << 20, 32 << 20
+
+
+def band_bytes():
+    if INFER_COLUMN_BYTES is not None:
+        return INFER_COLUMN_BYTES
+    return SMALL_BANDS if parallel.threads() == 1 else LARGE_BANDS
 
 _shared = threading.local()
 
@@ -107,7 +116,7 @@ def forward(x, kernel, bias, geo, ws, training):
         np.matmul(wk, cols, out=y)
     else:
         cols = None
-        band = max(1, min(geo.ho, INFER_COLUMN_BYTES // (k * geo.wo * n * np.dtype(dtype).itemsize)))
+        band = max(1, min(geo.ho, band_bytes() // (k * geo.wo * n * np.dtype(dtype).itemsize)))
         band = -(-geo.ho // -(-geo.ho // band))  # equal bands
         for r0 in range(0, geo.ho, band):
             r1 = min(geo.ho, r0 + band)
