@@ -335,6 +335,7 @@ def summarise(runs, archs, frameworks):
             for fw in frameworks:
                 sel = [r for r in runs if r["arch"] == arch and r["mode"] == mode and r["framework"] == fw]
                 row[f"{fw}_{mode}_ips"] = _median(sel, "images_per_s")
+                row[f"{fw}_{mode}_ips_best"] = max((r["images_per_s"] for r in sel), default=None)
                 row[f"{fw}_{mode}_peak_mib"] = _median(sel, "peak_mib")
                 cpu = [r["cpu_s"] / r["images"] * 1e6 for r in sel]
                 row[f"{fw}_{mode}_cpu_us_per_img"] = statistics.median(cpu) if cpu else None
