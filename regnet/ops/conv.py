@@ -96,6 +96,8 @@ def _ones_row(rows):
 def _shared_buffer(shape, dtype):
     """A scratch array of ``shape`` from this thread's buffer (grown as needed, never shrunk)."""
     size = shape[0] * shape[1]
+    if size * np.dtype(dtype).itemsize > 2 * LARGE_BANDS:  # one output row of a huge batch: not kept
+        return np.empty(shape, dtype)
     flat = _shared.__dict__.get(np.dtype(dtype))
     if flat is None or flat.size < size:
         flat = _shared.__dict__[np.dtype(dtype)] = np.empty(size, dtype)
