@@ -1,43 +1,48 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
-Public API: ``Model``, ``load``/``save``, the component registries and the error hierarchy.
+Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
+callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``testing``
+(the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files).
 """
 
-from . import activations, datasets, initializers, layers, losses, optimizers  # registers the built-ins
+from . import activations, initializers, layers, losses, optimizers  # registers the built-ins
+from . import checkpoint, datasets, io, metrics, zoo
+from ._version import __version__
+from .activations import Activation, activation
+from .callbacks import Callback, History, LearningRateScheduler, ModelCheckpoint
 from .errors import (
     ConfigError, DataError, DownloadError, FileFormatError, IntegrityError, PluginError, RegnetError,
     ShapeError, TrainingDivergedError, UnknownComponentError, WeightsMismatchError,
 )
+from .initializers import Initializer, initializer
+from .layers import Layer, layer
+from .losses import Loss, loss
 from .model import Model
+from .optimizers import Optimizer, optimizer
 from .registry import (
     REGISTRIES, register_activation, register_initializer, register_layer, register_loss,
     register_optimizer,
 )
-from .runtime import Callback, History, LearningRateScheduler
-from .callbacks import ModelCheckpoint
-
-__version__ = "0.1.0"
 
 
 def load(path, compile=True):
-    """Load a model saved with ``save`` (see ``regnet.io.load``)."""
-    from .io import load as _load
+    """Load a model saved with ``save``: spec, weights, epoch, history, RNG state and, with
+    ``compile``, its loss, optimizer state and metrics (see ``regnet.checkpoint.load``)."""
+    return Model.load(path, compile=compile)
 
-    return _load(path, compile=compile)
 
-
-def save(model, path, **kwargs):
-    """Save a model, its weights, optimizer state and metadata to one HDF5 file."""
-    from .io import save as _save
-
-    return _save(model, path, **kwargs)
+def save(model, path, *, metadata=None):
+    """Save a model, its weights, optimizer state and metadata to one HDF5 file, atomically."""
+    return checkpoint.save(model, path, metadata=metadata)
 
 
 __all__ = [
-    "Model", "load", "save", "Callback", "History", "LearningRateScheduler", "ModelCheckpoint",
-    "RegnetError", "ConfigError", "UnknownComponentError", "PluginError", "ShapeError",
-    "WeightsMismatchError", "FileFormatError", "IntegrityError", "DataError", "DownloadError",
-    "TrainingDivergedError", "REGISTRIES", "register_layer", "register_activation",
-    "register_loss", "register_optimizer", "register_initializer",
-    "activations", "initializers", "layers", "losses", "optimizers",
+    "__version__", "Model", "load", "save", "Callback", "History", "LearningRateScheduler",
+    "ModelCheckpoint", "RegnetError", "ConfigError", "UnknownComponentError", "PluginError",
+    "ShapeError", "WeightsMismatchError", "FileFormatError", "IntegrityError", "DataError",
+    "DownloadError", "TrainingDivergedError", "REGISTRIES", "Layer", "layer", "Activation",
+    "activation", "Loss", "loss", "Optimizer", "optimizer", "Initializer", "initializer",
+    "register_layer", "register_activation", "register_loss", "register_optimizer",
+    "register_initializer", "activations", "checkpoint", "datasets", "initializers", "io",
+    "layers", "losses", "metrics", "optimizers", "zoo",
 ]

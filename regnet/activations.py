@@ -1,42 +1,55 @@
 """Element-wise (and softmax) activations: ``y = f(x)`` and ``dL/dx = backward(dL/dy, x, y)``."""
 
 import math
+from typing import Any
 
-import attrs
 import numpy as np
 
-from . import fields
-from .registry import activations, get_config, register_activation
+from . import fields, registry
 
 
 class Activation:
-    """Base class. ``forward(x) -> y``; ``backward(grad, x, y) -> grad * f'(x)``."""
+    """Base class of activations.
 
-    def forward(self, x):
+    ``forward(x) -> y`` works on a whole batch of any shape and keeps its dtype (float32 in,
+    float32 out). ``backward(grad, x, y) -> dL/dx`` receives the incoming gradient ``dL/dy``, the
+    input ``x`` and the output ``y = forward(x)`` (use whichever is cheaper: ``tanh`` uses ``y``).
+    Neither may modify its arguments in place. Configuration fields (e.g. ``alpha``) are attrs
+    fields; a softmax-like activation over an axis declares an ``axis`` field, which layers check
+    against their output rank. Declare one with ``@activation("name")``.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad, x, y):
+    def backward(self, grad: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    __call__ = lambda self, x: self.forward(x)  # noqa: E731
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
 
-    def get_config(self):
-        return get_config(self)
+    def get_config(self) -> dict[str, Any]:
+        return registry.get_config(self)
 
 
-def get(spec):
+registry.activations.bind(Activation)
+
+#: ``@activation("name", aliases=(...))``: make the class an attrs activation and register it
+activation = registry.component_decorator(registry.activations)
+
+
+def get(spec: Any) -> Activation:
     """An activation instance from a name, a ``{"type": ...}`` dict, ``None`` or an instance."""
     if spec is None:
         return Linear()
-    return activations.create(spec)
+    return registry.activations.create(spec)
 
 
 def _f32(v, dtype):
     return np.asarray(v, dtype=dtype)
 
 
-@register_activation(name="linear", aliases=("identity", "none"))
-@attrs.define
+@activation("linear", aliases=("identity", "none"))
 class Linear(Activation):
     def forward(self, x):
         return x
@@ -45,8 +58,7 @@ class Linear(Activation):
         return grad
 
 
-@register_activation(name="relu")
-@attrs.define
+@activation("relu")
 class ReLU(Activation):
     def forward(self, x):
         return np.maximum(x, 0, dtype=x.dtype)
@@ -55,8 +67,7 @@ class ReLU(Activation):
         return grad * (x > 0)
 
 
-@register_activation(name="leaky_relu")
-@attrs.define
+@activation("leaky_relu")
 class LeakyReLU(Activation):
     alpha: float = fields.number(0.01, min=0)
 
@@ -67,8 +78,7 @@ class LeakyReLU(Activation):
         return np.where(x > 0, grad, grad * _f32(self.alpha, grad.dtype))
 
 
-@register_activation(name="elu")
-@attrs.define
+@activation("elu")
 class ELU(Activation):
     alpha: float = fields.number(1.0, min=0)
 
@@ -81,8 +91,7 @@ class ELU(Activation):
         return np.where(x > 0, grad, grad * (y + a))
 
 
-@register_activation(name="selu")
-@attrs.define
+@activation("selu")
 class SELU(Activation):
     ALPHA = 1.6732632423543772
     SCALE = 1.0507009873554805
@@ -96,8 +105,7 @@ class SELU(Activation):
         return grad * np.where(x > 0, s, y + s * a)
 
 
-@register_activation(name="tanh")
-@attrs.define
+@activation("tanh")
 class Tanh(Activation):
     def forward(self, x):
         return np.tanh(x)
@@ -112,8 +120,7 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-@register_activation(name="sigmoid")
-@attrs.define
+@activation("sigmoid")
 class Sigmoid(Activation):
     def forward(self, x):
         return sigmoid(x)
@@ -133,8 +140,7 @@ def softmax(x, axis=-1):
     return e
 
 
-@register_activation(name="softmax")
-@attrs.define
+@activation("softmax")
 class Softmax(Activation):
     axis: int = fields.integer(-1, min=None)
 
@@ -145,8 +151,7 @@ class Softmax(Activation):
         return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
 
 
-@register_activation(name="gelu")
-@attrs.define
+@activation("gelu")
 class GELU(Activation):
     """Gaussian error linear unit, tanh approximation (as in BERT/GPT-2 and Keras approximate)."""
 

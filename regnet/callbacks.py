@@ -1,10 +1,55 @@
-"""Callbacks that persist training: ``ModelCheckpoint`` (atomic saves every N epochs / on improvement)."""
+"""Callbacks: the hooks ``fit`` calls, the per-epoch ``History``, learning-rate scheduling and
+``ModelCheckpoint`` (atomic saves every N epochs / on improvement)."""
 
 import math
 import os
 
+from . import checkpoint
 from .errors import ConfigError
-from .runtime import Callback
+
+
+class Callback:
+    """Hooks called by ``fit``; ``self.model`` is set before ``on_train_begin``.
+
+    A callback whose ``on_batch_end`` only reads the model, or only sets optimizer
+    hyperparameters, may say so with ``changes_weights = False``: the divergence guard then need
+    not checkpoint the weights after every batch (see ``divergence``).
+    """
+
+    model = None
+    changes_weights = True
+
+    def on_train_begin(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_end(self, logs=None): ...
+
+
+class History:
+    """Per-epoch logs of one ``fit`` call: ``history.history["loss"]`` etc., like Keras."""
+
+    def __init__(self):
+        self.epoch = []
+        self.history = {}
+
+    def append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def __repr__(self):
+        return f"History(epochs={self.epoch}, keys={sorted(self.history)})"
+
+
+class LearningRateScheduler(Callback):
+    """Set the optimizer's learning rate at each epoch start from ``schedule(epoch, lr)``."""
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = float(self.schedule(epoch, self.model.optimizer.learning_rate))
 
 
 class ModelCheckpoint(Callback):
@@ -73,12 +118,10 @@ class ModelCheckpoint(Callback):
         self._save(epoch, logs)
 
     def _save(self, epoch, logs):
-        from .io import save
-
         try:
             path = self.path.format(epoch=epoch, **logs)
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(f"checkpoint path {self.path!r} cannot be filled from the epoch logs: {exc}", field="path") from None
         meta = {**self.metadata, "checkpoint": {"epoch": epoch, "monitor": self.monitor, "best": self.best}}
-        save(self.model, path, metadata=meta)
+        checkpoint.save(self.model, path, metadata=meta)
         self.saved.append(path)

@@ -7,85 +7,28 @@ Every failure prints one line, ``regnet: error: ...``, on stderr and exits with 
 import argparse
 import json
 import math
-import os
 import shlex
 import sys
 import time
 
 import numpy as np
 
+from . import checkpoint, io, metrics, zoo
+from .datasets import sources
+from .datasets.augment import random_shift
+from .datasets.inputs import read_inputs
 from .errors import DataError, RegnetError
-from .runtime import Callback
+from .model import Model
+from .registry import plugin_report
+from .schedules import KINDS as SCHEDULES
+from .schedules import StepSchedule
 
-SCHEDULES = ("constant", "cosine", "linear", "exponential")
-
-
-# -- learning-rate schedule -------------------------------------------------------------------------
-class StepSchedule(Callback):
-    """Set the learning rate before every batch from the global step: an optional linear warm-up,
-    then ``constant``, ``cosine`` or ``linear`` decay to zero over the run, or ``exponential``
-    (times ``decay`` per epoch)."""
-
-    changes_weights = False  # sets the learning rate only: the divergence guard replays it
-
-    def __init__(self, kind, base_lr, steps_per_epoch, epochs, warmup_epochs=0.0, decay=0.9):
-        self.kind, self.base_lr, self.decay = kind, base_lr, decay
-        self.steps_per_epoch = steps_per_epoch
-        self.total = max(1, steps_per_epoch * epochs)
-        self.warmup = int(round(warmup_epochs * steps_per_epoch))
-        self.step = 0
-
-    def lr_at(self, step):
-        if step < self.warmup:
-            return self.base_lr * (step + 1) / self.warmup
-        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        if self.kind == "cosine":
-            return self.base_lr * 0.5 * (1 + math.cos(math.pi * t))
-        if self.kind == "linear":
-            return self.base_lr * (1 - t)
-        if self.kind == "exponential":
-            return self.base_lr * self.decay ** (step / self.steps_per_epoch)
-        return self.base_lr
-
-    def on_train_begin(self, logs=None):
-        self.model.optimizer.learning_rate = self.lr_at(self.step)
-
-    def on_batch_end(self, batch, logs=None):
-        self.step += 1
-        self.model.optimizer.learning_rate = self.lr_at(self.step)
+__all__ = ["main", "build_parser", "StepSchedule"]
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _load_data(source):
-    from .datasets import sources
-
-    return sources.load(source)
-
-
 def _is_model_file(path):
     return not str(path).lower().endswith(".json")
-
-
-def _load_model(path, compile=True):
-    from . import io
-
-    return io.load(path, compile=compile)
-
-
-def _user_metadata(path):
-    """The ``metadata`` dict a model file was saved with (``{}`` if none can be read)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            node = f.get("metadata/user")
-            if not isinstance(node, h5py.Dataset) or node.size > (1 << 20):
-                return {}
-            value = node[()]
-        value = json.loads(value.decode("utf-8") if isinstance(value, bytes) else str(value))
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
 
 
 def _ensure_compiled(model):
@@ -94,42 +37,13 @@ def _ensure_compiled(model):
     return model
 
 
-def _predicted_classes(outputs):
-    if outputs.ndim == 2 and outputs.shape[1] > 1:
-        return outputs.argmax(axis=1)
-    return (outputs.reshape(len(outputs), -1)[:, 0] > 0.5).astype(np.int64)
-
-
-def classification_report(model, x, y, batch_size=256):
-    """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` on ``(x, y)``."""
+def _report(model, x, y, batch_size):
+    """The classification report of ``model`` on ``(x, y)``, with the loss."""
     model = _ensure_compiled(model)
     scores = model.evaluate(x, y, batch_size=batch_size)
-    pred = _predicted_classes(model.predict(x, batch_size=batch_size))
-    truth = np.asarray(y).argmax(axis=1) if np.asarray(y).ndim == 2 else np.asarray(y).astype(np.int64)
-    k = int(max(pred.max(initial=0), truth.max(initial=0)) + 1)
-    if model.output_shape and model.output_shape[-1] > 1:
-        k = max(k, int(model.output_shape[-1]))
-    confusion = np.bincount(truth * k + pred, minlength=k * k).reshape(k, k)
-    return {"loss": float(scores["loss"]), "accuracy": float(np.mean(pred == truth)),
-            "n": int(len(truth)), "correct": int(np.sum(pred == truth)), "confusion": confusion}
-
-
-def format_report(report, label):
-    c = report["confusion"]
-    lines = [f"data: {label} ({report['n']} samples)",
-             f"loss: {report['loss']:.4f}",
-             f"accuracy: {report['accuracy']:.4f} ({report['correct']}/{report['n']})",
-             "per-class accuracy:"]
-    for k, row in enumerate(c):
-        total = int(row.sum())
-        acc = f"{row[k] / total:.4f}" if total else "  n/a "
-        lines.append(f"  {k:>3}: {acc} ({int(row[k])}/{total})")
-    width = max(4, len(str(int(c.max(initial=0)))) + 1)
-    lines.append("confusion matrix (rows: true class, columns: predicted class):")
-    lines.append("     " + "".join(f"{j:>{width}}" for j in range(len(c))))
-    for k, row in enumerate(c):
-        lines.append(f"  {k:>3}" + "".join(f"{int(v):>{width}}" for v in row))
-    return "\n".join(lines)
+    pred = metrics.predicted_classes(model.predict(x, batch_size=batch_size))
+    k = int(model.output_shape[-1]) if model.output_shape and model.output_shape[-1] > 1 else None
+    return {"loss": float(scores["loss"]), **metrics.classification_report(y, pred, k)}
 
 
 def _split(data, split):
@@ -139,9 +53,6 @@ def _split(data, split):
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args, argv):
-    from . import io
-    from .model import Model
-
     model = Model.from_spec(args.spec, seed=args.seed)
     optimizer = {"type": args.optimizer, "learning_rate": args.lr}
     if args.weight_decay is not None:
@@ -149,7 +60,7 @@ def cmd_train(args, argv):
     if args.momentum is not None:
         optimizer["momentum"] = args.momentum
     model.compile(loss=args.loss, optimizer=optimizer, metrics=["accuracy"])
-    (x, y), (xt, yt) = _load_data(args.data)
+    (x, y), (xt, yt) = sources.load(args.data)
     x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
     steps = -(-len(x) // args.batch_size)
     schedule = StepSchedule(args.lr_schedule, args.lr, steps, args.epochs, args.warmup, args.lr_decay)
@@ -173,7 +84,7 @@ def cmd_train(args, argv):
     }
     if args.no_optimizer_state:
         model.optimizer.slots = {slot: {} for slot in model.optimizer.slot_names}
-    io.save(model, args.out, metadata=metadata)
+    checkpoint.save(model, args.out, metadata=metadata)
     print(f"saved {args.out}: test accuracy {final['accuracy']:.4f}, loss {final['loss']:.4f} "
           f"on {len(xt)} samples; {model.count_params():,} parameters; trained {args.epochs} epochs "
           f"in {seconds:.1f} s")
@@ -199,8 +110,6 @@ def _validation_split(x, y, xt, yt, how, seed):
 
 def _fit_augmented(model, x, y, args, val, schedule, verbose):
     """One ``fit`` call per epoch, each on a freshly shifted copy of the training images."""
-    from .datasets.augment import random_shift
-
     if np.asarray(x).ndim != 4:
         raise DataError(f"--augment shifts images and needs NCHW inputs, the data has shape {list(np.shape(x))}")
     rng = np.random.default_rng(None if args.seed is None else [args.seed, 1])
@@ -211,79 +120,25 @@ def _fit_augmented(model, x, y, args, val, schedule, verbose):
 
 
 def cmd_evaluate(args, argv):
-    from .datasets import sources
-
-    model = _load_model(args.model)
-    data = args.data or _user_metadata(args.model).get("data") or "mnist"
-    x, y = _split(_load_data(data), args.split)
-    report = classification_report(model, x, y, args.batch_size)
-    print(format_report(report, f"{sources.describe(data)} {args.split} split"))
+    model = Model.load(args.model)
+    data = args.data or io.read_metadata(args.model).get("data") or "mnist"
+    x, y = _split(sources.load(data), args.split)
+    report = _report(model, x, y, args.batch_size)
+    print(metrics.format_report(report, f"{sources.describe(data)} {args.split} split"))
     return 0
 
 
-def read_inputs(path, model, key=None):
-    """An input batch from ``.npy``, ``.npz`` or an IDX file, shaped for ``model``.
-
-    uint8 arrays (images) are scaled to [0, 1]; ``(N, H, W)`` becomes ``(N, 1, H, W)`` when the
-    model expects one channel.
-    """
-    from .datasets import idx
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError(f"input file {path} does not exist")
-    if path.endswith(".npy"):
-        arr = _np_load(path)
-    elif path.endswith(".npz"):
-        arr = _npz_array(path, key)
-    else:
-        arr = idx.read(path)
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / np.float32(255)
-    want = tuple(model.input_shape)
-    if arr.shape == want:
-        return arr[None]
-    if arr.ndim >= 1 and arr.shape[1:] != want and int(np.prod(arr.shape[1:])) == int(np.prod(want)):
-        arr = arr.reshape(len(arr), *want)
-    return arr
-
-
-def _np_load(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-
-
-def _npz_array(path, key):
-    with _np_load(path) as z:
-        names = z.files
-        if key is None:
-            guesses = [k for k in ("x", "x_test", "inputs") if k in names]
-            if len(names) == 1:
-                key = names[0]
-            elif guesses:
-                key = guesses[0]
-            else:
-                raise DataError(f"{path} holds {', '.join(names)}: choose one with --key")
-        if key not in names:
-            raise DataError(f"{path} has no array '{key}' (it holds {', '.join(names)})")
-        return z[key]
-
-
 def cmd_predict(args, argv):
-    model = _load_model(args.model, compile=False)
-    x = read_inputs(args.input, model, args.key)
+    model = Model.load(args.model, compile=False)
+    x = read_inputs(args.input, model.input_shape, args.key)
     out = model.predict(x, batch_size=args.batch_size)
     if args.out:
-        from .io import atomic_write
-
-        with atomic_write(args.out) as tmp:
+        with io.atomic_write(args.out) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, out)
         print(f"wrote {args.out}: outputs of shape {list(out.shape)}", file=sys.stderr)
         return 0
-    classes = _predicted_classes(out) if out.ndim == 2 else None
+    classes = metrics.predicted_classes(out) if out.ndim == 2 else None
     for i, row in enumerate(out):
         if classes is not None and not args.raw:
             conf = row[classes[i]] if row.shape[0] > 1 else (row[0] if classes[i] else 1 - row[0])
@@ -294,14 +149,12 @@ def cmd_predict(args, argv):
 
 
 def cmd_summary(args, argv):
-    from .model import Model
-
     if not _is_model_file(args.model):
         Model.from_spec(args.model).summary()
         return 0
-    model = _load_model(args.model, compile=False)
+    model = Model.load(args.model, compile=False)
     model.summary()
-    meta = _user_metadata(args.model)
+    meta = io.read_metadata(args.model)
     print(f"Trained epochs: {model.epoch}")
     if model.history:
         last = model.history[-1]
@@ -314,8 +167,6 @@ def cmd_summary(args, argv):
 
 
 def cmd_zoo(args, argv):
-    from . import zoo
-
     if args.zoo_command == "list":
         rows = [("name", "task", "dataset", "params", "test acc", "train s")]
         for name in zoo.list():
@@ -332,18 +183,14 @@ def cmd_zoo(args, argv):
     entry = zoo.info(args.name)
     model = zoo.load(args.name)
     data = args.data or entry["dataset"]
-    x, y = _split(_load_data(data), args.split)
-    report = classification_report(model, x, y, args.batch_size)
-    from .datasets import sources
-
+    x, y = _split(sources.load(data), args.split)
+    report = _report(model, x, y, args.batch_size)
     print(f"model: {args.name} (sha256 verified; manifest test accuracy {entry['test_accuracy']:.4f})")
-    print(format_report(report, f"{sources.describe(data)} {args.split} split"))
+    print(metrics.format_report(report, f"{sources.describe(data)} {args.split} split"))
     return 0
 
 
 def cmd_plugins(args, argv):
-    from .registry import plugin_report
-
     report = plugin_report()
     for kind, part in report.items():
         comps = part["components"]

@@ -8,28 +8,23 @@ Components declare their configuration as attrs fields built with these helpers:
 
 import math
 import numbers
-import reprlib
+from typing import Any
 
 import attrs
 
+from . import registry
 from .errors import ConfigError
+from .text import show
+
+__all__ = [
+    "MAX_SIZE", "KIND", "show", "integer", "number", "boolean", "choice", "string", "pair", "shape",
+    "component", "activation", "initializer", "kind_of",
+]
 
 #: upper bound on any size-like integer in a config (units, filters, kernel sizes, ...)
 MAX_SIZE = 1 << 24
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 40, 40, 40
-
-
-def show(value, limit=80):
-    """A short repr of ``value`` for error messages, whatever it is (deep, huge, odd)."""
-    try:
-        text = _REPR.repr(value)
-    except (ValueError, RecursionError):  # ints beyond the str-conversion limit, deep nesting
-        size = f" of {value.bit_length()} bits" if isinstance(value, int) else ""
-        text = f"<{type(value).__name__}{size}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+#: the attrs metadata key under which a component field records its registry kind
+KIND = "regnet_kind"
 
 
 def _finite(value):
@@ -142,15 +137,16 @@ def shape(default=attrs.NOTHING, *, allow_minus_one=False):
     return attrs.field(default=default, validator=check, converter=convert)
 
 
-def component(registry_name, default=attrs.NOTHING, *, optional=False):
-    """A component given by name or ``{"type": ..., **config}`` (activations, initializers)."""
+def component(kind: str, default: Any = attrs.NOTHING, *, optional: bool = False) -> Any:
+    """A component of registry ``kind`` given by name or ``{"type": ..., **config}``
+    (activations, initializers); the field records its kind (see ``kind_of``)."""
+    if kind not in registry.REGISTRIES:
+        raise ValueError(f"unknown registry kind {kind!r}; expected one of {sorted(registry.REGISTRIES)}")
 
-    def check(_, attribute, value):
-        from . import registry
-
+    def check(_: object, attribute: attrs.Attribute, value: Any) -> None:
         if value is None and optional:
             return
-        reg = registry.REGISTRIES[registry_name]
+        reg = registry.REGISTRIES[kind]
         if isinstance(value, dict) and not isinstance(value.get("type"), str):
             _fail(attribute, f"a component given as a dict needs a 'type' name, got {show(value)}")
         if isinstance(value, (str, dict)):
@@ -161,9 +157,24 @@ def component(registry_name, default=attrs.NOTHING, *, optional=False):
                 message = str(exc) if exc.field is None else getattr(exc, "message", str(exc))
                 raise type(exc)(message, field=field) from exc
         else:
-            _fail(attribute, f"expected the name of one of the {registry_name} or a dict with a 'type', got {show(value)}")
+            _fail(attribute, f"expected the name of one of the {kind} or a dict with a 'type', got {show(value)}")
 
-    return attrs.field(default=default, validator=check)
+    return attrs.field(default=default, validator=check, metadata={KIND: kind})
+
+
+def activation(default: Any = "linear") -> Any:
+    """A layer's ``activation``: applied by the base ``Layer`` after ``forward``."""
+    return component("activations", default)
+
+
+def initializer(default: Any) -> Any:
+    """A weight initializer by name or ``{"type": ..., **config}``."""
+    return component("initializers", default)
+
+
+def kind_of(attribute: attrs.Attribute) -> str | None:
+    """The registry kind a config field draws its component from, or ``None``."""
+    return attribute.metadata.get(KIND)
 
 
 def _int_if_integral(value):

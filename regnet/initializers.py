@@ -1,19 +1,20 @@
 """Weight initializers: ``init(shape, rng) -> float32 array``, drawing only from the given Generator.
 
 Fans follow the usual convention: a dense kernel is ``(fan_in, fan_out)``; a conv kernel is
-``(out_channels, in_channels, kh, kw)`` with ``fan_in = in*kh*kw`` and ``fan_out = out*kh*kw``.
+``(out_channels, in_channels, kh, kw)`` with ``fan_in = in*kh*kw`` and ``fan_out = out*kh*kw``; a
+vector (a bias) has ``fan_in = fan_out = its length``.
 """
 
 import math
+from typing import Any
 
-import attrs
 import numpy as np
 
-from . import fields
-from .registry import get_config, initializers, register_initializer
+from . import fields, registry
 
 
-def fans(shape):
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight of ``shape`` (see the module docstring)."""
     if len(shape) == 1:
         return shape[0], shape[0]
     if len(shape) == 2:
@@ -23,33 +24,40 @@ def fans(shape):
 
 
 class Initializer:
-    def __call__(self, shape, rng, dtype=np.float32):
+    """Base class of initializers: ``__call__(shape, rng, dtype=np.float32)`` returns a new array
+    of ``shape`` drawn only from the ``numpy.random.Generator`` ``rng`` (never from global state,
+    so a seed fixes every weight). Declare one with ``@initializer("name")``."""
+
+    def __call__(self, shape: tuple[int, ...], rng: np.random.Generator, dtype: Any = np.float32) -> np.ndarray:
         raise NotImplementedError
 
-    def get_config(self):
-        return get_config(self)
+    def get_config(self) -> dict[str, Any]:
+        return registry.get_config(self)
 
 
-def get(spec):
-    return initializers.create(spec)
+registry.initializers.bind(Initializer)
+
+#: ``@initializer("name", aliases=(...))``: make the class an attrs initializer and register it
+initializer = registry.component_decorator(registry.initializers)
 
 
-@register_initializer(name="zeros")
-@attrs.define
+def get(spec: Any) -> Initializer:
+    return registry.initializers.create(spec)
+
+
+@initializer("zeros")
 class Zeros(Initializer):
     def __call__(self, shape, rng, dtype=np.float32):
         return np.zeros(shape, dtype)
 
 
-@register_initializer(name="ones")
-@attrs.define
+@initializer("ones")
 class Ones(Initializer):
     def __call__(self, shape, rng, dtype=np.float32):
         return np.ones(shape, dtype)
 
 
-@register_initializer(name="constant")
-@attrs.define
+@initializer("constant")
 class Constant(Initializer):
     value: float = fields.number(0.0)
 
@@ -57,13 +65,14 @@ class Constant(Initializer):
         return np.full(shape, self.value, dtype)
 
 
-@attrs.define
-class _Scaled(Initializer):
-    """Variance scaling: std or limit from ``scale / fan``."""
+@initializer("variance_scaling", aliases=("VarianceScaling",))
+class VarianceScaling(Initializer):
+    """Variance ``scale / fan`` (``mode``: fan_in, fan_out or fan_avg), from a normal or a uniform
+    distribution (limit ``sqrt(3 * variance)``). The named schemes below fix the three fields."""
 
-    scale = 1.0
-    mode = "fan_in"
-    distribution = "normal"
+    scale: float = fields.number(1.0, min=0.0, min_open=True)
+    mode: str = fields.choice("fan_in", "fan_in", "fan_out", "fan_avg")
+    distribution: str = fields.choice("normal", "normal", "uniform")
 
     def __call__(self, shape, rng, dtype=np.float32):
         fan_in, fan_out = fans(tuple(shape))
@@ -75,37 +84,28 @@ class _Scaled(Initializer):
         return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
-@register_initializer(name="he_normal")
-@attrs.define
-class HeNormal(_Scaled):
-    scale, mode, distribution = 2.0, "fan_in", "normal"
+#: name: (scale, mode, distribution, aliases)
+SCHEMES = {
+    "he_normal": (2.0, "fan_in", "normal", ()),
+    "he_uniform": (2.0, "fan_in", "uniform", ()),
+    "glorot_normal": (1.0, "fan_avg", "normal", ("xavier_normal",)),
+    "glorot_uniform": (1.0, "fan_avg", "uniform", ("xavier_uniform",)),
+    "lecun_normal": (1.0, "fan_in", "normal", ()),
+    "lecun_uniform": (1.0, "fan_in", "uniform", ()),
+}
 
 
-@register_initializer(name="he_uniform")
-@attrs.define
-class HeUniform(_Scaled):
-    scale, mode, distribution = 2.0, "fan_in", "uniform"
+def _scheme(name: str, scale: float, mode: str, distribution: str, aliases: tuple[str, ...]) -> type:
+    """A field-less initializer for one named scheme (its config is just its name)."""
+
+    def init(self, shape, rng, dtype=np.float32):
+        return VarianceScaling(scale, mode, distribution)(shape, rng, dtype)
+
+    camel = "".join(part.capitalize() for part in name.split("_"))
+    doc = f"Variance scaling with scale {scale}, {mode}, {distribution} distribution."
+    cls = type(camel, (Initializer,), {"__call__": init, "__doc__": doc, "__module__": __name__})
+    return initializer(name, aliases=aliases)(cls)
 
 
-@register_initializer(name="glorot_normal", aliases=("xavier_normal",))
-@attrs.define
-class GlorotNormal(_Scaled):
-    scale, mode, distribution = 1.0, "fan_avg", "normal"
-
-
-@register_initializer(name="glorot_uniform", aliases=("xavier_uniform",))
-@attrs.define
-class GlorotUniform(_Scaled):
-    scale, mode, distribution = 1.0, "fan_avg", "uniform"
-
-
-@register_initializer(name="lecun_normal")
-@attrs.define
-class LecunNormal(_Scaled):
-    scale, mode, distribution = 1.0, "fan_in", "normal"
-
-
-@register_initializer(name="lecun_uniform")
-@attrs.define
-class LecunUniform(_Scaled):
-    scale, mode, distribution = 1.0, "fan_in", "uniform"
+HeNormal, HeUniform, GlorotNormal, GlorotUniform, LecunNormal, LecunUniform = (
+    _scheme(name, *scheme) for name, scheme in SCHEMES.items())

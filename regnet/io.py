@@ -3,7 +3,7 @@
 docs/format.md describes the layout; in short::
 
     /                       attrs: format, format_version, regnet_version, created, epoch
-    /model_spec             JSON text (Model.to_spec())
+    /model_spec             JSON text (the model spec)
     /training_config        JSON text (loss, optimizer, metrics); absent when not compiled
     /rng_state              JSON text (model.rng.bit_generator.state)
     /weights/<layer>/<name> float32 (parameters and buffers)
@@ -11,10 +11,14 @@ docs/format.md describes the layout; in short::
     /optimizer/<slot>/<layer>/<name>  float32 optimizer slots
     /metadata/history, /metadata/components, /metadata/user   JSON text
 
-Loading is defensive: nothing is unpickled, no name from the file is imported (types resolve
-through the registries only), links, external storage and virtual datasets are refused, every
-declared shape and dtype is checked against the built model before anything is read or
-assigned, and every low-level failure becomes a ``FileFormatError`` naming the file.
+This module is the file format only: ``write`` stores a ``ModelRecord`` (plain data: JSON
+documents and named float32 arrays) and ``open_file`` gives checked read access by section. It
+knows nothing of models; ``regnet.checkpoint`` moves state between a model and a file.
+
+Reading is defensive: nothing is unpickled, no name from the file is imported, links, external
+storage and virtual datasets are refused, every declared shape and dtype is checked against what
+the caller expects before anything is read, and every low-level failure becomes a
+``FileFormatError`` naming the file.
 """
 
 import contextlib
@@ -23,17 +27,13 @@ import hashlib
 import json
 import os
 import secrets
-import warnings
 
 import attrs
 import h5py
 import numpy as np
 
-from . import losses, metrics as _metrics, optimizers
-from .errors import (
-    ConfigError, FileFormatError, IntegrityError, PluginError, RegnetError, UnknownComponentError, WeightsMismatchError,
-)
-from .registry import REGISTRIES, registered_name, to_plain
+from ._version import __version__
+from .errors import ConfigError, FileFormatError, IntegrityError, RegnetError, WeightsMismatchError
 
 FORMAT = "regnet.model.h5"
 WEIGHTS_FORMAT = "regnet.weights.h5"
@@ -158,51 +158,66 @@ def _write_array(group, key, value):
     _set_attr(ds, "sha256", _sha256(value.tobytes()))
 
 
-def _write_header(f, fmt, model):
-    from . import __version__
-
+def _write_header(f, fmt, epoch):
     _set_attr(f, "format", fmt)
     _set_attr(f, "format_version", FORMAT_VERSION)
     _set_attr(f, "regnet_version", __version__)
     _set_attr(f, "created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    _set_attr(f, "epoch", model.epoch)
+    _set_attr(f, "epoch", epoch)
 
 
-def save(model, path, *, metadata=None):
-    """Save ``model`` (spec, weights, training config, optimizer and RNG state, epoch, history and
-    ``metadata``, a JSON-able dict) to one HDF5 file at ``path``, atomically."""
+@attrs.define
+class ModelRecord:
+    """Everything one model file holds, as plain data (the file format knows nothing more).
+
+    ``weights`` maps ``"layer/tensor"`` to float32 arrays; ``optimizer_state`` (with
+    ``optimizer_type``) maps ``"iterations"`` to the step count and ``"<slot>/<layer>/<tensor>"``
+    to arrays; the rest is JSON data.
+    """
+
+    spec: dict
+    weights: dict
+    rng_state: dict | None = None
+    epoch: int = 0
+    history: list = attrs.Factory(list)
+    components: list = attrs.Factory(list)
+    metadata: dict = attrs.Factory(dict)
+    training_config: dict | None = None
+    optimizer_type: str | None = None
+    optimizer_state: dict | None = None
+
+
+def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
+    """Write ``record`` to one HDF5 file at ``path``, atomically (see ``atomic_write``)."""
     docs = {
-        "model_spec": _dumps(model.to_spec(), "model spec"),
-        "rng_state": _dumps(model.rng.bit_generator.state, "rng state"),
-        "metadata/history": _dumps(to_plain(model.history), "history"),
-        "metadata/components": _dumps(components(model), "components"),
-        "metadata/user": _dumps({} if metadata is None else metadata, "metadata"),
+        "model_spec": _dumps(record.spec, "model spec"),
+        "rng_state": _dumps(record.rng_state, "rng state"),
+        "metadata/history": _dumps(record.history, "history"),
+        "metadata/components": _dumps(record.components, "components"),
+        "metadata/user": _dumps({} if record.metadata is None else record.metadata, "metadata"),
     }
-    config = model.training_config()
-    if config is not None:
-        docs["training_config"] = _dumps(config, "training config")
-    state = model.optimizer.state_dict() if model.optimizer is not None else None
-    weights = model.get_weights()
+    if record.training_config is not None:
+        docs["training_config"] = _dumps(record.training_config, "training config")
+    state = None if record.optimizer_state is None else dict(record.optimizer_state)
     with atomic_write(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f:
-        _write_header(f, FORMAT, model)
+        _write_header(f, FORMAT, record.epoch)
         for name, text in docs.items():
             _write_json(f, name, text)
-        _write_tensors(f.create_group("weights"), weights)
+        _write_tensors(f.create_group("weights"), record.weights)
         if state is not None:
             opt = f.create_group("optimizer")
-            _set_attr(opt, "type", registered_name(model.optimizer))
-            _set_attr(opt, "iterations", int(state.pop("iterations")))
+            _set_attr(opt, "type", record.optimizer_type or "")
+            _set_attr(opt, "iterations", int(state.pop("iterations", 0)))
             _write_tensors(opt, state)
     return _path(path)
 
 
-def save_weights(model, path):
-    """Save only the weights (parameters and buffers, by name) to an HDF5 file, atomically."""
-    weights = model.get_weights()
-    spec = _dumps(model.to_spec(), "model spec")
+def write_weights(path: "str | os.PathLike[str]", spec: dict, weights: dict, epoch: int = 0) -> str:
+    """Write a weights-only file (the spec for reference, and the tensors by name), atomically."""
+    text = _dumps(spec, "model spec")
     with atomic_write(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f:
-        _write_header(f, WEIGHTS_FORMAT, model)
-        _write_json(f, "model_spec", spec)
+        _write_header(f, WEIGHTS_FORMAT, epoch)
+        _write_json(f, "model_spec", text)
         _write_tensors(f.create_group("weights"), weights)
     return _path(path)
 
@@ -210,82 +225,6 @@ def save_weights(model, path):
 def _write_tensors(group, tensors):
     for key in sorted(tensors):
         _write_array(group, key, tensors[key])
-
-
-# -- components and their providers ------------------------------------------------------------
-def components(model):
-    """Every component the model uses: ``[{"kind", "name", "distribution", "version", ...}]``."""
-    used = set()
-    for layer in model.layers:
-        used.add(("layers", registered_name(layer)))
-        _collect_fields(layer, used)
-    for kind, obj in (("losses", model.loss), ("optimizers", model.optimizer)):
-        if obj is not None:
-            used.add((kind, registered_name(obj)))
-            _collect_fields(obj, used)
-    out = []
-    for kind, name in sorted(used):
-        reg = REGISTRIES[kind]
-        try:
-            prov = reg.provider(name)
-        except RegnetError:
-            continue
-        out.append({"kind": kind, "name": reg.canonical(name), "builtin": prov.builtin,
-                    "distribution": prov.distribution, "version": prov.version,
-                    "entry_point": prov.entry_point})
-    return out
-
-
-def _collect_fields(obj, used):
-    if not attrs.has(type(obj)):
-        return
-    for a in attrs.fields(type(obj)):
-        if a.name == "name":  # a layer's own name, not a component
-            continue
-        value = getattr(obj, a.name, None)
-        name = value.get("type") if isinstance(value, dict) else value
-        if not isinstance(name, str):
-            continue
-        for kind in _field_kinds(a, name):
-            used.add((kind, name))
-
-
-def _field_kinds(attribute, name):
-    """The registry a component field draws from (from its validator), else every registry
-    other than layers that knows ``name``."""
-    check = attribute.validator
-    code = getattr(check, "__code__", None)
-    if code is not None and "registry_name" in code.co_freevars:
-        kind = check.__closure__[code.co_freevars.index("registry_name")].cell_contents
-        if kind in REGISTRIES:
-            return [kind]
-    return [k for k, reg in REGISTRIES.items() if k != "layers" and name in reg]
-
-
-def _require_components(entries, path):
-    """Raise naming the type, kind, entry-point group and distribution of the first component
-    the file records that no installed package provides."""
-    if not isinstance(entries, list):
-        raise FileFormatError(f"{path}: metadata/components must be a list")
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("kind") not in REGISTRIES:
-            raise FileFormatError(f"{path}: metadata/components holds a malformed entry {entry!r:.200}")
-        kind, name = entry["kind"], entry["name"]
-        reg = REGISTRIES[kind]
-        dist, version = entry.get("distribution"), entry.get("version")
-        hint = ""
-        if isinstance(dist, str) and dist != "regnet":
-            pin = f"=={version}" if isinstance(version, str) and version else ""
-            hint = f"; the file was saved with it from distribution '{dist}' {version or ''}: pip install '{dist}{pin}'"
-        try:
-            reg.get(name)
-        except UnknownComponentError:
-            raise UnknownComponentError(
-                f"{path}: {kind[:-1]} type '{name}' (kind '{kind}') is not available: no installed "
-                f"package registers it in the entry-point group '{reg.group}'{hint}"
-            ) from None
-        except PluginError as exc:
-            raise PluginError(f"{path}: {kind[:-1]} type '{name}' (kind '{kind}', group '{reg.group}'): {exc}{hint}") from exc
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -328,8 +267,13 @@ class WeightsReport:
         return head if self.ok else head + "; " + "; ".join(self.problems())
 
 
-class _Reader:
-    """Checked access to an open file: every failure is a ``FileFormatError`` naming it."""
+class ModelFile:
+    """Checked access to an open model file: every failure is a ``FileFormatError`` naming it.
+
+    Low-level (``attr``, ``node``, ``dataset``, ``tensors``, ``json``, ``read``) and by section
+    (``spec``, ``training_config``, ``weights``, ``optimizer_state``, ...). Nothing is read
+    before its declared shape and type are checked.
+    """
 
     def __init__(self, f, path):
         self.f = f
@@ -477,11 +421,79 @@ class _Reader:
         return fmt
 
 
+    # sections
+    def spec(self):
+        return self.json("model_spec")
+
+    def training_config(self):
+        """The JSON training config (``None`` when the model was saved uncompiled)."""
+        config = self.json("training_config", required=False)
+        if config is not None and (not isinstance(config, dict) or not {"loss", "optimizer"} <= set(config)):
+            raise self.fail("training_config must be an object with 'loss', 'optimizer' and 'metrics'")
+        return config
+
+    def components(self):
+        entries = self.json("metadata/components", required=False, default=[])
+        if not isinstance(entries, list):
+            raise self.fail("metadata/components must be a list")
+        return entries
+
+    def metadata(self):
+        value = self.json("metadata/user", required=False, default={})
+        if not isinstance(value, dict):
+            raise self.fail("metadata/user must be an object")
+        return value
+
+    def rng_state(self):
+        return self.json("rng_state")
+
+    def progress(self):
+        """``(epoch, history)``: epochs trained and the per-epoch logs."""
+        epoch = self.attr(self.f, "epoch", "int", default=0, required=False)
+        history = self.json("metadata/history", required=False, default=[])
+        if epoch < 0 or not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise self.fail("epoch must be >= 0 and metadata/history a list of objects")
+        return epoch, history
+
+    def weights(self, expected, *, strict=True):
+        """``(values, report)``: the tensors under ``/weights`` whose names and shapes match
+        ``expected`` (``{"layer/tensor": shape}``), checked before anything is read. ``strict``
+        raises ``WeightsMismatchError`` listing every missing, extra and mismatched tensor."""
+        found = self.tensors("weights")
+        report = _match(self, "weights", found, expected)
+        if strict and not report.ok:
+            raise _mismatch_error(self.path, report, "the stored weights do not fit the model")
+        return {k: self.read(found[k], f"weights/{k}") for k in report.loaded}, report
+
+    def optimizer_state(self, expected, what="the optimizer"):
+        """The optimizer state (``{"iterations": int64, "<slot>/<layer>/<tensor>": array}``) or
+        ``None`` when the file has none. Slots missing from the file are fine (an optimizer
+        creates them on first use); extra or mismatched ones raise."""
+        group = self.node("optimizer", required=False)
+        if group is None:
+            return None
+        if not isinstance(group, h5py.Group):
+            raise self.fail("'optimizer' should be a group")
+        iterations = self.attr(group, "iterations", "int")
+        if iterations < 0:
+            raise self.fail(f"optimizer iterations is {iterations}")
+        found = self.tensors("optimizer")
+        report = _match(self, "optimizer", found, expected)
+        if report.skipped or report.mismatched:
+            bad = WeightsReport(report.loaded, [], report.skipped, report.mismatched)
+            raise _mismatch_error(self.path, bad, f"the optimizer state does not fit {what} on this model")
+        state = {k: self.read(found[k], f"optimizer/{k}") for k in report.loaded}
+        state["iterations"] = np.int64(iterations)
+        return state
+
+
 _LOW_LEVEL = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError, OverflowError)
 
 
 @contextlib.contextmanager
-def _open(path):
+def open_file(path: "str | os.PathLike[str]", formats: tuple = (FORMAT,)):
+    """Open a model file for checked reading (a context manager yielding a ``ModelFile``); the
+    root ``format`` must be one of ``formats`` and the version one this regnet reads."""
     path = _path(path)
     if not os.path.isfile(path):
         what = "is a directory" if os.path.isdir(path) else "does not exist"
@@ -491,7 +503,9 @@ def _open(path):
     except _LOW_LEVEL as exc:
         raise FileFormatError(f"{path} is not a readable HDF5 file: {exc}") from None
     try:
-        yield _Reader(f, path)
+        reader = ModelFile(f, path)
+        reader.header(formats)
+        yield reader
     except RegnetError:
         raise
     except _LOW_LEVEL as exc:
@@ -506,15 +520,15 @@ def _is_f32(dtype):
 
 
 def _match(r, where, found, expected):
-    """Compare datasets with ``expected`` arrays by name; returns a ``WeightsReport`` (nothing read)."""
+    """Compare datasets with ``expected`` shapes by name; returns a ``WeightsReport`` (nothing read)."""
     missing = sorted(set(expected) - set(found))
     skipped = sorted(set(found) - set(expected))
     loaded, mismatched = [], []
     for key in sorted(set(found) & set(expected)):
-        ds, want = found[key], expected[key]
+        ds, want = found[key], tuple(expected[key])
         shape = None if ds.shape is None else tuple(ds.shape)
-        if shape != want.shape or not _is_f32(ds.dtype):
-            mismatched.append(Mismatch(f"{where}/{key}", shape, str(ds.dtype), want.shape))
+        if shape != want or not _is_f32(ds.dtype):
+            mismatched.append(Mismatch(f"{where}/{key}", shape, str(ds.dtype), want))
         else:
             loaded.append(key)
     return WeightsReport(loaded, missing, skipped, mismatched)
@@ -525,187 +539,13 @@ def _mismatch_error(path, report, what):
     return WeightsMismatchError(f"{path}: {what} ({len(lines)} problem(s)): " + "; ".join(lines))
 
 
-@attrs.define
-class _State:
-    """Everything read from a file, checked and staged before any of it touches a model."""
-
-    weights: dict
-    loss: object = None
-    optimizer: object = None
-    metrics: list = attrs.Factory(list)
-    optimizer_state: dict | None = None
-    rng_state: dict | None = None
-    epoch: int = 0
-    history: list = attrs.Factory(list)
-
-
-def _read_weights(r, model):
-    found = r.tensors("weights")
-    report = _match(r, "weights", found, model.get_weights())
-    if not report.ok:
-        raise _mismatch_error(r.path, report, "the stored weights do not fit the model")
-    return {k: r.read(found[k], f"weights/{k}") for k in report.loaded}
-
-
-def _read_training(r, model, optimizer=None):
-    """Loss, optimizer and metrics from /training_config (or ``optimizer`` given), plus the
-    optimizer state checked against the model's parameters."""
-    if optimizer is None:
-        config = r.json("training_config", required=False)
-        if config is None:
-            return None
-    loss, metric_objs = None, []
-    if optimizer is None:  # build them from the file
-        if not isinstance(config, dict) or not {"loss", "optimizer"} <= set(config):
-            raise r.fail("training_config must be an object with 'loss', 'optimizer' and 'metrics'")
-        try:
-            loss = losses.get(config["loss"])
-            optimizer = optimizers.get(config["optimizer"])
-        except (UnknownComponentError, PluginError):
-            raise
-        except ConfigError as exc:
-            raise r.fail(f"training_config is invalid: {exc}") from exc
-        metric_objs = _metrics_from(config.get("metrics") or [], r)
-    return loss, optimizer, metric_objs, _read_optimizer_state(r, model, optimizer)
-
-
-def _metrics_from(names, r):
-    if not isinstance(names, list):
-        raise r.fail("training_config 'metrics' must be a list of names")
-    out = []
-    for name in names:
-        try:
-            out.append(_metrics.get(name))
-        except (ConfigError, TypeError):
-            warnings.warn(f"{r.path}: metric {name!r} is not known here and is left out", RuntimeWarning, stacklevel=4)
-    return out
-
-
-def _read_optimizer_state(r, model, optimizer):
-    group = r.node("optimizer", required=False)
-    if group is None:
-        return None
-    if not isinstance(group, h5py.Group):
-        raise r.fail("'optimizer' should be a group")
-    iterations = r.attr(group, "iterations", "int")
-    if iterations < 0:
-        raise r.fail(f"optimizer iterations is {iterations}")
-    found = r.tensors("optimizer")
-    params = model.params
-    expected = {f"{slot}/{key}": p for slot in optimizer.slot_names for key, p in params.items()}
-    report = _match(r, "optimizer", found, expected)
-    if report.skipped or report.mismatched:
-        # missing slots are fine (an optimizer creates them on first use); extra or odd ones are not
-        bad = WeightsReport(report.loaded, [], report.skipped, report.mismatched)
-        raise _mismatch_error(r.path, bad, f"the optimizer state does not fit {registered_name(optimizer)} on this model")
-    state = {k: r.read(found[k], f"optimizer/{k}") for k in report.loaded}
-    state["iterations"] = np.int64(iterations)
-    return state
-
-
-def _read_rng(r, model):
-    state = r.json("rng_state")
-    kind = type(model.rng.bit_generator).__name__
-    if not isinstance(state, dict) or state.get("bit_generator") != kind:
-        raise r.fail(f"rng_state is not a {kind} state")
-    probe = type(model.rng.bit_generator)()
-    try:
-        probe.state = state
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
-        raise r.fail(f"rng_state is invalid: {exc}") from None
-    return state
-
-
-def _read_progress(r):
-    epoch = r.attr(r.f, "epoch", "int", default=0, required=False)
-    history = r.json("metadata/history", required=False, default=[])
-    if epoch < 0 or not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-        raise r.fail("epoch must be >= 0 and metadata/history a list of objects")
-    return epoch, history
-
-
-def _read_state(r, model, *, training, optimizer=None):
-    state = _State(_read_weights(r, model))
-    if training:
-        staged = _read_training(r, model, optimizer)
-        if staged is not None:
-            state.loss, state.optimizer, state.metrics, state.optimizer_state = staged
-    state.rng_state = _read_rng(r, model)
-    state.epoch, state.history = _read_progress(r)
-    return state
-
-
-def _apply(model, state):
-    for key, value in model.get_weights().items():
-        np.copyto(value, state.weights[key])
-    if state.loss is not None:
-        model.compile(loss=state.loss, optimizer=state.optimizer, metrics=state.metrics)
-    if state.optimizer_state is not None:
-        model.optimizer.load_state_dict(state.optimizer_state)
-    model.rng.bit_generator.state = state.rng_state
-    model.epoch = state.epoch
-    model.history = list(state.history)
-
-
-def _build(r):
-    from .model import Model
-
-    spec = r.json("model_spec")
-    _require_components(r.json("metadata/components", required=False, default=[]), r.path)
-    try:
-        return Model.from_spec(spec)
-    except (UnknownComponentError, PluginError) as exc:
-        raise type(exc)(f"{r.path}: {exc}") from exc
-    except RegnetError as exc:
-        raise r.fail(f"model_spec does not describe a valid model: {exc}") from exc
-
-
-def load(path, compile=True):
-    """The model saved at ``path``: weights, epoch, history and RNG state; with ``compile`` also
-    its loss, optimizer (with its state) and metrics, so that training resumes exactly."""
-    with _open(path) as r:
-        r.header((FORMAT,))
-        model = _build(r)
-        state = _read_state(r, model, training=compile)
-    _apply(model, state)
-    return model
-
-
-def restore(model, path):
-    """Load a checkpoint saved by ``save`` into ``model`` (same layers and shapes): weights,
-    optimizer state, RNG state, epoch and history. An uncompiled model is compiled from the
-    file's training config; a compiled one keeps its optimizer and receives the stored state.
-    Everything is checked before the model is changed."""
-    with _open(path) as r:
-        r.header((FORMAT,))
-        state = _read_state(r, model, training=True, optimizer=model.optimizer)
-    if state.loss is None and model.optimizer is None:
-        raise FileFormatError(f"{path}: holds no training config; compile the model before resuming")
-    _apply(model, state)
-    return model
-
-
-def load_weights(model, path, strict=True):
-    """Assign tensors stored in ``path`` (a weights or a full model file) to ``model`` by name.
-
-    Shapes and dtypes are checked before anything is read or assigned. ``strict`` raises
-    ``WeightsMismatchError`` listing every missing, extra and mismatched tensor; otherwise the
-    matching tensors are loaded and the returned ``WeightsReport`` lists the rest.
-    """
-    with _open(path) as r:
-        r.header((FORMAT, WEIGHTS_FORMAT))
-        found = r.tensors("weights")
-        report = _match(r, "weights", found, model.get_weights())
-        if strict and not report.ok:
-            raise _mismatch_error(r.path, report, "the stored weights do not fit the model")
-        values = {k: r.read(found[k], f"weights/{k}") for k in report.loaded}
-    targets = model.get_weights()
-    for key, value in values.items():
-        np.copyto(targets[key], value)
-    return report
+def read_metadata(path: "str | os.PathLike[str]") -> dict:
+    """The user ``metadata`` a model or weights file was saved with, through the safe reader."""
+    with open_file(path, (FORMAT, WEIGHTS_FORMAT)) as f:
+        return f.metadata()
 
 
 __all__ = [
-    "save", "load", "save_weights", "load_weights", "restore", "atomic_write", "components",
-    "WeightsReport", "Mismatch", "FORMAT", "WEIGHTS_FORMAT", "FORMAT_VERSION",
+    "ModelRecord", "ModelFile", "WeightsReport", "Mismatch", "write", "write_weights", "open_file",
+    "read_metadata", "atomic_write", "FORMAT", "WEIGHTS_FORMAT", "FORMAT_VERSION",
 ]

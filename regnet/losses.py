@@ -5,40 +5,67 @@ ends in softmax (or sigmoid) and the loss is the matching cross-entropy on proba
 model hands the loss its logits instead (see ``fused_with``), which is exact and stable.
 """
 
+from typing import Any, ClassVar
+
 import attrs
 import numpy as np
 
-from . import fields
+from . import fields, registry
 from .activations import log_softmax, sigmoid, softmax
 from .errors import DataError
-from .registry import get_config, losses, register_loss
 
 
 class Loss:
-    #: the output activation this loss absorbs when it works on logits (None: none)
-    fuses = None
+    """Base class of losses.
 
-    def value_and_grad(self, pred, target):
+    ``value_and_grad(pred, target) -> (loss, dL/dpred)``: ``pred`` is the model output for a
+    batch (float32, batch axis first); ``loss`` is a Python float, the **mean** over the batch
+    (and over elements, for element-wise losses); the gradient has ``pred``'s shape and dtype and
+    is the gradient of that mean (so it carries the ``1/N``). ``value`` may be overridden when the
+    loss alone is cheaper than both.
+
+    ``check_target(target, pred_shape)`` runs once per ``fit``/``evaluate`` call, before any work:
+    it returns nothing and raises ``DataError`` saying what targets it expects when ``target``
+    (already a numeric array with one row per sample) does not fit outputs of ``pred_shape``
+    (batch axis included).
+
+    Fusion: a loss that can absorb the output activation sets ``fuses`` to that activation's
+    registered name (``"softmax"``) and has a ``from_logits`` field; when a model ends in that
+    activation, ``compile`` trains with ``fused_with(...)`` (the same loss on logits: exact,
+    stable and cheaper). Declare one with ``@loss("name")``.
+    """
+
+    #: the output activation this loss absorbs when it works on logits (None: none)
+    fuses: ClassVar[str | None] = None
+    from_logits: bool = False
+
+    def value_and_grad(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
         raise NotImplementedError
 
-    def value(self, pred, target):
+    def value(self, pred: np.ndarray, target: np.ndarray) -> float:
         return self.value_and_grad(pred, target)[0]
 
-    def check_target(self, target, pred_shape):
+    def check_target(self, target: np.ndarray, pred_shape: tuple[int, ...]) -> None:
         """Raise ``DataError`` if ``target`` does not fit predictions of ``pred_shape``."""
 
-    def get_config(self):
-        return get_config(self)
+    def get_config(self) -> dict[str, Any]:
+        return registry.get_config(self)
 
-    def fused_with(self, activation_name):
+    def fused_with(self, activation_name: str | None) -> "Loss | None":
         """A logits version of this loss if it absorbs ``activation_name``, else None."""
         if self.fuses is not None and activation_name == self.fuses and not self.from_logits:
-            return attrs.evolve(self, from_logits=True)
+            return attrs.evolve(self, from_logits=True)  # type: ignore[misc]
         return None
 
 
-def get(spec):
-    return losses.create(spec)
+registry.losses.bind(Loss)
+
+#: ``@loss("name", aliases=(...))``: make the class an attrs loss and register it
+loss = registry.component_decorator(registry.losses)
+
+
+def get(spec: Any) -> Loss:
+    return registry.losses.create(spec)
 
 
 def _check_same_shape(target, pred_shape):
@@ -57,12 +84,8 @@ def _labels(target, k):
     return None, target
 
 
-@register_loss(
-    name="categorical_crossentropy",
-    aliases=("CategoricalCrossentropy", "sparse_categorical_crossentropy", "cross_entropy",
-             "SparseCategoricalCrossentropy", "CrossEntropyLoss"),
-)
-@attrs.define
+@loss("categorical_crossentropy", aliases=("CategoricalCrossentropy", "sparse_categorical_crossentropy", "cross_entropy",
+             "SparseCategoricalCrossentropy", "CrossEntropyLoss"))
 class CategoricalCrossentropy(Loss):
     """Cross-entropy over the last axis; targets are integer labels ``(N,)`` or rows ``(N, K)``."""
 
@@ -123,8 +146,7 @@ class CategoricalCrossentropy(Loss):
         return self.value_and_grad(pred, target)[0]
 
 
-@register_loss(name="binary_crossentropy", aliases=("BinaryCrossentropy", "BCEWithLogitsLoss", "bce"))
-@attrs.define
+@loss("binary_crossentropy", aliases=("BinaryCrossentropy", "BCEWithLogitsLoss", "bce"))
 class BinaryCrossentropy(Loss):
     """Element-wise binary cross-entropy; targets in [0, 1] of the output's shape (or ``(N,)``)."""
 
@@ -150,8 +172,7 @@ class BinaryCrossentropy(Loss):
         return float(loss.mean()), (grad / pred.size).astype(pred.dtype, copy=False)
 
 
-@register_loss(name="mean_squared_error", aliases=("mse", "MeanSquaredError", "MSELoss"))
-@attrs.define
+@loss("mean_squared_error", aliases=("mse", "MeanSquaredError", "MSELoss"))
 class MeanSquaredError(Loss):
     """Mean over every element of ``(pred - target)**2``."""
 

@@ -1,12 +1,17 @@
-"""Model: a spec built into a graph of layers, with forward/backward over whole batches."""
+"""Model: a spec built into a graph of layers, with forward/backward over whole batches.
+
+A model's state is ``state_dict()`` (every weight and buffer by ``"layer/tensor"``), the
+optimizer's own ``state_dict()``, the generator ``rng``, ``epoch`` and ``history``; files are
+``regnet.checkpoint``'s business and training is ``regnet.runtime``'s.
+"""
 
 import json
 
 import numpy as np
 
-from . import activations, losses, optimizers, spec
-from .errors import ConfigError, RegnetError
-from .layers.base import Layer
+from . import activations, checkpoint, losses, metrics as _metrics, optimizers, runtime, spec
+from .errors import ConfigError, RegnetError, WeightsMismatchError
+from .io import Mismatch, WeightsReport
 from .registry import registered_name, to_plain
 
 
@@ -42,6 +47,11 @@ class Model:
 
     from_json = from_spec
 
+    @classmethod
+    def load(cls, path, compile=True):
+        """The model saved at ``path`` by ``save`` (see ``regnet.checkpoint.load``)."""
+        return checkpoint.load(cls, path, compile=compile)
+
     def _build(self):
         shapes = {spec.INPUT: self.input_shape}
         for node in self.nodes:
@@ -74,9 +84,6 @@ class Model:
             out["name"] = self.name
         return out
 
-    def _prev_name(self, node):
-        return next(n.name for n in self.nodes if n.index == node.index - 1)
-
     def to_json(self, path=None, indent=2):
         text = json.dumps(self.to_spec(), indent=indent)
         if path is not None:
@@ -103,12 +110,41 @@ class Model:
     def grads(self):
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.grads.items()}
 
-    def get_weights(self):
-        """Every stored tensor (trainable and buffers) as ``{"layer/param": array}``."""
+    def state_dict(self):
+        """Every stored tensor (parameters and buffers) as ``{"layer/tensor": array}``.
+
+        The arrays are the model's own (no copy): copy them to keep a snapshot."""
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.weights.items()}
 
+    get_weights = state_dict  # the earlier name
+
+    def load_state_dict(self, state, strict=True):
+        """Copy tensors from ``{"layer/tensor": array}`` into the model's weights, by name.
+
+        Every name, shape and dtype (a real floating-point type) is checked before anything is
+        assigned. ``strict`` raises ``WeightsMismatchError`` listing every missing, unexpected
+        and mismatched tensor; otherwise the matching ones are copied and the returned
+        ``WeightsReport`` lists the rest."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        loaded, mismatched = [], []
+        for key in sorted(set(own) & set(state)):
+            value = np.asarray(state[key])
+            if value.shape != own[key].shape or value.dtype.kind != "f":
+                mismatched.append(Mismatch(key, value.shape, str(value.dtype), own[key].shape))
+            else:
+                loaded.append(key)
+        report = WeightsReport(loaded, missing, unexpected, mismatched)
+        if strict and not report.ok:
+            raise WeightsMismatchError(f"the state does not fit the model ({len(report.problems())} problem(s)): "
+                                       + "; ".join(report.problems()))
+        for key in loaded:
+            np.copyto(own[key], state[key], casting="same_kind")
+        return report
+
     def count_params(self):
-        return sum(int(v.size) for v in self.get_weights().values())
+        return sum(int(v.size) for v in self.state_dict().values())
 
     # -- passes ---------------------------------------------------------------------------------
     def forward(self, x, training=False, logits=False):
@@ -131,8 +167,8 @@ class Model:
         """Backpropagate ``dL/doutput`` through the graph; returns ``dL/dinput``.
 
         With ``input_grad=False`` (training) returns ``None``, and a layer whose inputs lead back
-        to no parameter (only to the model input) finds ``needs_input_grad`` False during its
-        ``backward``: it may skip computing that gradient (the first Dense or Conv2D does).
+        to no parameter (only to the model input) is called with ``need_input_grad=False``: it
+        may skip computing that gradient (the first Dense or Conv2D does).
         """
         wanted = {spec.INPUT: input_grad}  # does anything upstream of this tensor need a gradient?
         for node in self.nodes:
@@ -142,14 +178,11 @@ class Model:
             g = grads.pop(node.name, None)
             if g is None or not wanted[node.name]:
                 continue
-            node.layer.needs_input_grad = any(wanted[s] for s in node.inputs)
-            try:
-                if self._logits and node is self.output_node:
-                    gin = node.layer.backward(g)
-                else:
-                    gin = node.layer.call_backward(g)
-            finally:
-                node.layer.needs_input_grad = True
+            need = any(wanted[s] for s in node.inputs)
+            if self._logits and node is self.output_node:  # the loss took the activation's place
+                gin = node.layer.backward_only(g, need_input_grad=need)
+            else:
+                gin = node.layer.call_backward(g, need_input_grad=need)
             gin = gin if node.layer.n_inputs is None else [gin]
             for s, gi in zip(node.inputs, gin):
                 if not wanted[s]:
@@ -158,20 +191,15 @@ class Model:
         return grads.get(spec.INPUT)
 
     def release(self):
-        """Drop what layers keep from the last forward pass for ``backward``: activation caches
-        and whatever a layer's ``release()`` frees. Inference loops call this after each batch
-        so that a batch's intermediate arrays are freed before the next batch is computed."""
+        """Drop what layers keep from the last forward pass for ``backward`` (each layer's
+        ``release``). Inference loops call this after each batch so that a batch's intermediate
+        arrays are freed before the next batch is computed."""
         for node in self.nodes:
-            node.layer._act_cache = None
-            release = getattr(node.layer, "release", None)
-            if release is not None:
-                release()
+            node.layer.release()
 
     # -- training setup -------------------------------------------------------------------------
     def compile(self, loss="categorical_crossentropy", optimizer="adam", metrics=("accuracy",)):
         """Choose the loss, optimizer and metrics (names, ``{"type": ...}`` dicts or instances)."""
-        from . import metrics as _metrics
-
         if isinstance(optimizer, dict) and "lr" in optimizer:
             optimizer = {**optimizer, "learning_rate": optimizer["lr"]}
             del optimizer["lr"]
@@ -190,7 +218,7 @@ class Model:
     @property
     def output_activation(self):
         """Registered name of the output layer's activation (``None`` if linear)."""
-        act = self.output_node.layer._act
+        act = self.output_node.layer.activation_fn
         if act is None:
             return None
         if isinstance(act, activations.Softmax) and act.axis not in (-1, len(self.output_shape)):
@@ -204,19 +232,13 @@ class Model:
 
     # -- runtime (see runtime.py) ---------------------------------------------------------------
     def fit(self, x, y, **kwargs):
-        from .runtime import fit
-
-        return fit(self, x, y, **kwargs)
+        return runtime.fit(self, x, y, **kwargs)
 
     def evaluate(self, x, y, **kwargs):
-        from .runtime import evaluate
-
-        return evaluate(self, x, y, **kwargs)
+        return runtime.evaluate(self, x, y, **kwargs)
 
     def predict(self, x, **kwargs):
-        from .runtime import predict
-
-        return predict(self, x, **kwargs)
+        return runtime.predict(self, x, **kwargs)
 
     def summary(self, print_fn=print):
         """A table of layers, output shapes and parameter counts (printed and returned)."""
@@ -246,21 +268,18 @@ class Model:
     def __repr__(self):
         return f"<regnet.Model {len(self.nodes)} layers, {self.count_params():,} params>"
 
-    # -- persistence (see io.py) ----------------------------------------------------------------
-    def save(self, path, **kwargs):
-        from .io import save
-
-        return save(self, path, **kwargs)
+    # -- persistence (see checkpoint.py) --------------------------------------------------------
+    def save(self, path, *, metadata=None):
+        """Save to one HDF5 file, atomically (``regnet.save``)."""
+        return checkpoint.save(self, path, metadata=metadata)
 
     def save_weights(self, path):
-        from .io import save_weights
-
-        return save_weights(self, path)
+        """Save the weights only (matched by name when loaded)."""
+        return checkpoint.save_weights(self, path)
 
     def load_weights(self, path, strict=True):
-        from .io import load_weights
-
-        return load_weights(self, path, strict=strict)
+        """Load weights by name from a weights or model file (see ``checkpoint.load_weights``)."""
+        return checkpoint.load_weights(self, path, strict=strict)
 
     def training_config(self):
         """Loss, optimizer and metrics as plain JSON data (``None`` if not compiled)."""

@@ -24,7 +24,7 @@ import warnings
 import attrs
 
 from .errors import ConfigError, PluginError, UnknownComponentError
-from .fields import show
+from .text import show
 
 BUILTIN = "regnet"
 KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
@@ -62,12 +62,12 @@ def _regnet_version():
 class Registry:
     """Names to components of one kind (``layers``, ``losses``, ...)."""
 
-    def __init__(self, kind, *, check=None):
+    def __init__(self, kind: str) -> None:
         self.kind = kind
         self.noun = "loss" if kind == "losses" else kind[:-1]  # singular, for messages
         self.a_noun = ("an " if self.noun[0] in "aeiou" else "a ") + self.noun
         self.group = f"regnet.{kind}"
-        self._check = check  # callable(obj) -> None, raises TypeError if obj is not valid
+        self.base: type | None = None  # the class every component must subclass (bound by its module)
         self._items = {}  # name -> component
         self._providers = {}  # name -> Provider
         self._aliases = {}  # alias -> canonical name
@@ -76,6 +76,16 @@ class Registry:
         self._broken_all = []  # every Broken entry, one per distribution involved
         self._withheld = {}  # name -> Provider left out by REGNET_DISABLE_PLUGIN_AUTOLOAD
         self._discovered = False
+
+    def bind(self, base: type) -> type:
+        """Declare the base class of this kind (its module calls this once, at import)."""
+        self.base = base
+        return base
+
+    def _check(self, obj: object) -> None:
+        """Raise ``TypeError`` unless ``obj`` is a subclass of the kind's base class."""
+        if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
+            raise TypeError(f"{obj!r} is not a subclass of {self.base.__module__}.{self.base.__qualname__}")
 
     # -- registration ---------------------------------------------------------------------------
     def register(self, obj=None, *, name=None, aliases=(), override=False, provider=None):
@@ -104,8 +114,7 @@ class Registry:
                 f"{self.kind} name '{key}' is provided twice: by "
                 f"{_describe(self._providers[key])} and by {_describe(provider)}"
             )
-        if self._check is not None:
-            self._check(obj)
+        self._check(obj)
         self._items[key] = obj
         self._providers[key] = provider
 
@@ -122,7 +131,7 @@ class Registry:
         self._discovered = True
         only = None
         if os.environ.get("REGNET_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
-            only = {_norm(d) for d in os.environ.get("REGNET_PLUGINS", "").split(",") if d.strip()}
+            only = {normalize_distribution(d) for d in os.environ.get("REGNET_PLUGINS", "").split(",") if d.strip()}
         claims = {}
         try:
             eps = list(metadata.entry_points(group=self.group))
@@ -132,7 +141,7 @@ class Registry:
         for ep in eps:
             dist = getattr(ep, "dist", None)
             dist_name = (dist.metadata["Name"] if dist is not None else None) or "<unknown distribution>"
-            if only is not None and _norm(dist_name) not in only:
+            if only is not None and normalize_distribution(dist_name) not in only:
                 self._withheld[ep.name] = Provider(dist_name, dist.version if dist is not None else None, ep.value)
                 continue
             prov = Provider(dist_name, dist.version if dist is not None else None, ep.value)
@@ -260,7 +269,7 @@ class Registry:
             if isinstance(spec, type):
                 raise ConfigError(f"give {self.a_noun} as a name, dict or instance, not a class")
             try:
-                self._check is None or self._check(type(spec))
+                self._check(type(spec))
             except TypeError:
                 raise ConfigError(
                     f"expected {self.a_noun} name, dict or instance, got {type(spec).__name__}"
@@ -311,7 +320,7 @@ class Registry:
         self._discovered = False
 
 
-def _norm(distribution):
+def normalize_distribution(distribution: str) -> str:
     """Distribution names compare like pip compares them: case and ``-_.`` runs do not matter."""
     return re.sub(r"[-_.]+", "-", distribution.strip()).lower()
 
@@ -347,25 +356,36 @@ def construct(cls, config, *, what):
         raise ConfigError(f"{what}: {exc}") from exc
 
 
-def _subclass_check(base_path):
-    def check(obj):
-        import importlib
 
-        module, _, name = base_path.rpartition(".")
-        base = getattr(importlib.import_module(module), name)
-        if not (isinstance(obj, type) and issubclass(obj, base)):
-            raise TypeError(f"{obj!r} is not a subclass of {base_path}")
-
-    return check
-
-
-layers = Registry("layers", check=_subclass_check("regnet.layers.base.Layer"))
-activations = Registry("activations", check=_subclass_check("regnet.activations.Activation"))
-losses = Registry("losses", check=_subclass_check("regnet.losses.Loss"))
-optimizers = Registry("optimizers", check=_subclass_check("regnet.optimizers.Optimizer"))
-initializers = Registry("initializers", check=_subclass_check("regnet.initializers.Initializer"))
+layers = Registry("layers")
+activations = Registry("activations")
+losses = Registry("losses")
+optimizers = Registry("optimizers")
+initializers = Registry("initializers")
 
 REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers)}
+
+def component_decorator(registry: Registry, **define_options: object):
+    """The decorator of one kind, e.g. ``@layer("Dense", aliases=("Linear",))``: it makes the class
+    an attrs class (with the kind's ``define_options``), sets ``registered_name`` and registers it.
+
+    Plugins pass ``register=False``: their entry point registers the class, which is how the
+    registry learns the distribution that provides it.
+    """
+
+    def decorator(name: "str | type | None" = None, *, aliases: tuple = (), register: bool = True):
+        def wrap(cls: type) -> type:
+            cls = attrs.define(cls, **define_options)  # type: ignore[call-overload]
+            key = name if isinstance(name, str) else cls.__name__
+            cls.registered_name = key  # type: ignore[attr-defined]
+            if register:
+                registry.register(cls, name=key, aliases=aliases)
+            return cls
+
+        return wrap(name) if isinstance(name, type) else wrap  # bare @layer or @layer("Name")
+
+    return decorator
+
 
 register_layer = layers.register
 register_activation = activations.register

@@ -1,97 +1,11 @@
-"""Training loop: ``fit`` / ``evaluate`` / ``predict``, callbacks, history and progress bar."""
-
-import sys
-import time
+"""The training loop: ``fit`` / ``evaluate`` / ``predict`` and one guarded ``train_step``."""
 
 import numpy as np
 
-from . import divergence, losses, validation
+from . import checkpoint, divergence, losses, validation
+from .callbacks import Callback, History
 from .errors import ConfigError, DataError, TrainingDivergedError
-
-
-class Callback:
-    """Hooks called by ``fit``; ``self.model`` is set before ``on_train_begin``.
-
-    A callback whose ``on_batch_end`` only reads the model, or only sets optimizer
-    hyperparameters, may say so with ``changes_weights = False``: the divergence guard then need
-    not checkpoint the weights after every batch (see ``divergence``).
-    """
-
-    model = None
-    changes_weights = True
-
-    def on_train_begin(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_batch_end(self, batch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_end(self, logs=None): ...
-
-
-class History:
-    """Per-epoch logs of one ``fit`` call: ``history.history["loss"]`` etc., like Keras."""
-
-    def __init__(self):
-        self.epoch = []
-        self.history = {}
-
-    def append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(v)
-
-    def __repr__(self):
-        return f"History(epochs={self.epoch}, keys={sorted(self.history)})"
-
-
-class LearningRateScheduler(Callback):
-    """Set the optimizer's learning rate at each epoch start from ``schedule(epoch, lr)``."""
-
-    def __init__(self, schedule):
-        self.schedule = schedule
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = float(self.schedule(epoch, self.model.optimizer.learning_rate))
-
-
-class _Progress:
-    """A tqdm bar on stderr when it is a terminal; one line per epoch otherwise (verbose >= 1)."""
-
-    def __init__(self, verbose, epochs):
-        self.verbose = verbose
-        self.epochs = epochs
-        self.tty = verbose >= 1 and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-        self.bar = None
-
-    def start(self, epoch, n_batches):
-        self.t0 = time.perf_counter()
-        self.seen = 0
-        self.last = 0.0
-        if self.tty:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{self.epochs}", file=sys.stderr,
-                            unit="batch", leave=True, dynamic_ncols=True)
-
-    def batch(self, size, logs):
-        self.seen += size
-        if self.bar is None:
-            return
-        self.bar.update(1)
-        now = time.perf_counter()
-        if now - self.last > 0.2:
-            self.last = now
-            rate = self.seen / max(now - self.t0, 1e-9)
-            self.bar.set_postfix({**{k: f"{v:.4f}" for k, v in logs.items()}, "img/s": f"{rate:,.0f}"}, refresh=False)
-
-    def end(self, epoch, logs):
-        dt = time.perf_counter() - self.t0
-        text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{text} - {self.seen / dt:,.0f} img/s")
-            self.bar.close()
-        elif self.verbose >= 1:
-            print(f"epoch {epoch}/{self.epochs} - {dt:.1f}s - {self.seen / dt:,.0f} img/s - {text}",
-                  file=sys.stderr, flush=True)
+from .progress import Progress
 
 
 def _require_compiled(model):
@@ -167,9 +81,7 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
     after an interruption continues bit-identically.
     """
     if resume_from is not None:
-        from .io import restore
-
-        restore(model, resume_from)
+        checkpoint.restore(model, resume_from)
     _require_compiled(model)
     x = validation.inputs(model, x)
     y = validation.targets(model, y, len(x))
@@ -188,7 +100,7 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
     for cb in callbacks:
         cb.model = model
     model.stop_training = False
-    progress = _Progress(verbose, model.epoch + epochs)
+    progress = Progress(verbose, model.epoch + epochs)
     n = len(x)
     n_batches = -(-n // batch_size)
     guard = divergence.Guard(model)

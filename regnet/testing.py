@@ -17,7 +17,7 @@ initializers  config, shape, dtype, determinism, global_state, variance
 
 Gradients are compared with central differences in float64 (parameters, gradients and buffers
 are converted for the check); a layer's parameter gradients must also stay the same when a model
-tells it ``needs_input_grad = False``. ``checks=("gradient", ...)`` restricts a run to some
+calls its backward with ``need_input_grad=False``. ``checks=("gradient", ...)`` restricts a run to some
 properties.
 
 A plugin test suite checks everything its distribution provides with::
@@ -49,7 +49,8 @@ import tempfile
 import attrs
 import numpy as np
 
-from . import registry
+from . import checkpoint, registry
+from .model import Model
 from .errors import DataError, PluginError, RegnetError
 
 KINDS = registry.KINDS
@@ -548,21 +549,17 @@ def _layer_gradient(t, training, atol, rtol, max_entries, eps):
 
 
 def _skipped_input_grad(layer, frozen, arg, r, training, analytic):
-    """A model tells the layer reading its input ``needs_input_grad = False``: parameter
+    """A model calls the layer reading its input with ``need_input_grad=False``: parameter
     gradients must not change when the layer skips the input gradient."""
     if not analytic:
         return
     frozen.restore()
     layer(arg, training)
-    layer.needs_input_grad = False
-    try:
-        layer.call_backward(r.copy())
-    finally:
-        layer.needs_input_grad = True
+    layer.call_backward(r.copy(), need_input_grad=False)
     for k, g in analytic.items():
         if not np.allclose(layer.grads[k], g, rtol=1e-12, atol=0):
             raise _Fail(
-                f"{_mode(training)}: with needs_input_grad = False the gradient of parameter '{k}' changes "
+                f"{_mode(training)}: with need_input_grad=False the gradient of parameter '{k}' changes "
                 f"({_max_diff(layer.grads[k], g)})"
             )
 
@@ -609,21 +606,12 @@ def _layer_determinism(t):
         raise _Fail(f"inference: two calls on the same input give different outputs ({_max_diff(y1, y2)})")
 
 
-def _io_module():
-    if importlib.util.find_spec("regnet.io") is None:
-        raise _Skip("regnet.io is not available")
-    return importlib.import_module("regnet.io")
-
-
 def _layer_hdf5(t):
     if not t.subject.registered:
         raise _Skip(f"{t.subject.cls.__name__} is not registered, so a saved model cannot name it")
     shapes = t.shape if t.merge else [t.shape]
     if len(set(shapes)) != 1:
         raise _Skip(f"input shapes {_shape_str(t.shape)} differ; the round trip uses one model input")
-    io = _io_module()
-    from .model import Model
-
     cfg = {**t.subject.config, "name": t.subject.config.get("name") or "under_test"}
     if t.merge:
         branches = [{"type": "Activation", "activation": "linear", "name": f"branch_{i}", "inputs": ["input"]}
@@ -640,16 +628,16 @@ def _layer_hdf5(t):
     y = model.forward(x, training=False)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.h5")
-        io.save(model, path)
-        loaded = io.load(path, compile=False)
+        checkpoint.save(model, path)
+        loaded = Model.load(path, compile=False)
         _same_weights(model, loaded, "regnet.load")
         y2 = loaded.forward(x, training=False)
         if y2.dtype != y.dtype or not np.array_equal(y, y2):
             raise _Fail(f"regnet.save/load changed the outputs: {y.dtype} vs {y2.dtype}, {_max_diff(y, y2)}")
         wpath = os.path.join(tmp, "weights.h5")
-        io.save_weights(model, wpath)
+        checkpoint.save_weights(model, wpath)
         other = Model(copy.deepcopy(entries), shapes[0], seed=t.seed + 1)
-        io.load_weights(other, wpath)
+        checkpoint.load_weights(other, wpath)
         _same_weights(model, other, "load_weights")
         y3 = other.forward(x, training=False)
         if not np.array_equal(y, y3):
@@ -1188,7 +1176,7 @@ def component_cases(distribution=None, kinds=KINDS, *, extra=False):
     """Cases for every registered component of ``kinds`` (provided by ``distribution``, if given;
     ``"regnet"`` selects the built-ins), broken plugin entries included as failing cases. With
     ``extra``, the built-ins' further configurations (``BUILTIN_EXTRA_CASES``) are added."""
-    want = None if distribution is None else registry._norm(distribution)
+    want = None if distribution is None else registry.normalize_distribution(distribution)
     cases = []
     for kind in kinds:
         reg = registry.REGISTRIES[kind]
@@ -1197,7 +1185,7 @@ def component_cases(distribution=None, kinds=KINDS, *, extra=False):
                 cases.append(Case(kind, config["type"], config, options))
         for name in reg.list():
             prov = reg.provider(name)
-            if want is not None and registry._norm(prov.distribution) != want:
+            if want is not None and registry.normalize_distribution(prov.distribution) != want:
                 continue
             try:
                 cls = reg.get(name)
@@ -1207,7 +1195,7 @@ def component_cases(distribution=None, kinds=KINDS, *, extra=False):
             for config, options in _declared_cases(kind, name, cls, prov.builtin):
                 cases.append(Case(kind, name, config, options, distribution=prov.distribution))
         for b in reg.broken():
-            if want is None or registry._norm(b.provider.distribution) == want:
+            if want is None or registry.normalize_distribution(b.provider.distribution) == want:
                 cases.append(Case(kind, b.name, {"type": b.name}, distribution=b.provider.distribution, error=b.error))
     return cases
 

@@ -14,8 +14,10 @@ import json
 import os
 from pathlib import Path
 
+from .datasets import sources
 from .datasets.download import sha256_file
 from .errors import FileFormatError, IntegrityError, UnknownComponentError
+from .model import Model
 
 MANIFEST = "manifest.json"
 FORMAT = "regnet.zoo"
@@ -87,15 +89,11 @@ def verify(name):
 
 def load(name, compile=True):
     """The zoo model ``name``, after verifying its file."""
-    from .io import load as _load
-
-    return _load(verify(name), compile=compile)
+    return Model.load(verify(name), compile=compile)
 
 
 def evaluate(name, data=None, split="test"):
     """``{"loss", "accuracy"}`` of zoo model ``name`` on ``data`` (default: its data set)."""
-    from .datasets import sources
-
     entry = info(name)
     model = load(name)
     (xtr, ytr), (xte, yte) = sources.load(data or entry["dataset"])

@@ -85,9 +85,7 @@ def test_train_saves_model_history_and_command(moons_model):
     acc = model.evaluate(x, y)["accuracy"]
     assert acc == pytest.approx(model.history[-1]["val_accuracy"])
     assert acc > 0.9
-    from regnet.cli import _user_metadata
-
-    meta = _user_metadata(out)
+    meta = regnet.io.read_metadata(out)
     assert meta["command"] == "regnet " + " ".join(argv)
     assert meta["test_accuracy"] == pytest.approx(acc)
     assert meta["data"] == "moons:noise=0.05"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import regnet
-import regnet.io
+import regnet.checkpoint
 from regnet import zoo
 from regnet.datasets import sources
 from regnet.datasets.download import sha256_file
@@ -93,7 +93,7 @@ def no_reading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a file that failed verification was opened")
 
-    monkeypatch.setattr(regnet.io, "load", refuse)
+    monkeypatch.setattr(regnet.checkpoint, "load", refuse)
 
 
 def weights(zoo_copy, name):

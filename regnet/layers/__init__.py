@@ -1,6 +1,6 @@
 """Built-in layers (each module registers its classes on import)."""
 
-from .base import Layer, create
+from .base import Layer, create, layer
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import Add, Concatenate
@@ -8,6 +8,6 @@ from .normalization import BatchNorm
 from .pooling import AvgPool2D, MaxPool2D
 
 __all__ = [
-    "Layer", "create", "Dense", "Flatten", "Reshape", "Activation", "Dropout", "Conv2D",
+    "Layer", "layer", "create", "Dense", "Flatten", "Reshape", "Activation", "Dropout", "Conv2D",
     "MaxPool2D", "AvgPool2D", "BatchNorm", "Add", "Concatenate",
 ]

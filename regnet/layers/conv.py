@@ -1,14 +1,12 @@
 """Conv2D over NCHW batches, as one GEMM over channel-major im2col columns (see ``regnet.ops.conv``)."""
 
 import attrs
-import numpy as np
 
 from .. import fields
 from ..errors import ConfigError, ShapeError
 from ..ops import conv as conv_ops
-from ..ops import fused, layout, windows
-from ..registry import register_layer
-from .base import MAX_SAMPLE_ELEMENTS, Layer, require_rank
+from ..ops import layout, windows
+from .base import MAX_SAMPLE_ELEMENTS, Layer, layer, require_rank
 
 
 def _padding(_, attribute, value):
@@ -23,15 +21,17 @@ def padding_field(default="valid"):
     return attrs.field(default=default, validator=_padding)
 
 
-def spatial_setup(layer, input_shape, kernel, stride, padding):
-    """Record padding and output size for an NCHW layer; return ``(Ho, Wo)``."""
+def spatial_setup(layer, input_shape, kernel, stride, padding, *, window_field="kernel_size", pooling=False):
+    """Record padding (``layer._pads``) and output size (``layer._out_hw``) for a sliding-window
+    layer over NCHW inputs; return ``(Ho, Wo)``. ``window_field`` names the config field of the
+    window for errors; ``pooling`` refuses padding of more than half the window."""
     require_rank(layer, input_shape, (3,))
     _, h, w = input_shape
     ph, pw = windows.padding_amounts(padding, h, kernel[0], stride[0]), windows.padding_amounts(
         padding, w, kernel[1], stride[1]
     )
     layer._pads = (*ph, *pw)
-    if hasattr(layer, "pool_size") and isinstance(padding, int) and 2 * padding > min(kernel):
+    if pooling and isinstance(padding, int) and 2 * padding > min(kernel):
         raise ShapeError(  # edge windows would hold padding only: an average of nothing, a max of -inf
             f"{type(layer).__name__} padding {padding} is more than half the window {list(kernel)}",
             field="padding",
@@ -49,14 +49,13 @@ def spatial_setup(layer, input_shape, kernel, stride, padding):
         raise ShapeError(
             f"{type(layer).__name__} window {list(kernel)} does not fit input {list(input_shape)} "
             f"with padding {padding!r}",
-            field="pool_size" if hasattr(layer, "pool_size") else "kernel_size",
+            field=window_field,
         )
     layer._out_hw = (ho, wo)
     return ho, wo
 
 
-@register_layer(name="Conv2D", aliases=("Conv2d",))
-@attrs.define(slots=False, eq=False)
+@layer("Conv2D", aliases=("Conv2d",))
 class Conv2D(Layer):
     """2-D convolution; ``kernel`` is ``(filters, in_channels, kh, kw)``, inputs are NCHW."""
 
@@ -64,42 +63,36 @@ class Conv2D(Layer):
     kernel_size: tuple = fields.pair()
     strides: tuple = fields.pair((1, 1))
     padding: str | int = padding_field("valid")
-    activation: str | dict = fields.component("activations", "linear")
+    activation: str | dict = fields.activation()
     use_bias: bool = fields.boolean(True)
-    kernel_initializer: str | dict = fields.component("initializers", "glorot_uniform")
-    bias_initializer: str | dict = fields.component("initializers", "zeros")
+    kernel_initializer: str | dict = fields.initializer("glorot_uniform")
+    bias_initializer: str | dict = fields.initializer("zeros")
+
+    fresh_output = True
 
     def build(self, input_shape, rng):
         ho, wo = spatial_setup(self, input_shape, self.kernel_size, self.strides, self.padding)
         c = input_shape[0]
-        self.add_param("kernel", (self.filters, c, *self.kernel_size), self.kernel_initializer, rng)
+        self.add_weight("kernel", (self.filters, c, *self.kernel_size), self.kernel_initializer, rng)
         if self.use_bias:
-            self.add_param("bias", (self.filters,), self.bias_initializer, rng)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, rng)
         self._geo = conv_ops.Geometry(input_shape, self.kernel_size, self.strides, self._pads, (ho, wo))
         self._ws = layout.Workspace()  # column buffers reused from batch to batch
         return (self.filters, ho, wo)
 
     def forward(self, x, training=False):
-        self._x = x
         bias = self.params["bias"] if self.use_bias else None
-        y, self._cols = conv_ops.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
+        y, cols = conv_ops.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
+        self.cache.x, self.cache.cols = x, cols
         return y
 
-    def __call__(self, x, training=False):
-        y = fused.call(self, x, training)  # ReLU in place on the fresh output
-        return super().__call__(x, training) if y is None else y
-
-    def release(self):
-        self._x = self._cols = None
-
-    def backward(self, grad):
+    def backward(self, grad, *, need_input_grad=True):
         geo, kernel = self._geo, self.params["kernel"]
         bias = self.params["bias"] if self.use_bias else None
-        cols = self._cols
+        cols = self.cache.cols
         if cols is None:  # the forward pass ran in inference mode: build the columns now
-            _, cols = conv_ops.forward(self._x, kernel, bias, geo, self._ws, True)
-        need = getattr(self, "needs_input_grad", True)
-        dk, db, dx = conv_ops.backward(grad, cols, kernel, bias, geo, need_input_grad=need)
+            _, cols = conv_ops.forward(self.cache.x, kernel, bias, geo, self._ws, True)
+        dk, db, dx = conv_ops.backward(grad, cols, kernel, bias, geo, need_input_grad=need_input_grad)
         self.grads["kernel"][...] = dk
         if self.use_bias:
             self.grads["bias"][...] = db

@@ -5,8 +5,7 @@ import numpy as np
 
 from .. import fields
 from ..errors import ConfigError, ShapeError
-from ..registry import register_layer
-from .base import Layer
+from .base import Layer, layer
 
 
 @attrs.define(slots=False, eq=False)
@@ -18,12 +17,11 @@ class _Merge(Layer):
             raise ShapeError(f"{type(self).__name__} needs at least two inputs", field="inputs")
 
 
-@register_layer(name="Add")
-@attrs.define(slots=False, eq=False)
+@layer("Add")
 class Add(_Merge):
     """Element-wise sum of inputs of one shape (residual connections)."""
 
-    activation: str | dict = fields.component("activations", "linear")
+    activation: str | dict = fields.activation()
 
     def build(self, input_shape, rng):
         self._check_many(input_shape)
@@ -33,15 +31,16 @@ class Add(_Merge):
                 raise ShapeError(f"Add needs inputs of one shape, got {[list(s) for s in input_shape]}", field="inputs")
         return first
 
+    fresh_output = True
+
     def forward(self, xs, training=False):
-        self._n = len(xs)
         out = xs[0].copy()
         for x in xs[1:]:
             out += x
         return out
 
-    def backward(self, grad):
-        return [grad] * self._n
+    def backward(self, grad, *, need_input_grad=True):
+        return [grad] * len(self.input_shape)
 
 
 def _axis(_, attribute, value):
@@ -51,13 +50,12 @@ def _axis(_, attribute, value):
         )
 
 
-@register_layer(name="Concatenate")
-@attrs.define(slots=False, eq=False)
+@layer("Concatenate")
 class Concatenate(_Merge):
     """Join inputs along ``axis`` (counted with the batch axis; 1 = features/channels)."""
 
     axis: int = attrs.field(default=1, validator=_axis)
-    activation: str | dict = fields.component("activations", "linear")
+    activation: str | dict = fields.activation()
 
     def build(self, input_shape, rng):
         self._check_many(input_shape)
@@ -77,8 +75,10 @@ class Concatenate(_Merge):
         self._splits = np.cumsum([s[ax - 1] for s in input_shape])[:-1]
         return tuple(out)
 
+    fresh_output = True
+
     def forward(self, xs, training=False):
         return np.concatenate(xs, axis=self._ax)
 
-    def backward(self, grad):
+    def backward(self, grad, *, need_input_grad=True):
         return np.split(grad, self._splits, axis=self._ax)

@@ -1,15 +1,12 @@
 """BatchNorm over the feature axis (axis 1): dense ``(N, C)`` and conv ``(N, C, H, W)`` inputs."""
 
-import attrs
 import numpy as np
 
 from .. import fields
-from ..registry import register_layer
-from .base import Layer, require_rank
+from .base import Layer, layer, require_rank
 
 
-@register_layer(name="BatchNorm", aliases=("BatchNormalization", "BatchNorm2d", "BatchNorm1d"))
-@attrs.define(slots=False, eq=False)
+@layer("BatchNorm", aliases=("BatchNormalization", "BatchNorm2d", "BatchNorm1d"))
 class BatchNorm(Layer):
     """Normalise with batch statistics in training, running statistics in inference.
 
@@ -22,19 +19,20 @@ class BatchNorm(Layer):
     epsilon: float = fields.number(1e-3, min=0.0, min_open=True)
     center: bool = fields.boolean(True)
     scale: bool = fields.boolean(True)
-    activation: str | dict = fields.component("activations", "linear")
+    activation: str | dict = fields.activation()
 
     batch_independent = False
+    fresh_output = True
 
     def build(self, input_shape, rng):
         require_rank(self, input_shape, (1, 3))
         c = input_shape[0]
         if self.scale:
-            self.add_param("gamma", (c,), "ones", rng)
+            self.add_weight("gamma", (c,), "ones", rng)
         if self.center:
-            self.add_param("beta", (c,), "zeros", rng)
-        self.add_param("moving_mean", (c,), "zeros", rng, trainable=False)
-        self.add_param("moving_variance", (c,), "ones", rng, trainable=False)
+            self.add_weight("beta", (c,), "zeros", rng)
+        self.add_weight("moving_mean", (c,), "zeros", rng, trainable=False)
+        self.add_weight("moving_variance", (c,), "ones", rng, trainable=False)
         self._axes = (0,) if len(input_shape) == 1 else (0, 2, 3)
         self._bshape = (1, c) if len(input_shape) == 1 else (1, c, 1, 1)
         return tuple(input_shape)
@@ -54,17 +52,14 @@ class BatchNorm(Layer):
             mean, var = self.buffers["moving_mean"], self.buffers["moving_variance"]
         inv_std = 1.0 / np.sqrt(var + np.asarray(self.epsilon, x.dtype))
         xhat = (x - mean.reshape(b)) * inv_std.reshape(b)
-        self._xhat, self._inv_std, self._training = xhat, inv_std, training
+        self.cache.xhat, self.cache.inv_std, self.cache.training = xhat, inv_std, training
         y = xhat * self.params["gamma"].reshape(b) if self.scale else xhat.copy()
         if self.center:
             y += self.params["beta"].reshape(b)
         return y
 
-    def release(self):
-        self._xhat = None
-
-    def backward(self, grad):
-        b, axes, xhat = self._bshape, self._axes, self._xhat
+    def backward(self, grad, *, need_input_grad=True):
+        b, axes, xhat = self._bshape, self._axes, self.cache.xhat
         if self.center:
             self.grads["beta"][...] = grad.sum(axis=axes)
         if self.scale:
@@ -72,8 +67,8 @@ class BatchNorm(Layer):
             g = grad * self.params["gamma"].reshape(b)
         else:
             g = grad
-        inv_std = self._inv_std.reshape(b)
-        if not self._training:
+        inv_std = self.cache.inv_std.reshape(b)
+        if not self.cache.training:
             return g * inv_std
         m = grad.size / grad.shape[1]
         mean_g = g.sum(axis=axes).reshape(b) / m

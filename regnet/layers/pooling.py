@@ -6,8 +6,7 @@ import numpy as np
 from .. import fields
 from ..ops import pool as pool_ops
 from ..ops import windows
-from ..registry import register_layer
-from .base import Layer
+from .base import Layer, layer
 from .conv import padding_field, spatial_setup
 
 
@@ -22,7 +21,8 @@ class _Pool2D(Layer):
         return self.pool_size if self.strides is None else self.strides
 
     def build(self, input_shape, rng):
-        ho, wo = spatial_setup(self, input_shape, self.pool_size, self.stride, self.padding)
+        ho, wo = spatial_setup(self, input_shape, self.pool_size, self.stride, self.padding,
+                               window_field="pool_size", pooling=True)
         return (input_shape[0], ho, wo)
 
     def _offsets(self):
@@ -30,31 +30,26 @@ class _Pool2D(Layer):
         return [(i, j) for i in range(kh) for j in range(kw)]
 
 
-@register_layer(name="MaxPool2D", aliases=("MaxPooling2D", "MaxPool2d"))
-@attrs.define(slots=False, eq=False)
+@layer("MaxPool2D", aliases=("MaxPooling2D", "MaxPool2d"))
 class MaxPool2D(_Pool2D):
     """Max over each window; the gradient goes to the first maximal element of the window
     (row-major window order). A NaN in a window gives a NaN maximum."""
 
     def forward(self, x, training=False):
-        self._in_shape = x.shape
-        out, self._arg = pool_ops.max_forward(x, self.pool_size, self.stride, self._pads, self._out_hw, training)
-        if self._arg is None:
-            self._x = x  # backward after an inference-mode forward recomputes the argmax
+        out, arg = pool_ops.max_forward(x, self.pool_size, self.stride, self._pads, self._out_hw, training)
+        self.cache.arg = arg
+        self.cache.x = x if arg is None else None  # backward after inference recomputes the argmax
         return out
 
-    def release(self):
-        self._x = self._arg = None
-
-    def backward(self, grad):
-        if self._arg is None:
-            _, self._arg = pool_ops.max_forward(self._x, self.pool_size, self.stride, self._pads, self._out_hw, True)
-            self._x = None
-        return pool_ops.max_backward(grad, self._arg, self._in_shape, self.pool_size, self.stride, self._pads, self._out_hw)
+    def backward(self, grad, *, need_input_grad=True):
+        arg = self.cache.arg
+        if arg is None:
+            _, arg = pool_ops.max_forward(self.cache.x, self.pool_size, self.stride, self._pads, self._out_hw, True)
+        in_shape = (grad.shape[0], *self.input_shape)
+        return pool_ops.max_backward(grad, arg, in_shape, self.pool_size, self.stride, self._pads, self._out_hw)
 
 
-@register_layer(name="AvgPool2D", aliases=("AveragePooling2D", "AvgPool2d"))
-@attrs.define(slots=False, eq=False)
+@layer("AvgPool2D", aliases=("AveragePooling2D", "AvgPool2d"))
 class AvgPool2D(_Pool2D):
     """Mean over each window; padded positions are not counted (as in Keras 'same')."""
 
@@ -67,13 +62,14 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x, training=False):
         xp = windows.pad(x, self._pads)
-        self._padded_shape = xp.shape
         out = sum(windows.window(xp, i, j, self._out_hw, self.stride) for i, j in self._offsets())
         return (out * self._inv_count).astype(x.dtype, copy=False)
 
-    def backward(self, grad):
+    def backward(self, grad, *, need_input_grad=True):
+        c, h, w = self.input_shape
+        top, bottom, left, right = self._pads
         g = grad * self._inv_count
-        dx = np.zeros(self._padded_shape, dtype=grad.dtype)
+        dx = np.zeros((grad.shape[0], c, h + top + bottom, w + left + right), dtype=grad.dtype)
         for i, j in self._offsets():
             windows.window(dx, i, j, self._out_hw, self.stride)[...] += g
         return windows.unpad(dx, self._pads)

@@ -51,7 +51,7 @@ def all_loaders(path):
     yield "load(compile=False)", lambda: regnet.load(path, compile=False)
     yield "load_weights", lambda: fresh().load_weights(path)
     yield "load_weights(strict=False)", lambda: fresh().load_weights(path, strict=False)
-    yield "restore", lambda: io.restore(fresh(), path)
+    yield "restore", lambda: regnet.checkpoint.restore(fresh(), path)
 
 
 def assert_refused(path, match, kinds=(FileFormatError,)):
