@@ -1,4 +1,4 @@
-"""Conv2D over NCHW batches, as one GEMM over channel-major im2col columns (see ``regnet.ops.conv``)."""
+"""Conv2D over NCHW batches, as one GEMM over batch-innermost im2col columns (see ``regnet.ops.conv``)."""
 
 import attrs
 
