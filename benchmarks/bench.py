@@ -81,7 +81,7 @@ def _read_idx(path, count):
         data = np.frombuffer(fh.read(count * item), dtype=np.uint8)
     if ndim == 1:
         return data.astype(np.int64)
-    return (data.reshape(count, 1, *dims[1:]).astype(np.float32) / np.float32(255))
+    return data.reshape(count, 1, *dims[1:]).astype(np.float32) / np.float32(255)
 
 
 def load_data(split, count, synthetic=False):
@@ -294,10 +294,18 @@ def worker(framework, arch, mode, args):
         images = args.infer_batches * args.infer_batch
         extra = {"accuracy": float(np.mean(out.argmax(axis=1) == y[args.infer_batch :]))}
     return {
-        "framework": framework, "arch": arch, "mode": mode, "images": images, "seconds": secs.wall,
-        "images_per_s": images / secs.wall, "cpu_s": secs.cpu,
-        "peak_mib": peak_since(rss0), "base_rss_mib": rss0 / 1024,
-        "threads": threads, "blas": blas_threads(), **extra,
+        "framework": framework,
+        "arch": arch,
+        "mode": mode,
+        "images": images,
+        "seconds": secs.wall,
+        "images_per_s": images / secs.wall,
+        "cpu_s": secs.cpu,
+        "peak_mib": peak_since(rss0),
+        "base_rss_mib": rss0 / 1024,
+        "threads": threads,
+        "blas": blas_threads(),
+        **extra,
     }
 
 
@@ -352,17 +360,36 @@ def _fmt(v, spec):
 
 
 def table(rows):
-    head = ["arch", "train img/s regnet", "torch", "ratio", "infer img/s regnet", "torch", "ratio",
-            "train peak MiB regnet", "torch", "ratio", "infer peak MiB regnet", "torch", "ratio"]
+    head = [
+        "arch",
+        "train img/s regnet",
+        "torch",
+        "ratio",
+        "infer img/s regnet",
+        "torch",
+        "ratio",
+        "train peak MiB regnet",
+        "torch",
+        "ratio",
+        "infer peak MiB regnet",
+        "torch",
+        "ratio",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["arch"]]
         for mode in ("train", "infer"):
-            cells += [_fmt(r.get(f"regnet_{mode}_ips"), ",.0f"), _fmt(r.get(f"torch_{mode}_ips"), ",.0f"),
-                      _fmt(r.get(f"{mode}_ratio"), ".2f")]
+            cells += [
+                _fmt(r.get(f"regnet_{mode}_ips"), ",.0f"),
+                _fmt(r.get(f"torch_{mode}_ips"), ",.0f"),
+                _fmt(r.get(f"{mode}_ratio"), ".2f"),
+            ]
         for mode in ("train", "infer"):
-            cells += [_fmt(r.get(f"regnet_{mode}_peak_mib"), ".1f"), _fmt(r.get(f"torch_{mode}_peak_mib"), ".1f"),
-                      _fmt(r.get(f"{mode}_mem_ratio"), ".2f")]
+            cells += [
+                _fmt(r.get(f"regnet_{mode}_peak_mib"), ".1f"),
+                _fmt(r.get(f"torch_{mode}_peak_mib"), ".1f"),
+                _fmt(r.get(f"{mode}_mem_ratio"), ".2f"),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -378,12 +405,19 @@ def parse(argv):
     ap.add_argument("--train-batches", type=int, help="timed training batches of 64 (default 100)")
     ap.add_argument("--infer-batches", type=int, help="timed inference batches (default 5)")
     ap.add_argument("--infer-batch", type=int, default=1000, help="inference batch size (default 1000)")
-    ap.add_argument("--threads", type=int, default=default_threads(),
-                    help="BLAS / PyTorch threads for both frameworks (default: what NumPy's BLAS uses: "
-                         "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if set, else the usable cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="BLAS / PyTorch threads for both frameworks (default: what NumPy's BLAS uses: "
+        "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if set, else the usable cores)",
+    )
     ap.add_argument("--synthetic", action="store_true", help="random images instead of MNIST")
-    ap.add_argument("--in-process", action="store_true",
-                    help="measure in this process (a quick check: peak memory is then not meaningful)")
+    ap.add_argument(
+        "--in-process",
+        action="store_true",
+        help="measure in this process (a quick check: peak memory is then not meaningful)",
+    )
     ap.add_argument("--out", help="JSON file (default benchmarks/results/bench-<time>.json)")
     ap.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "ARCH", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -393,9 +427,17 @@ def parse(argv):
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.passthrough = [
-        "--warmup", str(args.warmup), "--train-batches", str(args.train_batches),
-        "--infer-batches", str(args.infer_batches), "--infer-batch", str(args.infer_batch),
-        "--threads", str(args.threads), *(["--synthetic"] if args.synthetic else []),
+        "--warmup",
+        str(args.warmup),
+        "--train-batches",
+        str(args.train_batches),
+        "--infer-batches",
+        str(args.infer_batches),
+        "--infer-batch",
+        str(args.infer_batch),
+        "--threads",
+        str(args.threads),
+        *(["--synthetic"] if args.synthetic else []),
     ]
     return args
 
@@ -417,18 +459,30 @@ def main(argv=None):
                     r = worker(fw, arch, mode, args) if args.in_process else spawn(fw, arch, mode, args)
                     r["round"] = rnd
                     runs.append(r)
-                    print(f"  {arch:15s} {mode:5s} {fw:6s} round {rnd}: {r['images_per_s']:9,.0f} img/s, "
-                          f"peak {_fmt(r['peak_mib'], '.1f')} MiB", file=sys.stderr, flush=True)
+                    print(
+                        f"  {arch:15s} {mode:5s} {fw:6s} round {rnd}: {r['images_per_s']:9,.0f} img/s, "
+                        f"peak {_fmt(r['peak_mib'], '.1f')} MiB",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     rows = summarise(runs, args.archs, ["regnet", "torch"])
     print(table(rows))
     out = Path(args.out) if args.out else HERE / "results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "threads": args.threads, "batch": BATCH, "infer_batch": args.infer_batch, "rounds": args.rounds,
-        "warmup": args.warmup, "train_batches": args.train_batches, "infer_batches": args.infer_batches,
-        "synthetic": args.synthetic, "in_process": args.in_process,
-        "python": sys.version.split()[0], "numpy": np.__version__,
-        "torch": _torch_version() if "torch" in frameworks else None, "cpu": _cpu_name(),
+        "threads": args.threads,
+        "batch": BATCH,
+        "infer_batch": args.infer_batch,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "train_batches": args.train_batches,
+        "infer_batches": args.infer_batches,
+        "synthetic": args.synthetic,
+        "in_process": args.in_process,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": _torch_version() if "torch" in frameworks else None,
+        "cpu": _cpu_name(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     out.write_text(json.dumps({"meta": meta, "summary": rows, "runs": runs}, indent=2) + "\n")

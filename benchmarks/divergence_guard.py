@@ -101,20 +101,24 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 128])
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    print(f"{'model':20s} {'opt':5s} {'batch':>5s} {'step ms':>8s} {'guard ms':>9s} {'share':>6s}"
-          f" {'A/B step':>9s} {'fit off s':>10s} {'fit on s':>9s} {'A/B fit':>8s}")
+    print(
+        f"{'model':20s} {'opt':5s} {'batch':>5s} {'step ms':>8s} {'guard ms':>9s} {'share':>6s}"
+        f" {'A/B step':>9s} {'fit off s':>10s} {'fit on s':>9s} {'A/B fit':>8s}"
+    )
     for arch, hidden in ARCHS.items():
         for opt in ("sgd", "adam"):
             for batch in args.batch:
                 model = build(hidden, {"type": opt, "learning_rate": 1e-3})
-                batches = [(rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch))
-                           for _ in range(30)]
+                batches = [(rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch)) for _ in range(30)]
                 b = measure_steps(model, batches, args.rounds)
                 f = measure_fit(hidden, opt, batch, args.fit_rounds)
                 p, g, w = b["plain"] * 1e3, b["guarded"] * 1e3, b["work"] * 1e3
-                print(f"{arch:20s} {opt:5s} {batch:5d} {p:8.3f} {w:9.3f} {100 * w / p:5.1f}%"
-                      f" {100 * (g - p) / p:8.1f}% {f['off']:10.3f} {f['on']:9.3f}"
-                      f" {100 * (f['on'] - f['off']) / f['off']:7.1f}%", flush=True)
+                print(
+                    f"{arch:20s} {opt:5s} {batch:5d} {p:8.3f} {w:9.3f} {100 * w / p:5.1f}%"
+                    f" {100 * (g - p) / p:8.1f}% {f['off']:10.3f} {f['on']:9.3f}"
+                    f" {100 * (f['on'] - f['off']) / f['off']:7.1f}%",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

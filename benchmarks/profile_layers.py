@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ARCHS, INPUT_SHAPE, regnet_model  # noqa: E402
+from bench import ARCHS, INPUT_SHAPE, regnet_model
 
 
 def profile(arch, batch, steps, training=True, stat=min, clock=time.process_time):
@@ -68,12 +68,18 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--infer", action="store_true", help="forward only, inference mode")
     ap.add_argument("--median", action="store_true", help="median instead of minimum over steps")
-    ap.add_argument("--wall", action="store_true",
-                    help="wall-clock time (default: process CPU time, steadier with one BLAS thread)")
+    ap.add_argument(
+        "--wall", action="store_true", help="wall-clock time (default: process CPU time, steadier with one BLAS thread)"
+    )
     args = ap.parse_args(argv)
-    profile(args.arch, args.batch, args.steps, training=not args.infer,
-            stat=statistics.median if args.median else min,
-            clock=time.perf_counter if args.wall else time.process_time)
+    profile(
+        args.arch,
+        args.batch,
+        args.steps,
+        training=not args.infer,
+        stat=statistics.median if args.median else min,
+        clock=time.perf_counter if args.wall else time.process_time,
+    )
 
 
 if __name__ == "__main__":

@@ -12,29 +12,50 @@ import sys
 from pathlib import Path
 
 import regnet
-from regnet.cli import _user_metadata
 from regnet.datasets import sources
 from regnet.datasets.download import sha256_file
 
 HERE = Path(__file__).resolve().parent
 MODELS = [
     # name, task, spec, description
-    ("mlp-mnist", "MNIST digit classification", "mlp-mnist.json",
-     "784-512-512-10 perceptron with ReLU and dropout, trained on images shifted by up to 2 pixels"),
-    ("lenet5-mnist", "MNIST digit classification", "lenet5-mnist.json",
-     "LeNet-5 with ReLU: conv 6@5x5, max pool, conv 16@5x5, max pool, dense 120, 84, 10; trained on images shifted by up to 2 pixels"),
-    ("cnn-mnist", "MNIST digit classification", "cnn-mnist.json",
-     "conv 8@5x5, BN, pool, conv 32@5x5, BN, pool, dense 128, BN, dropout 0.4, 10; trained on images shifted by up to 2 pixels"),
-    ("mlp-moons", "two-moons classification", "mlp-2d.json",
-     "2-32-32-2 perceptron (moons with noise 0.05: the classes do not overlap)"),
-    ("mlp-circles", "inside/outside a circle", "mlp-2d.json",
-     "2-32-32-2 perceptron (no points within 0.02 of the circle)"),
+    (
+        "mlp-mnist",
+        "MNIST digit classification",
+        "mlp-mnist.json",
+        "784-512-512-10 perceptron with ReLU and dropout, trained on images shifted by up to 2 pixels",
+    ),
+    (
+        "lenet5-mnist",
+        "MNIST digit classification",
+        "lenet5-mnist.json",
+        "LeNet-5 with ReLU: conv 6@5x5, max pool, conv 16@5x5, max pool, dense 120, 84, 10; "
+        "trained on images shifted by up to 2 pixels",
+    ),
+    (
+        "cnn-mnist",
+        "MNIST digit classification",
+        "cnn-mnist.json",
+        "conv 8@5x5, BN, pool, conv 32@5x5, BN, pool, dense 128, BN, dropout 0.4, 10; "
+        "trained on images shifted by up to 2 pixels",
+    ),
+    (
+        "mlp-moons",
+        "two-moons classification",
+        "mlp-2d.json",
+        "2-32-32-2 perceptron (moons with noise 0.05: the classes do not overlap)",
+    ),
+    (
+        "mlp-circles",
+        "inside/outside a circle",
+        "mlp-2d.json",
+        "2-32-32-2 perceptron (no points within 0.02 of the circle)",
+    ),
 ]
 
 
 def entry(name, task, spec, description):
     weights = HERE / "weights" / f"{name}.h5"
-    meta = _user_metadata(weights)
+    meta = regnet.io.read_metadata(weights)
     if "command" not in meta:
         raise SystemExit(f"{weights} records no training command")
     model = regnet.load(weights)
@@ -71,8 +92,7 @@ def main(names=None):
             kept[row[0]] = entry(*row)
             print(f"{row[0]}: {kept[row[0]]['test_accuracy']:.4f}", file=sys.stderr)
     order = [r[0] for r in MODELS]
-    doc = {"format": "regnet.zoo", "version": 1,
-           "models": sorted(kept.values(), key=lambda e: order.index(e["name"]))}
+    doc = {"format": "regnet.zoo", "version": 1, "models": sorted(kept.values(), key=lambda e: order.index(e["name"]))}
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 

@@ -5,14 +5,33 @@ callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics`
 (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files).
 """
 
-from . import activations, initializers, layers, losses, optimizers  # registers the built-ins
-from . import checkpoint, datasets, io, metrics, zoo
+from . import (  # registers the built-ins
+    activations,
+    checkpoint,
+    datasets,
+    initializers,
+    io,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    zoo,
+)
 from ._version import __version__
 from .activations import Activation, activation
 from .callbacks import Callback, History, LearningRateScheduler, ModelCheckpoint
 from .errors import (
-    ConfigError, DataError, DownloadError, FileFormatError, IntegrityError, PluginError, RegnetError,
-    ShapeError, TrainingDivergedError, UnknownComponentError, WeightsMismatchError,
+    ConfigError,
+    DataError,
+    DownloadError,
+    FileFormatError,
+    IntegrityError,
+    PluginError,
+    RegnetError,
+    ShapeError,
+    TrainingDivergedError,
+    UnknownComponentError,
+    WeightsMismatchError,
 )
 from .initializers import Initializer, initializer
 from .layers import Layer, layer
@@ -20,7 +39,11 @@ from .losses import Loss, loss
 from .model import Model
 from .optimizers import Optimizer, optimizer
 from .registry import (
-    REGISTRIES, register_activation, register_initializer, register_layer, register_loss,
+    REGISTRIES,
+    register_activation,
+    register_initializer,
+    register_layer,
+    register_loss,
     register_optimizer,
 )
 
@@ -37,12 +60,49 @@ def save(model, path, *, metadata=None):
 
 
 __all__ = [
-    "__version__", "Model", "load", "save", "Callback", "History", "LearningRateScheduler",
-    "ModelCheckpoint", "RegnetError", "ConfigError", "UnknownComponentError", "PluginError",
-    "ShapeError", "WeightsMismatchError", "FileFormatError", "IntegrityError", "DataError",
-    "DownloadError", "TrainingDivergedError", "REGISTRIES", "Layer", "layer", "Activation",
-    "activation", "Loss", "loss", "Optimizer", "optimizer", "Initializer", "initializer",
-    "register_layer", "register_activation", "register_loss", "register_optimizer",
-    "register_initializer", "activations", "checkpoint", "datasets", "initializers", "io",
-    "layers", "losses", "metrics", "optimizers", "zoo",
+    "__version__",
+    "Model",
+    "load",
+    "save",
+    "Callback",
+    "History",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "RegnetError",
+    "ConfigError",
+    "UnknownComponentError",
+    "PluginError",
+    "ShapeError",
+    "WeightsMismatchError",
+    "FileFormatError",
+    "IntegrityError",
+    "DataError",
+    "DownloadError",
+    "TrainingDivergedError",
+    "REGISTRIES",
+    "Layer",
+    "layer",
+    "Activation",
+    "activation",
+    "Loss",
+    "loss",
+    "Optimizer",
+    "optimizer",
+    "Initializer",
+    "initializer",
+    "register_layer",
+    "register_activation",
+    "register_loss",
+    "register_optimizer",
+    "register_initializer",
+    "activations",
+    "checkpoint",
+    "datasets",
+    "initializers",
+    "io",
+    "layers",
+    "losses",
+    "metrics",
+    "optimizers",
+    "zoo",
 ]

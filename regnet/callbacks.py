@@ -121,7 +121,9 @@ class ModelCheckpoint(Callback):
         try:
             path = self.path.format(epoch=epoch, **logs)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"checkpoint path {self.path!r} cannot be filled from the epoch logs: {exc}", field="path") from None
+            raise ConfigError(
+                f"checkpoint path {self.path!r} cannot be filled from the epoch logs: {exc}", field="path"
+            ) from None
         meta = {**self.metadata, "checkpoint": {"epoch": epoch, "monitor": self.monitor, "best": self.best}}
         checkpoint.save(self.model, path, metadata=meta)
         self.saved.append(path)

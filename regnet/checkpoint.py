@@ -10,7 +10,6 @@ Everything read is checked and staged before the model is touched: a file that d
 leaves the model exactly as it was.
 """
 
-import os
 import warnings
 from typing import Any
 
@@ -72,9 +71,16 @@ def components(model: Any) -> list[dict]:
             prov = reg.provider(name)
         except RegnetError:
             continue
-        out.append({"kind": kind, "name": reg.canonical(name), "builtin": prov.builtin,
-                    "distribution": prov.distribution, "version": prov.version,
-                    "entry_point": prov.entry_point})
+        out.append(
+            {
+                "kind": kind,
+                "name": reg.canonical(name),
+                "builtin": prov.builtin,
+                "distribution": prov.distribution,
+                "version": prov.version,
+                "entry_point": prov.entry_point,
+            }
+        )
     return out
 
 
@@ -142,8 +148,11 @@ def _training_components(config: dict, f: io.ModelFile) -> tuple:
         try:
             found.append(metrics.get(name))
         except (ConfigError, TypeError):
-            warnings.warn(f"{f.path}: metric {escape(repr(name), 200)} is not known here and is left out",
-                          RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"{f.path}: metric {escape(repr(name), 200)} is not known here and is left out",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     return loss, optimizer, found
 
 
@@ -239,4 +248,6 @@ def require_components(entries: list, path: str) -> None:
                 f"package registers it in the entry-point group '{reg.group}'{hint}"
             ) from None
         except PluginError as exc:
-            raise PluginError(f"{path}: {kind[:-1]} type '{name}' (kind '{kind}', group '{reg.group}'): {exc}{hint}") from exc
+            raise PluginError(
+                f"{path}: {kind[:-1]} type '{name}' (kind '{kind}', group '{reg.group}'): {exc}{hint}"
+            ) from exc

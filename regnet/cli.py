@@ -69,8 +69,16 @@ def cmd_train(args, argv):
     if args.augment:
         _fit_augmented(model, x, y, args, val, schedule, verbose)
     else:
-        model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
-                  seed=args.seed, callbacks=[schedule], verbose=verbose)
+        model.fit(
+            x,
+            y,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            validation_data=val,
+            seed=args.seed,
+            callbacks=[schedule],
+            verbose=verbose,
+        )
     seconds = time.perf_counter() - t0
     model.optimizer.learning_rate = args.lr
     final = model.evaluate(xt, yt, batch_size=max(256, args.batch_size))
@@ -85,9 +93,11 @@ def cmd_train(args, argv):
     if args.no_optimizer_state:
         model.optimizer.slots = {slot: {} for slot in model.optimizer.slot_names}
     checkpoint.save(model, args.out, metadata=metadata)
-    print(f"saved {args.out}: test accuracy {final['accuracy']:.4f}, loss {final['loss']:.4f} "
-          f"on {len(xt)} samples; {model.count_params():,} parameters; trained {args.epochs} epochs "
-          f"in {seconds:.1f} s")
+    print(
+        f"saved {args.out}: test accuracy {final['accuracy']:.4f}, loss {final['loss']:.4f} "
+        f"on {len(xt)} samples; {model.count_params():,} parameters; trained {args.epochs} epochs "
+        f"in {seconds:.1f} s"
+    )
     return 0
 
 
@@ -115,8 +125,16 @@ def _fit_augmented(model, x, y, args, val, schedule, verbose):
     rng = np.random.default_rng(None if args.seed is None else [args.seed, 1])
     for epoch in range(args.epochs):
         xa = random_shift(x, args.augment, rng)
-        model.fit(xa, y, epochs=1, batch_size=args.batch_size, validation_data=val,
-                  seed=args.seed if epoch == 0 else None, callbacks=[schedule], verbose=verbose)
+        model.fit(
+            xa,
+            y,
+            epochs=1,
+            batch_size=args.batch_size,
+            validation_data=val,
+            seed=args.seed if epoch == 0 else None,
+            callbacks=[schedule],
+            verbose=verbose,
+        )
 
 
 def cmd_evaluate(args, argv):
@@ -158,8 +176,9 @@ def cmd_summary(args, argv):
     print(f"Trained epochs: {model.epoch}")
     if model.history:
         last = model.history[-1]
-        print("Last epoch: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                         for k, v in last.items()))
+        print(
+            "Last epoch: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
+        )
     for key in ("command", "data", "train_seconds", "test_accuracy"):
         if key in meta:
             print(f"{key.replace('_', ' ').capitalize()}: {meta[key]}")
@@ -171,8 +190,16 @@ def cmd_zoo(args, argv):
         rows = [("name", "task", "dataset", "params", "test acc", "train s")]
         for name in zoo.list():
             e = zoo.info(name)
-            rows.append((name, e["task"], e["dataset"], f"{e['params']:,}", f"{100 * e['test_accuracy']:.2f} %",
-                         f"{e['train_seconds']:.0f}"))
+            rows.append(
+                (
+                    name,
+                    e["task"],
+                    e["dataset"],
+                    f"{e['params']:,}",
+                    f"{100 * e['test_accuracy']:.2f} %",
+                    f"{e['train_seconds']:.0f}",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -230,47 +257,80 @@ def _non_negative_float(text):
 
 
 def _data_help(default):
-    return (f"mnist, mnist-sample, moons, circles, spirals (optionally with arguments, e.g. "
-            f"moons:n=2000,seed=1), a folder of MNIST IDX files or an .npz file (default: {default})")
+    return (
+        f"mnist, mnist-sample, moons, circles, spirals (optionally with arguments, e.g. "
+        f"moons:n=2000,seed=1), a folder of MNIST IDX files or an .npz file (default: {default})"
+    )
 
 
 def build_parser():
     debug = argparse.ArgumentParser(add_help=False)
-    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show the full traceback on errors")
-    p = argparse.ArgumentParser(prog="regnet", description="Train, inspect and use regnet models.",
-                                parents=[debug])
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors"
+    )
+    p = argparse.ArgumentParser(prog="regnet", description="Train, inspect and use regnet models.", parents=[debug])
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    t = sub.add_parser("train", parents=[debug], help="train a model from a JSON spec and save it",
-                       description="Train a model from a JSON spec; the HDF5 file holds weights, "
-                                   "optimizer state, history and the command line.")
+    t = sub.add_parser(
+        "train",
+        parents=[debug],
+        help="train a model from a JSON spec and save it",
+        description="Train a model from a JSON spec; the HDF5 file holds weights, "
+        "optimizer state, history and the command line.",
+    )
     t.add_argument("spec", metavar="SPEC.json")
     t.add_argument("--data", default="mnist", help=_data_help("mnist"))
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=64)
     t.add_argument("--optimizer", default="adam", help="registered optimizer name (default: adam)")
     t.add_argument("--lr", type=_non_negative_float, default=1e-3, help="(peak) learning rate")
-    t.add_argument("--lr-schedule", choices=SCHEDULES, default="constant",
-                   help="per-batch schedule: constant, cosine or linear decay to 0, exponential")
-    t.add_argument("--lr-decay", type=_non_negative_float, default=0.9,
-                   help="factor per epoch for --lr-schedule exponential (default: 0.9)")
-    t.add_argument("--warmup", type=_non_negative_float, default=0.0,
-                   help="epochs of linear learning-rate warm-up (may be fractional)")
-    t.add_argument("--weight-decay", type=_non_negative_float, default=None,
-                   help="optimizer weight decay (for optimizers that have one, e.g. adamw, sgd)")
+    t.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="per-batch schedule: constant, cosine or linear decay to 0, exponential",
+    )
+    t.add_argument(
+        "--lr-decay",
+        type=_non_negative_float,
+        default=0.9,
+        help="factor per epoch for --lr-schedule exponential (default: 0.9)",
+    )
+    t.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        default=0.0,
+        help="epochs of linear learning-rate warm-up (may be fractional)",
+    )
+    t.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=None,
+        help="optimizer weight decay (for optimizers that have one, e.g. adamw, sgd)",
+    )
     t.add_argument("--momentum", type=_non_negative_float, default=None, help="SGD momentum")
     t.add_argument("--loss", default="categorical_crossentropy")
-    t.add_argument("--augment", type=int, default=0, metavar="PIXELS",
-                   help="shift training images randomly by up to PIXELS in each direction, per epoch")
-    t.add_argument("--validation", default="test",
-                   help="'test' (evaluate on the test split after each epoch), 'none', or a fraction "
-                        "of the training set to hold out")
+    t.add_argument(
+        "--augment",
+        type=int,
+        default=0,
+        metavar="PIXELS",
+        help="shift training images randomly by up to PIXELS in each direction, per epoch",
+    )
+    t.add_argument(
+        "--validation",
+        default="test",
+        help="'test' (evaluate on the test split after each epoch), 'none', or a fraction "
+        "of the training set to hold out",
+    )
     t.add_argument("--seed", type=int, default=0, help="weights, dropout, shuffling (default: 0)")
     t.add_argument("--out", default="model.h5", help="output file (default: model.h5)")
-    t.add_argument("--no-optimizer-state", action="store_true",
-                   help="leave the optimizer's moment estimates out of the file (a smaller file; "
-                        "resumed training starts them afresh)")
+    t.add_argument(
+        "--no-optimizer-state",
+        action="store_true",
+        help="leave the optimizer's moment estimates out of the file (a smaller file; "
+        "resumed training starts them afresh)",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=cmd_train)
 
@@ -341,8 +401,10 @@ def main(argv=None):
     except Exception as exc:  # anything unforeseen still gets one line
         if debug:
             raise
-        print(f"regnet: error: unexpected {type(exc).__name__}: {_one_line(exc)} (run with --debug for "
-              f"the traceback)", file=sys.stderr)
+        print(
+            f"regnet: error: unexpected {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -17,8 +17,20 @@ from .errors import ConfigError
 from .text import show
 
 __all__ = [
-    "MAX_SIZE", "KIND", "show", "integer", "number", "boolean", "choice", "string", "pair", "shape",
-    "component", "activation", "initializer", "kind_of",
+    "MAX_SIZE",
+    "KIND",
+    "show",
+    "integer",
+    "number",
+    "boolean",
+    "choice",
+    "string",
+    "pair",
+    "shape",
+    "component",
+    "activation",
+    "initializer",
+    "kind_of",
 ]
 
 #: upper bound on any size-like integer in a config (units, filters, kernel sizes, ...)

@@ -108,4 +108,5 @@ def _scheme(name: str, scale: float, mode: str, distribution: str, aliases: tupl
 
 
 HeNormal, HeUniform, GlorotNormal, GlorotUniform, LecunNormal, LecunUniform = (
-    _scheme(name, *scheme) for name, scheme in SCHEMES.items())
+    _scheme(name, *scheme) for name, scheme in SCHEMES.items()
+)

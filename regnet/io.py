@@ -126,7 +126,9 @@ def _dumps(value, what):
     try:
         return json.dumps(value, default=_json_default, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"{what} must be plain JSON data (dicts, lists, strings, numbers): {exc}", field=what) from exc
+        raise ConfigError(
+            f"{what} must be plain JSON data (dicts, lists, strings, numbers): {exc}", field=what
+        ) from exc
 
 
 def _text(value):
@@ -239,7 +241,9 @@ class Mismatch:
 
     def __str__(self):
         found = "no shape (empty dataspace)" if self.file_shape is None else f"shape {list(self.file_shape)}"
-        return f"'{self.name}': file has {found} {self.file_dtype}, model expects shape {list(self.model_shape)} float32"
+        return (
+            f"'{self.name}': file has {found} {self.file_dtype}, model expects shape {list(self.model_shape)} float32"
+        )
 
 
 @attrs.frozen
@@ -379,7 +383,9 @@ class ModelFile:
             return default
         info = h5py.check_string_dtype(ds.dtype)
         if info is None or info.length is None or ds.shape != ():
-            raise self.fail(f"'{where}' must be a scalar fixed-length string dataset, found {ds.dtype} of shape {ds.shape}")
+            raise self.fail(
+                f"'{where}' must be a scalar fixed-length string dataset, found {ds.dtype} of shape {ds.shape}"
+            )
         if ds.dtype.itemsize > MAX_JSON_BYTES:
             raise self.fail(f"'{where}' declares {ds.dtype.itemsize} bytes (limit {MAX_JSON_BYTES})")
         raw = ds[()]
@@ -419,7 +425,6 @@ class ModelFile:
         if version < 1:
             raise self.fail(f"format_version {version} is not a valid version")
         return fmt
-
 
     # sections
     def spec(self):
@@ -546,6 +551,16 @@ def read_metadata(path: "str | os.PathLike[str]") -> dict:
 
 
 __all__ = [
-    "ModelRecord", "ModelFile", "WeightsReport", "Mismatch", "write", "write_weights", "open_file",
-    "read_metadata", "atomic_write", "FORMAT", "WEIGHTS_FORMAT", "FORMAT_VERSION",
+    "ModelRecord",
+    "ModelFile",
+    "WeightsReport",
+    "Mismatch",
+    "write",
+    "write_weights",
+    "open_file",
+    "read_metadata",
+    "atomic_write",
+    "FORMAT",
+    "WEIGHTS_FORMAT",
+    "FORMAT_VERSION",
 ]

@@ -70,11 +70,9 @@ def get(spec: Any) -> Loss:
 
 def _check_same_shape(target, pred_shape):
     """Targets must have the outputs' shape, up to axes of length 1 (``(N,)`` fits ``(N, 1)``)."""
-    squeeze = lambda shape: [d for d in shape[1:] if d != 1]  # noqa: E731
+    squeeze = lambda shape: [d for d in shape[1:] if d != 1]
     if squeeze(target.shape) != squeeze(pred_shape):
-        raise DataError(
-            f"targets of shape {list(target.shape)} do not match outputs of shape {['N', *pred_shape[1:]]}"
-        )
+        raise DataError(f"targets of shape {list(target.shape)} do not match outputs of shape {['N', *pred_shape[1:]]}")
 
 
 def _labels(target, k):
@@ -84,8 +82,16 @@ def _labels(target, k):
     return None, target
 
 
-@loss("categorical_crossentropy", aliases=("CategoricalCrossentropy", "sparse_categorical_crossentropy", "cross_entropy",
-             "SparseCategoricalCrossentropy", "CrossEntropyLoss"))
+@loss(
+    "categorical_crossentropy",
+    aliases=(
+        "CategoricalCrossentropy",
+        "sparse_categorical_crossentropy",
+        "cross_entropy",
+        "SparseCategoricalCrossentropy",
+        "CrossEntropyLoss",
+    ),
+)
 class CategoricalCrossentropy(Loss):
     """Cross-entropy over the last axis; targets are integer labels ``(N,)`` or rows ``(N, K)``."""
 
@@ -94,7 +100,7 @@ class CategoricalCrossentropy(Loss):
     EPS = 1e-7
 
     def check_target(self, target, pred_shape):
-        n, k = pred_shape[0], pred_shape[-1]
+        k = pred_shape[-1]
         out = ["N", *pred_shape[1:]]
         if target.ndim == 1 and len(pred_shape) == 2:
             if not np.issubdtype(target.dtype, np.integer) and not np.all(np.mod(target, 1) == 0):
@@ -111,8 +117,7 @@ class CategoricalCrossentropy(Loss):
             )
         elif target.size and (target.min() < 0 or target.max() > 1):
             raise DataError(
-                f"one-hot or probability targets must lie in [0, 1], found values in "
-                f"[{target.min()}, {target.max()}]"
+                f"one-hot or probability targets must lie in [0, 1], found values in [{target.min()}, {target.max()}]"
             )
 
     def value_and_grad(self, pred, target):

@@ -53,9 +53,12 @@ class MeanSquaredError:
 
 
 _METRICS = {
-    "accuracy": Accuracy, "acc": Accuracy,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
+    "accuracy": Accuracy,
+    "acc": Accuracy,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
 }
 
 
@@ -96,11 +99,22 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: i
     confusion = confusion_matrix(y_true, y_pred, num_classes)
     n, correct = int(confusion.sum()), int(np.trace(confusion))
     support = confusion.sum(axis=1)
-    per_class = [{"class": k, "support": int(support[k]), "correct": int(confusion[k, k]),
-                  "accuracy": float(confusion[k, k] / support[k]) if support[k] else None}
-                 for k in range(len(confusion))]
-    return {"accuracy": correct / n if n else 0.0, "n": n, "correct": correct, "confusion": confusion,
-            "per_class": per_class}
+    per_class = [
+        {
+            "class": k,
+            "support": int(support[k]),
+            "correct": int(confusion[k, k]),
+            "accuracy": float(confusion[k, k] / support[k]) if support[k] else None,
+        }
+        for k in range(len(confusion))
+    ]
+    return {
+        "accuracy": correct / n if n else 0.0,
+        "n": n,
+        "correct": correct,
+        "confusion": confusion,
+        "per_class": per_class,
+    }
 
 
 def format_report(report: dict, label: str) -> str:

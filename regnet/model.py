@@ -9,7 +9,8 @@ import json
 
 import numpy as np
 
-from . import activations, checkpoint, losses, metrics as _metrics, optimizers, runtime, spec
+from . import activations, checkpoint, losses, optimizers, runtime, spec
+from . import metrics as _metrics
 from .errors import ConfigError, RegnetError, WeightsMismatchError
 from .io import Mismatch, WeightsReport
 from .registry import registered_name, to_plain
@@ -137,8 +138,10 @@ class Model:
                 loaded.append(key)
         report = WeightsReport(loaded, missing, unexpected, mismatched)
         if strict and not report.ok:
-            raise WeightsMismatchError(f"the state does not fit the model ({len(report.problems())} problem(s)): "
-                                       + "; ".join(report.problems()))
+            raise WeightsMismatchError(
+                f"the state does not fit the model ({len(report.problems())} problem(s)): "
+                + "; ".join(report.problems())
+            )
         for key in loaded:
             np.copyto(own[key], state[key], casting="same_kind")
         return report
@@ -254,12 +257,17 @@ class Model:
             )
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "  ".join("-" * w for w in widths)
-        fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+        fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
         trainable = sum(int(v.size) for v in self.params.values())
         total = self.count_params()
-        out = [fmt(rows[0]), line, *map(fmt, rows[1:]), line,
-               f"Input shape: {['N', *self.input_shape]}",
-               f"Total params: {total:,} (trainable {trainable:,}, non-trainable {total - trainable:,})"]
+        out = [
+            fmt(rows[0]),
+            line,
+            *map(fmt, rows[1:]),
+            line,
+            f"Input shape: {['N', *self.input_shape]}",
+            f"Total params: {total:,} (trainable {trainable:,}, non-trainable {total - trainable:,})",
+        ]
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)

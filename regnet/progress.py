@@ -20,8 +20,14 @@ class Progress:
         self.seen = 0
         self.last = 0.0
         if self.tty:
-            self.bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{self.epochs}", file=sys.stderr,
-                            unit="batch", leave=True, dynamic_ncols=True)
+            self.bar = tqdm(
+                total=n_batches,
+                desc=f"epoch {epoch}/{self.epochs}",
+                file=sys.stderr,
+                unit="batch",
+                leave=True,
+                dynamic_ncols=True,
+            )
 
     def batch(self, size, logs):
         self.seen += size
@@ -41,5 +47,8 @@ class Progress:
             self.bar.set_postfix_str(f"{text} - {self.seen / dt:,.0f} img/s")
             self.bar.close()
         elif self.verbose >= 1:
-            print(f"epoch {epoch}/{self.epochs} - {dt:.1f}s - {self.seen / dt:,.0f} img/s - {text}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"epoch {epoch}/{self.epochs} - {dt:.1f}s - {self.seen / dt:,.0f} img/s - {text}",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -234,9 +234,7 @@ class Registry:
             return self._load(key)
         if key in self._broken:
             b = self._broken[key]
-            raise PluginError(
-                f"{self.kind} '{key}' from distribution {_describe(b.provider)} is broken: {b.error}"
-            )
+            raise PluginError(f"{self.kind} '{key}' from distribution {_describe(b.provider)} is broken: {b.error}")
         if key in self._withheld:
             prov = self._withheld[key]
             raise UnknownComponentError(
@@ -271,9 +269,7 @@ class Registry:
             try:
                 self._check(type(spec))
             except TypeError:
-                raise ConfigError(
-                    f"expected {self.a_noun} name, dict or instance, got {type(spec).__name__}"
-                ) from None
+                raise ConfigError(f"expected {self.a_noun} name, dict or instance, got {type(spec).__name__}") from None
             return spec  # already an instance
         cls = self.get(spec)
         return construct(cls, config, what=f"{self.noun} '{spec}'")
@@ -344,8 +340,11 @@ def construct(cls, config, *, what):
                 f"its fields are {', '.join(sorted(known)) or 'none'}",
                 field=unknown[0],
             )
-        missing = [a.name for a in attrs.fields(cls)
-                   if a.init and a.default is attrs.NOTHING and (a.alias or a.name) not in config]
+        missing = [
+            a.name
+            for a in attrs.fields(cls)
+            if a.init and a.default is attrs.NOTHING and (a.alias or a.name) not in config
+        ]
         if missing:
             raise ConfigError(f"{what} needs field(s) {', '.join(missing)}", field=missing[0])
     try:
@@ -356,7 +355,6 @@ def construct(cls, config, *, what):
         raise ConfigError(f"{what}: {exc}") from exc
 
 
-
 layers = Registry("layers")
 activations = Registry("activations")
 losses = Registry("losses")
@@ -364,6 +362,7 @@ optimizers = Registry("optimizers")
 initializers = Registry("initializers")
 
 REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers)}
+
 
 def component_decorator(registry: Registry, **define_options: object):
     """The decorator of one kind, e.g. ``@layer("Dense", aliases=("Linear",))``: it makes the class
@@ -438,13 +437,24 @@ def plugin_report(*, load=True):
         components = []
         for name in reg.list():
             prov = reg.provider(name)
-            components.append({
-                "name": name, "distribution": prov.distribution, "version": prov.version,
-                "entry_point": prov.entry_point, "builtin": prov.builtin, "loaded": name in reg._items,
-            })
+            components.append(
+                {
+                    "name": name,
+                    "distribution": prov.distribution,
+                    "version": prov.version,
+                    "entry_point": prov.entry_point,
+                    "builtin": prov.builtin,
+                    "loaded": name in reg._items,
+                }
+            )
         broken = [
-            {"name": b.name, "distribution": b.provider.distribution, "version": b.provider.version,
-             "entry_point": b.provider.entry_point, "error": b.error}
+            {
+                "name": b.name,
+                "distribution": b.provider.distribution,
+                "version": b.provider.version,
+                "entry_point": b.provider.entry_point,
+                "error": b.error,
+            }
             for b in reg.broken()
         ]
         report[kind] = {"group": reg.group, "components": components, "broken": broken}

@@ -60,15 +60,30 @@ def train_step(model, xb, yb, guard=None):
     if bad:
         bad_grads = divergence.non_finite(model.grads)
         guard.rewind(_step)
-        cause = (f"the gradients of {', '.join(bad_grads)} are not finite" if bad_grads else
-                 f"{', '.join(bad)} became non-finite (the loss and gradients were finite)")
+        cause = (
+            f"the gradients of {', '.join(bad_grads)} are not finite"
+            if bad_grads
+            else f"{', '.join(bad)} became non-finite (the loss and gradients were finite)"
+        )
         raise TrainingDivergedError(f"{cause}; the step was undone")
     guard.record(xb, yb, hyper)
     return loss, out
 
 
-def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=True, seed=None,
-        callbacks=(), verbose=1, resume_from=None):
+def fit(
+    model,
+    x,
+    y,
+    *,
+    epochs=1,
+    batch_size=32,
+    validation_data=None,
+    shuffle=True,
+    seed=None,
+    callbacks=(),
+    verbose=1,
+    resume_from=None,
+):
     """Train for ``epochs`` more epochs; returns a ``History``.
 
     ``seed`` (optional) resets the model's generator, which drives shuffling and dropout: the
@@ -105,8 +120,10 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
     n_batches = -(-n // batch_size)
     guard = divergence.Guard(model)
     # callbacks run between steps; one with its own on_batch_end may change the weights
-    resave = any(getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end
-                 and getattr(cb, "changes_weights", True) for cb in callbacks)
+    resave = any(
+        getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end and getattr(cb, "changes_weights", True)
+        for cb in callbacks
+    )
     for cb in callbacks:
         cb.on_train_begin()
     for _ in range(epochs):
@@ -129,7 +146,8 @@ def fit(model, x, y, *, epochs=1, batch_size=32, validation_data=None, shuffle=T
                 raise TrainingDivergedError(
                     f"training diverged at epoch {epoch}, batch {b + 1}/{n_batches}: {exc}; the model is "
                     f"left as it was before that batch (try a lower learning rate)",
-                    epoch=epoch, batch=b + 1,
+                    epoch=epoch,
+                    batch=b + 1,
                 ) from None
             sums["loss"] += loss * len(idx)
             if model.metrics:

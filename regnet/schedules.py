@@ -17,8 +17,15 @@ class StepSchedule(Callback):
 
     changes_weights = False  # sets the learning rate only: the divergence guard replays it
 
-    def __init__(self, kind: str, base_lr: float, steps_per_epoch: int, epochs: int,
-                 warmup_epochs: float = 0.0, decay: float = 0.9) -> None:
+    def __init__(
+        self,
+        kind: str,
+        base_lr: float,
+        steps_per_epoch: int,
+        epochs: int,
+        warmup_epochs: float = 0.0,
+        decay: float = 0.9,
+    ) -> None:
         self.kind, self.base_lr, self.decay = kind, base_lr, decay
         self.steps_per_epoch = steps_per_epoch
         self.total = max(1, steps_per_epoch * epochs)

@@ -9,8 +9,8 @@ default: the previous entry, or the model input for the first). The output is th
 import json
 import math
 import os
-import stat
 import re
+import stat
 
 import attrs
 
@@ -95,7 +95,7 @@ def normalise(spec):
     """Check the top level; return ``(input_shape, [layer entry dicts])``."""
     if isinstance(spec, list):
         if not spec or not isinstance(spec[0], dict) or spec[0].get("type") != "Input":
-            raise ConfigError("a bare layer list must start with {\"type\": \"Input\", \"shape\": [...]}")
+            raise ConfigError('a bare layer list must start with {"type": "Input", "shape": [...]}')
         first = spec[0]
         extra = set(first) - {"type", "shape", "name"}
         if extra:
@@ -136,7 +136,8 @@ def _input_shape(value):
     if math.prod(shape) > MAX_SAMPLE_ELEMENTS:
         raise ConfigError(
             f"an input of shape {list(shape)} holds {math.prod(shape):.3g} values per sample "
-            f"(limit {MAX_SAMPLE_ELEMENTS:.3g})", field="input_shape"
+            f"(limit {MAX_SAMPLE_ELEMENTS:.3g})",
+            field="input_shape",
         )
     return shape
 
@@ -171,7 +172,9 @@ def build_nodes(entries):
     for node in nodes:
         for src in node.inputs:
             if src != INPUT and src not in names:
-                raise ConfigError(f"input '{src}' is not the name of any layer", layer=f"#{node.index} '{node.name}'", field="inputs")
+                raise ConfigError(
+                    f"input '{src}' is not the name of any layer", layer=f"#{node.index} '{node.name}'", field="inputs"
+                )
     return _toposort(nodes)
 
 
@@ -210,16 +213,22 @@ def _fresh_name(layer, taken):
 def _inputs(value, prev, layer, where):
     if value is None:
         if layer.n_inputs is None:
-            raise ConfigError(f"{type(layer).__name__} needs 'inputs': a list of two or more layer names", layer=where, field="inputs")
+            raise ConfigError(
+                f"{type(layer).__name__} needs 'inputs': a list of two or more layer names", layer=where, field="inputs"
+            )
         return [prev]
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
-        raise ConfigError(f"'inputs' must be a layer name or a list of names, got {fields.show(value)}", layer=where, field="inputs")
+        raise ConfigError(
+            f"'inputs' must be a layer name or a list of names, got {fields.show(value)}", layer=where, field="inputs"
+        )
     if layer.n_inputs is None and len(value) < 2:
         raise ConfigError(f"{type(layer).__name__} needs two or more inputs, got {value}", layer=where, field="inputs")
     if layer.n_inputs is not None and len(value) != layer.n_inputs:
-        raise ConfigError(f"{type(layer).__name__} takes {layer.n_inputs} input(s), got {value}", layer=where, field="inputs")
+        raise ConfigError(
+            f"{type(layer).__name__} takes {layer.n_inputs} input(s), got {value}", layer=where, field="inputs"
+        )
     return list(value)
 
 
@@ -240,7 +249,9 @@ def _toposort(nodes):
                 order.append(node)
                 continue
             if state.get(nxt) == "open":
-                raise ConfigError(f"the graph has a cycle through '{nxt}'", layer=f"#{node.index} '{node.name}'", field="inputs")
+                raise ConfigError(
+                    f"the graph has a cycle through '{nxt}'", layer=f"#{node.index} '{node.name}'", field="inputs"
+                )
             if nxt not in state:
                 state[nxt] = "open"
                 stack.append((by_name[nxt], iter(by_name[nxt].inputs)))
@@ -251,7 +262,9 @@ def _toposort(nodes):
             used.update(node.inputs)
     for node in nodes:
         if node.name not in used:
-            raise ConfigError("layer is not connected to the model output (the last layer)", layer=f"#{node.index} '{node.name}'")
+            raise ConfigError(
+                "layer is not connected to the model output (the last layer)", layer=f"#{node.index} '{node.name}'"
+            )
     return order
 
 

@@ -50,8 +50,8 @@ import attrs
 import numpy as np
 
 from . import checkpoint, registry
-from .model import Model
 from .errors import DataError, PluginError, RegnetError
+from .model import Model
 
 KINDS = registry.KINDS
 
@@ -308,62 +308,93 @@ def _config_round_trip(subject, obj):
 
 #: test input shapes of the built-in layers (batch axis excluded; a list for merge layers)
 BUILTIN_INPUT_SHAPES = {
-    "Dense": (4,), "Flatten": (2, 3, 3), "Reshape": (2, 3, 2), "Activation": (5,), "Dropout": (6,),
-    "Conv2D": (2, 5, 5), "MaxPool2D": (2, 4, 4), "AvgPool2D": (2, 4, 4), "BatchNorm": (3,),
-    "Add": [(2, 3), (2, 3)], "Concatenate": [(2, 3, 3), (3, 3, 3)],
+    "Dense": (4,),
+    "Flatten": (2, 3, 3),
+    "Reshape": (2, 3, 2),
+    "Activation": (5,),
+    "Dropout": (6,),
+    "Conv2D": (2, 5, 5),
+    "MaxPool2D": (2, 4, 4),
+    "AvgPool2D": (2, 4, 4),
+    "BatchNorm": (3,),
+    "Add": [(2, 3), (2, 3)],
+    "Concatenate": [(2, 3, 3), (3, 3, 3)],
 }
 #: configs for the built-in components' required fields
 BUILTIN_CONFIGS = {
     "layers": {
-        "Dense": {"units": 3}, "Reshape": {"target_shape": [3, -1]}, "Activation": {"activation": "tanh"},
-        "Dropout": {"rate": 0.3}, "Conv2D": {"filters": 3, "kernel_size": 3},
+        "Dense": {"units": 3},
+        "Reshape": {"target_shape": [3, -1]},
+        "Activation": {"activation": "tanh"},
+        "Dropout": {"rate": 0.3},
+        "Conv2D": {"filters": 3, "kernel_size": 3},
     },
 }
 #: further configurations of the built-ins, each ``(config, options)``: the options that take
 #: other code paths (``component_cases(extra=True)`` adds them)
 BUILTIN_EXTRA_CASES = {
-    "layers": [({"type": t, **c}, {"input_shape": s}) for t, c, s in [
-        ("Dense", {"units": 3, "use_bias": False}, (4,)),
-        ("Dense", {"units": 4, "activation": "relu"}, (5,)),
-        ("Dense", {"units": 3, "activation": "softmax"}, (4,)),
-        ("Dense", {"units": 2, "activation": {"type": "leaky_relu", "alpha": 0.2}}, (3,)),
-        ("Conv2D", {"filters": 2, "kernel_size": 3, "strides": 2}, (2, 7, 7)),
-        ("Conv2D", {"filters": 2, "kernel_size": 3, "padding": "same"}, (2, 5, 5)),
-        ("Conv2D", {"filters": 2, "kernel_size": [2, 3], "padding": 1}, (3, 4, 5)),
-        ("Conv2D", {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False}, (2, 6, 6)),
-        ("Conv2D", {"filters": 2, "kernel_size": 1, "activation": "tanh"}, (3, 3, 3)),
-        ("MaxPool2D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 5, 5)),
-        ("MaxPool2D", {"pool_size": 3, "strides": 1}, (1, 5, 5)),
-        ("MaxPool2D", {"pool_size": 2, "padding": 1}, (2, 5, 5)),
-        ("AvgPool2D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 5, 5)),
-        ("AvgPool2D", {"pool_size": [2, 3], "strides": [1, 2]}, (2, 4, 6)),
-        ("AvgPool2D", {"pool_size": 2, "padding": 1}, (1, 4, 4)),
-        ("BatchNorm", {}, (3, 4, 4)),
-        ("BatchNorm", {"center": False, "momentum": 0.5}, (3, 2, 2)),
-        ("BatchNorm", {"scale": False, "activation": "relu"}, (5,)),
-        ("Dropout", {"rate": 0.5}, (3, 2, 2)),
-        ("Dropout", {"rate": 0.0}, (4,)),
-        ("Concatenate", {"axis": 1}, [(3, 2, 2), (3, 2, 2)]),
-        ("Concatenate", {"axis": -1}, [(2, 3, 2), (2, 3, 4)]),
-        ("Concatenate", {}, [(3,), (2,), (4,)]),
-        ("Add", {"activation": "relu"}, [(4,), (4,), (4,)]),
-        ("Activation", {"activation": "softmax"}, (6,)),
-        ("Activation", {"activation": {"type": "softmax", "axis": 1}}, (3, 2, 2)),
-        ("Activation", {"activation": {"type": "leaky_relu", "alpha": 0.3}}, (2, 3, 3)),
-        ("Flatten", {}, (2, 2, 3)),
-        ("Reshape", {"target_shape": [2, 2, 3]}, (12,)),
-    ]],
-    "activations": [({"type": t, **c}, {}) for t, c in [
-        ("leaky_relu", {"alpha": 0.3}), ("elu", {"alpha": 0.5}), ("softmax", {"axis": 1}),
-    ]],
-    "losses": [({"type": t, "from_logits": f}, {"targets": [k]}) for t, ks in [
-        ("categorical_crossentropy", ("integer_labels", "one_hot")), ("binary_crossentropy", ("binary", "probabilities")),
-    ] for f in (False, True) for k in ks],
-    "optimizers": [({"type": t, **c}, {}) for t, c in [
-        ("SGD", {"momentum": 0.9}), ("SGD", {"momentum": 0.9, "nesterov": True}), ("SGD", {"weight_decay": 0.01}),
-        ("AdaGrad", {"initial_accumulator_value": 0.1}), ("RMSprop", {"learning_rate": 0.01}),
-        ("AdamW", {"weight_decay": 0.1}),
-    ]],
+    "layers": [
+        ({"type": t, **c}, {"input_shape": s})
+        for t, c, s in [
+            ("Dense", {"units": 3, "use_bias": False}, (4,)),
+            ("Dense", {"units": 4, "activation": "relu"}, (5,)),
+            ("Dense", {"units": 3, "activation": "softmax"}, (4,)),
+            ("Dense", {"units": 2, "activation": {"type": "leaky_relu", "alpha": 0.2}}, (3,)),
+            ("Conv2D", {"filters": 2, "kernel_size": 3, "strides": 2}, (2, 7, 7)),
+            ("Conv2D", {"filters": 2, "kernel_size": 3, "padding": "same"}, (2, 5, 5)),
+            ("Conv2D", {"filters": 2, "kernel_size": [2, 3], "padding": 1}, (3, 4, 5)),
+            ("Conv2D", {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False}, (2, 6, 6)),
+            ("Conv2D", {"filters": 2, "kernel_size": 1, "activation": "tanh"}, (3, 3, 3)),
+            ("MaxPool2D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 5, 5)),
+            ("MaxPool2D", {"pool_size": 3, "strides": 1}, (1, 5, 5)),
+            ("MaxPool2D", {"pool_size": 2, "padding": 1}, (2, 5, 5)),
+            ("AvgPool2D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 5, 5)),
+            ("AvgPool2D", {"pool_size": [2, 3], "strides": [1, 2]}, (2, 4, 6)),
+            ("AvgPool2D", {"pool_size": 2, "padding": 1}, (1, 4, 4)),
+            ("BatchNorm", {}, (3, 4, 4)),
+            ("BatchNorm", {"center": False, "momentum": 0.5}, (3, 2, 2)),
+            ("BatchNorm", {"scale": False, "activation": "relu"}, (5,)),
+            ("Dropout", {"rate": 0.5}, (3, 2, 2)),
+            ("Dropout", {"rate": 0.0}, (4,)),
+            ("Concatenate", {"axis": 1}, [(3, 2, 2), (3, 2, 2)]),
+            ("Concatenate", {"axis": -1}, [(2, 3, 2), (2, 3, 4)]),
+            ("Concatenate", {}, [(3,), (2,), (4,)]),
+            ("Add", {"activation": "relu"}, [(4,), (4,), (4,)]),
+            ("Activation", {"activation": "softmax"}, (6,)),
+            ("Activation", {"activation": {"type": "softmax", "axis": 1}}, (3, 2, 2)),
+            ("Activation", {"activation": {"type": "leaky_relu", "alpha": 0.3}}, (2, 3, 3)),
+            ("Flatten", {}, (2, 2, 3)),
+            ("Reshape", {"target_shape": [2, 2, 3]}, (12,)),
+        ]
+    ],
+    "activations": [
+        ({"type": t, **c}, {})
+        for t, c in [
+            ("leaky_relu", {"alpha": 0.3}),
+            ("elu", {"alpha": 0.5}),
+            ("softmax", {"axis": 1}),
+        ]
+    ],
+    "losses": [
+        ({"type": t, "from_logits": f}, {"targets": [k]})
+        for t, ks in [
+            ("categorical_crossentropy", ("integer_labels", "one_hot")),
+            ("binary_crossentropy", ("binary", "probabilities")),
+        ]
+        for f in (False, True)
+        for k in ks
+    ],
+    "optimizers": [
+        ({"type": t, **c}, {})
+        for t, c in [
+            ("SGD", {"momentum": 0.9}),
+            ("SGD", {"momentum": 0.9, "nesterov": True}),
+            ("SGD", {"weight_decay": 0.01}),
+            ("AdaGrad", {"initial_accumulator_value": 0.1}),
+            ("RMSprop", {"learning_rate": 0.01}),
+            ("AdamW", {"weight_decay": 0.1}),
+        ]
+    ],
     "initializers": [({"type": "constant", "value": 0.5}, {})],
 }
 #: shapes tried, in order, for a layer that declares none
@@ -387,11 +418,16 @@ def default_input_shape(subject_or_spec):
             return candidate
         except Exception:  # try the next shape
             continue
-    raise ConformanceError(subject.label, [(
-        "input_shape",
-        f"none of the shapes {FALLBACK_INPUT_SHAPES} builds this layer; pass input_shape= or declare "
-        f"a class attribute test_input_shape",
-    )])
+    raise ConformanceError(
+        subject.label,
+        [
+            (
+                "input_shape",
+                f"none of the shapes {FALLBACK_INPUT_SHAPES} builds this layer; pass input_shape= or declare "
+                f"a class attribute test_input_shape",
+            )
+        ],
+    )
 
 
 def _norm_shape(shape):
@@ -468,7 +504,9 @@ def _layer_shape(t, training):
         raise _Fail(f"{_mode(training)}: backward returned {len(gin)} input gradients for {len(xs)} inputs")
     for i, (g, x) in enumerate(zip(gin, xs)):
         if np.shape(g) != x.shape:
-            raise _Fail(f"{_mode(training)}: input gradient {i} has shape {list(np.shape(g))}, input has {list(x.shape)}")
+            raise _Fail(
+                f"{_mode(training)}: input gradient {i} has shape {list(np.shape(g))}, input has {list(x.shape)}"
+            )
     if set(layer.grads) != set(layer.params):
         raise _Fail(f"grads keys {sorted(layer.grads)} differ from params keys {sorted(layer.params)}")
     for k, p in layer.params.items():
@@ -544,7 +582,9 @@ def _layer_gradient(t, training, atol, rtol, max_entries, eps):
         if err:
             problems.append(f"{what} gradient {list(value.shape)}: {err}")
     if problems:
-        raise _Fail(f"{_mode(training)}: backward disagrees with central differences (float64){note}: " + "; ".join(problems))
+        raise _Fail(
+            f"{_mode(training)}: backward disagrees with central differences (float64){note}: " + "; ".join(problems)
+        )
     _skipped_input_grad(layer, frozen, arg, r, training, analytic)
 
 
@@ -600,7 +640,9 @@ def _layer_determinism(t):
     for training in (True, False):
         ya, yb = a(t.arg(xs), training), b(t.arg(xs), training)
         if not np.array_equal(ya, yb):
-            raise _Fail(f"{_mode(training)}: two layers built with seed {t.seed} give different outputs ({_max_diff(ya, yb)})")
+            raise _Fail(
+                f"{_mode(training)}: two layers built with seed {t.seed} give different outputs ({_max_diff(ya, yb)})"
+            )
     y1, y2 = a(t.arg(xs), False), a(t.arg(xs), False)
     if not np.array_equal(y1, y2):
         raise _Fail(f"inference: two calls on the same input give different outputs ({_max_diff(y1, y2)})")
@@ -614,8 +656,10 @@ def _layer_hdf5(t):
         raise _Skip(f"input shapes {_shape_str(t.shape)} differ; the round trip uses one model input")
     cfg = {**t.subject.config, "name": t.subject.config.get("name") or "under_test"}
     if t.merge:
-        branches = [{"type": "Activation", "activation": "linear", "name": f"branch_{i}", "inputs": ["input"]}
-                    for i in range(len(shapes))]
+        branches = [
+            {"type": "Activation", "activation": "linear", "name": f"branch_{i}", "inputs": ["input"]}
+            for i in range(len(shapes))
+        ]
         entries = [*branches, {**cfg, "inputs": [b["name"] for b in branches]}]
     else:
         entries = [cfg]
@@ -653,8 +697,9 @@ def _same_weights(model, other, how):
             raise _Fail(f"{how}: '{k}' came back as {w2[k].dtype} {list(w2[k].shape)} ({_max_diff(w1[k], w2[k])})")
 
 
-def check_layer(layer, input_shape=None, *, seed=0, batch_size=3, checks=None,
-                atol=1e-6, rtol=1e-5, eps=1e-6, max_entries=48):
+def check_layer(
+    layer, input_shape=None, *, seed=0, batch_size=3, checks=None, atol=1e-6, rtol=1e-5, eps=1e-6, max_entries=48
+):
     """Check a layer (name, ``{"type": ...}`` config or instance) on ``input_shape`` (no batch axis).
 
     ``input_shape`` defaults to the class attribute ``test_input_shape``, the built-in table, or
@@ -749,8 +794,7 @@ def _act_batch_independence(act, shape, seed):
         raise _Fail(f"the output for sample 0 changed when other samples changed ({_max_diff(a, b)})")
 
 
-def check_activation(activation, shapes=((3, 5), (2, 3, 2, 2)), *, seed=0, checks=None,
-                     atol=1e-6, rtol=1e-5, eps=1e-6):
+def check_activation(activation, shapes=((3, 5), (2, 3, 2, 2)), *, seed=0, checks=None, atol=1e-6, rtol=1e-5, eps=1e-6):
     """Check an activation: element-wise or along an axis (softmax), on each shape in ``shapes``."""
     subject = _subject("activations", activation)
     run = _Run(subject.label, checks)
@@ -892,8 +936,13 @@ def check_loss(loss, pred_shape=None, *, targets=None, seed=0, checks=None, atol
                 run.failures.append(("targets", f"check_target() refuses {label} targets: {refused[label]}"))
         accepted = [(label, t) for label, t in accepted if label in targets]
     elif not accepted:
-        run.failures.append(("targets", "check_target() refuses every standard kind of target: " +
-                             "; ".join(f"{k}: {v}" for k, v in refused.items())))
+        run.failures.append(
+            (
+                "targets",
+                "check_target() refuses every standard kind of target: "
+                + "; ".join(f"{k}: {v}" for k, v in refused.items()),
+            )
+        )
     targets = accepted
     for label, target in targets:
         run("value", _loss_value, obj, shape, label, target, seed)
@@ -929,8 +978,10 @@ class _Quadratic:
         a = {k: rng.uniform(0.5, 2, s) * 10 / (lr * steps) for k, s in shapes.items()}
         c = {k: rng.uniform(-1, 1, s) for k, s in shapes.items()}
         dist = lr * math.sqrt(steps) / 2
-        start = {k: (c[k] + rng.choice([-1, 1], s) * rng.uniform(0.5, 1, s) * dist).astype(np.float32)
-                 for k, s in shapes.items()}
+        start = {
+            k: (c[k] + rng.choice([-1, 1], s) * rng.uniform(0.5, 1, s) * dist).astype(np.float32)
+            for k, s in shapes.items()
+        }
         return cls(a, c, start)
 
     def params(self):
@@ -980,8 +1031,11 @@ def _opt_dtype(subject, seed):
         if np.array_equal(v, quad.start[k]):
             raise _Fail(f"three steps with non-zero gradients left params['{k}'] unchanged")
     state = opt.state_dict()
-    bad = [f"'{k}' is {np.asarray(v).dtype}" for k, v in state.items()
-           if k != "iterations" and np.asarray(v).dtype != np.float32]
+    bad = [
+        f"'{k}' is {np.asarray(v).dtype}"
+        for k, v in state.items()
+        if k != "iterations" and np.asarray(v).dtype != np.float32
+    ]
     if bad:
         raise _Fail(f"optimizer state must be float32: {', '.join(bad)}")
     zero = {k: np.zeros_like(v) for k, v in params.items()}
@@ -1109,8 +1163,11 @@ def check_initializer(initializer, shapes=((64, 32), (16, 8, 3, 3), (128,)), *, 
 # -------------------------------------------------------------------------------------------------
 
 CHECKS = {
-    "layers": check_layer, "activations": check_activation, "losses": check_loss,
-    "optimizers": check_optimizer, "initializers": check_initializer,
+    "layers": check_layer,
+    "activations": check_activation,
+    "losses": check_loss,
+    "optimizers": check_optimizer,
+    "initializers": check_initializer,
 }
 
 
@@ -1148,8 +1205,11 @@ class Case:
 
 def _id_value(v):
     if isinstance(v, (list, tuple)):
-        return "x".join(_id_value(x) for x in v) if all(isinstance(x, int) for x in v) else \
-            "+".join(_id_value(x) for x in v)
+        return (
+            "x".join(_id_value(x) for x in v)
+            if all(isinstance(x, int) for x in v)
+            else "+".join(_id_value(x) for x in v)
+        )
     if isinstance(v, dict):
         return v.get("type", "dict") if "type" in v else "dict"
     return str(v)
@@ -1162,10 +1222,12 @@ def _declared_cases(kind, name, cls, builtin):
             entry = dict(entry)
             yield {"type": name, **entry.pop("config", {})}, entry
         return
-    config = {"type": name, **(BUILTIN_CONFIGS.get(kind, {}).get(name, {}) if builtin else {}),
-              **getattr(cls, "test_config", {})}
-    if kind == "losses" and attrs.has(cls) and "from_logits" in attrs.fields_dict(cls) \
-            and "from_logits" not in config:
+    config = {
+        "type": name,
+        **(BUILTIN_CONFIGS.get(kind, {}).get(name, {}) if builtin else {}),
+        **getattr(cls, "test_config", {}),
+    }
+    if kind == "losses" and attrs.has(cls) and "from_logits" in attrs.fields_dict(cls) and "from_logits" not in config:
         yield {**config, "from_logits": False}, {}
         yield {**config, "from_logits": True}, {}
         return

@@ -26,8 +26,9 @@ def escape(text: object, limit: int | None = None) -> str:
         text = text[: limit - 3] + "..."
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                   for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text
+    )
 
 
 def shape(dims: Iterable[object], batch: bool = True) -> str:

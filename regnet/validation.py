@@ -75,7 +75,9 @@ def validation_data(model, value):
         if isinstance(value, (tuple, list)):
             kind = f"a {type(value).__name__} of length {len(value)}"
         else:
-            kind = f"{type(value).__name__}" + (f" of shape {list(value.shape)}" if isinstance(value, np.ndarray) else "")
+            kind = f"{type(value).__name__}" + (
+                f" of shape {list(value.shape)}" if isinstance(value, np.ndarray) else ""
+            )
         raise DataError(f"validation_data must be a pair (x_val, y_val), got {kind}")
     vx = inputs(model, value[0], "validation x")
     return vx, targets(model, value[1], len(vx), "validation y")

@@ -21,8 +21,19 @@ from .model import Model
 
 MANIFEST = "manifest.json"
 FORMAT = "regnet.zoo"
-REQUIRED = ("name", "task", "dataset", "spec", "weights", "sha256", "size", "params", "test_accuracy",
-            "train_seconds", "command")
+REQUIRED = (
+    "name",
+    "task",
+    "dataset",
+    "spec",
+    "weights",
+    "sha256",
+    "size",
+    "params",
+    "test_accuracy",
+    "train_seconds",
+    "command",
+)
 
 
 def root():
@@ -50,7 +61,7 @@ def manifest():
     return doc
 
 
-def list():  # noqa: A001 - the zoo's public API mirrors the registries' list()
+def list():
     """Names of the zoo's models, sorted."""
     return sorted(e["name"] for e in manifest()["models"])
 
@@ -78,12 +89,16 @@ def verify(name):
     except OSError as exc:
         raise FileFormatError(f"zoo model '{name}': cannot read {path}: {exc.strerror or exc}") from None
     if size != entry["size"]:
-        raise IntegrityError(f"zoo model '{name}': {path} holds {size} bytes, the manifest records "
-                             f"{entry['size']} (truncated or modified file, not loaded)")
+        raise IntegrityError(
+            f"zoo model '{name}': {path} holds {size} bytes, the manifest records "
+            f"{entry['size']} (truncated or modified file, not loaded)"
+        )
     digest = sha256_file(path)
     if digest != entry["sha256"]:
-        raise IntegrityError(f"zoo model '{name}': SHA-256 of {path} is {digest}, the manifest records "
-                             f"{entry['sha256']} (modified file, not loaded)")
+        raise IntegrityError(
+            f"zoo model '{name}': SHA-256 of {path} is {digest}, the manifest records "
+            f"{entry['sha256']} (modified file, not loaded)"
+        )
     return path
 
 

@@ -1,12 +1,12 @@
 """Subprocess used by the kill -9 tests: saves models while the parent kills it.
 
-    python io_worker.py fit <checkpoint> <pause_epoch>
-        train with ModelCheckpoint(<checkpoint>) every epoch; while writing the checkpoint of
-        <pause_epoch>, after half of its tensors, print PAUSED and wait to be killed
-    python io_worker.py save <path> pause
-        save a large model once, printing PAUSED and waiting half way through the write
-    python io_worker.py save <path> loop
-        print READY, then save a large model over <path> again and again until killed
+python io_worker.py fit <checkpoint> <pause_epoch>
+    train with ModelCheckpoint(<checkpoint>) every epoch; while writing the checkpoint of
+    <pause_epoch>, after half of its tensors, print PAUSED and wait to be killed
+python io_worker.py save <path> pause
+    save a large model once, printing PAUSED and waiting half way through the write
+python io_worker.py save <path> loop
+    print READY, then save a large model over <path> again and again until killed
 """
 
 import sys
@@ -62,8 +62,9 @@ def main(argv):
         model = regnet.Model.from_spec(SMALL, seed=1).compile(optimizer={"type": "SGD", "momentum": 0.9})
         pause_half_way(lambda: model.epoch == pause_epoch)
         x, y = small_data()
-        model.fit(x, y, epochs=pause_epoch + 5, batch_size=16, seed=4, verbose=0,
-                  callbacks=[regnet.ModelCheckpoint(path)])
+        model.fit(
+            x, y, epochs=pause_epoch + 5, batch_size=16, seed=4, verbose=0, callbacks=[regnet.ModelCheckpoint(path)]
+        )
     elif argv[2] == "pause":
         pause_half_way(lambda: True)
         large_model(seed=2).save(path)

@@ -11,8 +11,21 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-TINY = ["--frameworks", "regnet", "--synthetic", "--rounds", "1", "--warmup", "1",
-        "--train-batches", "2", "--infer-batches", "1", "--infer-batch", "32"]
+TINY = [
+    "--frameworks",
+    "regnet",
+    "--synthetic",
+    "--rounds",
+    "1",
+    "--warmup",
+    "1",
+    "--train-batches",
+    "2",
+    "--infer-batches",
+    "1",
+    "--infer-batch",
+    "32",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,4 +56,3 @@ def test_worker_subprocess_reports_memory(bench, tmp_path):
     (run,) = json.loads(out.read_text())["runs"]
     assert run["mode"] == "train" and run["peak_mib"] is not None and run["peak_mib"] >= 0
     assert run["loss"] > 0
-

@@ -99,8 +99,11 @@ def test_checkpoint_argument_errors(tmp_path):
         make().fit(x, y, epochs=1, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "c.h5", monitor="val_loss")])
 
 
-@pytest.mark.parametrize("optimizer", [{"type": "SGD", "learning_rate": 0.1, "momentum": 0.9}, {"type": "Adam", "learning_rate": 0.02}],
-                         ids=["sgd-momentum", "adam"])
+@pytest.mark.parametrize(
+    "optimizer",
+    [{"type": "SGD", "learning_rate": 0.1, "momentum": 0.9}, {"type": "Adam", "learning_rate": 0.02}],
+    ids=["sgd-momentum", "adam"],
+)
 def test_resume_from_checkpoint_is_bit_identical(optimizer, tmp_path):
     x, y = data()
     reference = make(optimizer)
@@ -111,8 +114,9 @@ def test_resume_from_checkpoint_is_bit_identical(optimizer, tmp_path):
     interrupted.fit(x, y, epochs=2, batch_size=16, seed=9, verbose=0, callbacks=[ModelCheckpoint(path)])
     # the same call as the uninterrupted run, on a new process' fresh model
     fresh = make(optimizer)
-    history = fresh.fit(x, y, epochs=4, batch_size=16, seed=9, verbose=0, resume_from=path,
-                        callbacks=[ModelCheckpoint(path)])
+    history = fresh.fit(
+        x, y, epochs=4, batch_size=16, seed=9, verbose=0, resume_from=path, callbacks=[ModelCheckpoint(path)]
+    )
     assert history.epoch == [3, 4] and fresh.epoch == 4
     assert_bit_identical(fresh, reference)
     assert fresh.history == reference.history
@@ -170,8 +174,9 @@ def test_resume_into_compiled_model_with_other_optimizer_is_refused(tmp_path):
 
 
 def _run_until_paused(args, timeout=60):
-    proc = subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     watchdog = threading.Timer(timeout, proc.kill)  # a worker that never pauses fails the test
     watchdog.start()
     try:

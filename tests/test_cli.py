@@ -1,8 +1,6 @@
 """The ``regnet`` command line, run in-process through ``main`` (and once as the console script)."""
 
-import gzip
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,19 +10,24 @@ import numpy as np
 import pytest
 
 import regnet
-from regnet.cli import StepSchedule, main
+from regnet.cli import main
+from regnet.schedules import StepSchedule
 from regnet.datasets import idx, moons, sources
 from regnet.datasets.augment import random_shift, shift
 
 MLP_2D = {
-    "format": "regnet.model", "version": 1, "input_shape": [2],
+    "format": "regnet.model",
+    "version": 1,
+    "input_shape": [2],
     "layers": [
         {"type": "Dense", "name": "hidden", "units": 16, "activation": "relu"},
         {"type": "Dense", "name": "output", "units": 2, "activation": "softmax"},
     ],
 }
 LINEAR_MNIST = {
-    "format": "regnet.model", "version": 1, "input_shape": [1, 28, 28],
+    "format": "regnet.model",
+    "version": 1,
+    "input_shape": [1, 28, 28],
     "layers": [{"type": "Flatten"}, {"type": "Dense", "name": "output", "units": 10, "activation": "softmax"}],
 }
 
@@ -43,8 +46,23 @@ def moons_model(tmp_path_factory):
     spec = folder / "mlp.json"
     spec.write_text(json.dumps(MLP_2D))
     out = folder / "moons.h5"
-    argv = ["train", str(spec), "--data", "moons:noise=0.05", "--epochs", "5", "--batch-size", "32",
-            "--lr", "0.02", "--seed", "3", "--out", str(out), "--quiet"]
+    argv = [
+        "train",
+        str(spec),
+        "--data",
+        "moons:noise=0.05",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.02",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     return out, argv
 
@@ -55,8 +73,26 @@ def mnist_model(tmp_path_factory):
     spec = folder / "linear.json"
     spec.write_text(json.dumps(LINEAR_MNIST))
     out = folder / "linear.h5"
-    assert main(["train", str(spec), "--data", "mnist-sample", "--epochs", "1", "--batch-size", "100",
-                 "--seed", "0", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(spec),
+                "--data",
+                "mnist-sample",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "100",
+                "--seed",
+                "0",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -94,8 +130,23 @@ def test_train_saves_model_history_and_command(moons_model):
 def test_train_is_reproducible(spec_2d, tmp_path, capsys):
     outs = []
     for name in ("a.h5", "b.h5"):
-        argv = ["train", str(spec_2d), "--data", "circles:margin=0.02", "--epochs", "2", "--seed", "4",
-                "--lr-schedule", "cosine", "--warmup", "0.5", "--out", str(tmp_path / name), "--quiet"]
+        argv = [
+            "train",
+            str(spec_2d),
+            "--data",
+            "circles:margin=0.02",
+            "--epochs",
+            "2",
+            "--seed",
+            "4",
+            "--lr-schedule",
+            "cosine",
+            "--warmup",
+            "0.5",
+            "--out",
+            str(tmp_path / name),
+            "--quiet",
+        ]
         assert main(argv) == 0
         outs.append(regnet.load(tmp_path / name).get_weights())
     for k in outs[0]:
@@ -104,8 +155,9 @@ def test_train_is_reproducible(spec_2d, tmp_path, capsys):
 
 
 def test_train_progress_on_stderr(spec_2d, tmp_path, capsys):
-    code, out, err = run(capsys, ["train", str(spec_2d), "--data", "moons", "--epochs", "2",
-                                  "--out", str(tmp_path / "m.h5")])
+    code, out, err = run(
+        capsys, ["train", str(spec_2d), "--data", "moons", "--epochs", "2", "--out", str(tmp_path / "m.h5")]
+    )
     assert code == 0
     assert "epoch 1/2" in err and "epoch 2/2" in err and "val_accuracy" in err
     assert "test accuracy" in out
@@ -113,16 +165,55 @@ def test_train_progress_on_stderr(spec_2d, tmp_path, capsys):
 
 def test_train_options(spec_2d, tmp_path, capsys):
     out = tmp_path / "m.h5"
-    code, _, _ = run(capsys, ["train", str(spec_2d), "--data", "spirals", "--epochs", "2", "--optimizer", "sgd",
-                              "--momentum", "0.9", "--weight-decay", "1e-4", "--lr", "0.05",
-                              "--lr-schedule", "exponential", "--lr-decay", "0.5", "--validation", "0.2",
-                              "--no-optimizer-state", "--out", str(out), "--quiet"])
+    code, _, _ = run(
+        capsys,
+        [
+            "train",
+            str(spec_2d),
+            "--data",
+            "spirals",
+            "--epochs",
+            "2",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0.9",
+            "--weight-decay",
+            "1e-4",
+            "--lr",
+            "0.05",
+            "--lr-schedule",
+            "exponential",
+            "--lr-decay",
+            "0.5",
+            "--validation",
+            "0.2",
+            "--no-optimizer-state",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert code == 0
     model = regnet.load(out)
     assert type(model.optimizer).__name__ == "SGD" and model.optimizer.momentum == 0.9
     assert model.optimizer.state_dict().keys() == {"iterations"}
-    code, _, _ = run(capsys, ["train", str(spec_2d), "--data", "moons", "--epochs", "1", "--validation", "none",
-                              "--out", str(out), "--quiet"])
+    code, _, _ = run(
+        capsys,
+        [
+            "train",
+            str(spec_2d),
+            "--data",
+            "moons",
+            "--epochs",
+            "1",
+            "--validation",
+            "none",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert code == 0 and "val_loss" not in regnet.load(out).history[-1]
 
 
@@ -130,8 +221,24 @@ def test_train_with_augmentation(mnist_model, tmp_path, capsys):
     spec = tmp_path / "linear.json"
     spec.write_text(json.dumps(LINEAR_MNIST))
     out = tmp_path / "aug.h5"
-    code, stdout, _ = run(capsys, ["train", str(spec), "--data", "mnist-sample", "--epochs", "2", "--augment", "2",
-                                   "--batch-size", "250", "--out", str(out), "--quiet"])
+    code, stdout, _ = run(
+        capsys,
+        [
+            "train",
+            str(spec),
+            "--data",
+            "mnist-sample",
+            "--epochs",
+            "2",
+            "--augment",
+            "2",
+            "--batch-size",
+            "250",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert code == 0
     model = regnet.load(out)
     assert model.epoch == 2 and len(model.history) == 2
@@ -208,9 +315,19 @@ def make_zoo(folder, model_file):
     shutil.copy(model_file, target)
     from regnet.datasets.download import sha256_file
 
-    entry = {"name": "toy-moons", "task": "classification", "dataset": "moons:noise=0.05", "spec": "m.json",
-             "weights": "weights/m.h5", "sha256": sha256_file(target), "size": target.stat().st_size,
-             "params": 82, "test_accuracy": 1.0, "train_seconds": 1.0, "command": "regnet train ..."}
+    entry = {
+        "name": "toy-moons",
+        "task": "classification",
+        "dataset": "moons:noise=0.05",
+        "spec": "m.json",
+        "weights": "weights/m.h5",
+        "sha256": sha256_file(target),
+        "size": target.stat().st_size,
+        "params": 82,
+        "test_accuracy": 1.0,
+        "train_seconds": 1.0,
+        "command": "regnet train ...",
+    }
     (folder / "manifest.json").write_text(json.dumps({"format": "regnet.zoo", "version": 1, "models": [entry]}))
     return target
 
@@ -261,8 +378,9 @@ def test_missing_spec_is_one_line(tmp_path, capsys):
     ],
 )
 def test_train_errors_are_one_line(spec_2d, tmp_path, capsys, argv_tail, fragment):
-    code, _, err = run(capsys, ["train", str(spec_2d), "--epochs", "1", "--out", str(tmp_path / "m.h5"),
-                                "--quiet", *argv_tail])
+    code, _, err = run(
+        capsys, ["train", str(spec_2d), "--epochs", "1", "--out", str(tmp_path / "m.h5"), "--quiet", *argv_tail]
+    )
     assert_one_line_error(code, err, fragment)
     assert not (tmp_path / "m.h5").exists()
 
@@ -270,8 +388,12 @@ def test_train_errors_are_one_line(spec_2d, tmp_path, capsys, argv_tail, fragmen
 def test_unreadable_model_files(tmp_path, capsys):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not an hdf5 file at all")
-    for argv in (["evaluate", str(bad), "--data", "moons"], ["summary", str(bad)],
-                 ["predict", str(bad), str(bad)], ["evaluate", str(tmp_path / "missing.h5")]):
+    for argv in (
+        ["evaluate", str(bad), "--data", "moons"],
+        ["summary", str(bad)],
+        ["predict", str(bad), str(bad)],
+        ["evaluate", str(tmp_path / "missing.h5")],
+    ):
         code, _, err = run(capsys, argv)
         assert_one_line_error(code, err)
 
@@ -281,8 +403,10 @@ def test_debug_shows_the_exception(tmp_path):
         main(["train", str(tmp_path / "nope.json"), "--debug"])
 
 
-@pytest.mark.parametrize("argv", [[], ["train"], ["train", "s.json", "--epochs", "0"], ["frobnicate"],
-                                  ["zoo"], ["train", "s.json", "--lr", "nan"]])
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["train"], ["train", "s.json", "--epochs", "0"], ["frobnicate"], ["zoo"], ["train", "s.json", "--lr", "nan"]],
+)
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
     assert "usage:" in capsys.readouterr().err
@@ -293,8 +417,7 @@ def test_console_script(spec_2d, tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "regnet"]
     ok = subprocess.run([*cmd, "summary", str(spec_2d)], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and "Total params: 82" in ok.stdout
-    bad = subprocess.run([*cmd, "summary", str(tmp_path / "none.json")], capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run([*cmd, "summary", str(tmp_path / "none.json")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("regnet: error:") and "Traceback" not in bad.stderr
 
 

@@ -12,13 +12,33 @@ from regnet.layers.base import Layer
 from regnet.losses import Loss
 from regnet.optimizers import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSprop
 from regnet.testing import (
-    ConformanceError, check_activation, check_initializer, check_layer, check_loss, check_optimizer,
-    component_cases, parametrize_components,
+    ConformanceError,
+    check_activation,
+    check_initializer,
+    check_layer,
+    check_loss,
+    check_optimizer,
+    component_cases,
+    parametrize_components,
 )
 
 #: every property except the gradient (tests/test_gradients.py runs that one)
-NON_GRADIENT = ("config", "shape", "dtype", "inputs_unchanged", "batch_independence", "determinism",
-                "hdf5", "targets", "value", "fusion", "descent", "state", "global_state", "variance")
+NON_GRADIENT = (
+    "config",
+    "shape",
+    "dtype",
+    "inputs_unchanged",
+    "batch_independence",
+    "determinism",
+    "hdf5",
+    "targets",
+    "value",
+    "fusion",
+    "descent",
+    "state",
+    "global_state",
+    "variance",
+)
 
 # -- every registered component (built-in and installed plugins), plus further configurations -----
 # of the built-ins (BUILTIN_EXTRA_CASES: Conv2D stride 2 / same / int padding, pools with same
@@ -42,12 +62,15 @@ def test_registry_cases_cover_every_registered_name():
 
 def test_extra_cases_cover_the_options_that_change_code_paths():
     ids = {c.id for c in component_cases("regnet", extra=True)}
-    for wanted in ("layers/Conv2D[filters=2,kernel_size=3,strides=2,input_shape=2x7x7]",
-                   "layers/Conv2D[filters=2,kernel_size=3,padding=same,input_shape=2x5x5]",
-                   "layers/MaxPool2D[pool_size=3,strides=2,padding=same,input_shape=2x5x5]",
-                   "layers/BatchNorm[input_shape=3x4x4]", "layers/Dense[units=3,use_bias=False,input_shape=4]",
-                   "losses/categorical_crossentropy[from_logits=True,targets=integer_labels]",
-                   "losses/categorical_crossentropy[from_logits=False,targets=one_hot]"):
+    for wanted in (
+        "layers/Conv2D[filters=2,kernel_size=3,strides=2,input_shape=2x7x7]",
+        "layers/Conv2D[filters=2,kernel_size=3,padding=same,input_shape=2x5x5]",
+        "layers/MaxPool2D[pool_size=3,strides=2,padding=same,input_shape=2x5x5]",
+        "layers/BatchNorm[input_shape=3x4x4]",
+        "layers/Dense[units=3,use_bias=False,input_shape=4]",
+        "losses/categorical_crossentropy[from_logits=True,targets=integer_labels]",
+        "losses/categorical_crossentropy[from_logits=False,targets=one_hot]",
+    ):
         assert wanted in ids
 
 
@@ -172,8 +195,9 @@ BROKEN_LAYERS = [  # (layer, the property it breaks, a phrase of the message, on
 ]
 
 
-@pytest.mark.parametrize(("layer", "prop", "phrase", "alone"), BROKEN_LAYERS,
-                         ids=[type(b[0]).__name__ for b in BROKEN_LAYERS])
+@pytest.mark.parametrize(
+    ("layer", "prop", "phrase", "alone"), BROKEN_LAYERS, ids=[type(b[0]).__name__ for b in BROKEN_LAYERS]
+)
 def test_kit_rejects_broken_layer(layer, prop, phrase, alone):
     with pytest.raises(ConformanceError) as info:
         check_layer(layer, (5,))
@@ -227,9 +251,11 @@ class RowMix(Activation):
         return grad - grad.mean(axis=0)
 
 
-@pytest.mark.parametrize(("act", "prop"), [(WrongDerivative(), "gradient"), (UpcastActivation(), "dtype"),
-                                           (RowMix(), "batch_independence")],
-                         ids=["WrongDerivative", "UpcastActivation", "RowMix"])
+@pytest.mark.parametrize(
+    ("act", "prop"),
+    [(WrongDerivative(), "gradient"), (UpcastActivation(), "dtype"), (RowMix(), "batch_independence")],
+    ids=["WrongDerivative", "UpcastActivation", "RowMix"],
+)
 def test_kit_rejects_broken_activation(act, prop):
     with pytest.raises(ConformanceError) as info:
         check_activation(act)
@@ -303,9 +329,15 @@ class HugeInit(Initializer):
         return rng.standard_normal(shape, dtype=np.float32) * 3
 
 
-@pytest.mark.parametrize(("init", "props"), [
-    (GlobalNormal(), {"determinism", "global_state"}), (Float64Init(), {"shape"}), (HugeInit(), {"variance"}),
-], ids=["GlobalNormal", "Float64Init", "HugeInit"])
+@pytest.mark.parametrize(
+    ("init", "props"),
+    [
+        (GlobalNormal(), {"determinism", "global_state"}),
+        (Float64Init(), {"shape"}),
+        (HugeInit(), {"variance"}),
+    ],
+    ids=["GlobalNormal", "Float64Init", "HugeInit"],
+)
 def test_kit_rejects_broken_initializer(init, props):
     with pytest.raises(ConformanceError) as info:
         check_initializer(init)
@@ -331,32 +363,46 @@ HAND = [
     # momentum 0.9: v = 0.9 v + g -> [1,-2], [1.4,-0.8], [0.26,-0.22]; p -= 0.1 v
     ("SGD", {"learning_rate": 0.1, "momentum": 0.9}, [[0.9, -1.8], [0.76, -1.72], [0.734, -1.698]]),
     # nesterov: step = g + 0.9 v -> [1.9,-3.8], [1.76,0.28], [-0.766,0.302]; p -= 0.1 step
-    ("SGD", {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True},
-     [[0.81, -1.62], [0.634, -1.648], [0.7106, -1.6782]]),
+    (
+        "SGD",
+        {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True},
+        [[0.81, -1.62], [0.634, -1.648], [0.7106, -1.6782]],
+    ),
     # weight decay 0.1: g' = g + 0.1 p -> [1.1,-2.2], [0.589,0.822], [-0.91689,0.31378]; p -= 0.1 g'
-    ("SGD", {"learning_rate": 0.1, "weight_decay": 0.1},
-     [[0.89, -1.78], [0.8311, -1.8622], [0.922789, -1.893578]]),
+    ("SGD", {"learning_rate": 0.1, "weight_decay": 0.1}, [[0.89, -1.78], [0.8311, -1.8622], [0.922789, -1.893578]]),
     # AdaGrad, lr 0.1: acc = [1,4], [1.25,5], [2.25,5.25]; p -= 0.1 g / sqrt(acc)
     # step 2: 0.1*0.5/sqrt(1.25) = 0.1*1/sqrt(5) = 0.0447213595; step 3: -0.1/1.5, 0.05/sqrt(5.25) = 0.0218217890
-    ("AdaGrad", {"learning_rate": 0.1, "epsilon": 0.0},
-     [[0.9, -1.9], [0.8552786405, -1.9447213595], [0.9219453071, -1.9665431486]]),
+    (
+        "AdaGrad",
+        {"learning_rate": 0.1, "epsilon": 0.0},
+        [[0.9, -1.9], [0.8552786405, -1.9447213595], [0.9219453071, -1.9665431486]],
+    ),
     # RMSprop, lr 0.01, rho 0.9: ms = [0.1,0.4], [0.115,0.46]; g/sqrt(ms) = +-sqrt(10) = 3.16227766,
     # then 0.5/sqrt(0.115) = 1/sqrt(0.46) = 1.4744195615
-    ("RMSprop", {"learning_rate": 0.01, "rho": 0.9, "epsilon": 0.0},
-     [[0.9683772234, -1.9683772234], [0.9536330278, -1.9831214190]]),
+    (
+        "RMSprop",
+        {"learning_rate": 0.01, "rho": 0.9, "epsilon": 0.0},
+        [[0.9683772234, -1.9683772234], [0.9536330278, -1.9831214190]],
+    ),
     # Adam, lr 0.1: m = [0.1,-0.2], [0.14,-0.08]; v = [0.001,0.004], [0.001249,0.004996];
     # step 1: m_hat/sqrt(v_hat) = [1,-1]; step 2: lr/(1-0.81) = 0.5263157895,
     # v_hat = v/0.001999 = [0.6248124062, 2.4992496248], update = [0.0932179639, -0.0266337040]
     ("Adam", {"learning_rate": 0.1, "epsilon": 0.0}, [[0.9, -1.9], [0.8067820361, -1.8733662960]]),
     # AdamW, weight decay 0.1: p *= 1 - 0.1*0.1 before each Adam update (same updates as above)
     # step 1: [0.99,-1.98] - [0.1,-0.1]; step 2: [0.8811,-1.8612] - [0.0932179639,-0.0266337040]
-    ("AdamW", {"learning_rate": 0.1, "epsilon": 0.0, "weight_decay": 0.1},
-     [[0.89, -1.88], [0.7878820361, -1.8345662960]]),
+    (
+        "AdamW",
+        {"learning_rate": 0.1, "epsilon": 0.0, "weight_decay": 0.1},
+        [[0.89, -1.88], [0.7878820361, -1.8345662960]],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "config", "expected"), HAND,
-                         ids=["sgd", "momentum", "nesterov", "weight_decay", "adagrad", "rmsprop", "adam", "adamw"])
+@pytest.mark.parametrize(
+    ("name", "config", "expected"),
+    HAND,
+    ids=["sgd", "momentum", "nesterov", "weight_decay", "adagrad", "rmsprop", "adam", "adamw"],
+)
 def test_optimizer_first_steps_match_hand_computation(name, config, expected):
     opt = registry.optimizers.create({"type": name, **config})
     p = np.array([1.0, -2.0], dtype=np.float32)

@@ -18,8 +18,9 @@ from regnet.errors import DataError, DownloadError
 
 mnist_module = importlib.import_module("regnet.datasets.mnist")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-pytestmark = pytest.mark.skipif(not (SHARED / "t10k-images-idx3-ubyte.gz").is_file(),
-                                reason="full MNIST not found at ../shared/data/mnist")
+pytestmark = pytest.mark.skipif(
+    not (SHARED / "t10k-images-idx3-ubyte.gz").is_file(), reason="full MNIST not found at ../shared/data/mnist"
+)
 LABELS = "t10k-labels-idx1-ubyte.gz"  # the smallest file: 4.5 kB
 
 
@@ -149,8 +150,9 @@ def test_missing_file_on_mirror(serve, tmp_path):
 
 def test_oversized_response_refused(serve, tmp_path):
     with pytest.raises(DownloadError, match="limit of 1000"):
-        download.fetch(LABELS, [serve(SHARED)], tmp_path / "out" / LABELS, SHA256[LABELS],
-                       progress=False, max_bytes=1000)
+        download.fetch(
+            LABELS, [serve(SHARED)], tmp_path / "out" / LABELS, SHA256[LABELS], progress=False, max_bytes=1000
+        )
     assert leftovers(tmp_path / "out") == []
 
 
@@ -171,8 +173,9 @@ def test_recompressed_mirror_verified_by_content(serve, tmp_path):
     # the same file with one changed label fails both checks
     (folder / LABELS).write_bytes(gzip.compress(content[:-1] + bytes([(content[-1] + 1) % 10])))
     with pytest.raises(DownloadError, match="SHA-256 mismatch"):
-        download.fetch(LABELS, [serve(folder)], tmp_path / "out2" / LABELS, SHA256[LABELS],
-                       progress=False, accept=by_content)
+        download.fetch(
+            LABELS, [serve(folder)], tmp_path / "out2" / LABELS, SHA256[LABELS], progress=False, accept=by_content
+        )
 
 
 def test_no_mirror(tmp_path):

@@ -12,7 +12,11 @@ from regnet import Model
 from regnet.layers.base import Layer
 from regnet.layers.core import Dense
 from regnet.testing import (
-    ConformanceError, check_layer, gradient_error, numerical_gradient, parametrize_components,
+    ConformanceError,
+    check_layer,
+    gradient_error,
+    numerical_gradient,
+    parametrize_components,
 )
 
 
@@ -158,8 +162,9 @@ def test_graph_model_gradients_match_central_differences():
     for key in ("conv/kernel", "bn/gamma", "side/bias", "hidden/kernel", "skip/kernel", "out/bias"):
         p = params[key]
         idx = rng.choice(p.size, min(p.size, 12), replace=False)
-        err = gradient_error(analytic[key].reshape(-1)[idx], numerical_gradient(f, p, indices=idx),
-                             atol=1e-7, rtol=1e-5)
+        err = gradient_error(
+            analytic[key].reshape(-1)[idx], numerical_gradient(f, p, indices=idx), atol=1e-7, rtol=1e-5
+        )
         assert err is None, f"{key}: {err}"
 
 

@@ -13,7 +13,7 @@ import pytest
 import regnet
 from regnet import ConfigError, FileFormatError, Model, UnknownComponentError, WeightsMismatchError, io
 from regnet.layers.base import Layer
-from regnet.registry import Provider, layers, activations
+from regnet.registry import Provider, activations, layers
 
 # a small configuration and input shape for each built-in layer type
 LAYER_EXAMPLES = {
@@ -170,8 +170,9 @@ def test_weights_are_matched_by_name_not_position(tmp_path):
     model.save_weights(tmp_path / "w.h5")
     reordered = dict(GRAPH, layers=[GRAPH["layers"][1], GRAPH["layers"][0], *GRAPH["layers"][2:]])
     other = Model.from_spec(reordered, seed=2)
-    assert [n.name for n in other.nodes][:2] != [n.name for n in model.nodes][:2] or \
-        list(other.get_weights()) != list(model.get_weights())
+    assert [n.name for n in other.nodes][:2] != [n.name for n in model.nodes][:2] or list(other.get_weights()) != list(
+        model.get_weights()
+    )
     other.load_weights(tmp_path / "w.h5")
     assert_same_weights(model, other)
     x, _ = data()
@@ -191,33 +192,48 @@ def test_file_layout(tmp_path):
         assert f.attrs["regnet_version"].decode() == regnet.__version__
         assert int(f.attrs["epoch"]) == 2
         assert "T" in f.attrs["created"].decode()
-        assert f["weights/hidden/kernel"].attrs["sha256"].decode() == hashlib.sha256(
-            model.get_layer("hidden").params["kernel"].astype("<f4").tobytes()).hexdigest()
+        assert (
+            f["weights/hidden/kernel"].attrs["sha256"].decode()
+            == hashlib.sha256(model.get_layer("hidden").params["kernel"].astype("<f4").tobytes()).hexdigest()
+        )
         assert json.loads(f["model_spec"][()].decode()) == model.to_spec()
         config = json.loads(f["training_config"][()].decode())
-        assert config["optimizer"] == {"type": "SGD", "learning_rate": 0.05, "momentum": 0.9,
-                                       "nesterov": False, "weight_decay": 0.0}
+        assert config["optimizer"] == {
+            "type": "SGD",
+            "learning_rate": 0.05,
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 0.0,
+        }
         assert config["metrics"] == ["accuracy"]
         assert sorted(f["weights"]) == ["hidden", "out"]
         assert sorted(f["weights/hidden"]) == ["bias", "kernel"]
         assert f["weights/hidden/kernel"].dtype == np.float32
         np.testing.assert_array_equal(f["weights/out/kernel"][()], model.get_layer("out").params["kernel"])
         assert int(f["optimizer"].attrs["iterations"]) == model.optimizer.iterations == 6
-        np.testing.assert_array_equal(f["optimizer/momentum/out/bias"][()],
-                                      model.optimizer.state_dict()["momentum/out/bias"])
+        np.testing.assert_array_equal(
+            f["optimizer/momentum/out/bias"][()], model.optimizer.state_dict()["momentum/out/bias"]
+        )
         assert json.loads(f["rng_state"][()].decode()) == model.rng.bit_generator.state
         assert json.loads(f["metadata/history"][()].decode()) == model.history
         assert json.loads(f["metadata/user"][()].decode()) == {"note": "hello", "run": 3}
         kinds = {(c["kind"], c["name"]) for c in json.loads(f["metadata/components"][()].decode())}
-        assert {("layers", "Dense"), ("activations", "relu"), ("activations", "softmax"),
-                ("initializers", "glorot_uniform"), ("optimizers", "SGD"),
-                ("losses", "categorical_crossentropy")} <= kinds
+        assert {
+            ("layers", "Dense"),
+            ("activations", "relu"),
+            ("activations", "softmax"),
+            ("initializers", "glorot_uniform"),
+            ("optimizers", "SGD"),
+            ("losses", "categorical_crossentropy"),
+        } <= kinds
 
 
 def test_load_restores_training_state(tmp_path):
     x, y = data()
     y = np.eye(3, dtype=np.float32)[y]  # one-hot, so that the mse metric applies
-    model = Model.from_spec(MLP, seed=0).compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy", "mse"])
+    model = Model.from_spec(MLP, seed=0).compile(
+        loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy", "mse"]
+    )
     model.fit(x, y, epochs=3, batch_size=16, verbose=0)
     path = tmp_path / "m.h5"
     model.save(path)
@@ -263,11 +279,15 @@ def test_load_refuses_weights_only_file(tmp_path):
 
 # -- strict and non-strict weight loading -----------------------------------------------------------
 def _other_mlp():
-    return Model([
-        {"type": "Dense", "name": "hidden", "units": 5, "activation": "relu"},   # shape differs
-        {"type": "Dense", "name": "extra", "units": 5},                          # not in the file
-        {"type": "Dense", "name": "out", "units": 3, "use_bias": False},         # bias missing
-    ], (4,), seed=9)
+    return Model(
+        [
+            {"type": "Dense", "name": "hidden", "units": 5, "activation": "relu"},  # shape differs
+            {"type": "Dense", "name": "extra", "units": 5},  # not in the file
+            {"type": "Dense", "name": "out", "units": 3, "use_bias": False},  # bias missing
+        ],
+        (4,),
+        seed=9,
+    )
 
 
 def test_strict_load_weights_lists_every_mismatch_and_leaves_model_untouched(tmp_path):
@@ -288,16 +308,22 @@ def test_strict_load_weights_lists_every_mismatch_and_leaves_model_untouched(tmp
 
 
 def test_non_strict_load_weights_reports_and_loads_the_rest(tmp_path):
-    source = Model([{"type": "Dense", "name": "hidden", "units": 8}, {"type": "Dense", "name": "out", "units": 3}], (4,), seed=0)
+    source = Model(
+        [{"type": "Dense", "name": "hidden", "units": 8}, {"type": "Dense", "name": "out", "units": 3}], (4,), seed=0
+    )
     perturb(source)
     source.save_weights(tmp_path / "w.h5")
-    model = Model([{"type": "Dense", "name": "hidden", "units": 8}, {"type": "Dense", "name": "other", "units": 2}], (4,), seed=1)
+    model = Model(
+        [{"type": "Dense", "name": "hidden", "units": 8}, {"type": "Dense", "name": "other", "units": 2}], (4,), seed=1
+    )
     report = model.load_weights(tmp_path / "w.h5", strict=False)
     assert sorted(report.loaded) == ["hidden/bias", "hidden/kernel"]
     assert report.missing == ["other/bias", "other/kernel"]
     assert report.skipped == ["out/bias", "out/kernel"]
     assert report.mismatched == [] and not report.ok
-    np.testing.assert_array_equal(model.get_layer("hidden").params["kernel"], source.get_layer("hidden").params["kernel"])
+    np.testing.assert_array_equal(
+        model.get_layer("hidden").params["kernel"], source.get_layer("hidden").params["kernel"]
+    )
     assert "other/kernel" in str(report)
 
     report = _other_mlp().load_weights(tmp_path / "w.h5", strict=False)
@@ -347,8 +373,14 @@ def test_components_record_plugin_providers(plugin_layer, tmp_path):
     with h5py.File(tmp_path / "p.h5", "r") as f:
         entries = json.loads(f["metadata/components"][()].decode())
     entry = next(e for e in entries if e["name"] == plugin_layer)
-    assert entry == {"kind": "layers", "name": "ExtraScale", "builtin": False, "distribution": "regnet-extra-layers",
-                     "version": "1.2.3", "entry_point": "regnet_extra.layers:Scale"}
+    assert entry == {
+        "kind": "layers",
+        "name": "ExtraScale",
+        "builtin": False,
+        "distribution": "regnet-extra-layers",
+        "version": "1.2.3",
+        "entry_point": "regnet_extra.layers:Scale",
+    }
     again = regnet.load(tmp_path / "p.h5")  # still installed: loads
     assert_same_weights(model, again)
 
@@ -452,11 +484,14 @@ def test_save_returns_path_and_history_survives_nan(tmp_path):
 # -- the documented layout, read without regnet.io -------------------------------------------------
 def test_plain_h5py_reader_following_format_doc(tmp_path):
     """docs/format.md is enough to read a saved MLP with h5py + NumPy and reproduce predictions."""
-    spec = {"input_shape": [5], "layers": [
-        {"type": "Dense", "name": "first", "units": 7, "activation": "relu"},
-        {"type": "Dense", "name": "second", "units": 6, "activation": "tanh", "use_bias": False},
-        {"type": "Dense", "name": "probs", "units": 3, "activation": "softmax"},
-    ]}
+    spec = {
+        "input_shape": [5],
+        "layers": [
+            {"type": "Dense", "name": "first", "units": 7, "activation": "relu"},
+            {"type": "Dense", "name": "second", "units": 6, "activation": "tanh", "use_bias": False},
+            {"type": "Dense", "name": "probs", "units": 3, "activation": "softmax"},
+        ],
+    }
     rng = np.random.default_rng(0)
     x = rng.standard_normal((30, 5)).astype(np.float32)
     model = Model.from_spec(spec, seed=2).compile(optimizer="adam")

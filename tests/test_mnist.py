@@ -17,8 +17,9 @@ from regnet.errors import DataError
 mnist_module = importlib.import_module("regnet.datasets.mnist")  # the package exports the function
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(not (SHARED / "t10k-images-idx3-ubyte.gz").is_file(),
-                                 reason="full MNIST not found at ../shared/data/mnist")
+needs_mnist = pytest.mark.skipif(
+    not (SHARED / "t10k-images-idx3-ubyte.gz").is_file(), reason="full MNIST not found at ../shared/data/mnist"
+)
 
 
 @pytest.fixture

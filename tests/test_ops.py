@@ -93,9 +93,14 @@ def test_conv_matches_naive(cfg, training, stored):
         xp, xm = x.copy(), x.copy()
         xp[idx] += eps
         xm[idx] -= eps
-        num = (np.sum(naive_conv(xp, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads) * r)
-               - np.sum(want * r)) / eps
-        num2 = (np.sum(want * r) - np.sum(naive_conv(xm, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads) * r)) / eps
+        num = (
+            np.sum(naive_conv(xp, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads) * r)
+            - np.sum(want * r)
+        ) / eps
+        num2 = (
+            np.sum(want * r)
+            - np.sum(naive_conv(xm, layer.params["kernel"], layer.params.get("bias"), layer.strides, layer._pads) * r)
+        ) / eps
         assert dx[idx] == pytest.approx((num + num2) / 2, rel=1e-5, abs=1e-6)
     # kernel and bias gradients in closed form from the naive convolution
     k = layer.params["kernel"]

@@ -13,7 +13,7 @@ from regnet.errors import PluginError, UnknownComponentError
 from regnet.layers.core import Dense
 from regnet.testing import check_layer, component_cases, plugin_distribution
 
-LAYER = '''
+LAYER = """
 import attrs
 import numpy as np
 from regnet.layers.base import Layer
@@ -29,7 +29,7 @@ class {name}(Layer):
 
     def backward(self, grad):
         return grad * np.asarray(2, grad.dtype)
-'''
+"""
 
 
 def _broken(kind, name=None, dist=None):
@@ -41,8 +41,12 @@ def _broken(kind, name=None, dist=None):
 
 
 def test_working_plugin_is_listed_loaded_lazily_and_passes_the_kit():
-    with plugin_distribution("fake-good", {"layers": {"Doubler": "fake_good_mod:Doubler"}},
-                             modules={"fake_good_mod": LAYER.format(name="Doubler")}, version="3.1"):
+    with plugin_distribution(
+        "fake-good",
+        {"layers": {"Doubler": "fake_good_mod:Doubler"}},
+        modules={"fake_good_mod": LAYER.format(name="Doubler")},
+        version="3.1",
+    ):
         assert "Doubler" in registry.layers.list()
         assert "fake_good_mod" not in sys.modules  # listed, not imported
         prov = registry.layers.provider("Doubler")
@@ -56,8 +60,12 @@ def test_working_plugin_is_listed_loaded_lazily_and_passes_the_kit():
 
 
 def test_model_file_records_the_plugin_and_loads_while_it_is_installed(tmp_path):
-    with plugin_distribution("fake-saved", {"layers": {"Doubler2": "fake_saved_mod:Doubler2"}},
-                             modules={"fake_saved_mod": LAYER.format(name="Doubler2")}, version="2.5"):
+    with plugin_distribution(
+        "fake-saved",
+        {"layers": {"Doubler2": "fake_saved_mod:Doubler2"}},
+        modules={"fake_saved_mod": LAYER.format(name="Doubler2")},
+        version="2.5",
+    ):
         model = regnet.Model([{"type": "Dense", "units": 3}, {"type": "Doubler2"}], (4,), seed=0)
         path = tmp_path / "m.h5"
         regnet.save(model, path)
@@ -70,8 +78,12 @@ def test_model_file_records_the_plugin_and_loads_while_it_is_installed(tmp_path)
 
 def test_plugin_whose_import_fails():
     source = "raise ImportError('needs libfoo >= 2')\n"
-    with plugin_distribution("fake-importfail", {"layers": {"Fragile": "fake_importfail_mod:Fragile"}},
-                             modules={"fake_importfail_mod": source}, version="0.3"):
+    with plugin_distribution(
+        "fake-importfail",
+        {"layers": {"Fragile": "fake_importfail_mod:Fragile"}},
+        modules={"fake_importfail_mod": source},
+        version="0.3",
+    ):
         assert "Fragile" in registry.layers.list()  # listed until someone asks for it
         with pytest.raises(PluginError) as info:
             registry.layers.get("Fragile")
@@ -88,9 +100,17 @@ def test_plugin_whose_import_fails():
 
 
 def test_plugin_whose_name_clashes_with_a_built_in():
-    with plugin_distribution("fake-clash", {"layers": {"Dense": "fake_clash_mod:Dense", "dropout": "fake_clash_mod:Dense",
-                                                       "Linear": "fake_clash_mod:Dense"}},
-                             modules={"fake_clash_mod": LAYER.format(name="Dense")}):
+    with plugin_distribution(
+        "fake-clash",
+        {
+            "layers": {
+                "Dense": "fake_clash_mod:Dense",
+                "dropout": "fake_clash_mod:Dense",
+                "Linear": "fake_clash_mod:Dense",
+            }
+        },
+        modules={"fake_clash_mod": LAYER.format(name="Dense")},
+    ):
         with pytest.warns(RuntimeWarning, match="fake-clash") as record:
             assert registry.layers.get("Dense") is Dense  # the built-in is kept
         messages = " ".join(str(w.message) for w in record)
@@ -104,11 +124,20 @@ def test_plugin_whose_name_clashes_with_a_built_in():
 
 
 def test_two_plugins_clashing_with_each_other():
-    with plugin_distribution("fake-left", {"layers": {"Twin": "fake_left_mod:Twin", "LeftOnly": "fake_left_mod:LeftOnly"}},
-                             modules={"fake_left_mod": LAYER.format(name="Twin") + LAYER.format(name="LeftOnly")},
-                             version="1.0"), \
-         plugin_distribution("fake-right", {"layers": {"Twin": "fake_right_mod:Twin"}},
-                             modules={"fake_right_mod": LAYER.format(name="Twin")}, version="2.0"):
+    with (
+        plugin_distribution(
+            "fake-left",
+            {"layers": {"Twin": "fake_left_mod:Twin", "LeftOnly": "fake_left_mod:LeftOnly"}},
+            modules={"fake_left_mod": LAYER.format(name="Twin") + LAYER.format(name="LeftOnly")},
+            version="1.0",
+        ),
+        plugin_distribution(
+            "fake-right",
+            {"layers": {"Twin": "fake_right_mod:Twin"}},
+            modules={"fake_right_mod": LAYER.format(name="Twin")},
+            version="2.0",
+        ),
+    ):
         with pytest.raises(PluginError) as info:
             registry.layers.get("Twin")
         msg = str(info.value)
@@ -124,7 +153,7 @@ def test_two_plugins_clashing_with_each_other():
             case.check()
 
 
-NOT_COMPONENTS = '''
+NOT_COMPONENTS = """
 import attrs
 from regnet.layers.base import Layer
 
@@ -140,18 +169,25 @@ class PlainClass:
 @attrs.define(slots=False, eq=False)
 class RealLayer(Layer):
     pass
-'''
+"""
 
 
-@pytest.mark.parametrize(("kind", "target", "reason"), [
-    ("layers", "helper", "not a subclass of regnet.layers.base.Layer"),
-    ("layers", "PlainClass", "not a subclass of regnet.layers.base.Layer"),
-    ("losses", "RealLayer", "not a subclass of regnet.losses.Loss"),
-    ("optimizers", "Missing", "AttributeError"),
-])
+@pytest.mark.parametrize(
+    ("kind", "target", "reason"),
+    [
+        ("layers", "helper", "not a subclass of regnet.layers.base.Layer"),
+        ("layers", "PlainClass", "not a subclass of regnet.layers.base.Layer"),
+        ("losses", "RealLayer", "not a subclass of regnet.losses.Loss"),
+        ("optimizers", "Missing", "AttributeError"),
+    ],
+)
 def test_entry_point_that_is_not_a_valid_component(kind, target, reason):
-    with plugin_distribution("fake-invalid", {kind: {"Bogus": f"fake_invalid_mod:{target}"}},
-                             modules={"fake_invalid_mod": NOT_COMPONENTS}, version="0.9"):
+    with plugin_distribution(
+        "fake-invalid",
+        {kind: {"Bogus": f"fake_invalid_mod:{target}"}},
+        modules={"fake_invalid_mod": NOT_COMPONENTS},
+        version="0.9",
+    ):
         reg = registry.REGISTRIES[kind]
         with pytest.raises(PluginError) as info:
             reg.get("Bogus")
@@ -164,9 +200,14 @@ def test_entry_point_that_is_not_a_valid_component(kind, target, reason):
 
 
 def test_broken_plugins_do_not_break_building_models():
-    with plugin_distribution("fake-mixed", {"layers": {"Fine": "fake_mixed_mod:Fine", "Bad": "fake_mixed_mod:Nope"},
-                                            "activations": {"relu": "fake_mixed_mod:Fine"}},
-                             modules={"fake_mixed_mod": LAYER.format(name="Fine")}):
+    with plugin_distribution(
+        "fake-mixed",
+        {
+            "layers": {"Fine": "fake_mixed_mod:Fine", "Bad": "fake_mixed_mod:Nope"},
+            "activations": {"relu": "fake_mixed_mod:Fine"},
+        },
+        modules={"fake_mixed_mod": LAYER.format(name="Fine")},
+    ):
         with pytest.warns(RuntimeWarning):
             model = regnet.Model([{"type": "Dense", "units": 3, "activation": "relu"}, {"type": "Fine"}], (2,))
         assert model.predict(np.ones((1, 2), np.float32)).shape == (1, 3)
@@ -178,8 +219,9 @@ def test_broken_plugins_do_not_break_building_models():
 
 def test_reset_plugins_restores_the_registries():
     before = {k: r.list() for k, r in registry.REGISTRIES.items()}
-    with plugin_distribution("fake-temp", {"layers": {"Temp": "fake_temp_mod:Temp"}},
-                             modules={"fake_temp_mod": LAYER.format(name="Temp")}):
+    with plugin_distribution(
+        "fake-temp", {"layers": {"Temp": "fake_temp_mod:Temp"}}, modules={"fake_temp_mod": LAYER.format(name="Temp")}
+    ):
         registry.layers.get("Temp")
     assert {k: r.list() for k, r in registry.REGISTRIES.items()} == before
     assert all(r.broken() == [] for r in registry.REGISTRIES.values())
@@ -191,8 +233,12 @@ def test_reset_plugins_restores_the_registries():
 
 def test_loading_a_model_whose_plugin_is_missing_names_type_kind_group_and_distribution(tmp_path):
     path = tmp_path / "needs_plugin.h5"
-    with plugin_distribution("fake-gone", {"layers": {"Vanishing": "fake_gone_mod:Vanishing"}},
-                             modules={"fake_gone_mod": LAYER.format(name="Vanishing")}, version="4.2"):
+    with plugin_distribution(
+        "fake-gone",
+        {"layers": {"Vanishing": "fake_gone_mod:Vanishing"}},
+        modules={"fake_gone_mod": LAYER.format(name="Vanishing")},
+        version="4.2",
+    ):
         regnet.save(regnet.Model([{"type": "Vanishing"}, {"type": "Dense", "units": 2}], (3,), seed=0), path)
     with pytest.raises(UnknownComponentError) as info:
         regnet.load(path)
@@ -202,7 +248,7 @@ def test_loading_a_model_whose_plugin_is_missing_names_type_kind_group_and_distr
 
 
 def test_loading_a_model_whose_plugin_activation_is_missing(tmp_path):
-    act = '''
+    act = """
 import attrs
 from regnet.activations import Activation
 
@@ -216,10 +262,11 @@ class Cube(Activation):
 
     def backward(self, grad, x, y):
         return grad * 3 * x * x
-'''
+"""
     path = tmp_path / "needs_activation.h5"
-    with plugin_distribution("fake-acts", {"activations": {"cube": "fake_acts_mod:Cube"}},
-                             modules={"fake_acts_mod": act}, version="1.1"):
+    with plugin_distribution(
+        "fake-acts", {"activations": {"cube": "fake_acts_mod:Cube"}}, modules={"fake_acts_mod": act}, version="1.1"
+    ):
         model = regnet.Model([{"type": "Dense", "units": 2, "activation": "cube"}], (3,), seed=0)
         regnet.save(model, path)
     with pytest.raises(UnknownComponentError) as info:

@@ -13,16 +13,36 @@ from regnet.layers.core import Dense
 from regnet.testing import plugin_distribution
 
 BUILTINS = {
-    "layers": {"Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm", "Dropout", "Flatten", "Reshape",
-               "Activation", "Add", "Concatenate"},
+    "layers": {
+        "Dense",
+        "Conv2D",
+        "MaxPool2D",
+        "AvgPool2D",
+        "BatchNorm",
+        "Dropout",
+        "Flatten",
+        "Reshape",
+        "Activation",
+        "Add",
+        "Concatenate",
+    },
     "activations": {"linear", "relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "softmax", "gelu"},
     "losses": {"categorical_crossentropy", "binary_crossentropy", "mean_squared_error"},
     "optimizers": {"SGD", "AdaGrad", "RMSprop", "Adam", "AdamW"},
-    "initializers": {"zeros", "ones", "constant", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
-                     "lecun_normal", "lecun_uniform"},
+    "initializers": {
+        "zeros",
+        "ones",
+        "constant",
+        "he_normal",
+        "he_uniform",
+        "glorot_normal",
+        "glorot_uniform",
+        "lecun_normal",
+        "lecun_uniform",
+    },
 }
 
-LAYER = '''
+LAYER = """
 import attrs
 import numpy as np
 from regnet.layers.base import Layer
@@ -37,7 +57,7 @@ class {name}(Layer):
 
     def backward(self, grad):
         return grad * np.asarray(2, grad.dtype)
-'''
+"""
 
 
 def test_builtins_are_registered_with_their_provider():
@@ -62,11 +82,17 @@ def test_list_filters_with_a_glob_in_any_case():
     assert registry.activations.list("?ELU") == ["gelu", "relu", "selu"]
 
 
-@pytest.mark.parametrize(("kind", "typo", "suggestion"), [
-    ("layers", "Dnse", "Dense"), ("layers", "Conv2", "Conv2D"), ("activations", "rellu", "relu"),
-    ("losses", "binary_crossentropi", "binary_crossentropy"), ("optimizers", "Adamw", None),
-    ("initializers", "glorot_unifrom", "glorot_uniform"),
-])
+@pytest.mark.parametrize(
+    ("kind", "typo", "suggestion"),
+    [
+        ("layers", "Dnse", "Dense"),
+        ("layers", "Conv2", "Conv2D"),
+        ("activations", "rellu", "relu"),
+        ("losses", "binary_crossentropi", "binary_crossentropy"),
+        ("optimizers", "Adamw", None),
+        ("initializers", "glorot_unifrom", "glorot_uniform"),
+    ],
+)
 def test_unknown_names_list_close_matches_and_the_entry_point_group(kind, typo, suggestion):
     reg = registry.REGISTRIES[kind]
     if suggestion is None:  # any case resolves: not unknown
@@ -134,8 +160,11 @@ def test_plugin_report_lists_every_component_as_json_data():
 
 
 def test_plugin_report_without_loading_keeps_plugins_pending():
-    with plugin_distribution("lazy-report", {"layers": {"LazyDouble": "lazy_report_mod:LazyDouble"}},
-                             modules={"lazy_report_mod": LAYER.format(name="LazyDouble")}):
+    with plugin_distribution(
+        "lazy-report",
+        {"layers": {"LazyDouble": "lazy_report_mod:LazyDouble"}},
+        modules={"lazy_report_mod": LAYER.format(name="LazyDouble")},
+    ):
         import sys
 
         report = registry.plugin_report(load=False)
@@ -151,10 +180,19 @@ def test_plugin_report_without_loading_keeps_plugins_pending():
 
 @pytest.fixture
 def two_plugins():
-    with plugin_distribution("safe-one", {"layers": {"SafeOne": "safe_one_mod:SafeOne"}},
-                             modules={"safe_one_mod": LAYER.format(name="SafeOne")}, version="1.2"), \
-         plugin_distribution("Safe_Two", {"layers": {"SafeTwo": "safe_two_mod:SafeTwo"}},
-                             modules={"safe_two_mod": LAYER.format(name="SafeTwo")}):
+    with (
+        plugin_distribution(
+            "safe-one",
+            {"layers": {"SafeOne": "safe_one_mod:SafeOne"}},
+            modules={"safe_one_mod": LAYER.format(name="SafeOne")},
+            version="1.2",
+        ),
+        plugin_distribution(
+            "Safe_Two",
+            {"layers": {"SafeTwo": "safe_two_mod:SafeTwo"}},
+            modules={"safe_two_mod": LAYER.format(name="SafeTwo")},
+        ),
+    ):
         yield
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import regnet
-from regnet.cli import StepSchedule
+from regnet.schedules import StepSchedule
 from regnet.datasets import circles, moons, spirals
 from regnet.errors import DataError
 
@@ -86,10 +86,18 @@ MLP = {
 def train_mlp(data, seed, epochs=60, batch_size=32, lr=0.01):
     (x, y), (xt, yt) = data
     model = regnet.Model.from_spec(MLP, seed=seed).compile(
-        "categorical_crossentropy", {"type": "adam", "learning_rate": lr})
+        "categorical_crossentropy", {"type": "adam", "learning_rate": lr}
+    )
     steps = -(-len(x) // batch_size)
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, seed=seed, verbose=0,
-              callbacks=[StepSchedule("cosine", lr, steps, epochs)])
+    model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        verbose=0,
+        callbacks=[StepSchedule("cosine", lr, steps, epochs)],
+    )
     return model.evaluate(xt, yt)["accuracy"]
 
 

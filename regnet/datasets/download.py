@@ -60,8 +60,10 @@ def _fetch_one(url, dest, accepted, accept, timeout, progress, max_bytes):
             out.flush()
             os.fsync(out.fileno())
         if digest not in accepted and not (accept is not None and accept(tmp)):
-            raise DownloadError(f"SHA-256 mismatch: got {digest}, expected {' or '.join(sorted(accepted))} "
-                                f"(corrupted or altered download, discarded)")
+            raise DownloadError(
+                f"SHA-256 mismatch: got {digest}, expected {' or '.join(sorted(accepted))} "
+                f"(corrupted or altered download, discarded)"
+            )
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -112,5 +114,13 @@ def _bar(url, total, progress):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=url.rsplit("/", 1)[-1], unit="B", unit_scale=True, unit_divisor=1024,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=url.rsplit("/", 1)[-1],
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )

@@ -69,8 +69,10 @@ def _header(read_exact, path):
 def _payload_bytes(dtype, dims, path, max_bytes):
     n = int(np.prod(dims, dtype=object)) * dtype.itemsize
     if n > max_bytes:
-        raise DataError(f"{path}: IDX header declares {list(dims)} items of {dtype.itemsize} bytes "
-                        f"({n} bytes), more than the limit of {max_bytes} bytes")
+        raise DataError(
+            f"{path}: IDX header declares {list(dims)} items of {dtype.itemsize} bytes "
+            f"({n} bytes), more than the limit of {max_bytes} bytes"
+        )
     return n
 
 
@@ -84,8 +86,10 @@ def _read_raw(path, max_bytes):
         dtype, dims, head = _header(fh.read, path)
         n = _payload_bytes(dtype, dims, path, max_bytes)
         if size != head + n:
-            raise DataError(f"{path}: IDX header declares shape {list(dims)} ({head + n} bytes with the "
-                            f"header) but the file holds {size} bytes")
+            raise DataError(
+                f"{path}: IDX header declares shape {list(dims)} ({head + n} bytes with the "
+                f"header) but the file holds {size} bytes"
+            )
         buf = bytearray(n)
         if fh.readinto(buf) != n:
             raise DataError(f"{path} changed while it was read")
@@ -109,8 +113,10 @@ def _read_gzip(path, max_bytes):
             dtype, dims, head = _header(fh.read, path)
             n = _payload_bytes(dtype, dims, path, max_bytes)
             if (head + n) % (1 << 32) != isize:
-                raise DataError(f"{path}: IDX header declares shape {list(dims)} ({head + n} bytes with "
-                                f"the header) but the gzip stream holds {isize} bytes (mod 2**32)")
+                raise DataError(
+                    f"{path}: IDX header declares shape {list(dims)} ({head + n} bytes with "
+                    f"the header) but the gzip stream holds {isize} bytes (mod 2**32)"
+                )
             buf = bytearray(n)
             got = fh.readinto(buf)
             if got != n:

@@ -75,10 +75,13 @@ def mnist(path=None, *, download=True, sample=None, mirrors=None, progress=True,
         reasons.append("download disabled")
     if sample is False or path is not None:
         raise DataError("MNIST not available: " + "; ".join(reasons))
-    print(f"regnet: full MNIST not available ({'; '.join(reasons)}).\n"
-          f"regnet: USING THE BUNDLED MNIST SAMPLE (5000 train / 2000 test images) INSTEAD OF THE FULL "
-          f"SET; set REGNET_DATA to a folder holding the four IDX files for the full set.",
-          file=sys.stderr, flush=True)
+    print(
+        f"regnet: full MNIST not available ({'; '.join(reasons)}).\n"
+        f"regnet: USING THE BUNDLED MNIST SAMPLE (5000 train / 2000 test images) INSTEAD OF THE FULL "
+        f"SET; set REGNET_DATA to a folder holding the four IDX files for the full set.",
+        file=sys.stderr,
+        flush=True,
+    )
     return load_sample()
 
 
@@ -110,8 +113,9 @@ def find(folders):
     for folder in folders:
         paths = {}
         for key, base in FILES.items():
-            hit = next((os.path.join(folder, v) for v in _variants(base)
-                        if os.path.isfile(os.path.join(folder, v))), None)
+            hit = next(
+                (os.path.join(folder, v) for v in _variants(base) if os.path.isfile(os.path.join(folder, v))), None
+            )
             if hit is None:
                 break
             paths[key] = hit
@@ -140,8 +144,15 @@ def fetch(dest, *, mirrors=None, progress=True, timeout=30.0):
         target = os.path.join(dest, name)
         if not os.path.isfile(target):
             try:
-                _download.fetch(name, mirrors, target, SHA256[name], timeout=timeout, progress=progress,
-                                accept=lambda p, n=name: content_sha256(p) == CONTENT_SHA256[n])
+                _download.fetch(
+                    name,
+                    mirrors,
+                    target,
+                    SHA256[name],
+                    timeout=timeout,
+                    progress=progress,
+                    accept=lambda p, n=name: content_sha256(p) == CONTENT_SHA256[n],
+                )
             except OSError as exc:
                 raise DownloadError(f"cannot write {target}: {exc.strerror or exc}") from None
         paths[key] = target
@@ -172,8 +183,9 @@ def load_files(paths):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         ip, lp = paths[f"{split}_images"], paths[f"{split}_labels"]
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (SIDE, SIDE):
-            raise DataError(f"{ip}: expected uint8 images of shape [N, {SIDE}, {SIDE}], "
-                            f"found {images.dtype} {list(images.shape)}")
+            raise DataError(
+                f"{ip}: expected uint8 images of shape [N, {SIDE}, {SIDE}], found {images.dtype} {list(images.shape)}"
+            )
         if labels.dtype != np.uint8 or labels.ndim != 1:
             raise DataError(f"{lp}: expected a uint8 vector of labels, found {labels.dtype} {list(labels.shape)}")
         if len(labels) != len(images):
@@ -203,5 +215,7 @@ def load_sample():
             data = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"the bundled MNIST sample {ref} is missing or damaged: {exc}") from None
-    return ((to_float(data["x_train"]), data["y_train"].astype(np.int64)),
-            (to_float(data["x_test"]), data["y_test"].astype(np.int64)))
+    return (
+        (to_float(data["x_train"]), data["y_train"].astype(np.int64)),
+        (to_float(data["x_test"]), data["y_test"].astype(np.int64)),
+    )

@@ -34,8 +34,10 @@ def load(source, *, download=True):
         return mnist(source, download=False)
     if source.endswith(".npz") and os.path.isfile(source):
         return load_npz(source)
-    raise DataError(f"unknown data '{source}': give one of {', '.join(NAMES)}, a folder holding MNIST IDX "
-                    f"files or an .npz file with {', '.join(NPZ_KEYS)}")
+    raise DataError(
+        f"unknown data '{source}': give one of {', '.join(NAMES)}, a folder holding MNIST IDX "
+        f"files or an .npz file with {', '.join(NPZ_KEYS)}"
+    )
 
 
 def parse_args(text, source):

@@ -45,7 +45,7 @@ def _outside_band(x, n, margin, rng):
     if margin >= 0.3:
         raise DataError(f"circles: margin {margin} leaves too little of the unit square (use < 0.3)")
     radius = 1 / math.sqrt(2 * math.pi)
-    keep = lambda p: p[np.abs(np.sqrt(((p - 0.5) ** 2).sum(axis=1)) - radius) >= margin]  # noqa: E731
+    keep = lambda p: p[np.abs(np.sqrt(((p - 0.5) ** 2).sum(axis=1)) - radius) >= margin]
     x = keep(x)
     while len(x) < n:
         x = np.concatenate([x, keep(rng.uniform(0, 1, (2 * (n - len(x)) + 16, 2)))])

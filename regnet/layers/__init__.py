@@ -8,6 +8,18 @@ from .normalization import BatchNorm
 from .pooling import AvgPool2D, MaxPool2D
 
 __all__ = [
-    "Layer", "layer", "create", "Dense", "Flatten", "Reshape", "Activation", "Dropout", "Conv2D",
-    "MaxPool2D", "AvgPool2D", "BatchNorm", "Add", "Concatenate",
+    "Layer",
+    "layer",
+    "create",
+    "Dense",
+    "Flatten",
+    "Reshape",
+    "Activation",
+    "Dropout",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "BatchNorm",
+    "Add",
+    "Concatenate",
 ]

@@ -117,7 +117,8 @@ class Layer:
         super().__init_subclass__(**kwargs)
         params = inspect.signature(cls.backward).parameters
         cls._backward_takes_flag = "need_input_grad" in params or any(  # type: ignore[attr-defined]
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
 
     # -- the contract ---------------------------------------------------------------------------
     def build(self, input_shape: Any, rng: np.random.Generator) -> Shape:
@@ -131,8 +132,9 @@ class Layer:
         raise NotImplementedError
 
     # -- helpers for implementations ------------------------------------------------------------
-    def add_weight(self, name: str, shape: tuple, initializer: Any, rng: np.random.Generator, *,
-                   trainable: bool = True) -> np.ndarray:
+    def add_weight(
+        self, name: str, shape: tuple, initializer: Any, rng: np.random.Generator, *, trainable: bool = True
+    ) -> np.ndarray:
         """A float32 tensor drawn from ``initializer``: a parameter (with a gradient in ``grads``)
         or, with ``trainable=False``, a buffer (state such as running statistics)."""
         shape = tuple(int(s) for s in shape)
@@ -241,8 +243,7 @@ def require_rank(layer: Layer, shape: Shape, ranks: tuple[int, ...], what: str =
     if len(shape) not in ranks:
         want = " or ".join(str(r + 1) for r in ranks)
         raise ShapeError(
-            f"{type(layer).__name__} expects a rank-{want} {what} (batch axis included), "
-            f"got shape {['N', *shape]}",
+            f"{type(layer).__name__} expects a rank-{want} {what} (batch axis included), got shape {['N', *shape]}",
             field="inputs",
         )
 

@@ -14,7 +14,9 @@ def _padding(_, attribute, value):
         isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= fields.MAX_SIZE
     )
     if not ok:
-        raise ConfigError(f"expected 'valid', 'same' or an integer >= 0, got {fields.show(value)}", field=attribute.name)
+        raise ConfigError(
+            f"expected 'valid', 'same' or an integer >= 0, got {fields.show(value)}", field=attribute.name
+        )
 
 
 def padding_field(default="valid"):
@@ -27,8 +29,9 @@ def spatial_setup(layer, input_shape, kernel, stride, padding, *, window_field="
     window for errors; ``pooling`` refuses padding of more than half the window."""
     require_rank(layer, input_shape, (3,))
     _, h, w = input_shape
-    ph, pw = windows.padding_amounts(padding, h, kernel[0], stride[0]), windows.padding_amounts(
-        padding, w, kernel[1], stride[1]
+    ph, pw = (
+        windows.padding_amounts(padding, h, kernel[0], stride[0]),
+        windows.padding_amounts(padding, w, kernel[1], stride[1]),
     )
     layer._pads = (*ph, *pw)
     if pooling and isinstance(padding, int) and 2 * padding > min(kernel):

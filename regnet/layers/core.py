@@ -68,12 +68,13 @@ class Reshape(Layer):
         known = math.prod(d for d in self.target_shape if d != -1)
         if -1 in self.target_shape:
             if size % known:
-                raise ShapeError(f"cannot reshape {list(input_shape)} into {list(self.target_shape)}", field="target_shape")
+                raise ShapeError(
+                    f"cannot reshape {list(input_shape)} into {list(self.target_shape)}", field="target_shape"
+                )
             return tuple(size // known if d == -1 else d for d in self.target_shape)
         if known != size:
             raise ShapeError(
-                f"cannot reshape {list(input_shape)} ({size} values) into "
-                f"{list(self.target_shape)} ({known} values)",
+                f"cannot reshape {list(input_shape)} ({size} values) into {list(self.target_shape)} ({known} values)",
                 field="target_shape",
             )
         return self.target_shape

@@ -62,7 +62,9 @@ class Concatenate(_Merge):
         rank = len(input_shape[0]) + 1
         ax = self.axis if self.axis > 0 else rank + self.axis
         if not 1 <= ax < rank or any(len(s) + 1 != rank for s in input_shape):
-            raise ShapeError(f"Concatenate axis {self.axis} does not fit inputs {[list(s) for s in input_shape]}", field="axis")
+            raise ShapeError(
+                f"Concatenate axis {self.axis} does not fit inputs {[list(s) for s in input_shape]}", field="axis"
+            )
         others = {tuple(d for i, d in enumerate(s) if i != ax - 1) for s in input_shape}
         if len(others) != 1:
             raise ShapeError(

@@ -21,8 +21,9 @@ class _Pool2D(Layer):
         return self.pool_size if self.strides is None else self.strides
 
     def build(self, input_shape, rng):
-        ho, wo = spatial_setup(self, input_shape, self.pool_size, self.stride, self.padding,
-                               window_field="pool_size", pooling=True)
+        ho, wo = spatial_setup(
+            self, input_shape, self.pool_size, self.stride, self.padding, window_field="pool_size", pooling=True
+        )
         return (input_shape[0], ho, wo)
 
     def _offsets(self):

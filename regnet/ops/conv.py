@@ -28,6 +28,7 @@ def band_bytes():
         return INFER_COLUMN_BYTES
     return SMALL_BANDS if parallel.threads() == 1 else LARGE_BANDS
 
+
 _shared = threading.local()
 
 
@@ -57,7 +58,9 @@ class Geometry:
 
     def window(self, a, i, j, r0, r1):
         """Output rows ``[r0, r1)`` of kernel offset ``(i, j)`` in the padded CHWN array ``a``."""
-        return a[:, i + self.sh * r0 : i + self.sh * (r1 - 1) + 1 : self.sh, j : j + self.sw * (self.wo - 1) + 1 : self.sw]
+        return a[
+            :, i + self.sh * r0 : i + self.sh * (r1 - 1) + 1 : self.sh, j : j + self.sw * (self.wo - 1) + 1 : self.sw
+        ]
 
     def columns(self, xp, out, r0=0, r1=None):
         """Fill ``out`` (rows ``C*kh*kw`` first) with the columns of output rows ``[r0, r1)``."""

@@ -72,10 +72,20 @@ def fail_creating_temp(original):
 
 
 FAILURES = {
-    "disk full while writing a tensor": (io, "_write_array", lambda: fail_on_second_tensor(io._write_array), "No space left on device"),
+    "disk full while writing a tensor": (
+        io,
+        "_write_array",
+        lambda: fail_on_second_tensor(io._write_array),
+        "No space left on device",
+    ),
     "disk full at fsync": (os, "fsync", lambda: oserror(errno.ENOSPC), "No space left on device"),
     "permission denied at rename": (os, "replace", lambda: oserror(errno.EACCES), "Permission denied"),
-    "permission denied creating the temporary file": (os, "open", lambda: fail_creating_temp(os.open), "Permission denied"),
+    "permission denied creating the temporary file": (
+        os,
+        "open",
+        lambda: fail_creating_temp(os.open),
+        "Permission denied",
+    ),
     "h5py cannot create the file": (io.h5py, "File", lambda: oserror(errno.EROFS), "Read-only file system"),
 }
 
@@ -144,8 +154,9 @@ def test_atomic_write_keeps_file_mode_default(tmp_path):
 
 # -- kill -9 --------------------------------------------------------------------------------------
 def spawn(*args):
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for(proc, word, timeout=60):

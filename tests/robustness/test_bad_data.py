@@ -36,8 +36,13 @@ def model(loss="categorical_crossentropy", units=3, activation="softmax", compil
 
 def state(m):
     opt = m.optimizer.state_dict() if m.optimizer is not None else {}
-    return ({k: v.copy() for k, v in m.get_weights().items()}, {k: np.array(v) for k, v in opt.items()},
-            m.epoch, list(m.history), m.rng.bit_generator.state)
+    return (
+        {k: v.copy() for k, v in m.get_weights().items()},
+        {k: np.array(v) for k, v in opt.items()},
+        m.epoch,
+        list(m.history),
+        m.rng.bit_generator.state,
+    )
 
 
 def assert_same_state(before, after):
@@ -87,9 +92,18 @@ FIT_CASES = [
     ("dict", fit(x={"x": X}), DataError, ["x must be a NumPy array", "dict"]),
     ("None", fit(x=None), DataError, ["x must be a NumPy array", "NoneType"]),
     # -- values ----------------------------------------------------------------------------------
-    ("NaN in x", fit(x=np.where(np.arange(40).reshape(N, 4) == 13, np.nan, X)), DataError,
-     ["x contains 1 NaN or infinite value(s)", "index 3"]),
-    ("inf in x", fit(x=np.where(np.arange(40).reshape(N, 4) == 0, -np.inf, X)), DataError, ["x contains 1 NaN", "index 0"]),
+    (
+        "NaN in x",
+        fit(x=np.where(np.arange(40).reshape(N, 4) == 13, np.nan, X)),
+        DataError,
+        ["x contains 1 NaN or infinite value(s)", "index 3"],
+    ),
+    (
+        "inf in x",
+        fit(x=np.where(np.arange(40).reshape(N, 4) == 0, -np.inf, X)),
+        DataError,
+        ["x contains 1 NaN", "index 0"],
+    ),
     ("float64 beyond float32", fit(x=np.full((N, 4), 1e300)), DataError, ["x contains 40 NaN or infinite"]),
     # -- labels ----------------------------------------------------------------------------------
     ("label too large", fit(y=np.where(Y == 0, 3, Y)), DataError, ["y:", "labels must be in [0, 2]", "3]"]),
@@ -123,7 +137,12 @@ FIT_CASES = [
     ("epochs string", fit(epochs="2"), DataError, ["epochs", "'2'"]),
     ("epochs huge int", fit(epochs=-(10**5000)), DataError, ["epochs", "<int of"]),
     # -- validation data -------------------------------------------------------------------------
-    ("validation_data not a pair", fit(validation_data=X), DataError, ["validation_data must be a pair", "ndarray of shape [10, 4]"]),
+    (
+        "validation_data not a pair",
+        fit(validation_data=X),
+        DataError,
+        ["validation_data must be a pair", "ndarray of shape [10, 4]"],
+    ),
     ("validation_data triple", fit(validation_data=(X, Y, Y)), DataError, ["a tuple of length 3"]),
     ("validation_data dict", fit(validation_data={"x": X, "y": Y}), DataError, ["validation_data must be a pair"]),
     ("validation x wrong shape", fit(validation_data=(X[:, :2], Y)), DataError, ["validation x has shape [10, 2]"]),
@@ -162,7 +181,9 @@ EVAL_PREDICT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("call, error, words", [c[1:] for c in EVAL_PREDICT_CASES], ids=[c[0] for c in EVAL_PREDICT_CASES])
+@pytest.mark.parametrize(
+    "call, error, words", [c[1:] for c in EVAL_PREDICT_CASES], ids=[c[0] for c in EVAL_PREDICT_CASES]
+)
 def test_evaluate_and_predict_refuse_bad_data(call, error, words):
     refused(model(), call, error, words)
 
@@ -221,8 +242,23 @@ def test_large_batch_size_and_zero_epochs_are_fine():
 
 # -- generated arrays ----------------------------------------------------------------------------
 
-DTYPES = st.sampled_from(["float32", "float64", "float16", "int8", "int64", "uint64", "bool", "complex64",
-                          "U3", "S2", "O", "datetime64[s]", "timedelta64[ms]"])
+DTYPES = st.sampled_from(
+    [
+        "float32",
+        "float64",
+        "float16",
+        "int8",
+        "int64",
+        "uint64",
+        "bool",
+        "complex64",
+        "U3",
+        "S2",
+        "O",
+        "datetime64[s]",
+        "timedelta64[ms]",
+    ]
+)
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)
 
 
@@ -242,8 +278,11 @@ def arrays(draw, shape=None):
 
 def test_random_arrays_train_or_are_refused(fuzz_cases):
     @settings(max_examples=250, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(x=st.one_of(st.just(X), arrays(shape=(N, 4)), arrays()), y=st.one_of(st.just(Y), arrays(shape=(N,)), arrays()),
-           batch_size=st.sampled_from([1, 3, 32, 0, -1, 2.0]))
+    @given(
+        x=st.one_of(st.just(X), arrays(shape=(N, 4)), arrays()),
+        y=st.one_of(st.just(Y), arrays(shape=(N,)), arrays()),
+        batch_size=st.sampled_from([1, 3, 32, 0, -1, 2.0]),
+    )
     def random_data(x, y, batch_size):
         fuzz_cases("random_data")
         m = model()

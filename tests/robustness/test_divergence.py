@@ -241,7 +241,9 @@ def test_rewind_by_replay_ends_where_the_failing_step_began(spec, optimizer, mon
     fail_at = divergence.INTERVAL + 13  # 64 steps per epoch: a checkpoint after step 32, 13+ replayed
     replayed = []
     rewind = divergence.Guard.rewind
-    monkeypatch.setattr(divergence.Guard, "rewind", lambda self, step: (replayed.append(len(self._steps)), rewind(self, step)))
+    monkeypatch.setattr(
+        divergence.Guard, "rewind", lambda self, step: (replayed.append(len(self._steps)), rewind(self, step))
+    )
     runs = []
     for callbacks in ([StepLR(fail_at)], [StepLR(fail_at), Recorder()]):
         model = build(spec, {"type": optimizer, "learning_rate": 0.01})
@@ -278,7 +280,7 @@ def test_replay_memory_is_bounded(monkeypatch):
     monkeypatch.setattr(divergence, "MAX_REPLAY_BYTES", 3 * (16 * 4 * 4 + 16 * 8))  # three batches
     guard = divergence.Guard(build(), interval=32)
     guard.checkpoint()
-    for k in range(3):
+    for _ in range(3):
         assert not guard.due()
         guard.record(X[:16], Y[:16], {})
     assert guard.due()

@@ -10,8 +10,18 @@ import pytest
 
 import regnet
 from regnet import (
-    ConfigError, DataError, DownloadError, FileFormatError, IntegrityError, Model, PluginError,
-    RegnetError, ShapeError, TrainingDivergedError, UnknownComponentError, WeightsMismatchError,
+    ConfigError,
+    DataError,
+    DownloadError,
+    FileFormatError,
+    IntegrityError,
+    Model,
+    PluginError,
+    RegnetError,
+    ShapeError,
+    TrainingDivergedError,
+    UnknownComponentError,
+    WeightsMismatchError,
 )
 from regnet.layers.base import Layer
 from regnet.layers.merge import Add
@@ -33,6 +43,7 @@ def raised(fn, *args, **kwargs):
 
 
 # -- the hierarchy ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "cls, parents",
@@ -65,6 +76,7 @@ def test_error_attributes_say_where():
 
 
 # -- configuration ------------------------------------------------------------------------------
+
 
 def with_layer(entry, at=1):
     layers_ = list(MLP["layers"])
@@ -149,6 +161,7 @@ def test_compile_and_fit_arguments_name_the_argument():
 
 # -- plugins ------------------------------------------------------------------------------------
 
+
 def test_plugin_clash_names_both_providers():
     @__import__("attrs").define(slots=False, eq=False)
     class Impostor(Layer):
@@ -161,6 +174,7 @@ def test_plugin_clash_names_both_providers():
 
 
 # -- weights, files, data, training -------------------------------------------------------------
+
 
 def test_weights_mismatch_names_the_tensor_and_both_shapes(tmp_path):
     source = Model.from_spec(MLP, seed=0)
@@ -221,8 +235,11 @@ def test_training_diverged_error_names_epoch_batch_and_tensor():
 def test_failed_compile_leaves_the_model_as_it_was():
     model = Model.from_spec(MLP).compile("categorical_crossentropy", "adam", metrics=["accuracy"])
     before = (model.loss, model.optimizer, model.metrics, model.training_loss)
-    for bad in (dict(loss="mse", optimizer="adamm"), dict(loss="mse", metrics=[{"name": "f1"}]),
-                dict(loss="mse", metrics=7)):
+    for bad in (
+        dict(loss="mse", optimizer="adamm"),
+        dict(loss="mse", metrics=[{"name": "f1"}]),
+        dict(loss="mse", metrics=7),
+    ):
         e = raised(model.compile, **bad)
         assert isinstance(e, ConfigError)
         assert (model.loss, model.optimizer, model.metrics, model.training_loss) == before

@@ -38,8 +38,12 @@ SPEC = {
 def fuzz(max_examples):
     """Settings for one property: no example database, no per-example deadline (the machine is
     shared), ``max_examples`` kept modest so the whole file runs in well under a minute."""
-    return settings(max_examples=max_examples, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    return settings(
+        max_examples=max_examples,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 COUNTS = collections.Counter()
@@ -53,6 +57,8 @@ def attribute_is_read(kind, owner, name):
     if kind == "weights":  # weights-only loads read the header and the weights
         return (owner == "/" and name in ("format", "format_version")) or owner.startswith("weights/")
     return True
+
+
 ALLOCATION_LIMIT = 20 << 20  # bytes; the declared sizes below are terabytes
 
 
@@ -66,8 +72,15 @@ def signature(model, full):
         return weights
     state = model.optimizer.state_dict() if model.optimizer is not None else {}
     opt = sorted((k, np.asarray(v).tobytes()) for k, v in state.items())
-    return (weights, model.epoch, json.dumps(model.history), model.rng.bit_generator.state, opt,
-            model.training_config(), model.to_spec())
+    return (
+        weights,
+        model.epoch,
+        json.dumps(model.history),
+        model.rng.bit_generator.state,
+        opt,
+        model.training_config(),
+        model.to_spec(),
+    )
 
 
 def load_any(kind, path):
@@ -99,8 +112,13 @@ def files(tmp_path_factory):
             f.visititems(lambda name, obj: objects.append((name, isinstance(obj, h5py.Dataset))))
             for name, _ in objects:
                 attributes += [(name, a) for a in f[name].attrs]
-        out[kind] = {"path": path, "bytes": path.read_bytes(), "objects": objects, "attributes": attributes,
-                     "signature": load_any(kind, path)}
+        out[kind] = {
+            "path": path,
+            "bytes": path.read_bytes(),
+            "objects": objects,
+            "attributes": attributes,
+            "signature": load_any(kind, path),
+        }
     return out
 
 
@@ -162,7 +180,9 @@ def test_flipped_bytes(files, record_property):
     def flipped(kind, data):
         COUNTS["flipped"] += 1
         raw = bytearray(files[kind]["bytes"])
-        flips = data.draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(1, 255)), min_size=1, max_size=8))
+        flips = data.draw(
+            st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(1, 255)), min_size=1, max_size=8)
+        )
         for offset, mask in flips:
             raw[offset] ^= mask
         path = case_path(files, "flipped")
@@ -179,8 +199,11 @@ def test_deleted_objects_and_attributes(files, record_property):
         COUNTS["deleted"] += 1
         info = files[kind]
         path = copy(files, kind, "deleted")
-        target = data.draw(st.sampled_from([("object", n) for n, _ in info["objects"]] +
-                                           [("attribute", a) for a in info["attributes"]]))
+        target = data.draw(
+            st.sampled_from(
+                [("object", n) for n, _ in info["objects"]] + [("attribute", a) for a in info["attributes"]]
+            )
+        )
         with h5py.File(path, "r+") as f:
             if target[0] == "object":
                 del f[target[1]]
@@ -231,12 +254,19 @@ def test_reshaped_datasets(files, record_property):
 def _wrong_values(original):
     """Values whose type differs from the attribute's original type."""
     if h5py.check_string_dtype(np.asarray(original).dtype) is not None:
-        return st.one_of(st.integers(-2**63, 2**63 - 1).map(np.int64), st.floats(allow_nan=True).map(np.float64),
-                         st.lists(st.integers(0, 9), min_size=2, max_size=4).map(np.array), st.booleans().map(np.bool_))
-    return st.one_of(st.text(st.characters(exclude_characters="\x00"), max_size=20),  # HDF5 strings hold no NUL
-                     st.floats(allow_nan=True).map(np.float64),
-                     st.lists(st.integers(0, 9), min_size=2, max_size=4).map(np.array),
-                     st.binary(min_size=1, max_size=20).map(np.bytes_), st.booleans().map(np.bool_))
+        return st.one_of(
+            st.integers(-(2**63), 2**63 - 1).map(np.int64),
+            st.floats(allow_nan=True).map(np.float64),
+            st.lists(st.integers(0, 9), min_size=2, max_size=4).map(np.array),
+            st.booleans().map(np.bool_),
+        )
+    return st.one_of(
+        st.text(st.characters(exclude_characters="\x00"), max_size=20),  # HDF5 strings hold no NUL
+        st.floats(allow_nan=True).map(np.float64),
+        st.lists(st.integers(0, 9), min_size=2, max_size=4).map(np.array),
+        st.binary(min_size=1, max_size=20).map(np.bytes_),
+        st.booleans().map(np.bool_),
+    )
 
 
 def test_attributes_of_wrong_type(files, record_property):
@@ -273,8 +303,12 @@ def test_not_hdf5_files(files, record_property):
 
 def test_huge_declared_datasets(files, record_property):
     @fuzz(60)
-    @given(kind=KINDS, data=st.data(), dims=st.lists(st.integers(10**4, 10**7), min_size=2, max_size=3),
-           dtype=st.sampled_from(["<f4", "<f8", "u1"]))
+    @given(
+        kind=KINDS,
+        data=st.data(),
+        dims=st.lists(st.integers(10**4, 10**7), min_size=2, max_size=3),
+        dtype=st.sampled_from(["<f4", "<f8", "u1"]),
+    )
     def huge(kind, data, dims, dtype):
         shape = tuple(dims)
         if int(np.prod(shape, dtype=np.float64)) < 10**12:

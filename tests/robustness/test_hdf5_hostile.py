@@ -46,7 +46,7 @@ def edit(path, fn):
 
 def all_loaders(path):
     """Every way a file is read: each must refuse it."""
-    fresh = lambda: Model.from_spec(SPEC, seed=1).compile(optimizer={"type": "SGD", "momentum": 0.9})  # noqa: E731
+    fresh = lambda: Model.from_spec(SPEC, seed=1).compile(optimizer={"type": "SGD", "momentum": 0.9})
     yield "load", lambda: regnet.load(path)
     yield "load(compile=False)", lambda: regnet.load(path, compile=False)
     yield "load_weights", lambda: fresh().load_weights(path)
@@ -74,8 +74,12 @@ def test_external_raw_storage_is_refused(saved, secret_file):
 
 
 def test_external_raw_storage_in_optimizer_state_is_refused(saved, secret_file):
-    edit(saved, lambda f: replace(f, "optimizer/momentum/out/bias", shape=(3,), dtype="f4",
-                                  external=[(str(secret_file), 0, 12)]))
+    edit(
+        saved,
+        lambda f: replace(
+            f, "optimizer/momentum/out/bias", shape=(3,), dtype="f4", external=[(str(secret_file), 0, 12)]
+        ),
+    )
     with pytest.raises(FileFormatError, match="optimizer/momentum/out/bias.*external"):
         regnet.load(saved)
 
@@ -84,7 +88,13 @@ def test_external_link_is_refused(saved, tmp_path):
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["bias"] = SECRET
-    edit(saved, lambda f: (f.__delitem__("weights/out/bias"), f["weights/out"].__setitem__("bias", h5py.ExternalLink(str(other), "/bias"))))
+    edit(
+        saved,
+        lambda f: (
+            f.__delitem__("weights/out/bias"),
+            f["weights/out"].__setitem__("bias", h5py.ExternalLink(str(other), "/bias")),
+        ),
+    )
     assert_refused(saved, "weights/out/bias.*external link")
 
 
@@ -153,7 +163,9 @@ def test_huge_declared_tensor_is_refused_without_allocating(saved, where):
     shape = (10**6, 10**6)  # 10**12 float32 values, 4 TB, none of them written
     edit(saved, lambda f: replace(f, where, shape=shape, dtype="f4", chunks=(1, 1024)))
     for what, call in all_loaders(saved):
-        if what in ("load(compile=False)", "load_weights", "load_weights(strict=False)") and where.startswith("optimizer"):
+        if what in ("load(compile=False)", "load_weights", "load_weights(strict=False)") and where.startswith(
+            "optimizer"
+        ):
             assert call() is not None  # these never look at the optimizer state
             continue
 
@@ -199,15 +211,18 @@ def test_pickled_object_is_never_unpickled(saved, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("name, value, match", [
-    ("format", np.int64(3), "'format'.*must be a string"),
-    ("format", np.array(["regnet.model.h5"] * 2, dtype=h5py.string_dtype()), "'format'.*scalar"),
-    ("format_version", "1", "'format_version'.*must be an integer"),
-    ("format_version", np.float64(1.0), "'format_version'.*must be an integer"),
-    ("format_version", np.int64(-1), "format_version -1 is not a valid"),
-    ("epoch", np.float32(2.0), "'epoch'.*must be an integer"),
-    ("epoch", np.int64(-3), "epoch must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("format", np.int64(3), "'format'.*must be a string"),
+        ("format", np.array(["regnet.model.h5"] * 2, dtype=h5py.string_dtype()), "'format'.*scalar"),
+        ("format_version", "1", "'format_version'.*must be an integer"),
+        ("format_version", np.float64(1.0), "'format_version'.*must be an integer"),
+        ("format_version", np.int64(-1), "format_version -1 is not a valid"),
+        ("epoch", np.float32(2.0), "'epoch'.*must be an integer"),
+        ("epoch", np.int64(-3), "epoch must be >= 0"),
+    ],
+)
 def test_root_attributes_of_the_wrong_type(saved, name, value, match):
     edit(saved, lambda f: f.attrs.__setitem__(name, value))
     with pytest.raises(FileFormatError, match=match):
@@ -264,7 +279,13 @@ def test_spec_that_is_not_a_model(saved):
 
 def test_rng_state_of_another_generator(saved):
     state = np.random.MT19937(0).state
-    edit(saved, lambda f: (f.__delitem__("rng_state"), io._write_json(f, "rng_state", json.dumps(state, default=lambda a: a.tolist()))))
+    edit(
+        saved,
+        lambda f: (
+            f.__delitem__("rng_state"),
+            io._write_json(f, "rng_state", json.dumps(state, default=lambda a: a.tolist())),
+        ),
+    )
     with pytest.raises(FileFormatError, match="rng_state is not a PCG64 state"):
         regnet.load(saved)
     bad = {"bit_generator": "PCG64", "state": {"state": "x", "inc": 1}, "has_uint32": 0, "uinteger": 0}

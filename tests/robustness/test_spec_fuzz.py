@@ -22,16 +22,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regnet import ConfigError, Model, RegnetError, UnknownComponentError
+from regnet import ConfigError, Model, RegnetError
 
 #: wall-clock limit for one example (a hang, not a speed requirement: the machine is shared)
 EXAMPLE_LIMIT_S = 20
 
 
 def fuzz(max_examples):
-    return settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 # -- invalid specs, one by one ------------------------------------------------------------------
@@ -46,73 +50,237 @@ def dense(**kw):
 
 INVALID = [
     # (id, spec, layer, field, words the message must contain)
-    ("unknown layer type", {**VEC, "layers": [dense(units=3, name="a"), {"type": "Dence", "units": 2}]},
-     "#1 (type 'Dence')", "type", ["unknown layer 'Dence'", "did you mean 'Dense'"]),
-    ("type not a string", {**VEC, "layers": [{"type": ["Dense"], "units": 2}]},
-     "#0 (type ['Dense'])", "type", ["must be a string", "list"]),
+    (
+        "unknown layer type",
+        {**VEC, "layers": [dense(units=3, name="a"), {"type": "Dence", "units": 2}]},
+        "#1 (type 'Dence')",
+        "type",
+        ["unknown layer 'Dence'", "did you mean 'Dense'"],
+    ),
+    (
+        "type not a string",
+        {**VEC, "layers": [{"type": ["Dense"], "units": 2}]},
+        "#0 (type ['Dense'])",
+        "type",
+        ["must be a string", "list"],
+    ),
     ("missing type", {**VEC, "layers": [{"units": 2}]}, "#0 (no type)", "type", ["needs a 'type'"]),
-    ("unknown field", {**VEC, "layers": [dense(units=3, name="h", unit=4)]},
-     "#0 'h'", "unit", ["no field 'unit'", "did you mean 'units'"]),
+    (
+        "unknown field",
+        {**VEC, "layers": [dense(units=3, name="h", unit=4)]},
+        "#0 'h'",
+        "unit",
+        ["no field 'unit'", "did you mean 'units'"],
+    ),
     ("wrong type", {**VEC, "layers": [dense(units="3")]}, "#0 'dense_1'", "units", ["expected an integer", "'3'"]),
-    ("float for an integer", {**VEC, "layers": [dense(units=3.0)]}, "#0 'dense_1'", "units", ["expected an integer", "3.0"]),
-    ("bool for an integer", {**VEC, "layers": [dense(units=True)]}, "#0 'dense_1'", "units", ["expected an integer", "True"]),
+    (
+        "float for an integer",
+        {**VEC, "layers": [dense(units=3.0)]},
+        "#0 'dense_1'",
+        "units",
+        ["expected an integer", "3.0"],
+    ),
+    (
+        "bool for an integer",
+        {**VEC, "layers": [dense(units=True)]},
+        "#0 'dense_1'",
+        "units",
+        ["expected an integer", "True"],
+    ),
     ("out of range", {**VEC, "layers": [dense(units=0)]}, "#0 'dense_1'", "units", [">= 1", "got 0"]),
     ("too large", {**VEC, "layers": [dense(units=10**9)]}, "#0 'dense_1'", "units", ["<= 16777216", "1000000000"]),
     ("astronomically large", {**VEC, "layers": [dense(units=10**5000)]}, "#0 'dense_1'", "units", ["<=", "<int of"]),
-    ("NaN rate", {**VEC, "layers": [{"type": "Dropout", "rate": float("nan")}, dense(units=2)]},
-     "#0 'dropout_1'", "rate", ["finite number", "nan"]),
-    ("huge int for a float", {**VEC, "layers": [{"type": "Dropout", "rate": 10**400}, dense(units=2)]},
-     "#0 'dropout_1'", "rate", ["finite number"]),
-    ("rate of one", {**VEC, "layers": [{"type": "Dropout", "rate": 1}, dense(units=2)]},
-     "#0 'dropout_1'", "rate", ["< 1"]),
-    ("bad choice", {**IMG, "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 3, "padding": "full"}]},
-     "#0 'conv2d_1'", "padding", ["'valid', 'same'", "'full'"]),
+    (
+        "NaN rate",
+        {**VEC, "layers": [{"type": "Dropout", "rate": float("nan")}, dense(units=2)]},
+        "#0 'dropout_1'",
+        "rate",
+        ["finite number", "nan"],
+    ),
+    (
+        "huge int for a float",
+        {**VEC, "layers": [{"type": "Dropout", "rate": 10**400}, dense(units=2)]},
+        "#0 'dropout_1'",
+        "rate",
+        ["finite number"],
+    ),
+    (
+        "rate of one",
+        {**VEC, "layers": [{"type": "Dropout", "rate": 1}, dense(units=2)]},
+        "#0 'dropout_1'",
+        "rate",
+        ["< 1"],
+    ),
+    (
+        "bad choice",
+        {**IMG, "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 3, "padding": "full"}]},
+        "#0 'conv2d_1'",
+        "padding",
+        ["'valid', 'same'", "'full'"],
+    ),
     ("missing required field", {**VEC, "layers": [dense(name="out")]}, "#0 'out'", "units", ["needs field(s) units"]),
-    ("duplicate name", {**VEC, "layers": [dense(units=3, name="a"), dense(units=3, name="a")]},
-     "#1 'a'", "name", ["duplicate layer name 'a'"]),
-    ("name 'input' is reserved", {**VEC, "layers": [dense(units=3, name="input")]},
-     "#0 'input'", "name", ["duplicate layer name 'input'"]),
+    (
+        "duplicate name",
+        {**VEC, "layers": [dense(units=3, name="a"), dense(units=3, name="a")]},
+        "#1 'a'",
+        "name",
+        ["duplicate layer name 'a'"],
+    ),
+    (
+        "name 'input' is reserved",
+        {**VEC, "layers": [dense(units=3, name="input")]},
+        "#0 'input'",
+        "name",
+        ["duplicate layer name 'input'"],
+    ),
     ("name with a slash", {**VEC, "layers": [dense(units=3, name="a/b")]}, "#0 'a/b'", "name", ["without '/'"]),
-    ("dangling input", {**VEC, "layers": [dense(units=3, name="a"), dense(units=2, name="b", inputs=["ghost"])]},
-     "#1 'b'", "inputs", ["'ghost' is not the name of any layer"]),
-    ("cycle", {**VEC, "layers": [dense(units=3, name="a", inputs=["c"]), dense(units=3, name="b"),
-                                 dense(units=3, name="c", inputs=["b"])]},
-     None, "inputs", ["cycle"]),
-    ("self loop", {**VEC, "layers": [dense(units=3, name="a", inputs=["a"])]}, "#0 'a'", "inputs", ["cycle through 'a'"]),
-    ("inputs not names", {**VEC, "layers": [dense(units=3, inputs=[1, 2])]}, "#0 'dense_1'", "inputs", ["layer name or a list"]),
-    ("merge with one input", {**VEC, "layers": [dense(units=4, name="a"), {"type": "Add", "inputs": ["a"]}]},
-     "#1 'add_1'", "inputs", ["two or more inputs"]),
-    ("Add of different shapes", {**VEC, "layers": [dense(units=3, name="a"), {"type": "Add", "inputs": ["a", "input"]}]},
-     "#1 'add_1'", "inputs", ["one shape", "[[3], [4]]"]),
-    ("Concatenate of mismatched shapes", {**IMG, "layers": [{"type": "MaxPool2D", "name": "p"},
-                                                            {"type": "Concatenate", "inputs": ["p", "input"]}]},
-     "#1 'concatenate_1'", "inputs", ["equal except on axis 1", "[1, 3, 3]", "[1, 6, 6]"]),
-    ("Concatenate on the batch axis", {**VEC, "layers": [dense(units=4, name="a"),
-                                                         {"type": "Concatenate", "axis": 0, "inputs": ["a", "input"]}]},
-     "#1 'concatenate_1'", "axis", ["axis 0 is the batch"]),
-    ("pooling larger than the image", {**IMG, "layers": [{"type": "MaxPool2D", "pool_size": 7}, {"type": "Flatten"}]},
-     "#0 'max_pool2d_1'", "pool_size", ["window [7, 7] does not fit input [1, 6, 6]"]),
-    ("kernel larger than the image", {**IMG, "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": [3, 9]}]},
-     "#0 'conv2d_1'", "kernel_size", ["window [3, 9] does not fit"]),
-    ("pooling after flatten", {**IMG, "layers": [{"type": "Flatten"}, {"type": "AvgPool2D"}]},
-     "#1 'avg_pool2d_1'", "inputs", ["rank-4", "['N', 36]"]),
-    ("conv on vectors", {**VEC, "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 1}]},
-     "#0 'conv2d_1'", "inputs", ["rank-4", "['N', 4]"]),
-    ("reshape to the wrong size", {**VEC, "layers": [{"type": "Reshape", "target_shape": [3]}]},
-     "#0 'reshape_1'", "target_shape", ["cannot reshape [4]", "[3]"]),
-    ("pooling padding over half the window", {**IMG, "layers": [{"type": "AvgPool2D", "pool_size": 2, "padding": 2}]},
-     "#0 'avg_pool2d_1'", "padding", ["more than half the window [2, 2]"]),
-    ("padding too large", {**IMG, "layers": [{"type": "Conv2D", "filters": 1, "kernel_size": 1, "padding": 10**7}]},
-     "#0 'conv2d_1'", "padding", ["padded input", "limit"]),
-    ("softmax over a missing axis", {**VEC, "layers": [dense(units=3, activation={"type": "softmax", "axis": 2})]},
-     "#0 'dense_1'", "activation", ["axis 2 does not fit output ['N', 3]"]),
-    ("nested component field", {**VEC, "layers": [dense(units=3, activation={"type": "leaky_relu", "alpha": "big"})]},
-     "#0 'dense_1'", "activation.alpha", ["finite number", "'big'"]),
-    ("component dict without a type name", {**VEC, "layers": [dense(units=3, kernel_initializer={"type": 7})]},
-     "#0 'dense_1'", "kernel_initializer", ["'type' name"]),
-    ("entry that is not an object", {**VEC, "layers": [dense(units=3), "Dense"]}, "#1", None, ["must be an object", "str"]),
-    ("kernel too large to allocate", {**VEC, "input_shape": [1 << 20], "layers": [dense(units=1 << 20)]},
-     "#0 'dense_1'", None, ["kernel", "limit"]),
+    (
+        "dangling input",
+        {**VEC, "layers": [dense(units=3, name="a"), dense(units=2, name="b", inputs=["ghost"])]},
+        "#1 'b'",
+        "inputs",
+        ["'ghost' is not the name of any layer"],
+    ),
+    (
+        "cycle",
+        {
+            **VEC,
+            "layers": [
+                dense(units=3, name="a", inputs=["c"]),
+                dense(units=3, name="b"),
+                dense(units=3, name="c", inputs=["b"]),
+            ],
+        },
+        None,
+        "inputs",
+        ["cycle"],
+    ),
+    (
+        "self loop",
+        {**VEC, "layers": [dense(units=3, name="a", inputs=["a"])]},
+        "#0 'a'",
+        "inputs",
+        ["cycle through 'a'"],
+    ),
+    (
+        "inputs not names",
+        {**VEC, "layers": [dense(units=3, inputs=[1, 2])]},
+        "#0 'dense_1'",
+        "inputs",
+        ["layer name or a list"],
+    ),
+    (
+        "merge with one input",
+        {**VEC, "layers": [dense(units=4, name="a"), {"type": "Add", "inputs": ["a"]}]},
+        "#1 'add_1'",
+        "inputs",
+        ["two or more inputs"],
+    ),
+    (
+        "Add of different shapes",
+        {**VEC, "layers": [dense(units=3, name="a"), {"type": "Add", "inputs": ["a", "input"]}]},
+        "#1 'add_1'",
+        "inputs",
+        ["one shape", "[[3], [4]]"],
+    ),
+    (
+        "Concatenate of mismatched shapes",
+        {**IMG, "layers": [{"type": "MaxPool2D", "name": "p"}, {"type": "Concatenate", "inputs": ["p", "input"]}]},
+        "#1 'concatenate_1'",
+        "inputs",
+        ["equal except on axis 1", "[1, 3, 3]", "[1, 6, 6]"],
+    ),
+    (
+        "Concatenate on the batch axis",
+        {**VEC, "layers": [dense(units=4, name="a"), {"type": "Concatenate", "axis": 0, "inputs": ["a", "input"]}]},
+        "#1 'concatenate_1'",
+        "axis",
+        ["axis 0 is the batch"],
+    ),
+    (
+        "pooling larger than the image",
+        {**IMG, "layers": [{"type": "MaxPool2D", "pool_size": 7}, {"type": "Flatten"}]},
+        "#0 'max_pool2d_1'",
+        "pool_size",
+        ["window [7, 7] does not fit input [1, 6, 6]"],
+    ),
+    (
+        "kernel larger than the image",
+        {**IMG, "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": [3, 9]}]},
+        "#0 'conv2d_1'",
+        "kernel_size",
+        ["window [3, 9] does not fit"],
+    ),
+    (
+        "pooling after flatten",
+        {**IMG, "layers": [{"type": "Flatten"}, {"type": "AvgPool2D"}]},
+        "#1 'avg_pool2d_1'",
+        "inputs",
+        ["rank-4", "['N', 36]"],
+    ),
+    (
+        "conv on vectors",
+        {**VEC, "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 1}]},
+        "#0 'conv2d_1'",
+        "inputs",
+        ["rank-4", "['N', 4]"],
+    ),
+    (
+        "reshape to the wrong size",
+        {**VEC, "layers": [{"type": "Reshape", "target_shape": [3]}]},
+        "#0 'reshape_1'",
+        "target_shape",
+        ["cannot reshape [4]", "[3]"],
+    ),
+    (
+        "pooling padding over half the window",
+        {**IMG, "layers": [{"type": "AvgPool2D", "pool_size": 2, "padding": 2}]},
+        "#0 'avg_pool2d_1'",
+        "padding",
+        ["more than half the window [2, 2]"],
+    ),
+    (
+        "padding too large",
+        {**IMG, "layers": [{"type": "Conv2D", "filters": 1, "kernel_size": 1, "padding": 10**7}]},
+        "#0 'conv2d_1'",
+        "padding",
+        ["padded input", "limit"],
+    ),
+    (
+        "softmax over a missing axis",
+        {**VEC, "layers": [dense(units=3, activation={"type": "softmax", "axis": 2})]},
+        "#0 'dense_1'",
+        "activation",
+        ["axis 2 does not fit output ['N', 3]"],
+    ),
+    (
+        "nested component field",
+        {**VEC, "layers": [dense(units=3, activation={"type": "leaky_relu", "alpha": "big"})]},
+        "#0 'dense_1'",
+        "activation.alpha",
+        ["finite number", "'big'"],
+    ),
+    (
+        "component dict without a type name",
+        {**VEC, "layers": [dense(units=3, kernel_initializer={"type": 7})]},
+        "#0 'dense_1'",
+        "kernel_initializer",
+        ["'type' name"],
+    ),
+    (
+        "entry that is not an object",
+        {**VEC, "layers": [dense(units=3), "Dense"]},
+        "#1",
+        None,
+        ["must be an object", "str"],
+    ),
+    (
+        "kernel too large to allocate",
+        {**VEC, "input_shape": [1 << 20], "layers": [dense(units=1 << 20)]},
+        "#0 'dense_1'",
+        None,
+        ["kernel", "limit"],
+    ),
 ]
 
 
@@ -180,6 +348,7 @@ def test_byte_order_mark_and_bare_layer_list_are_accepted():
 
 # -- resource bombs ------------------------------------------------------------------------------
 
+
 def cpu_and_peak(fn):
     """``(CPU seconds, peak traced bytes, exception)`` of ``fn()``; CPU time, not wall time, so
     that other processes on the machine do not count."""
@@ -188,7 +357,7 @@ def cpu_and_peak(fn):
     try:
         fn()
         exc = None
-    except Exception as e:  # noqa: BLE001 - returned for the caller to check
+    except Exception as e:
         exc = e
     elapsed = time.process_time() - t0
     peak = tracemalloc.get_traced_memory()[1]
@@ -243,8 +412,13 @@ LONG = "x" * 1_000_000
 
 @pytest.mark.parametrize(
     "entry",
-    [{"type": LONG, "units": 1}, dense(units=1, **{LONG: 1}), dense(units=1, activation=LONG),
-     dense(units=1, name=LONG + "/"), dense(units=[LONG] * 1000)],
+    [
+        {"type": LONG, "units": 1},
+        dense(units=1, **{LONG: 1}),
+        dense(units=1, activation=LONG),
+        dense(units=1, name=LONG + "/"),
+        dense(units=[LONG] * 1000),
+    ],
     ids=["type", "field-name", "activation", "layer-name", "value"],
 )
 def test_megabyte_names_give_short_messages(entry, time_limit):
@@ -289,8 +463,7 @@ def vector_specs(draw):
         kind = draw(st.sampled_from(["Dense", "Dense", "Dropout", "Activation", "BatchNorm", "Reshape", "merge"]))
         if kind == "Dense":
             units = draw(st.integers(1, 8))
-            entry = dense(units=units, activation=draw(st.sampled_from(ACTIVATIONS)),
-                          use_bias=draw(st.booleans()))
+            entry = dense(units=units, activation=draw(st.sampled_from(ACTIVATIONS)), use_bias=draw(st.booleans()))
             shape = (units,)
         elif kind == "Dropout":
             entry = {"type": "Dropout", "rate": draw(st.floats(0, 0.9))}
@@ -338,19 +511,60 @@ def image_specs(draw):
             h, w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
         if kind == "Conv2D":
             c = draw(st.integers(1, 4))
-            layers_.append({"type": "Conv2D", "filters": c, "kernel_size": k, "strides": stride,
-                            "padding": padding, "activation": draw(st.sampled_from(ACTIVATIONS[:4]))})
+            layers_.append(
+                {
+                    "type": "Conv2D",
+                    "filters": c,
+                    "kernel_size": k,
+                    "strides": stride,
+                    "padding": padding,
+                    "activation": draw(st.sampled_from(ACTIVATIONS[:4])),
+                }
+            )
         else:
             layers_.append({"type": kind, "pool_size": k, "strides": stride, "padding": padding})
     layers_ += [{"type": "Flatten"}, dense(units=draw(st.integers(1, 4)))]
     return {"input_shape": input_shape, "layers": layers_}
 
 
-LAYER_TYPES = ["Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm", "Dropout", "Flatten", "Reshape",
-               "Activation", "Add", "Concatenate", "Input", "Linear", "dense", "Conv2d"]
-FIELDS = ["type", "name", "inputs", "units", "activation", "use_bias", "kernel_initializer", "filters",
-          "kernel_size", "strides", "padding", "pool_size", "rate", "target_shape", "axis", "momentum",
-          "epsilon", "center", "scale"]
+LAYER_TYPES = [
+    "Dense",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "BatchNorm",
+    "Dropout",
+    "Flatten",
+    "Reshape",
+    "Activation",
+    "Add",
+    "Concatenate",
+    "Input",
+    "Linear",
+    "dense",
+    "Conv2d",
+]
+FIELDS = [
+    "type",
+    "name",
+    "inputs",
+    "units",
+    "activation",
+    "use_bias",
+    "kernel_initializer",
+    "filters",
+    "kernel_size",
+    "strides",
+    "padding",
+    "pool_size",
+    "rate",
+    "target_shape",
+    "axis",
+    "momentum",
+    "epsilon",
+    "center",
+    "scale",
+]
 NAMES = ["input", "v0", "v1", "out", "ghost", "dense_1", *ACTIVATIONS, *LAYER_TYPES, "same", "valid", ""]
 #: numbers beyond every limit (allowed sizes stay small: a generated spec must never allocate much)
 HUGE = [(1 << 24) + 1, 10**9, 10**18, 2**63, -(2**63), 10**400, -(10**400)]
@@ -359,7 +573,9 @@ FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.5, 
 SCALARS = st.none() | st.booleans() | INTS | FLOATS | st.text(max_size=10) | st.sampled_from(NAMES)
 JSON_VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -370,7 +586,9 @@ def mutated_specs(draw):
     for _ in range(draw(st.integers(1, 3))):
         entries = spec.get("layers")
         dicts = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-        op = draw(st.sampled_from(["set", "drop", "add", "type", "inputs", "dup", "reorder", "top"] if dicts else ["top"]))
+        op = draw(
+            st.sampled_from(["set", "drop", "add", "type", "inputs", "dup", "reorder", "top"] if dicts else ["top"])
+        )
         entry = draw(st.sampled_from(dicts)) if dicts else None
         if op == "set" and entry:
             entry[draw(st.sampled_from(sorted(entry)))] = draw(JSON_VALUES)
@@ -405,18 +623,22 @@ def graphs(draw):
     n = draw(st.integers(2, 40))
     entries, read = [], set()
     for i in range(n):
+
         def ref():
             anywhere = draw(st.integers(0, 9)) == 0
             k = draw(st.integers(-1, n - 1)) if anywhere or i == 0 else draw(st.integers(-1, i - 1))
             name = "input" if k < 0 else f"n{k}"
             read.add(name)
             return name
+
         if i >= 1 and draw(st.integers(0, 3)) == 0:
             entries.append({"type": "Add", "name": f"n{i}", "inputs": [ref() for _ in range(draw(st.integers(2, 3)))]})
         else:
             entries.append(dense(units=3, name=f"n{i}", inputs=[ref()], activation="tanh"))
     sinks = [e["name"] for e in entries if e["name"] not in read] or [f"n{n - 1}"]
-    entries.append({"type": "Add", "name": "sum", "inputs": sinks} if len(sinks) > 1 else dense(units=3, name="sum", inputs=sinks))
+    entries.append(
+        {"type": "Add", "name": "sum", "inputs": sinks} if len(sinks) > 1 else dense(units=3, name="sum", inputs=sinks)
+    )
     order = draw(st.permutations(entries[:-1]))
     return {"input_shape": [3], "layers": [*order, entries[-1]]}
 
@@ -513,8 +735,20 @@ def test_random_graphs_build_or_name_the_cycle(fuzz_cases, time_limit):
     graph()
 
 
-COMPONENT_FIELDS = FIELDS + ["learning_rate", "lr", "momentum", "nesterov", "beta_1", "beta_2", "rho", "alpha",
-                             "value", "from_logits", "weight_decay", "initial_accumulator_value"]
+COMPONENT_FIELDS = FIELDS + [
+    "learning_rate",
+    "lr",
+    "momentum",
+    "nesterov",
+    "beta_1",
+    "beta_2",
+    "rho",
+    "alpha",
+    "value",
+    "from_logits",
+    "weight_decay",
+    "initial_accumulator_value",
+]
 
 
 def test_random_component_configs_raise_regnet_errors(fuzz_cases, time_limit):
@@ -529,13 +763,17 @@ def test_random_component_configs_raise_regnet_errors(fuzz_cases, time_limit):
     def component(kind, data):
         fuzz_cases("components")
         name = data.draw(st.sampled_from(REGISTRIES[kind].list()) | JSON_VALUES)
-        config = data.draw(st.dictionaries(st.sampled_from(COMPONENT_FIELDS) | st.text(max_size=5), JSON_VALUES, max_size=3))
+        config = data.draw(
+            st.dictionaries(st.sampled_from(COMPONENT_FIELDS) | st.text(max_size=5), JSON_VALUES, max_size=3)
+        )
         spec = data.draw(st.sampled_from([name, {"type": name, **config}, config]))
         model = Model.from_spec({"input_shape": [3], "layers": [dense(units=2)]})
         with time_limit(EXAMPLE_LIMIT_S):
-            for make in (lambda: REGISTRIES[kind].create(spec),
-                         lambda: model.compile(loss=spec) if kind == "losses" else None,
-                         lambda: model.compile(optimizer=spec) if kind == "optimizers" else None):
+            for make in (
+                lambda: REGISTRIES[kind].create(spec),
+                lambda: model.compile(loss=spec) if kind == "losses" else None,
+                lambda: model.compile(optimizer=spec) if kind == "optimizers" else None,
+            ):
                 try:
                     make()
                 except RegnetError as e:

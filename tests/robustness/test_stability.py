@@ -48,6 +48,7 @@ def exact_ce(logits, labels):
 
 # -- activations ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["softmax", "sigmoid", "tanh", "relu", "elu", "selu", "gelu", "leaky_relu"])
 def test_activations_stay_finite_and_float32(name):
     act = activations.get(name)
@@ -71,6 +72,7 @@ def test_sigmoid_saturates_without_overflow():
 
 
 # -- losses --------------------------------------------------------------------------------------
+
 
 def test_cross_entropy_from_logits():
     ce = losses.get({"type": "categorical_crossentropy", "from_logits": True})
@@ -119,9 +121,15 @@ def test_binary_cross_entropy(from_logits):
 )
 def test_fused_loss_in_a_model_with_huge_logits(output, loss, target):
     units = 1 if output == "sigmoid" else 3
-    model = Model.from_spec({"input_shape": [3], "layers": [
-        {"type": "Dense", "name": "out", "units": units, "activation": output, "use_bias": False},
-    ]}, seed=0).compile(loss, {"type": "sgd", "learning_rate": 1e-9}, metrics=["accuracy"])
+    model = Model.from_spec(
+        {
+            "input_shape": [3],
+            "layers": [
+                {"type": "Dense", "name": "out", "units": units, "activation": output, "use_bias": False},
+            ],
+        },
+        seed=0,
+    ).compile(loss, {"type": "sgd", "learning_rate": 1e-9}, metrics=["accuracy"])
     kernel = model.get_layer("out").params["kernel"]
     kernel[...] = np.eye(3, units, dtype=np.float32)
     x = LOGITS  # with an identity kernel the logits are the inputs: up to 1e4 in magnitude
@@ -139,19 +147,28 @@ def test_fused_loss_in_a_model_with_huge_logits(output, loss, target):
 
 
 @settings(max_examples=150, deadline=None, database=None)
-@given(z=hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
-                    elements=st.floats(-1e4, 1e4, width=32)),
-       data=st.data())
+@given(
+    z=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+        elements=st.floats(-1e4, 1e4, width=32),
+    ),
+    data=st.data(),
+)
 def test_cross_entropies_are_finite_for_any_logits_up_to_1e4(z, data):
     k = z.shape[1]
     labels = np.asarray(data.draw(st.lists(st.integers(0, k - 1), min_size=len(z), max_size=len(z))))
-    for ce, pred in ((losses.get({"type": "categorical_crossentropy", "from_logits": True}), z),
-                     (losses.get("categorical_crossentropy"), activations.softmax(z))):
+    for ce, pred in (
+        (losses.get({"type": "categorical_crossentropy", "from_logits": True}), z),
+        (losses.get("categorical_crossentropy"), activations.softmax(z)),
+    ):
         value, grad = ce.value_and_grad(pred, labels)
         finite32(grad)
         assert math.isfinite(value) and value >= 0
-    for bce, pred in ((losses.get({"type": "binary_crossentropy", "from_logits": True}), z),
-                      (losses.get("binary_crossentropy"), activations.sigmoid(z))):
+    for bce, pred in (
+        (losses.get({"type": "binary_crossentropy", "from_logits": True}), z),
+        (losses.get("binary_crossentropy"), activations.sigmoid(z)),
+    ):
         value, grad = bce.value_and_grad(pred, (z > 0).astype(np.float32))
         finite32(grad)
         assert math.isfinite(value) and value >= 0

@@ -30,9 +30,15 @@ def test_one_component_of_every_kind_comes_from_the_distribution():
     assert {c.kind for c in cases} == set(KINDS)
     assert not [c for c in cases if c.error], [c.error for c in cases if c.error]
     version = importlib.metadata.version(DIST)
-    for kind, name in [("layers", "LayerNorm"), ("activations", "swish"), ("activations", "mish"),
-                       ("losses", "huber"), ("optimizers", "Lion"), ("initializers", "orthogonal"),
-                       ("initializers", "truncated_normal")]:
+    for kind, name in [
+        ("layers", "LayerNorm"),
+        ("activations", "swish"),
+        ("activations", "mish"),
+        ("losses", "huber"),
+        ("optimizers", "Lion"),
+        ("initializers", "orthogonal"),
+        ("initializers", "truncated_normal"),
+    ]:
         prov = registry.REGISTRIES[kind].provider(name)
         assert (prov.distribution, prov.version) == (DIST, version)
         assert prov.entry_point.startswith("regnet_extras.")
@@ -58,16 +64,24 @@ def test_hand_checked_values():
     np.testing.assert_allclose(p, [1.0, -1.8], rtol=1e-6)
 
 
-SPEC = json.dumps({
-    "format": "regnet.model", "version": 1, "input_shape": [2],
-    "layers": [
-        {"type": "Dense", "units": 16, "activation": "swish", "kernel_initializer": "orthogonal"},
-        {"type": "LayerNorm"},
-        {"type": "Dense", "units": 16, "activation": {"type": "mish"},
-         "kernel_initializer": {"type": "truncated_normal", "stddev": 0.3}},
-        {"type": "Dense", "units": 1},
-    ],
-})
+SPEC = json.dumps(
+    {
+        "format": "regnet.model",
+        "version": 1,
+        "input_shape": [2],
+        "layers": [
+            {"type": "Dense", "units": 16, "activation": "swish", "kernel_initializer": "orthogonal"},
+            {"type": "LayerNorm"},
+            {
+                "type": "Dense",
+                "units": 16,
+                "activation": {"type": "mish"},
+                "kernel_initializer": {"type": "truncated_normal", "stddev": 0.3},
+            },
+            {"type": "Dense", "units": 1},
+        ],
+    }
+)
 
 RELOAD = """
 import json, sys
@@ -90,8 +104,7 @@ def _data(n=256, seed=0):
 def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
     x, y = _data()
     model = regnet.Model.from_spec(SPEC, seed=0)
-    model.compile(loss={"type": "huber", "delta": 0.5}, optimizer={"type": "Lion", "learning_rate": 3e-3},
-                  metrics=[])
+    model.compile(loss={"type": "huber", "delta": 0.5}, optimizer={"type": "Lion", "learning_rate": 3e-3}, metrics=[])
     before = model.evaluate(x, y)["loss"]
     model.fit(x, y, epochs=8, batch_size=32, verbose=0, seed=0)
     after = model.evaluate(x, y)["loss"]
@@ -102,14 +115,24 @@ def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
     with h5py.File(path, "r") as f:
         recorded = json.loads(f["metadata/components"][()])
     providers = {(c["kind"], c["name"]): c["distribution"] for c in recorded}
-    for key in [("layers", "LayerNorm"), ("activations", "swish"), ("activations", "mish"), ("losses", "huber"),
-                ("optimizers", "Lion"), ("initializers", "orthogonal"), ("initializers", "truncated_normal")]:
+    for key in [
+        ("layers", "LayerNorm"),
+        ("activations", "swish"),
+        ("activations", "mish"),
+        ("losses", "huber"),
+        ("optimizers", "Lion"),
+        ("initializers", "orthogonal"),
+        ("initializers", "truncated_normal"),
+    ]:
         assert providers.get(key) == DIST, (key, providers)
 
     np.save(tmp_path / "x.npy", x)
     out = subprocess.run(
         [sys.executable, "-c", RELOAD, str(path), str(tmp_path / "x.npy"), str(tmp_path / "pred.npy")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     assert out.returncode == 0, out.stderr
     assert np.array_equal(np.load(tmp_path / "pred.npy"), model.predict(x))
@@ -126,11 +149,17 @@ def test_safe_mode_names_the_missing_distribution(tmp_path):
     code = "import sys, regnet; regnet.load(sys.argv[1])"
     env = {**os.environ, "REGNET_DISABLE_PLUGIN_AUTOLOAD": "1"}
     env.pop("REGNET_PLUGINS", None)
-    refused = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                             timeout=120, env=env)
+    refused = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert refused.returncode != 0
     err = refused.stderr.strip().splitlines()[-1]
     assert "UnknownComponentError" in err and DIST in err and "regnet." in err, err
-    allowed = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                             timeout=120, env={**env, "REGNET_PLUGINS": "regnet_extras"})
+    allowed = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "REGNET_PLUGINS": "regnet_extras"},
+    )
     assert allowed.returncode == 0, allowed.stderr

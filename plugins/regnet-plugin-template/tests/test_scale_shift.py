@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("regnet_plugin_template")
 
-from regnet.testing import component_cases, parametrize_components  # noqa: E402
+from regnet.testing import component_cases, parametrize_components
 
 DIST = "regnet-plugin-template"
 

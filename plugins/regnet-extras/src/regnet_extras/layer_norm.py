@@ -10,8 +10,9 @@ from regnet.layers.base import Layer
 
 def _axis(_, attribute, value):
     if not isinstance(value, int) or isinstance(value, bool) or value == 0:
-        raise ConfigError(f"expected a non-zero integer axis (axis 0 is the batch), got {value!r}",
-                          field=attribute.name)
+        raise ConfigError(
+            f"expected a non-zero integer axis (axis 0 is the batch), got {value!r}", field=attribute.name
+        )
 
 
 @attrs.define(slots=False, eq=False)
