@@ -11,9 +11,9 @@ import pytest
 
 import regnet
 from regnet.cli import main
-from regnet.schedules import StepSchedule
 from regnet.datasets import idx, moons, sources
 from regnet.datasets.augment import random_shift, shift
+from regnet.schedules import StepSchedule
 
 MLP_2D = {
     "format": "regnet.model",

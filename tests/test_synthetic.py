@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import regnet
-from regnet.schedules import StepSchedule
 from regnet.datasets import circles, moons, spirals
 from regnet.errors import DataError
+from regnet.schedules import StepSchedule
 
 GENERATORS = {"moons": moons, "circles": circles, "spirals": spirals}
 
