@@ -158,7 +158,11 @@ def to_proto(model: Any, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
 def export(model: Any, path: "str | os.PathLike[str]", opset: int = DEFAULT_OPSET) -> str:
     """Write ``model`` to ``path`` as ONNX, atomically (nothing is written if any layer cannot be
     lowered); returns the path."""
-    proto = to_proto(model, opset)
+    return write(to_proto(model, opset), path)
+
+
+def write(proto: onnx.ModelProto, path: "str | os.PathLike[str]") -> str:
+    """Write a model proto to ``path`` atomically (temporary file, fsync, rename)."""
     with io.atomic_write(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(proto.SerializeToString())

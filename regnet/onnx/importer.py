@@ -239,7 +239,11 @@ def _spec(st: ImportState, input_shape: tuple, out: Tensor, name: str) -> tuple[
 
 
 def convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
-    """``(spec, state)``: the regnet spec and ``{"layer/tensor": array}`` of a checked ONNX model."""
+    """``(spec, state)``: the regnet spec and ``{"layer/tensor": array}`` of an ONNX model."""
+    return _convert(reader.check(proto))
+
+
+def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     opset = _default_opset(proto)
     graph = proto.graph
     if len(graph.output) != 1:
@@ -285,9 +289,10 @@ def convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     return _spec(st, input_shape, out, name)
 
 
-def from_proto(proto: onnx.ModelProto) -> Model:
-    """The regnet ``Model`` of a checked ONNX model (not compiled: call ``compile`` to train it)."""
-    doc, state = convert(proto)
+def from_proto(proto: onnx.ModelProto, *, checked: bool = False) -> Model:
+    """The regnet ``Model`` of an ONNX model (not compiled: call ``compile`` to train it);
+    ``checked`` skips the checks ``reader`` already ran."""
+    doc, state = _convert(proto if checked else reader.check(proto))
     try:
         model = Model.from_spec(doc, seed=0)
         model.load_state_dict(state)
@@ -302,4 +307,4 @@ def load(path: "str | os.PathLike[str]", *, max_bytes: int = reader.MAX_BYTES) -
     Refuses, with a ``FileFormatError``, files over ``max_bytes``, malformed or truncated files and
     external data outside the model's folder; and, with an ``OnnxImportError`` naming the node,
     operators, attributes, opsets, dtypes and dynamic shapes regnet cannot represent."""
-    return from_proto(reader.read(path, max_bytes=max_bytes))
+    return from_proto(reader.read(path, max_bytes=max_bytes), checked=True)

@@ -55,6 +55,11 @@ def parse(
         proto.ParseFromString(data)
     except (ProtobufError, ValueError, RuntimeError) as exc:
         raise FileFormatError(f"{where} is not a valid ONNX file (truncated or corrupted?): {exc}") from None
+    return check(proto, where=where, folder=folder)
+
+
+def check(proto: onnx.ModelProto, *, where: str = "ONNX model", folder: str | None = None) -> onnx.ModelProto:
+    """Load external data (from inside ``folder`` only) and run ``onnx.checker`` on ``proto``."""
     if not proto.HasField("graph") or not proto.graph.node:
         raise FileFormatError(f"{where} holds no ONNX graph (an empty, truncated or foreign file?)")
     for tensor in tensors(proto.graph):
