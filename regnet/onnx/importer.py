@@ -269,6 +269,9 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
+        if node.op_type not in KNOWN_VERSIONS:
+            supported = ", ".join(sorted(KNOWN_VERSIONS))
+            raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
         if id(node) not in synthetic:
             _check_version(st, node)
         for name in node.input:
@@ -278,9 +281,8 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         if _fold(st, node, node_attrs):
             continue
         handler = handlers.HANDLERS.get(node.op_type)
-        if handler is None:
-            supported = ", ".join(sorted(set(handlers.HANDLERS) | set(folding.FOLDERS) | {"Constant", "Shape"}))
-            raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
+        if handler is None:  # a folding-only operator on run-time values
+            raise st.fail(node, f"{node.op_type} is supported on constants only (shape arithmetic, weights)")
         handler(st, node, node_attrs)
     out = st.values.get(output)
     if not isinstance(out, Tensor) or out.source is None:
