@@ -221,6 +221,12 @@ class Broken(Plain):
     registered_name = "Broken"
     def to_onnx(self, ctx, inputs):
         return None
+
+@attrs.define(slots=False, eq=False)
+class Raises(Plain):
+    registered_name = "Raises"
+    def to_onnx(self, ctx, inputs):
+        return ctx.node("Mul", [inputs[0], ctx.weight("no_such_weight")])
 """
 
 
@@ -228,7 +234,7 @@ def test_component_without_lowering_names_itself_and_its_distribution(tmp_path):
     target = tmp_path / "model.onnx"
     target.write_bytes(b"previous contents")
     entry_points = {
-        "layers": {"Plain": "plain_mod:Plain", "Broken": "plain_mod:Broken"},
+        "layers": {"Plain": "plain_mod:Plain", "Broken": "plain_mod:Broken", "Raises": "plain_mod:Raises"},
         "activations": {"cube": "plain_mod:Cube"},
     }
     with plugin_distribution("onnxless-plugin", entry_points, modules={"plain_mod": PLAIN}, version="2.5"):
@@ -247,6 +253,9 @@ def test_component_without_lowering_names_itself_and_its_distribution(tmp_path):
         broken = regnet.Model.from_spec({"input_shape": [3], "layers": [{"type": "Broken"}]})
         with pytest.raises(ronnx.OnnxExportError, match="not a tensor name"):
             ronnx.export(broken, target)
+        raises = regnet.Model.from_spec({"input_shape": [3], "layers": [{"type": "Raises"}]})
+        with pytest.raises(ronnx.OnnxExportError, match="'Raises' .*onnxless-plugin 2.5.* failed: KeyError"):
+            ronnx.export(raises, target)
     assert target.read_bytes() == b"previous contents"  # never a broken or partial file
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary file left
 

@@ -64,24 +64,27 @@ def _no_lowering(kind: str, component: Any, layer_name: str) -> OnnxExportError:
     )
 
 
-def _lower_layer(ctx: LoweringContext, layer: Any, inputs: list[str]) -> str:
-    hook = getattr(type(layer), "to_onnx", None)
-    if hook is not None:
-        return hook(layer, ctx, inputs)
-    fn = lowering.LAYERS.get(type(layer))
-    if fn is None:
-        raise _no_lowering("layers", layer, ctx.name)
-    return fn(ctx, layer, inputs)
-
-
-def _lower_activation(ctx: LoweringContext, fn: Any, x: str) -> str:
-    hook = getattr(type(fn), "to_onnx", None)
-    if hook is not None:
-        return hook(fn, ctx, x)
-    lower = lowering.ACTIVATIONS.get(type(fn))
-    if lower is None:
-        raise _no_lowering("activations", fn, ctx.name)
-    return lower(ctx, fn, x)
+def _lower(kind: str, ctx: LoweringContext, component: Any, arg: Any) -> str:
+    """Run the component's ``to_onnx`` hook, else the built-in lowering of its class."""
+    hook = getattr(type(component), "to_onnx", None)
+    table = lowering.LAYERS if kind == "layers" else lowering.ACTIVATIONS
+    if hook is None and type(component) not in table:
+        raise _no_lowering(kind, component, ctx.name)
+    try:
+        if hook is not None:
+            return hook(component, ctx, arg)
+        return table[type(component)](ctx, component, arg)
+    except RegnetError:
+        raise
+    except Exception as exc:  # a plugin's lowering may fail in any way: say whose it is
+        name, dist = _provider(kind, component)
+        raise OnnxExportError(
+            f"the ONNX lowering of {kind[:-1]} type '{name}' (provided by {dist}) failed: {type(exc).__name__}: {exc}",
+            layer=f"'{ctx.name}'",
+            component=name,
+            kind=kind,
+            distribution=dist,
+        ) from exc
 
 
 def _check_output(value: Any, layer_name: str, what: str) -> str:
@@ -125,11 +128,11 @@ def to_proto(model: Any, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         ctx = LoweringContext(graph, node.name, layer)
         start = len(graph.nodes)
         inputs = [tensors[s] for s in node.inputs]
-        pre = _check_output(_lower_layer(ctx, layer, inputs), node.name, f"layer '{node.name}'")
+        pre = _check_output(_lower("layers", ctx, layer, inputs), node.name, f"layer '{node.name}'")
         out = pre
         if layer.activation_fn is not None:
             what = f"the activation of layer '{node.name}'"
-            out = _check_output(_lower_activation(ctx, layer.activation_fn, pre), node.name, what)
+            out = _check_output(_lower("activations", ctx, layer.activation_fn, pre), node.name, what)
         config = {"name": node.name, **layer.get_config()}
         _finish_layer(graph, start, pre, out, node.name, config)
         tensors[node.name] = node.name

@@ -215,8 +215,20 @@ def _apply_hint(entry: Entry) -> None:
             continue  # a hint is only ever a preference
 
 
+def _used(entries: list[Entry], out: Entry) -> list[Entry]:
+    """The entries the output depends on through layer inputs (a layer whose output only fed
+    shape arithmetic has no place in the regnet model)."""
+    used, stack = set(), [out]
+    while stack:
+        entry = stack.pop()
+        if id(entry) not in used:
+            used.add(id(entry))
+            stack.extend(src for src in entry.inputs if src is not None)
+    return [e for e in entries if id(e) in used]
+
+
 def _spec(st: ImportState, input_shape: tuple, out: Tensor, name: str) -> tuple[dict, dict]:
-    entries = st.entries
+    entries = _used(st.entries, out.source)
     if out.source is not entries[-1]:
         raise OnnxImportError("the graph's output is not made by its last layer")
     for entry in entries:
