@@ -49,7 +49,7 @@ import tempfile
 import attrs
 import numpy as np
 
-from . import checkpoint, registry
+from . import activations, checkpoint, initializers, registry
 from .errors import DataError, PluginError, RegnetError
 from .model import Model
 
@@ -848,9 +848,7 @@ def _loss_pred(loss, shape, rng, dtype):
     z = rng.standard_normal(shape)
     fuses = getattr(loss, "fuses", None)
     if fuses and not getattr(loss, "from_logits", True):
-        from .activations import get as get_activation
-
-        z = get_activation(fuses).forward(z)
+        z = activations.get(fuses).forward(z)
     return np.ascontiguousarray(z, dtype=dtype)
 
 
@@ -899,9 +897,7 @@ def _loss_fusion(loss, shape, label, target, seed, atol, rtol):
     fused = loss.fused_with(fuses)
     if fused is None:
         raise _Skip("already works on logits")
-    from .activations import get as get_activation
-
-    act = get_activation(fuses)
+    act = activations.get(fuses)
     z = np.random.default_rng(seed).standard_normal(shape)
     p = act.forward(z)
     v_prob, g_prob = loss.value_and_grad(p, target)
@@ -1100,9 +1096,7 @@ def check_optimizer(optimizer, *, seed=0, steps=500, checks=None):
 
 
 def _fan_in(shape):
-    from .initializers import fans
-
-    return fans(tuple(shape))[0]
+    return initializers.fans(tuple(shape))[0]
 
 
 def _init_shape_dtype(init, shape, seed):
