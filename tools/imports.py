@@ -103,7 +103,7 @@ def cycle(e: dict[str, set[str]]) -> list[str] | None:
                 state[node] = 2
                 continue
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and nxt in e:
                 state[nxt] = 1
                 path.append(nxt)
