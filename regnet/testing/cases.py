@@ -1,6 +1,7 @@
 """Test cases over the registry: every registered component (built-in or plugin) as a ``Case``,
 the built-ins' further configurations, and a pytest parametrisation over them."""
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -13,7 +14,7 @@ from .report import Report
 KINDS = registry.KINDS
 
 #: the check of each kind
-CHECKS = {
+CHECKS: dict[str, Callable[..., Report]] = {
     "layers": layers.check_layer,
     "activations": activations.check_activation,
     "losses": losses.check_loss,
@@ -21,7 +22,7 @@ CHECKS = {
     "initializers": initializers.check_initializer,
 }
 #: the properties each kind's check knows, in the order it runs them
-PROPERTIES = {
+PROPERTIES: dict[str, tuple[str, ...]] = {
     "layers": layers.PROPERTIES,
     "activations": activations.PROPERTIES,
     "losses": losses.PROPERTIES,
@@ -30,7 +31,7 @@ PROPERTIES = {
 }
 
 #: configs for the built-in components' required fields
-BUILTIN_CONFIGS = {
+BUILTIN_CONFIGS: dict[str, dict[str, dict]] = {
     "layers": {
         "Dense": {"units": 3},
         "Reshape": {"target_shape": [3, -1]},
@@ -41,7 +42,7 @@ BUILTIN_CONFIGS = {
 }
 #: further configurations of the built-ins, each ``(config, options)``: the options that take
 #: other code paths (``component_cases(extra=True)`` adds them)
-BUILTIN_EXTRA_CASES = {
+BUILTIN_EXTRA_CASES: dict[str, list[tuple[dict, dict]]] = {
     "layers": [
         ({"type": t, **c}, {"input_shape": s})
         for t, c, s in [

@@ -7,7 +7,7 @@ import numpy as np
 
 
 def numerical_gradient(
-    f: Callable[[], float], x: np.ndarray, *, eps: float = 1e-6, indices: Sequence[int] | None = None
+    f: Callable[[], float], x: np.ndarray, *, eps: float = 1e-6, indices: Sequence[int] | np.ndarray | None = None
 ) -> np.ndarray:
     """Central differences ``(f(x + eps e_i) - f(x - eps e_i)) / 2 eps`` of a scalar ``f()``.
 
@@ -37,7 +37,7 @@ def gradient_error(
     atol: float = 1e-6,
     rtol: float = 1e-5,
     shape: tuple | None = None,
-    indices: Sequence[int] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
 ) -> str | None:
     """``None`` if ``analytic`` matches ``numeric`` within ``atol + rtol*|value|``, else a message."""
     a = np.asarray(analytic, dtype=np.float64).reshape(-1)

@@ -236,7 +236,9 @@ def _gradients_match_central_differences(t, training, atol, rtol, max_entries, e
         frozen.restore()
         return float(np.sum(layer(arg, training) * r))
 
-    tensors = [(f"input {i}" if t.merge else "input", x, np.asarray(g)) for i, (x, g) in enumerate(zip(xs, gin))]
+    tensors: list[tuple[str, Any, Any]] = [
+        (f"input {i}" if t.merge else "input", x, np.asarray(g)) for i, (x, g) in enumerate(zip(xs, gin))
+    ]
     tensors += [(f"parameter '{k}'", p, analytic.get(k)) for k, p in layer.params.items()]
     tolerance = {"atol": atol, "rtol": rtol, "max_entries": max_entries, "eps": eps}
     problems = [_gradient_problem(f, what, value, grad, rng, **tolerance) for what, value, grad in tensors]

@@ -21,7 +21,7 @@ class Subject:
     """A component class and the config the check builds fresh instances from."""
 
     kind: str
-    cls: type
+    cls: Any  # the component class
     config: dict
     instance: object = None  # the object the caller passed, if any
 
