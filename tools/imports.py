@@ -134,7 +134,7 @@ def render(e: dict[str, set[str]] | None = None) -> str:
     e = edges(graph()) if e is None else e
     shown = {m: t for m, t in e.items() if not (modules()[m].name == "__init__.py" and not t)}
     d = depths(shown)
-    short = lambda m: m.removeprefix(PACKAGE + ".") or PACKAGE  # noqa: E731
+    short = lambda m: m.removeprefix(PACKAGE + ".") or PACKAGE
     lines = ["```", "depth  module  <-  the regnet modules it imports"]
     for level in range(max(d.values()) + 1):
         for m in sorted(x for x, v in d.items() if v == level):
