@@ -67,3 +67,10 @@ def test_the_checker_finds_a_cycle_and_a_hidden_import(tmp_path):
     g = imports.graph(pkg)
     assert imports.cycle(imports.edges(g)) == ["regnet.a", "regnet.b", "regnet.a"]
     assert [(t, inner) for t, _, inner in g["regnet.b"]] == [("regnet.a", True)]
+
+
+def test_docs_design_shows_the_graph_as_it_is():
+    doc = ROOT / "docs" / "design.md"
+    assert imports.block(doc) == imports.render(), (
+        "docs/design.md is stale: run python tools/imports.py --update docs/design.md"
+    )

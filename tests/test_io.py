@@ -16,6 +16,7 @@ import regnet
 from regnet import ConfigError, FileFormatError, Model, UnknownComponentError, WeightsMismatchError, io
 from regnet.layers.base import Layer
 from regnet.registry import Provider, activations, layers
+from tests.specs import MLP
 
 # a small configuration and input shape for each built-in layer type
 LAYER_EXAMPLES = {
@@ -33,13 +34,6 @@ LAYER_EXAMPLES = {
 }
 GENERIC_SHAPES = [(2, 6, 6), (6,)]  # tried for layer types registered after this table was written
 
-MLP = {
-    "input_shape": [4],
-    "layers": [
-        {"type": "Dense", "name": "hidden", "units": 8, "activation": "relu"},
-        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
-    ],
-}
 
 GRAPH = {  # two summed branches, a residual block, a concatenation
     "input_shape": [4],

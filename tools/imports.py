@@ -3,7 +3,8 @@ including those inside functions).
 
     python tools/imports.py            # the graph as text: module -> the regnet modules it imports
     python tools/imports.py --dot      # Graphviz
-    python tools/imports.py --layers   # modules grouped by depth (what docs/design.md shows)
+    python tools/imports.py --layers   # modules grouped by depth
+    python tools/imports.py --update docs/design.md   # rewrite the generated block there
 
 ``tests/test_architecture.py`` uses ``graph()`` to fail on a cycle or on a function-level import
 of a regnet module.
@@ -124,11 +125,51 @@ def depths(e: dict[str, set[str]]) -> dict[str, int]:
     return {m: depth(m) for m in e}
 
 
+BEGIN, END = "<!-- imports:begin (tools/imports.py --update) -->", "<!-- imports:end -->"
+
+
+def render(e: dict[str, set[str]] | None = None) -> str:
+    """The graph as docs/design.md shows it: modules by depth (0 imports no regnet module), each
+    with the regnet modules it imports. Packages whose ``__init__`` only re-exports are left out."""
+    e = edges(graph()) if e is None else e
+    shown = {m: t for m, t in e.items() if not (modules()[m].name == "__init__.py" and not t)}
+    d = depths(shown)
+    short = lambda m: m.removeprefix(PACKAGE + ".") or PACKAGE
+    lines = ["```", "depth  module  <-  the regnet modules it imports"]
+    for level in range(max(d.values()) + 1):
+        for m in sorted(x for x, v in d.items() if v == level):
+            deps = ", ".join(sorted(short(t) for t in shown[m] if t in shown))
+            lines.append(f"{level:>5}  {short(m)}" + (f"  <-  {deps}" if deps else ""))
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def update(path: Path) -> bool:
+    """Rewrite the generated block of ``path``; True if it changed."""
+    text = path.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    new = f"{head}{BEGIN}\n{render()}\n{END}{tail}"
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def block(path: Path) -> str:
+    """The generated block as it stands in ``path``."""
+    text = path.read_text(encoding="utf-8")
+    return text.partition(BEGIN)[2].partition(END)[0].strip("\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dot", action="store_true")
     p.add_argument("--layers", action="store_true")
+    p.add_argument("--update", type=Path, metavar="DOC", help="rewrite the generated block of DOC")
     args = p.parse_args(argv)
+    if args.update:
+        print(f"{args.update}: {'updated' if update(args.update) else 'already current'}")
+        return 0
     e = edges(graph())
     if args.dot:
         print("digraph regnet {\n  rankdir=BT; node [shape=box, fontsize=10];")
