@@ -86,13 +86,18 @@ class ImportState:
             return None
         return self.values[node.input[index]]
 
-    def const(self, node: onnx.NodeProto, index: int, what: str, *, optional: bool = False) -> np.ndarray | None:
+    def const(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray:
         """A float32 constant input (a weight)."""
+        value = self.optional_const(node, index, what)
+        if value is None:
+            raise self.fail(node, f"{what} (input {index}) is missing")
+        return value
+
+    def optional_const(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray | None:
+        """A float32 constant input, or ``None`` when the optional input is absent."""
         value = self.input(node, index)
         if value is None:
-            if optional:
-                return None
-            raise self.fail(node, f"{what} (input {index}) is missing")
+            return None
         if isinstance(value, Tensor):
             raise self.fail(node, f"{what} (input {index}) is computed at run time; regnet needs a constant weight")
         if value.dtype != np.float32:

@@ -14,7 +14,7 @@ from .. import activations
 from ..ops import windows
 from ..text import show
 from .folding import BATCH
-from .graph import ImportState, Tensor, float32_value, hint_of
+from .graph import Entry, ImportState, Tensor, float32_value, hint_of
 
 Node = onnx.NodeProto
 
@@ -94,7 +94,7 @@ def gemm(st: ImportState, node: Node, attrs: dict) -> None:
     kernel = kernel * np.float32(attrs.get("alpha", 1.0))
     units = kernel.shape[1]
     weights = {"kernel": kernel}
-    c = st.const(node, 2, "C", optional=True)
+    c = st.optional_const(node, 2, "C")
     if c is not None:
         c = c * np.float32(attrs.get("beta", 1.0))
         if c.size == 1:
@@ -137,7 +137,7 @@ def conv(st: ImportState, node: Node, attrs: dict) -> None:
     padding = _padding(st, node, pads, (h, wd), kernel, strides, pool=False)
     out = _out_hw(st, node, (h, wd), kernel, strides, pads)
     weights = {"kernel": w}
-    bias = st.const(node, 2, "B", optional=True)
+    bias = st.optional_const(node, 2, "B")
     if bias is not None:
         weights["bias"] = bias.reshape(-1)
     config = {"filters": int(w.shape[0]), "kernel_size": kernel, "strides": strides, "padding": padding}
@@ -281,24 +281,13 @@ def add(st: ImportState, node: Node, attrs: dict) -> None:
 def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> None:
     """``layer(x) + c`` as the bias of a MatMul (Dense) or bias-free Conv just before."""
     src = x.source
-    ok = (
-        src is not None
-        and src.type in ("Dense", "Conv2D")
-        and src.config.get("use_bias") is False
-        and src.config.get("activation") in (None, "linear")
-        and st.sole_consumer(name)
-    )
-    n = x.shape[0] if src is not None and src.type == "Conv2D" else x.shape[-1]
-    if ok and src.type == "Dense":
-        ok = c.size == n and c.shape[-1:] == (n,) and c.ndim <= len(x.shape) + 1
-    elif ok:
-        ok = c.size == n and c.ndim <= 4 and c.shape[-3:] in ((n, 1, 1),) and c.ndim >= 3
-    if not ok:
+    if src is None or not _takes_bias(st, src, name, c, x.shape):
         raise st.fail(
             node,
             f"adding a constant of shape {list(c.shape)} is supported only as the bias of the MatMul or "
             f"bias-free Conv just before",
         )
+    n = x.shape[0] if src.type == "Conv2D" else x.shape[-1]
     del src.config["use_bias"]
     src.weights["bias"] = np.ascontiguousarray(c.reshape(n), dtype=np.float32)
     hint = hint_of(node)
@@ -307,6 +296,19 @@ def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> N
         if isinstance(hint.get("name"), str):
             src.names.insert(0, hint["name"])
     st.alias(node, Tensor(src, x.shape))
+
+
+def _takes_bias(st: ImportState, src: Entry, name: str, c: np.ndarray, shape: tuple) -> bool:
+    """Whether ``c`` can be the bias of ``src`` (whose output ``name`` of per-sample ``shape`` feeds only the Add)."""
+    if src.type not in ("Dense", "Conv2D") or src.config.get("use_bias") is not False:
+        return False
+    if src.config.get("activation") not in (None, "linear") or not st.sole_consumer(name):
+        return False
+    if src.type == "Dense":
+        n = shape[-1]
+        return c.size == n and c.shape[-1:] == (n,) and c.ndim <= len(shape) + 1
+    n = shape[0]  # Conv2D: a (C, 1, 1) or (1, C, 1, 1) constant
+    return c.size == n and 3 <= c.ndim <= 4 and c.shape[-3:] == (n, 1, 1)
 
 
 def sum_(st: ImportState, node: Node, attrs: dict) -> None:

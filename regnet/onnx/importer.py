@@ -227,9 +227,9 @@ def _used(entries: list[Entry], out: Entry) -> list[Entry]:
     return [e for e in entries if id(e) in used]
 
 
-def _spec(st: ImportState, input_shape: tuple, out: Tensor, name: str) -> tuple[dict, dict]:
-    entries = _used(st.entries, out.source)
-    if out.source is not entries[-1]:
+def _spec(st: ImportState, input_shape: tuple, out: Entry, name: str) -> tuple[dict, dict]:
+    entries = _used(st.entries, out)
+    if out is not entries[-1]:
         raise OnnxImportError("the graph's output is not made by its last layer")
     for entry in entries:
         _apply_hint(entry)
@@ -300,7 +300,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     if not isinstance(out, Tensor) or out.source is None:
         raise OnnxImportError(f"the graph output {show(output)} is the input or a constant, not computed by a layer")
     name = "" if graph.name == exporter.UNNAMED else naming.sanitise(graph.name)
-    return _spec(st, input_shape, out, name)
+    return _spec(st, input_shape, out.source, name)
 
 
 def from_proto(proto: onnx.ModelProto, *, checked: bool = False) -> Model:

@@ -90,9 +90,10 @@ def _match_gelu(g: _Graph, root: onnx.NodeProto) -> tuple[str, list[onnx.NodePro
         seen = trial
         seen.append(tanh)
         inner = _split(g, g.factors(tanh.input[0], seen, True), [GELU_C])
-        terms = inner and len(inner) == 1 and g.terms(inner[0], seen)
-        if not terms or x not in terms:
+        sums = g.terms(inner[0], seen) if inner and len(inner) == 1 else None
+        if not sums or x not in sums:
             return None
+        terms = sums
         other = [t for t in terms if t != x] if terms.count(x) == 1 else None
         cube = other and _split(g, g.factors(other[0], seen, True), [GELU_K])
         if cube and _cube_of(g, cube, seen) == x:
