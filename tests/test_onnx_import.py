@@ -280,3 +280,45 @@ def test_fixed_batch_size_and_initializers_listed_as_inputs():
     model = ronnx.from_proto(proto)
     x = weights(5, 3, seed=7)
     np.testing.assert_allclose(model.predict(x), x @ weights(3, 2), rtol=1e-6)
+
+
+#: spellings the graph alone leaves open: 'same' that equals an integer padding, explicit strides
+#: equal to the pool size, BatchNorm without scale and shift, a bias-free Dense over a rank-3
+#: input (MatMul alone), softmax over a middle axis, negative axes, initializers
+SPELLINGS = {
+    "format": "regnet.model",
+    "version": 1,
+    "name": "spellings",
+    "input_shape": [2, 8, 8],
+    "layers": [
+        {
+            "type": "Conv2D",
+            "name": "c",
+            "filters": 3,
+            "kernel_size": 3,
+            "padding": "same",
+            "kernel_initializer": "lecun_normal",
+        },
+        {"type": "BatchNorm", "name": "bn", "center": False, "scale": False, "momentum": 0.9, "epsilon": 1e-5},
+        {"type": "MaxPool2D", "name": "mp", "pool_size": 2, "strides": 2},
+        {"type": "AvgPool2D", "name": "ap", "pool_size": 3, "strides": 1, "padding": "same", "inputs": "bn"},
+        {"type": "MaxPool2D", "name": "mp2", "pool_size": 2, "inputs": "ap"},
+        {"type": "Concatenate", "name": "cat", "axis": -3, "inputs": ["mp", "mp2"]},
+        {"type": "Reshape", "name": "rows", "target_shape": [-1, 16]},
+        {"type": "Dense", "name": "proj", "units": 4, "use_bias": False, "activation": {"type": "softmax", "axis": 1}},
+        {"type": "Activation", "name": "act", "activation": "selu"},
+        {"type": "Flatten", "name": "flat"},
+        {"type": "Dense", "name": "out", "units": 3, "activation": "sigmoid", "bias_initializer": "ones"},
+    ],
+}
+
+
+@pytest.mark.parametrize("opset", [ronnx.MIN_OPSET, 21])
+def test_graph_round_trips_with_its_spellings(opset, tmp_path):
+    model = regnet.Model.from_spec(SPELLINGS, seed=0)
+    randomise_buffers(model)
+    back = ronnx.load(ronnx.export(model, tmp_path / "g.onnx", opset=opset))
+    assert back.to_spec() == model.to_spec()
+    x = np.random.default_rng(3).normal(size=(5, 2, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+    assert max(np.abs(run_onnx(ronnx.to_proto(model, opset), x) - model.predict(x)).ravel()) <= TOLERANCE
