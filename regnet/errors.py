@@ -75,3 +75,13 @@ class TrainingDivergedError(RegnetError, FloatingPointError):
         self.epoch = epoch
         self.batch = batch
         super().__init__(message)
+
+
+class DistributedError(RegnetError):
+    """A data-parallel run cannot go on: too few processes, processes that disagree (on their
+    data, on their state), or a process that failed or stopped answering."""
+
+
+class ReplicaDriftError(DistributedError):
+    """The replicas of a data-parallel run no longer hold the same weights, optimizer state or
+    random generator state."""

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .. import fields
+from .. import fields, sharding
 from ..errors import ShapeError
 from .base import Layer, layer
 
@@ -101,7 +101,10 @@ class Activation(Layer):
 
 @layer("Dropout")
 class Dropout(Layer):
-    """Inverted dropout: zero a fraction ``rate`` of inputs in training and scale the rest."""
+    """Inverted dropout: zero a fraction ``rate`` of inputs in training and scale the rest.
+
+    In data-parallel training the mask is drawn for the global batch (``regnet.sharding``), so
+    the masks do not depend on the number of processes."""
 
     rate: float = fields.number(0.5, min=0.0, max=1.0)
 
@@ -116,7 +119,12 @@ class Dropout(Layer):
             self.cache.mask = None
             return x
         keep = 1.0 - self.rate
-        self.cache.mask = (self._rng.random(x.shape, dtype=np.float32) < keep) * np.float32(1 / keep)
+        shard = sharding.current()  # data-parallel: draw for the global batch, keep this shard's rows
+        if shard is None:
+            draw = self._rng.random(x.shape, dtype=np.float32)
+        else:
+            draw = self._rng.random((shard.total, *x.shape[1:]), dtype=np.float32)[shard.start : shard.stop]
+        self.cache.mask = (draw < keep) * np.float32(1 / keep)
         return x * self.cache.mask
 
     def backward(self, grad, *, need_input_grad=True):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import fields
+from .. import fields, sharding
 from .base import Layer, layer, require_rank
 
 
@@ -13,6 +13,10 @@ class BatchNorm(Layer):
     Running statistics follow ``running = momentum * running + (1 - momentum) * batch`` (the
     Keras convention; PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here), with the biased
     batch variance.
+
+    In data-parallel training the batch statistics are those of the global batch, summed over
+    the processes (synchronised batch normalisation, ``regnet.sharding``): the result does not
+    depend on the number of processes, and the running statistics stay equal on every one.
     """
 
     momentum: float = fields.number(0.99, min=0.0, max=1.0)
@@ -40,8 +44,11 @@ class BatchNorm(Layer):
     def forward(self, x, training=False):
         b = self._bshape
         if training:
-            mean = x.mean(axis=self._axes)
-            var = x.var(axis=self._axes)
+            shard = sharding.current()
+            if shard is None:
+                mean, var = x.mean(axis=self._axes), x.var(axis=self._axes)
+            else:
+                mean, var = _global_moments(x, self._axes, b, shard)
             m = self.momentum
             mm, mv = self.buffers["moving_mean"], self.buffers["moving_variance"]
             mm *= m
@@ -70,7 +77,35 @@ class BatchNorm(Layer):
         inv_std = self.cache.inv_std.reshape(b)
         if not self.cache.training:
             return g * inv_std
-        m = grad.size / grad.shape[1]
-        mean_g = g.sum(axis=axes).reshape(b) / m
-        mean_gx = (g * xhat).sum(axis=axes).reshape(b) / m
+        shard = sharding.current()
+        if shard is None:
+            m = grad.size / grad.shape[1]
+            mean_g = g.sum(axis=axes).reshape(b) / m
+            mean_gx = (g * xhat).sum(axis=axes).reshape(b) / m
+        else:
+            mean_g, mean_gx = _global_gradient_means(g, xhat, axes, b, shard)
         return (g - mean_g - xhat * mean_gx) * inv_std
+
+
+def _positions(x):
+    """Values per channel in one sample (1 for ``(N, C)``, ``H * W`` for ``(N, C, H, W)``)."""
+    return int(np.prod(x.shape[2:], dtype=np.int64))
+
+
+def _global_moments(x, axes, bshape, shard):
+    """Mean and biased variance per channel over the global batch (two passes, as ``x.var``)."""
+    count = shard.total * _positions(x)
+    mean = shard.sum(x.sum(axis=axes)) / count
+    d = x - mean.reshape(bshape)
+    np.multiply(d, d, out=d)
+    return mean, shard.sum(d.sum(axis=axes)) / count
+
+
+def _global_gradient_means(g, xhat, axes, bshape, shard):
+    """The per-channel means of ``g`` and ``g * xhat`` over the global batch, in this shard's
+    gradient scale: ``g`` carries ``1 / rows of this shard``, so each part is weighed by its
+    ``share`` before the sum and the result divided by it after (one exchange of ``2C`` values)."""
+    c = g.shape[1]
+    parts = np.concatenate([g.sum(axis=axes), (g * xhat).sum(axis=axes)]) * np.float32(shard.share)
+    sums = shard.sum(parts) / (shard.total * _positions(g) * shard.share)
+    return sums[:c].reshape(bshape), sums[c:].reshape(bshape)
