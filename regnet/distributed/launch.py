@@ -45,8 +45,9 @@ def environment(threads: int = 1, extra: dict[str, str] | None = None) -> dict[s
 
 
 def command(processes: int, argv: Sequence[str], mpiexec_args: Sequence[str] = ()) -> list[str]:
-    """``mpiexec -n processes [mpiexec_args] argv``."""
-    return [require_mpiexec(), "-n", str(processes), *mpiexec_args, *argv]
+    """``mpiexec [mpiexec_args] -n processes argv`` (MPICH reads global options such as
+    ``-disable-auto-cleanup`` only before ``-n``)."""
+    return [require_mpiexec(), *mpiexec_args, "-n", str(processes), *argv]
 
 
 def run(
