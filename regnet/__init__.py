@@ -1,7 +1,7 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
-callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``testing``
+callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``schedules``, ``testing``
 (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files).
 """
 
@@ -15,6 +15,7 @@ from . import (  # registers the built-ins
     losses,
     metrics,
     optimizers,
+    schedules,
     zoo,
 )
 from ._version import __version__
@@ -45,7 +46,9 @@ from .registry import (
     register_layer,
     register_loss,
     register_optimizer,
+    register_schedule,
 )
+from .schedules import Schedule, schedule
 
 
 def load(path, compile=True):
@@ -90,11 +93,14 @@ __all__ = [
     "optimizer",
     "Initializer",
     "initializer",
+    "Schedule",
+    "schedule",
     "register_layer",
     "register_activation",
     "register_loss",
     "register_optimizer",
     "register_initializer",
+    "register_schedule",
     "activations",
     "checkpoint",
     "datasets",
@@ -104,5 +110,6 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "schedules",
     "zoo",
 ]

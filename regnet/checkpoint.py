@@ -60,7 +60,9 @@ def components(model: Any) -> list[dict]:
     for layer in model.layers:
         used.add(("layers", registered_name(layer)))
         _collect_fields(layer, used)
-    for kind, obj in (("losses", model.loss), ("optimizers", model.optimizer)):
+    schedule = getattr(model.optimizer, "schedule", None)
+    named = [("losses", model.loss), ("optimizers", model.optimizer), ("schedules", schedule)]
+    for kind, obj in named:
         if obj is not None:
             used.add((kind, registered_name(obj)))
             _collect_fields(obj, used)
@@ -91,9 +93,15 @@ def _collect_fields(obj: Any, used: set) -> None:
     for a in attrs.fields(type(obj)):
         kind = kind_of(a)
         value = getattr(obj, a.name, None)
-        name = value.get("type") if isinstance(value, dict) else value
-        if kind is not None and isinstance(name, str):
-            used.add((kind, name))
+        if kind is None or value is None:
+            continue
+        if isinstance(value, (str, dict)):
+            name = value.get("type") if isinstance(value, dict) else value
+            if isinstance(name, str):
+                used.add((kind, name))
+        else:  # a component instance (a schedule inside a schedule)
+            used.add((kind, registered_name(value)))
+            _collect_fields(value, used)
 
 
 # -- staging what a file holds ------------------------------------------------------------------

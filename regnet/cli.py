@@ -20,10 +20,10 @@ from .datasets.inputs import read_inputs
 from .errors import DataError, RegnetError
 from .model import Model
 from .registry import plugin_report
-from .schedules import KINDS as SCHEDULES
-from .schedules import StepSchedule
+from .schedules import CLI_KINDS as SCHEDULES
+from .schedules import from_cli as schedule_from_cli
 
-__all__ = ["main", "build_parser", "StepSchedule"]
+__all__ = ["main", "build_parser"]
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -54,20 +54,20 @@ def _split(data, split):
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args, argv):
     model = Model.from_spec(args.spec, seed=args.seed)
-    optimizer = {"type": args.optimizer, "learning_rate": args.lr}
+    (x, y), (xt, yt) = sources.load(args.data)
+    x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
+    steps = -(-len(x) // args.batch_size)
+    rate = schedule_from_cli(args.lr_schedule, args.lr, steps, args.epochs, args.warmup, args.lr_decay)
+    optimizer = {"type": args.optimizer, "learning_rate": rate}
     if args.weight_decay is not None:
         optimizer["weight_decay"] = args.weight_decay
     if args.momentum is not None:
         optimizer["momentum"] = args.momentum
     model.compile(loss=args.loss, optimizer=optimizer, metrics=["accuracy"])
-    (x, y), (xt, yt) = sources.load(args.data)
-    x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
-    steps = -(-len(x) // args.batch_size)
-    schedule = StepSchedule(args.lr_schedule, args.lr, steps, args.epochs, args.warmup, args.lr_decay)
     verbose = 0 if args.quiet else 1
     t0 = time.perf_counter()
     if args.augment:
-        _fit_augmented(model, x, y, args, val, schedule, verbose)
+        _fit_augmented(model, x, y, args, val, verbose)
     else:
         model.fit(
             x,
@@ -76,11 +76,9 @@ def cmd_train(args, argv):
             batch_size=args.batch_size,
             validation_data=val,
             seed=args.seed,
-            callbacks=[schedule],
             verbose=verbose,
         )
     seconds = time.perf_counter() - t0
-    model.optimizer.learning_rate = args.lr
     final = model.evaluate(xt, yt, batch_size=max(256, args.batch_size))
     metadata = {
         "command": "regnet " + shlex.join(argv),
@@ -118,7 +116,7 @@ def _validation_split(x, y, xt, yt, how, seed):
     return x[train], y[train], (x[val], y[val])
 
 
-def _fit_augmented(model, x, y, args, val, schedule, verbose):
+def _fit_augmented(model, x, y, args, val, verbose):
     """One ``fit`` call per epoch, each on a freshly shifted copy of the training images."""
     if np.asarray(x).ndim != 4:
         raise DataError(f"--augment shifts images and needs NCHW inputs, the data has shape {list(np.shape(x))}")
@@ -132,7 +130,6 @@ def _fit_augmented(model, x, y, args, val, schedule, verbose):
             batch_size=args.batch_size,
             validation_data=val,
             seed=args.seed if epoch == 0 else None,
-            callbacks=[schedule],
             verbose=verbose,
         )
 

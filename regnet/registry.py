@@ -27,7 +27,7 @@ from .errors import ConfigError, PluginError, UnknownComponentError
 from .text import show
 
 BUILTIN = "regnet"
-KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
+KINDS = ("layers", "activations", "losses", "optimizers", "initializers", "schedules")
 
 
 @attrs.frozen
@@ -360,8 +360,9 @@ activations = Registry("activations")
 losses = Registry("losses")
 optimizers = Registry("optimizers")
 initializers = Registry("initializers")
+schedules = Registry("schedules")
 
-REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers)}
+REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers, schedules)}
 
 
 def component_decorator(registry: Registry, **define_options: object):
@@ -391,6 +392,7 @@ register_activation = activations.register
 register_loss = losses.register
 register_optimizer = optimizers.register
 register_initializer = initializers.register
+register_schedule = schedules.register
 
 
 def registered_name(obj):
@@ -418,7 +420,8 @@ def to_plain(value):
     if isinstance(value, np.generic):
         return value.item()
     if attrs.has(type(value)):
-        return get_config(value)
+        own = getattr(value, "get_config", None)
+        return own() if callable(own) else get_config(value)
     return value
 
 

@@ -53,7 +53,8 @@ from . import checkpoint, registry
 from .errors import DataError, PluginError, RegnetError
 from .model import Model
 
-KINDS = registry.KINDS
+#: the kinds the kit checks
+KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
 
 # -------------------------------------------------------------------------------------------------
 # errors and reports
