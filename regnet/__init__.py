@@ -37,6 +37,7 @@ from .errors import (
 from .initializers import Initializer, initializer
 from .layers import Layer, layer
 from .losses import Loss, loss
+from .metrics import Metric, metric
 from .model import Model
 from .optimizers import Optimizer, optimizer
 from .registry import (
@@ -45,6 +46,7 @@ from .registry import (
     register_initializer,
     register_layer,
     register_loss,
+    register_metric,
     register_optimizer,
     register_schedule,
 )
@@ -95,12 +97,15 @@ __all__ = [
     "initializer",
     "Schedule",
     "schedule",
+    "Metric",
+    "metric",
     "register_layer",
     "register_activation",
     "register_loss",
     "register_optimizer",
     "register_initializer",
     "register_schedule",
+    "register_metric",
     "activations",
     "checkpoint",
     "datasets",

@@ -27,7 +27,7 @@ from .errors import ConfigError, PluginError, UnknownComponentError
 from .text import show
 
 BUILTIN = "regnet"
-KINDS = ("layers", "activations", "losses", "optimizers", "initializers", "schedules")
+KINDS = ("layers", "activations", "losses", "optimizers", "initializers", "schedules", "metrics")
 
 
 @attrs.frozen
@@ -361,8 +361,9 @@ losses = Registry("losses")
 optimizers = Registry("optimizers")
 initializers = Registry("initializers")
 schedules = Registry("schedules")
+metrics = Registry("metrics")
 
-REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers, schedules)}
+REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers, schedules, metrics)}
 
 
 def component_decorator(registry: Registry, **define_options: object):
@@ -393,6 +394,7 @@ register_loss = losses.register
 register_optimizer = optimizers.register
 register_initializer = initializers.register
 register_schedule = schedules.register
+register_metric = metrics.register
 
 
 def registered_name(obj):
