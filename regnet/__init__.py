@@ -1,8 +1,9 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
-callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``schedules``, ``testing``
-(the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files).
+callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data``,
+``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from
+files); ``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]``, imported on demand.
 """
 
 from . import (  # registers the built-ins
@@ -27,6 +28,7 @@ from .errors import (
     DownloadError,
     FileFormatError,
     IntegrityError,
+    MissingDependencyError,
     PluginError,
     RegnetError,
     ShapeError,
@@ -82,6 +84,7 @@ __all__ = [
     "FileFormatError",
     "IntegrityError",
     "DataError",
+    "MissingDependencyError",
     "DownloadError",
     "TrainingDivergedError",
     "REGISTRIES",

@@ -113,8 +113,12 @@ class Metric:
 
 registry.metrics.bind(Metric)
 
-#: ``@metric("name", aliases=(...))``: make the class an attrs metric and register it
-metric = registry.component_decorator(registry.metrics, slots=False)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def metric(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@metric("name", aliases=(...))``: make the class an attrs metric and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.metrics, name, aliases=aliases, register=register, slots=False)
 
 
 def get(spec: Any) -> Metric:

@@ -85,7 +85,7 @@ class Optimizer(metaclass=_TakesSchedule):
 
     def __attrs_post_init__(self):
         self.iterations = 0
-        self.slots = {s: {} for s in self.slot_names}
+        self.slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
         chosen = [name for name in CLIPPING if getattr(self, name, None) is not None]
         if len(chosen) > 1:
             raise ConfigError(f"set at most one of {', '.join(CLIPPING)}; got {' and '.join(chosen)}", field=chosen[1])
@@ -119,7 +119,7 @@ class Optimizer(metaclass=_TakesSchedule):
         return out
 
     def load_state_dict(self, state):
-        slots = {s: {} for s in self.slot_names}
+        slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
         for name, arr in state.items():
             if name == "iterations":
                 continue
@@ -147,8 +147,12 @@ class Optimizer(metaclass=_TakesSchedule):
 
 registry.optimizers.bind(Optimizer)
 
-#: ``@optimizer("Name", aliases=(...))``: make the class an attrs optimizer and register it
-optimizer = registry.component_decorator(registry.optimizers, slots=False)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def optimizer(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@optimizer("name", aliases=(...))``: make the class an attrs optimizer and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.optimizers, name, aliases=aliases, register=register, slots=False)
 
 
 def global_norm(grads: dict) -> float:
@@ -206,8 +210,8 @@ class SGD(Optimizer):
     nesterov: bool = fields.boolean(False)
     weight_decay: float = fields.number(0.0, min=0.0)
 
-    @property
-    def slot_names(self):
+    @property  # a rule without momentum keeps no state
+    def slot_names(self):  # type: ignore[override]
         return ("momentum",) if self.momentum else ()
 
     def update(self, p, g, state):

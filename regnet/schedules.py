@@ -45,8 +45,12 @@ class Schedule:
 
 registry.schedules.bind(Schedule)
 
-#: ``@schedule("name", aliases=(...))``: make the class an attrs schedule and register it
-schedule = registry.component_decorator(registry.schedules)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def schedule(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@schedule("name", aliases=(...))``: make the class an attrs schedule and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.schedules, name, aliases=aliases, register=register)
 
 
 def _is_number(value: object) -> bool:
