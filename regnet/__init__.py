@@ -1,9 +1,9 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
-callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``testing``
-(the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files);
-``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]``, imported on demand.
+callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data``,
+``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from
+files); ``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]``, imported on demand.
 """
 
 from . import (  # registers the built-ins
@@ -16,6 +16,7 @@ from . import (  # registers the built-ins
     losses,
     metrics,
     optimizers,
+    schedules,
     zoo,
 )
 from ._version import __version__
@@ -40,6 +41,7 @@ from .errors import (
 from .initializers import Initializer, initializer
 from .layers import Layer, layer
 from .losses import Loss, loss
+from .metrics import Metric, metric
 from .model import Model
 from .optimizers import Optimizer, optimizer
 from .registry import (
@@ -48,8 +50,11 @@ from .registry import (
     register_initializer,
     register_layer,
     register_loss,
+    register_metric,
     register_optimizer,
+    register_schedule,
 )
+from .schedules import Schedule, schedule
 
 
 def load(path, compile=True):
@@ -97,11 +102,17 @@ __all__ = [
     "optimizer",
     "Initializer",
     "initializer",
+    "Schedule",
+    "schedule",
+    "Metric",
+    "metric",
     "register_layer",
     "register_activation",
     "register_loss",
     "register_optimizer",
     "register_initializer",
+    "register_schedule",
+    "register_metric",
     "activations",
     "checkpoint",
     "datasets",
@@ -111,5 +122,6 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "schedules",
     "zoo",
 ]

@@ -7,6 +7,9 @@ from typing import Any
 
 from . import checkpoint
 from .errors import ConfigError
+from .history import History, plain_logs
+
+__all__ = ["Callback", "History", "plain_logs", "LearningRateScheduler", "ModelCheckpoint"]
 
 
 class Callback:
@@ -25,22 +28,6 @@ class Callback:
     def on_batch_end(self, batch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
     def on_train_end(self, logs=None): ...
-
-
-class History:
-    """Per-epoch logs of one ``fit`` call: ``history.history["loss"]`` etc., like Keras."""
-
-    def __init__(self):
-        self.epoch = []
-        self.history = {}
-
-    def append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(v)
-
-    def __repr__(self):
-        return f"History(epochs={self.epoch}, keys={sorted(self.history)})"
 
 
 class LearningRateScheduler(Callback):

@@ -20,7 +20,8 @@ import numpy as np
 from . import io, losses, metrics, optimizers
 from .errors import ConfigError, FileFormatError, PluginError, RegnetError, UnknownComponentError
 from .fields import kind_of
-from .registry import REGISTRIES, registered_name, to_plain
+from .history import History
+from .registry import REGISTRIES, registered_name
 from .text import escape
 
 PathLike: TypeAlias = str | os.PathLike[str]
@@ -35,7 +36,7 @@ def record(model: Any, metadata: dict | None = None) -> io.ModelRecord:
         weights=model.state_dict(),
         rng_state=model.rng.bit_generator.state,
         epoch=model.epoch,
-        history=to_plain(model.history),
+        history=History(model.history).to_list(),
         components=components(model),
         metadata={} if metadata is None else metadata,
         training_config=model.training_config(),
@@ -61,7 +62,9 @@ def components(model: Any) -> list[dict]:
     for layer in model.layers:
         used.add(("layers", registered_name(layer)))
         _collect_fields(layer, used)
-    for kind, obj in (("losses", model.loss), ("optimizers", model.optimizer)):
+    schedule = getattr(model.optimizer, "schedule", None)
+    named = [("losses", model.loss), ("optimizers", model.optimizer), ("schedules", schedule)]
+    for kind, obj in named + [("metrics", m) for m in model.metrics]:
         if obj is not None:
             used.add((kind, registered_name(obj)))
             _collect_fields(obj, used)
@@ -92,9 +95,15 @@ def _collect_fields(obj: Any, used: set) -> None:
     for a in attrs.fields(type(obj)):
         kind = kind_of(a)
         value = getattr(obj, a.name, None)
-        name = value.get("type") if isinstance(value, dict) else value
-        if kind is not None and isinstance(name, str):
-            used.add((kind, name))
+        if kind is None or value is None:
+            continue
+        if isinstance(value, (str, dict)):
+            name = value.get("type") if isinstance(value, dict) else value
+            if isinstance(name, str):
+                used.add((kind, name))
+        else:  # a component instance (a schedule inside a schedule)
+            used.add((kind, registered_name(value)))
+            _collect_fields(value, used)
 
 
 # -- staging what a file holds ------------------------------------------------------------------
@@ -143,14 +152,14 @@ def _training_components(config: dict, f: io.ModelFile) -> tuple:
         raise f.fail(f"training_config is invalid: {exc}") from exc
     names = config.get("metrics") or []
     if not isinstance(names, list):
-        raise f.fail("training_config 'metrics' must be a list of names")
+        raise f.fail("training_config 'metrics' must be a list of names or configs")
     found = []
     for name in names:
         try:
             found.append(metrics.get(name))
-        except (ConfigError, TypeError):
+        except (ConfigError, PluginError, TypeError) as exc:
             warnings.warn(
-                f"{f.path}: metric {escape(repr(name), 200)} is not known here and is left out",
+                f"{f.path}: metric {escape(repr(name), 200)} is left out: {exc}",
                 RuntimeWarning,
                 stacklevel=4,
             )
@@ -179,7 +188,7 @@ def apply(model: Any, staged: Staged) -> None:
         model.optimizer.load_state_dict(staged.optimizer_state)
     model.rng.bit_generator.state = staged.rng_state
     model.epoch = staged.epoch
-    model.history = list(staged.history)
+    model.history = History(staged.history)
 
 
 # -- the public entry points --------------------------------------------------------------------
@@ -198,6 +207,11 @@ def load(model_class: Any, path: PathLike, *, compile: bool = True) -> Any:
             raise f.fail(f"model_spec does not describe a valid model: {exc}") from exc
         staged = stage(model, f, training=compile)
     apply(model, staged)
+    if staged.epoch == 0 and not staged.history:
+        model._untrained_warning = (
+            f"{f.path} holds a model that was never trained (epoch 0, no history): its outputs are those "
+            f"of its initial weights"
+        )
     return model
 
 
@@ -206,12 +220,27 @@ def restore(model: Any, path: PathLike) -> Any:
     optimizer state, RNG state, epoch and history. An uncompiled model is compiled from the
     file's training config; a compiled one keeps its optimizer and receives the stored state.
     Everything is checked before the model is changed."""
+    restore_training(model, path)
+    return model
+
+
+def restore_training(model: Any, path: PathLike) -> dict:
+    """``restore``, returning the saved state of the callbacks (``{key: state}``, for
+    ``apply_callback_states``): what ``fit(resume_from=path)`` does first."""
     with io.open_file(path) as f:
         staged = stage(model, f, training=True, optimizer=model.optimizer)
     if staged.loss is None and model.optimizer is None:
         raise FileFormatError(f"{path}: holds no training config; compile the model before resuming")
     apply(model, staged)
-    return model
+    return {}
+
+
+def apply_callback_states(callbacks: list, states: dict) -> None:
+    """Give each callback the state saved under its key (see ``callback_states``)."""
+    for cb in callbacks:
+        state = states.get(getattr(cb, "state_key", None))
+        if state is not None:
+            cb.load_state_dict(state)
 
 
 def load_weights(model: Any, path: PathLike, strict: bool = True) -> io.WeightsReport:
@@ -235,6 +264,8 @@ def require_components(entries: list, path: str) -> None:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("kind") not in REGISTRIES:
             raise FileFormatError(f"{path}: metadata/components holds a malformed entry {escape(repr(entry), 200)}")
         kind, name = entry["kind"], entry["name"]
+        if kind == "metrics":  # a metric that is not available is left out with a warning, not fatal
+            continue
         reg = REGISTRIES[kind]
         dist, version = entry.get("distribution"), entry.get("version")
         hint = ""

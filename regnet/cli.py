@@ -21,8 +21,8 @@ from .datasets.inputs import read_inputs
 from .errors import DataError, MissingDependencyError, RegnetError
 from .model import Model
 from .registry import plugin_report
-from .schedules import KINDS as SCHEDULES
-from .schedules import StepSchedule
+from .schedules import CLI_KINDS as SCHEDULES
+from .schedules import from_cli as schedule_from_cli
 
 
 def _missing_commands(error, names, sub, parents):
@@ -42,7 +42,7 @@ try:  # the optional extra regnet[onnx]
 except MissingDependencyError as missing:
     add_onnx_commands = functools.partial(_missing_commands, missing, ("export", "import"))
 
-__all__ = ["main", "build_parser", "StepSchedule"]
+__all__ = ["main", "build_parser"]
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -73,20 +73,20 @@ def _split(data, split):
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args, argv):
     model = Model.from_spec(args.spec, seed=args.seed)
-    optimizer = {"type": args.optimizer, "learning_rate": args.lr}
+    (x, y), (xt, yt) = sources.load(args.data)
+    x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
+    steps = -(-len(x) // args.batch_size)
+    rate = schedule_from_cli(args.lr_schedule, args.lr, steps, args.epochs, args.warmup, args.lr_decay)
+    optimizer = {"type": args.optimizer, "learning_rate": rate}
     if args.weight_decay is not None:
         optimizer["weight_decay"] = args.weight_decay
     if args.momentum is not None:
         optimizer["momentum"] = args.momentum
     model.compile(loss=args.loss, optimizer=optimizer, metrics=["accuracy"])
-    (x, y), (xt, yt) = sources.load(args.data)
-    x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
-    steps = -(-len(x) // args.batch_size)
-    schedule = StepSchedule(args.lr_schedule, args.lr, steps, args.epochs, args.warmup, args.lr_decay)
     verbose = 0 if args.quiet else 1
     t0 = time.perf_counter()
     if args.augment:
-        _fit_augmented(model, x, y, args, val, schedule, verbose)
+        _fit_augmented(model, x, y, args, val, verbose)
     else:
         model.fit(
             x,
@@ -95,11 +95,9 @@ def cmd_train(args, argv):
             batch_size=args.batch_size,
             validation_data=val,
             seed=args.seed,
-            callbacks=[schedule],
             verbose=verbose,
         )
     seconds = time.perf_counter() - t0
-    model.optimizer.learning_rate = args.lr
     final = model.evaluate(xt, yt, batch_size=max(256, args.batch_size))
     metadata = {
         "command": "regnet " + shlex.join(argv),
@@ -137,7 +135,7 @@ def _validation_split(x, y, xt, yt, how, seed):
     return x[train], y[train], (x[val], y[val])
 
 
-def _fit_augmented(model, x, y, args, val, schedule, verbose):
+def _fit_augmented(model, x, y, args, val, verbose):
     """One ``fit`` call per epoch, each on a freshly shifted copy of the training images."""
     if np.asarray(x).ndim != 4:
         raise DataError(f"--augment shifts images and needs NCHW inputs, the data has shape {list(np.shape(x))}")
@@ -151,7 +149,6 @@ def _fit_augmented(model, x, y, args, val, schedule, verbose):
             batch_size=args.batch_size,
             validation_data=val,
             seed=args.seed if epoch == 0 else None,
-            callbacks=[schedule],
             verbose=verbose,
         )
 
@@ -187,10 +184,10 @@ def cmd_predict(args, argv):
 
 def cmd_summary(args, argv):
     if not _is_model_file(args.model):
-        Model.from_spec(args.model).summary()
+        print(Model.from_spec(args.model).summary())
         return 0
     model = Model.load(args.model, compile=False)
-    model.summary()
+    print(model.summary())
     meta = io.read_metadata(args.model)
     print(f"Trained epochs: {model.epoch}")
     if model.history:

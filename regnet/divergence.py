@@ -92,14 +92,16 @@ class Guard:
             return False
         return len(self._steps) >= self.interval or self._bytes >= MAX_REPLAY_BYTES or not self.replayable
 
-    def record(self, xb, yb, hyper):
-        """A step that succeeded: its batch and the optimizer hyperparameters it ran with."""
-        self._steps.append((xb, yb, hyper))
+    def record(self, xb, yb, hyper, sample_weight=None):
+        """A step that succeeded: its batch (and sample weights) and the optimizer
+        hyperparameters it ran with."""
+        self._steps.append((xb, yb, sample_weight, hyper))
         self._bytes += np.asarray(xb).nbytes + np.asarray(yb).nbytes
 
     def rewind(self, step):
         """Back to the state before the step in progress: restore the checkpoint, then replay the
-        recorded steps with ``step(model, xb, yb)`` (each under the hyperparameters it had)."""
+        recorded steps with ``step(model, xb, yb, sample_weight)`` (each under the hyperparameters
+        it had)."""
         model, opt = self.model, self.model.optimizer
         for key, arr in model.get_weights().items():
             np.copyto(arr, self._weights[key])
@@ -107,9 +109,9 @@ class Guard:
             opt.load_state_dict(self._optimizer)
         model.rng.bit_generator.state = copy.deepcopy(self._rng)
         current = hyperparameters(opt)
-        for xb, yb, hyper in self._steps:
+        for xb, yb, weight, hyper in self._steps:
             _set(opt, hyper)
-            step(model, xb, yb)
+            step(model, xb, yb, weight)
         _set(opt, current)
 
 

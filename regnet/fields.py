@@ -70,8 +70,13 @@ def integer(default=attrs.NOTHING, *, min=None, max=MAX_SIZE):
     return attrs.field(default=default, validator=check, converter=_int_if_integral)
 
 
-def number(default=attrs.NOTHING, *, min=None, max=None, min_open=False):
+def number(default=attrs.NOTHING, *, min=None, max=None, min_open=False, optional=False, kw_only=False):
+    """A finite real number in ``[min, max]`` (``(min, max]`` with ``min_open``); ``None`` too if
+    ``optional``."""
+
     def check(_, attribute, value):
+        if value is None and optional:
+            return
         if not _is_number(value) or not _finite(value):
             _fail(attribute, f"expected a finite number, got {show(value)}")
         if min is not None and (value < min or (min_open and value == min)):
@@ -80,15 +85,15 @@ def number(default=attrs.NOTHING, *, min=None, max=None, min_open=False):
         if max is not None and value > max:
             _fail(attribute, f"expected a number <= {max}, got {show(value)}")
 
-    return attrs.field(default=default, validator=check, converter=_float_if_number)
+    return attrs.field(default=default, validator=check, converter=_float_if_number, kw_only=kw_only)
 
 
-def boolean(default=attrs.NOTHING):
+def boolean(default=attrs.NOTHING, *, kw_only=False):
     def check(_, attribute, value):
         if not isinstance(value, bool):
             _fail(attribute, f"expected true or false, got {show(value)}")
 
-    return attrs.field(default=default, validator=check)
+    return attrs.field(default=default, validator=check, kw_only=kw_only)
 
 
 def choice(default, *options):

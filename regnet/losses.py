@@ -13,6 +13,7 @@ import numpy as np
 from . import fields, registry
 from .activations import log_softmax, sigmoid, softmax
 from .errors import DataError
+from .text import shape as shape_text
 
 
 class Loss:
@@ -23,6 +24,11 @@ class Loss:
     (and over elements, for element-wise losses); the gradient has ``pred``'s shape and dtype and
     is the gradient of that mean (so it carries the ``1/N``). ``value`` may be overridden when the
     loss alone is cheaper than both.
+
+    ``per_sample(pred, target) -> (N,)`` gives each sample's loss (the mean over its outputs;
+    their mean is ``value``). Per-sample weights (``fit``'s ``sample_weight`` and
+    ``class_weight``) use it through ``weighted_value_and_grad``; the base class computes it one
+    sample at a time, so a loss that may be weighted should override it with a vectorised one.
 
     ``check_target(target, pred_shape)`` runs once per ``fit``/``evaluate`` call, before any work:
     it returns nothing and raises ``DataError`` saying what targets it expects when ``target``
@@ -44,6 +50,23 @@ class Loss:
 
     def value(self, pred: np.ndarray, target: np.ndarray) -> float:
         return self.value_and_grad(pred, target)[0]
+
+    def per_sample(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Each sample's loss, shape ``(N,)`` (the base class calls ``value`` once per sample)."""
+        return np.array([self.value(pred[i : i + 1], target[i : i + 1]) for i in range(len(pred))], np.float32)
+
+    def weighted_value_and_grad(
+        self, pred: np.ndarray, target: np.ndarray, weight: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """``(sum_i w_i loss_i / N, gradient)`` with per-sample weights ``w`` ``(N,)``: the gradient
+        of sample ``i``'s output is ``w_i`` times the unweighted one."""
+        _, grad = self.value_and_grad(pred, target)
+        scale = np.asarray(weight, grad.dtype).reshape((-1,) + (1,) * (grad.ndim - 1))
+        return self.weighted_value(pred, target, weight), grad * scale
+
+    def weighted_value(self, pred: np.ndarray, target: np.ndarray, weight: np.ndarray) -> float:
+        """``sum_i w_i loss_i / N``."""
+        return float(np.mean(np.asarray(weight, np.float64) * self.per_sample(pred, target)))
 
     def check_target(self, target: np.ndarray, pred_shape: tuple[int, ...]) -> None:
         """Raise ``DataError`` if ``target`` does not fit predictions of ``pred_shape``."""
@@ -76,7 +99,10 @@ def _check_same_shape(target, pred_shape):
     """Targets must have the outputs' shape, up to axes of length 1 (``(N,)`` fits ``(N, 1)``)."""
     squeeze = lambda shape: [d for d in shape[1:] if d != 1]
     if squeeze(target.shape) != squeeze(pred_shape):
-        raise DataError(f"targets of shape {list(target.shape)} do not match outputs of shape {['N', *pred_shape[1:]]}")
+        raise DataError(
+            f"targets of shape {shape_text(target.shape, False)} do not match outputs of shape "
+            f"{shape_text(pred_shape[1:])}"
+        )
 
 
 def _labels(target, k):
@@ -105,7 +131,7 @@ class CategoricalCrossentropy(Loss):
 
     def check_target(self, target, pred_shape):
         k = pred_shape[-1]
-        out = ["N", *pred_shape[1:]]
+        out = shape_text(pred_shape[1:])
         if target.ndim == 1 and len(pred_shape) == 2:
             if not np.issubdtype(target.dtype, np.integer) and not np.all(np.mod(target, 1) == 0):
                 bad = int(np.argmax(np.mod(target, 1) != 0))
@@ -116,7 +142,7 @@ class CategoricalCrossentropy(Loss):
         elif target.shape[1:] != tuple(pred_shape[1:]):
             labels = "integer labels (N,) or " if len(pred_shape) == 2 else ""
             raise DataError(
-                f"targets of shape {list(target.shape)} do not match outputs of shape {out}; "
+                f"targets of shape {shape_text(target.shape, False)} do not match outputs of shape {out}; "
                 f"give {labels}one-hot rows of shape {out}"
             )
         elif target.size and (target.min() < 0 or target.max() > 1):
@@ -154,6 +180,14 @@ class CategoricalCrossentropy(Loss):
             return float(-logp[np.arange(pred.shape[0]), target.astype(np.intp)].mean())
         return self.value_and_grad(pred, target)[0]
 
+    def per_sample(self, pred, target):
+        n = pred.shape[0]
+        idx, rows = _labels(target, pred.shape[-1])
+        logp = log_softmax(pred) if self.from_logits else np.log(np.clip(pred, self.EPS, 1 - self.EPS))
+        if idx is not None:
+            return -logp[np.arange(n), idx]
+        return -(rows.astype(pred.dtype, copy=False) * logp).sum(axis=-1).reshape(n, -1).mean(axis=1)
+
 
 @loss("binary_crossentropy", aliases=("BinaryCrossentropy", "BCEWithLogitsLoss", "bce"))
 class BinaryCrossentropy(Loss):
@@ -180,6 +214,15 @@ class BinaryCrossentropy(Loss):
             grad = ((p - t) / (p * (1 - p))) * ((pred > self.EPS) & (pred < 1 - self.EPS))
         return float(loss.mean()), (grad / pred.size).astype(pred.dtype, copy=False)
 
+    def per_sample(self, pred, target):
+        t = target.reshape(pred.shape).astype(pred.dtype, copy=False)
+        if self.from_logits:
+            loss = np.maximum(pred, 0) - pred * t + np.log1p(np.exp(-np.abs(pred)))
+        else:
+            p = np.clip(pred, self.EPS, 1 - self.EPS)
+            loss = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+        return loss.reshape(len(pred), -1).mean(axis=1)
+
 
 @loss("mean_squared_error", aliases=("mse", "MeanSquaredError", "MSELoss"))
 class MeanSquaredError(Loss):
@@ -191,6 +234,10 @@ class MeanSquaredError(Loss):
     def value_and_grad(self, pred, target):
         d = pred - target.reshape(pred.shape).astype(pred.dtype, copy=False)
         return float(np.mean(d * d)), (2.0 / d.size) * d
+
+    def per_sample(self, pred, target):
+        d = pred - target.reshape(pred.shape).astype(pred.dtype, copy=False)
+        return (d * d).reshape(len(pred), -1).mean(axis=1)
 
 
 def probabilities(logits, activation_name):

@@ -5,6 +5,7 @@ optimizer's own ``state_dict()``, the generator ``rng``, ``epoch`` and ``history
 ``regnet.checkpoint``'s business and training is ``regnet.runtime``'s.
 """
 
+import difflib
 import json
 
 import numpy as np
@@ -12,8 +13,18 @@ import numpy as np
 from . import activations, checkpoint, losses, optimizers, runtime, spec
 from . import metrics as _metrics
 from .errors import ConfigError, RegnetError, WeightsMismatchError
+from .history import History
 from .io import Mismatch, WeightsReport
 from .registry import registered_name, to_plain
+from .text import shape as shape_text
+from .text import show
+
+
+class Text(str):
+    """A string that shows as itself (``summary()`` in an interactive session prints the table once)."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 class Model:
@@ -32,7 +43,8 @@ class Model:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.epoch = 0  # epochs trained so far (continues across fit calls and save/load)
-        self.history = []  # one dict of logs per trained epoch
+        self.history = History()  # one record of logs per trained epoch (across fit calls and files)
+        self.training_callbacks = []  # the callbacks of the latest fit (their state is saved with the model)
         self.loss = self.optimizer = None
         self.metrics = []
         self.stop_training = False
@@ -98,18 +110,45 @@ class Model:
         return [n.layer for n in sorted(self.nodes, key=lambda n: n.index)]
 
     def get_layer(self, name):
+        """The layer called ``name`` (``ConfigError``, with close names, if there is none)."""
         for node in self.nodes:
             if node.name == name:
                 return node.layer
-        raise ConfigError(f"no layer named '{name}'")
+        names = [n.name for n in sorted(self.nodes, key=lambda n: n.index)]
+        close = difflib.get_close_matches(name, names, n=3) if isinstance(name, str) and len(name) <= 100 else []
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"no layer named {show(name)}{hint} (the layers are {', '.join(names)})")
+
+    def freeze(self, *names):
+        """Make the named layers (all layers when none is named) non-trainable: their parameters
+        get no updates and no optimizer state. Every name is checked before any layer changes."""
+        for layer in [self.get_layer(n) for n in names] if names else self.layers:
+            layer.trainable = False
+        return self
+
+    def unfreeze(self, *names):
+        """Make the named layers (all layers when none is named) trainable again."""
+        for layer in [self.get_layer(n) for n in names] if names else self.layers:
+            layer.trainable = True
+        return self
 
     @property
     def params(self):
+        """Every parameter (trainable layers' and frozen layers'), ``{"layer/tensor": array}``."""
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.params.items()}
 
     @property
     def grads(self):
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.grads.items()}
+
+    @property
+    def trainable_params(self):
+        """The parameters the optimizer updates: those of layers whose ``trainable`` is True."""
+        return {f"{n.name}/{k}": v for n in self.nodes if n.layer.trainable for k, v in n.layer.params.items()}
+
+    @property
+    def trainable_grads(self):
+        return {f"{n.name}/{k}": v for n in self.nodes if n.layer.trainable for k, v in n.layer.grads.items()}
 
     def state_dict(self):
         """Every stored tensor (parameters and buffers) as ``{"layer/tensor": array}``.
@@ -175,7 +214,8 @@ class Model:
         """
         wanted = {spec.INPUT: input_grad}  # does anything upstream of this tensor need a gradient?
         for node in self.nodes:
-            wanted[node.name] = bool(node.layer.params) or any(wanted[s] for s in node.inputs)
+            learns = node.layer.trainable and bool(node.layer.params)
+            wanted[node.name] = learns or any(wanted[s] for s in node.inputs)
         grads = {self.output_node.name: grad}
         for node in reversed(self.nodes):
             g = grads.pop(node.name, None)
@@ -213,6 +253,12 @@ class Model:
         # everything is checked before anything changes: a failed compile leaves the model as it was
         loss, optimizer = losses.get(loss), optimizers.get(optimizer)
         metrics = [_metrics.get(m) for m in (metrics or ())]
+        names = set()
+        for m in metrics:
+            m.check(self.output_shape)
+            if m.name in names:
+                raise ConfigError(f"two metrics are named '{m.name}'; give one another 'name'", field="metrics")
+            names.add(m.name)
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         act = self.output_activation
         self._fused_loss = self.loss.fused_with(act)
@@ -234,23 +280,110 @@ class Model:
         return self._fused_loss or self.loss
 
     # -- runtime (see runtime.py) ---------------------------------------------------------------
-    def fit(self, x, y, **kwargs):
-        return runtime.fit(self, x, y, **kwargs)
+    def fit(
+        self,
+        x=None,
+        y=None,
+        *,
+        batch_size=32,
+        epochs=1,
+        verbose=1,
+        callbacks=(),
+        validation_split=None,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=None,
+        steps_per_epoch=None,
+        validation_steps=None,
+        seed=None,
+        resume_from=None,
+    ):
+        """Train for ``epochs`` more epochs; returns the ``History`` of the epochs run (also
+        appended to ``model.history``).
 
-    def evaluate(self, x, y, **kwargs):
-        return runtime.evaluate(self, x, y, **kwargs)
+        ``x``, ``y``: arrays; an array on disk (``numpy.memmap``, ``h5py.Dataset``) read in
+        shuffled chunks; or, with ``y=None``, a ``regnet.data.Dataset`` or an iterable of ``(x, y)``
+        / ``(x, y, sample_weight)`` batches (``steps_per_epoch`` batches per epoch, required when
+        it has no ``len()``). See ``regnet.data``.
 
-    def predict(self, x, **kwargs):
-        return runtime.predict(self, x, **kwargs)
+        ``validation_data``: ``(x, y)``, ``(x, y, sample_weight)``, or a dataset / iterable
+        (``validation_steps``); or ``validation_split``: the last fraction of ``x`` and ``y``
+        (taken before shuffling), in (0, 1). Validation logs are prefixed ``val_``.
 
-    def summary(self, print_fn=print):
-        """A table of layers, output shapes and parameter counts (printed and returned)."""
+        ``class_weight``: ``{class: weight}`` or ``"balanced"``; ``sample_weight``: one weight >= 0
+        per sample. The loss of a batch becomes ``sum w_i loss_i / N`` (metrics stay unweighted).
+
+        ``seed`` resets the model's generator (shuffling, dropout): the same seed on the same model
+        gives bit-identical weights; without it the generator goes on from its state, which
+        ``regnet.save`` stores. ``initial_epoch`` sets the epoch counter first and makes
+        ``epochs`` the total to reach, as in Keras. ``resume_from`` (a file written by
+        ``regnet.save`` or ``ModelCheckpoint``) first restores weights, optimizer state,
+        generator, epoch, history and the state of the callbacks it saved; ``epochs`` is then the
+        total to reach and ``seed`` is ignored, so re-running the same call after an interruption
+        continues bit-identically.
+
+        ``callbacks``: ``regnet.Callback`` objects (``EarlyStopping``, ``ModelCheckpoint``, ...).
+        ``verbose``: 0 silent, 1 a progress bar (one line per epoch when not on a terminal).
+        """
+        return runtime.fit(
+            self,
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            sample_weight=sample_weight,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            seed=seed,
+            resume_from=resume_from,
+        )
+
+    def evaluate(self, x=None, y=None, *, batch_size=256, sample_weight=None, steps=None, verbose=0):
+        """``{"loss": ..., <metric>: ...}`` over the whole set, in inference mode. ``x``, ``y`` as
+        for ``fit`` (``steps``: batches to take from an unsized iterable); ``sample_weight``
+        weights the loss."""
+        return runtime.evaluate(
+            self, x, y, batch_size=batch_size, sample_weight=sample_weight, steps=steps, verbose=verbose
+        )
+
+    def predict(self, x, *, batch_size=256, steps=None):
+        """Outputs for the inputs ``x`` (an array, an array on disk, a dataset or an iterable of
+        batches: ``x`` or ``(x, ...)``), computed in batches in inference mode; float32 of shape
+        ``(N, *output_shape)``."""
+        return runtime.predict(self, x, batch_size=batch_size, steps=steps)
+
+    def train_on_batch(self, x, y, *, sample_weight=None, class_weight=None):
+        """One optimisation step on one batch, under the divergence guard; returns ``{"loss":
+        ..., <metric>: ...}`` of that batch (computed during the step)."""
+        return runtime.train_on_batch(self, x, y, sample_weight=sample_weight, class_weight=class_weight)
+
+    def test_on_batch(self, x, y, *, sample_weight=None):
+        """``{"loss": ..., <metric>: ...}`` of one batch in inference mode."""
+        return runtime.test_on_batch(self, x, y, sample_weight=sample_weight)
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch, in inference mode."""
+        return runtime.predict_on_batch(self, x)
+
+    def summary(self, print_fn=None):
+        """A table of layers, output shapes and parameter counts, returned as text (it shows as
+        the table in an interactive session); ``print_fn`` (e.g. ``print``) also receives it."""
         rows = [("Layer (type)", "Output shape", "Params", "Inputs")]
         for node in sorted(self.nodes, key=lambda n: n.index):
+            frozen = " frozen" if not node.layer.trainable and node.layer.params else ""
             rows.append(
                 (
-                    f"{node.name} ({registered_name(node.layer)})",
-                    str(["N", *node.layer.output_shape]),
+                    f"{node.name} ({registered_name(node.layer)}{frozen})",
+                    shape_text(node.layer.output_shape),
                     f"{node.layer.count_params():,}",
                     ", ".join(node.inputs),
                 )
@@ -258,17 +391,17 @@ class Model:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "  ".join("-" * w for w in widths)
         fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
-        trainable = sum(int(v.size) for v in self.params.values())
+        trainable = sum(int(v.size) for v in self.trainable_params.values())
         total = self.count_params()
         out = [
             fmt(rows[0]),
             line,
             *map(fmt, rows[1:]),
             line,
-            f"Input shape: {['N', *self.input_shape]}",
+            f"Input shape: {shape_text(self.input_shape)}",
             f"Total params: {total:,} (trainable {trainable:,}, non-trainable {total - trainable:,})",
         ]
-        text = "\n".join(out)
+        text = Text("\n".join(out))
         if print_fn is not None:
             print_fn(text)
         return text
@@ -296,5 +429,5 @@ class Model:
         return {
             "loss": to_plain(self.loss),
             "optimizer": to_plain(self.optimizer),
-            "metrics": [m.name for m in self.metrics],
+            "metrics": [_metrics.to_plain(m) for m in self.metrics],
         }

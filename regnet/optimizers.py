@@ -3,47 +3,100 @@
 ``step(params, grads)`` takes two dicts keyed by ``"layer/param"``. ``state_dict()`` returns
 ``{"iterations": int64 array, "<slot>/<layer>/<param>": array}``, which ``load_state_dict``
 restores exactly (the HDF5 format stores it as is). Update rules follow PyTorch's definitions.
+
+What every optimizer gets from the base class, built-in or plugin, without writing any code:
+
+* a **learning-rate schedule**: ``learning_rate`` may be a number or a schedule (a name, a
+  ``{"type": ...}`` dict or a ``regnet.schedules.Schedule``). The schedule is kept in
+  ``optimizer.schedule`` and evaluated before every update on the step count, and
+  ``learning_rate`` holds the rate of the latest update; ``get_config`` gives the schedule back;
+* **gradient clipping**, at most one of ``clipnorm`` (each gradient tensor scaled down to this
+  L2 norm), ``global_clipnorm`` (all gradients scaled together to this joint L2 norm) and
+  ``clipvalue`` (each element clipped to ``[-clipvalue, clipvalue]``), applied by ``step`` to
+  copies of the gradients before the update (nothing is done when all three are ``None``).
 """
 
+import math
+import numbers
 from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 
-from . import fields, registry
-from .errors import WeightsMismatchError
+from . import fields, registry, schedules
+from .errors import ConfigError, WeightsMismatchError
 from .ops import parallel
+
+#: the clipping fields of every optimizer (at most one may be set)
+CLIPPING = ("clipnorm", "global_clipnorm", "clipvalue")
+
+
+class _TakesSchedule(type):
+    """Lets every optimizer class take a schedule as its ``learning_rate`` (see the module
+    docstring): the schedule goes to ``optimizer.schedule`` and the ``learning_rate`` field, which
+    subclasses may declare as a plain number, receives the schedule's first value."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        rate = kwargs.get("learning_rate")
+        schedule = None
+        if rate is not None and not (isinstance(rate, numbers.Real) and not isinstance(rate, bool)):
+            try:
+                schedule = schedules.get(rate)
+            except ConfigError as exc:
+                field = "learning_rate" if exc.field is None else f"learning_rate.{exc.field}"
+                raise ConfigError(getattr(exc, "message", str(exc)), field=field) from exc
+            kwargs["learning_rate"] = schedule(0)
+        obj = super().__call__(*args, **kwargs)
+        obj.schedule = schedule
+        return obj
 
 
 @attrs.define(slots=False)
-class Optimizer:
+class Optimizer(metaclass=_TakesSchedule):
     """Base class of optimizers: a rule that updates one parameter at a time, in place.
 
-    A subclass declares its hyperparameters as attrs fields (``learning_rate`` is inherited),
-    names its per-parameter state in ``slot_names`` and implements ``update(p, g, state)``:
+    A subclass declares its hyperparameters as attrs fields (``learning_rate`` and the clipping
+    fields are inherited), names its per-parameter state in ``slot_names`` and implements
+    ``update(p, g, state)``:
 
     * ``p`` is the parameter (a float32 array, updated **in place**), ``g`` its gradient (read
       only), ``state`` a dict ``{slot name: array shaped like p}``, zeros on the first step (or
       what ``_slot`` makes), also updated in place;
     * ``self.iterations`` is the step count, already incremented for this step (1 on the first
-      step), for bias corrections;
+      step), for bias corrections; ``self.learning_rate`` is this step's rate (a schedule, if any,
+      has already been evaluated);
     * everything stays float32: no Python loops over elements.
 
-    ``state_dict()`` holds ``iterations`` and every slot array (``"<slot>/<layer>/<param>"``), so a
-    model saved mid-training resumes bit-identically. Declare one with ``@optimizer("Name")``.
+    ``step`` (schedule, clipping, then ``update`` per parameter) is the base class's; a subclass
+    that overrides it loses both. ``state_dict()`` holds ``iterations`` and every slot array
+    (``"<slot>/<layer>/<param>"``), so a model saved mid-training resumes bit-identically.
+    Declare one with ``@optimizer("Name")``.
     """
 
     learning_rate: float = fields.number(0.01, min=0.0)
+    clipnorm: float | None = fields.number(None, min=0.0, min_open=True, optional=True, kw_only=True)
+    global_clipnorm: float | None = fields.number(None, min=0.0, min_open=True, optional=True, kw_only=True)
+    clipvalue: float | None = fields.number(None, min=0.0, min_open=True, optional=True, kw_only=True)
 
     #: per-parameter state arrays this rule keeps
     slot_names: ClassVar[tuple[str, ...]] = ()
+    #: the learning-rate schedule (``None``: ``learning_rate`` is constant); set at construction
+    schedule = None  # (not annotated: a plain attribute, not a config field)
 
     def __attrs_post_init__(self):
         self.iterations = 0
         self.slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
+        chosen = [name for name in CLIPPING if getattr(self, name, None) is not None]
+        if len(chosen) > 1:
+            raise ConfigError(f"set at most one of {', '.join(CLIPPING)}; got {' and '.join(chosen)}", field=chosen[1])
 
     def step(self, params, grads):
+        """One update of every parameter in ``params`` from ``grads`` (dicts by the same keys)."""
         self.iterations += 1
+        if self.schedule is not None:
+            self.learning_rate = self.schedule(self.iterations - 1)
+        if self.clipnorm is not None or self.global_clipnorm is not None or self.clipvalue is not None:
+            grads = clip(grads, self.clipnorm, self.global_clipnorm, self.clipvalue)
         for key, p in params.items():
             state = {s: self._slot(s, key, p) for s in self.slot_names}
             self.update(p, grads[key], state)
@@ -76,9 +129,20 @@ class Optimizer:
             slots[slot][key] = np.array(arr, dtype=np.float32)
         self.iterations = int(np.asarray(state.get("iterations", 0)))
         self.slots = slots
+        if self.schedule is not None:
+            self.learning_rate = self.schedule(max(self.iterations - 1, 0))
 
     def get_config(self) -> dict[str, Any]:
-        return registry.get_config(self)
+        """``{"type", **hyperparameters}``: the schedule's config as ``learning_rate`` when there is
+        one; clipping fields only when set."""
+        config = registry.get_config(self)
+        if self.schedule is not None:
+            config["learning_rate"] = registry.to_plain(self.schedule)
+        for name in CLIPPING:  # last, and only when set
+            value = config.pop(name, None)
+            if value is not None:
+                config[name] = value
+        return config
 
 
 registry.optimizers.bind(Optimizer)
@@ -89,6 +153,38 @@ def optimizer(name: str | type | None = None, *, aliases: tuple[str, ...] = (), 
     """``@optimizer("name", aliases=(...))``: make the class an attrs optimizer and register it
     (``register=False`` in plugins, whose entry point registers it)."""
     return registry.define(registry.optimizers, name, aliases=aliases, register=register, slots=False)
+
+
+def global_norm(grads: dict) -> float:
+    """The L2 norm of all gradient arrays together (in float64 when float32 would overflow)."""
+    total = 0.0
+    for g in grads.values():
+        flat = g.reshape(-1)
+        with np.errstate(over="ignore"):
+            square = float(np.dot(flat, flat))
+        if not math.isfinite(square):
+            square = float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
+        total += square
+    return math.sqrt(total)
+
+
+def clip(grads: dict, clipnorm: float | None, global_clipnorm: float | None, clipvalue: float | None) -> dict:
+    """Gradients clipped as the optimizer fields say (see the module docstring); arrays that need
+    no change are passed through, the others are new arrays (the inputs are never modified)."""
+    if clipvalue is not None:
+        return {k: np.clip(g, -clipvalue, clipvalue) for k, g in grads.items()}
+    if clipnorm is not None:
+        out = {}
+        for k, g in grads.items():
+            norm = global_norm({k: g})
+            out[k] = g * np.float32(clipnorm / norm) if norm > clipnorm else g
+        return out
+    if global_clipnorm is not None:
+        norm = global_norm(grads)
+        if not norm <= global_clipnorm:  # NaN too: the update then fails and the guard undoes it
+            scale = np.float32(global_clipnorm / norm)
+            return {k: g * scale for k, g in grads.items()}
+    return grads
 
 
 def get(spec: Any) -> Optimizer:

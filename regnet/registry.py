@@ -31,7 +31,7 @@ from .text import show
 
 T = TypeVar("T")
 BUILTIN = "regnet"
-KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
+KINDS = ("layers", "activations", "losses", "optimizers", "initializers", "schedules", "metrics")
 
 
 @attrs.frozen
@@ -364,8 +364,10 @@ activations = Registry("activations")
 losses = Registry("losses")
 optimizers = Registry("optimizers")
 initializers = Registry("initializers")
+schedules = Registry("schedules")
+metrics = Registry("metrics")
 
-REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers)}
+REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers, schedules, metrics)}
 
 
 if sys.version_info >= (3, 11):
@@ -408,6 +410,8 @@ register_activation = activations.register
 register_loss = losses.register
 register_optimizer = optimizers.register
 register_initializer = initializers.register
+register_schedule = schedules.register
+register_metric = metrics.register
 
 
 def registered_name(obj):
@@ -435,7 +439,8 @@ def to_plain(value):
     if isinstance(value, np.generic):
         return value.item()
     if attrs.has(type(value)):
-        return get_config(value)
+        own = getattr(value, "get_config", None)
+        return own() if callable(own) else get_config(value)
     return value
 
 

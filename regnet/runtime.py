@@ -1,11 +1,22 @@
-"""The training loop: ``fit`` / ``evaluate`` / ``predict`` and one guarded ``train_step``."""
+"""The training loop: ``fit`` / ``evaluate`` / ``predict``, one guarded ``train_step``, and the
+per-batch ``train_on_batch`` / ``test_on_batch`` / ``predict_on_batch``.
+
+A step is split in two so that a data-parallel wrapper can combine gradients in between:
+``compute_gradients`` (forward, loss, backward: fills ``model.grads``) and ``apply_gradients``
+(the optimizer's update of the trainable parameters). ``train_step`` runs both under the
+divergence guard (``regnet.divergence``).
+"""
+
+import warnings
 
 import numpy as np
 
-from . import checkpoint, divergence, losses, validation
-from .callbacks import Callback, History
+from . import checkpoint, data, divergence, losses, validation, weighting
+from .callbacks import Callback
 from .errors import ConfigError, DataError, TrainingDivergedError
+from .history import History, plain_logs
 from .progress import Progress
+from .text import show
 
 
 def _require_compiled(model):
@@ -26,18 +37,44 @@ def _count(value, what):
     return int(value)
 
 
-def _step(model, xb, yb):
-    """Forward, loss, backward and update (no update when the loss is not finite)."""
+def _warn_untrained(model):
+    """Warn once when a model loaded from a file that was never trained is used."""
+    if getattr(model, "_untrained_warning", None):
+        warnings.warn(model._untrained_warning, UserWarning, stacklevel=4)
+        model._untrained_warning = None
+
+
+# -- one step ---------------------------------------------------------------------------------------
+def compute_gradients(model, xb, yb, sample_weight=None):
+    """Forward, loss and backward on a batch: ``model.grads`` then hold the gradient of the
+    (weighted) mean loss. Returns ``(loss, outputs)``; when the loss is not finite nothing is
+    backpropagated (the gradients are stale) and the caller must not apply them."""
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is reported by the caller
         out = model.forward(xb, training=True, logits=model._fused_loss is not None)
-        loss, grad = model.training_loss.value_and_grad(out, yb)
+        if sample_weight is None:
+            loss, grad = model.training_loss.value_and_grad(out, yb)
+        else:
+            loss, grad = model.training_loss.weighted_value_and_grad(out, yb, sample_weight)
         if np.isfinite(loss):
             model.backward(grad, input_grad=False)
-            model.optimizer.step(model.params, model.grads)
     return loss, out
 
 
-def train_step(model, xb, yb, guard=None):
+def apply_gradients(model):
+    """The optimizer's update of every trainable parameter from ``model.grads``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        model.optimizer.step(model.trainable_params, model.trainable_grads)
+
+
+def _step(model, xb, yb, sample_weight=None):
+    """``compute_gradients`` then, if the loss is finite, ``apply_gradients``."""
+    loss, out = compute_gradients(model, xb, yb, sample_weight)
+    if np.isfinite(loss):
+        apply_gradients(model)
+    return loss, out
+
+
+def train_step(model, xb, yb, guard=None, *, sample_weight=None):
     """One optimisation step on a batch; returns ``(loss, outputs)``.
 
     A loss that is not finite stops before the update; an update that leaves a weight NaN or
@@ -52,7 +89,7 @@ def train_step(model, xb, yb, guard=None):
         guard = divergence.Guard(model, interval=1)
         guard.checkpoint()
     hyper = divergence.hyperparameters(model.optimizer)
-    loss, out = _step(model, xb, yb)
+    loss, out = _step(model, xb, yb, sample_weight)
     if not np.isfinite(loss):
         guard.rewind(_step)  # the forward pass moved BatchNorm's running statistics
         raise TrainingDivergedError(f"the loss is {loss}")
@@ -66,147 +103,293 @@ def train_step(model, xb, yb, guard=None):
             else f"{', '.join(bad)} became non-finite (the loss and gradients were finite)"
         )
         raise TrainingDivergedError(f"{cause}; the step was undone")
-    guard.record(xb, yb, hyper)
+    guard.record(xb, yb, hyper, sample_weight)
     return loss, out
+
+
+# -- fit --------------------------------------------------------------------------------------------
+def _validation_split(value):
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    if not ok or not 0.0 < float(value) < 1.0:
+        raise ConfigError(f"expected a fraction strictly between 0 and 1, got {show(value)}", field="validation_split")
+    return float(value)
+
+
+def _initial_epoch(value, resume_from):
+    if value is None:
+        return None
+    if resume_from is not None:
+        raise ConfigError(
+            "give initial_epoch or resume_from, not both (the file says the epoch)", field="initial_epoch"
+        )
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"expected an integer >= 0, got {show(value)}", field="initial_epoch")
+    return int(value)
+
+
+def _changes_weights_between_steps(callbacks):
+    """True when a callback has its own ``on_batch_end`` and does not declare that it leaves the
+    weights alone (then the divergence guard checkpoints after every step)."""
+    return any(
+        getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end and getattr(cb, "changes_weights", True)
+        for cb in callbacks
+    )
 
 
 def fit(
     model,
-    x,
-    y,
+    x=None,
+    y=None,
     *,
-    epochs=1,
     batch_size=32,
+    epochs=1,
+    verbose=1,
+    callbacks=(),
+    validation_split=None,
     validation_data=None,
     shuffle=True,
+    class_weight=None,
+    sample_weight=None,
+    initial_epoch=None,
+    steps_per_epoch=None,
+    validation_steps=None,
     seed=None,
-    callbacks=(),
-    verbose=1,
     resume_from=None,
 ):
-    """Train for ``epochs`` more epochs; returns a ``History``.
-
-    ``seed`` (optional) resets the model's generator, which drives shuffling and dropout: the
-    same seed on the same model gives bit-identical weights. Without it the generator goes on
-    from its current state (which ``regnet.save`` stores, so a reloaded model resumes exactly).
-
-    ``resume_from`` (a file written by ``regnet.save`` or ``ModelCheckpoint``) first restores
-    weights, optimizer state, generator, epoch and history; ``epochs`` is then the total to reach
-    (``epochs - model.epoch`` more are run) and ``seed`` is ignored, so re-running the same call
-    after an interruption continues bit-identically.
-    """
+    """Train ``model``; returns the ``History`` of the epochs run (see ``Model.fit``)."""
+    initial_epoch = _initial_epoch(initial_epoch, resume_from)
+    callback_states = {}
     if resume_from is not None:
-        checkpoint.restore(model, resume_from)
+        callback_states = checkpoint.restore_training(model, resume_from)
     _require_compiled(model)
-    x = validation.inputs(model, x)
-    y = validation.targets(model, y, len(x))
     batch_size = validation.batch_size(batch_size)
     epochs = _count(epochs, "epochs")
-    if validation_data is not None:
-        vx, vy = validation.validation_data(model, validation_data)
+    split = _validation_split(validation_split)
+    if split is not None and validation_data is not None:
+        raise ConfigError("give validation_split or validation_data, not both", field="validation_split")
     seed, shuffle = validation.seed(seed), validation.flag(shuffle, "shuffle")
     verbose = validation.verbosity(verbose)
-    if resume_from is not None:
-        epochs = max(0, epochs - model.epoch)
-    elif seed is not None:
-        model.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
-    history = History()
     callbacks = validation.callbacks(callbacks)
+    table = weighting.class_table(class_weight, tuple(model.output_shape))
+    steps = data.steps(steps_per_epoch)
+    source = data.open_source(model, x, y, batch_size=batch_size, sample_weight=sample_weight, steps=steps)
+    val = None
+    try:
+        if split is not None:
+            source, val = source.split(split, max(batch_size, 256))
+        elif validation_data is not None:
+            vx, vy, vw = validation.validation_parts(validation_data)
+            val = data.open_source(
+                model,
+                vx,
+                vy,
+                batch_size=max(batch_size, 256),
+                sample_weight=vw,
+                steps=data.steps(validation_steps, "validation_steps"),
+                what="validation x",
+            )
+        source.weigh(table)
+        if resume_from is not None:
+            epochs = max(0, epochs - model.epoch)  # the total to reach
+        elif initial_epoch is not None:
+            model.epoch = initial_epoch
+            epochs = max(0, epochs - initial_epoch)
+        if seed is not None and resume_from is None:
+            model.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+        return _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_states)
+    finally:
+        source.close()
+        if val is not None:
+            val.close()
+
+
+def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_states):
+    """The epoch loop of ``fit`` on checked sources."""
+    model._untrained_warning = None
+    if not isinstance(model.history, History):
+        model.history = History(model.history)
+    history = History()
     for cb in callbacks:
         cb.model = model
+    model.training_callbacks = callbacks
     model.stop_training = False
-    progress = Progress(verbose, model.epoch + epochs)
-    n = len(x)
-    n_batches = -(-n // batch_size)
+    progress = Progress(verbose, epochs, model.epoch)
     guard = divergence.Guard(model)
-    # callbacks run between steps; one with its own on_batch_end may change the weights
-    resave = any(
-        getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end and getattr(cb, "changes_weights", True)
-        for cb in callbacks
-    )
+    resave = _changes_weights_between_steps(callbacks)
+    # callbacks that save the model run their epoch end last: a checkpoint holds every state
+    at_epoch_end = sorted(callbacks, key=lambda cb: bool(getattr(cb, "saves_model", False)))
     for cb in callbacks:
         cb.on_train_begin()
+    checkpoint.apply_callback_states(callbacks, callback_states)
     for _ in range(epochs):
         epoch = model.epoch + 1
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
-        order = model.rng.permutation(n) if shuffle else np.arange(n)
-        progress.start(epoch, n_batches)
+        batches = source.epoch(model.rng, shuffle)  # draws its shuffle before the checkpoint
+        progress.start(epoch, source.n_batches)
         guard.checkpoint()
-        sums = {"loss": 0.0, **{m.name: 0.0 for m in model.metrics}}
-        for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            xb, yb = x[idx], y[idx]
-            if guard.due():
-                guard.checkpoint()
-            try:
-                loss, out = train_step(model, xb, yb, guard)
-            except TrainingDivergedError as exc:
-                progress.end(epoch, {})
-                raise TrainingDivergedError(
-                    f"training diverged at epoch {epoch}, batch {b + 1}/{n_batches}: {exc}; the model is "
-                    f"left as it was before that batch (try a lower learning rate)",
-                    epoch=epoch,
-                    batch=b + 1,
-                ) from None
-            sums["loss"] += loss * len(idx)
-            if model.metrics:
-                shown = _outputs(model, out)
-                for m in model.metrics:
-                    sums[m.name] += m(shown, yb) * len(idx)
-            seen = min((b + 1) * batch_size, n)
-            logs = {k: v / seen for k, v in sums.items()}
-            progress.batch(len(idx), logs)
-            for cb in callbacks:
-                cb.on_batch_end(b, logs)
-            if resave:
-                guard.checkpoint()
-        logs = {k: v / n for k, v in sums.items()}
-        if validation_data is not None:
-            logs.update({f"val_{k}": v for k, v in evaluate(model, vx, vy, batch_size=max(batch_size, 256)).items()})
+        loss_sum, seen = 0.0, 0
+        for m in model.metrics:
+            m.reset()
+        b = 0
+        try:
+            for b, (xb, yb, wb) in enumerate(batches, start=1):
+                if guard.due():
+                    guard.checkpoint()
+                loss, out = train_step(model, xb, yb, guard, sample_weight=wb)
+                loss_sum += loss * len(xb)
+                seen += len(xb)
+                if model.metrics:
+                    shown = _outputs(model, out)
+                    for m in model.metrics:
+                        m.update(shown, yb)
+                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
+                progress.batch(len(xb), logs)
+                for cb in callbacks:
+                    cb.on_batch_end(b - 1, logs)
+                if resave:
+                    guard.checkpoint()
+        except TrainingDivergedError as exc:
+            progress.end(epoch, {})
+            raise TrainingDivergedError(
+                f"training diverged at epoch {epoch}, batch {b}/{source.n_batches}: {exc}; the model is "
+                f"left as it was before that batch (try a lower learning rate)",
+                epoch=epoch,
+                batch=b,
+            ) from None
+        except DataError as exc:
+            progress.end(epoch, {})
+            raise DataError(f"epoch {epoch}: {exc}; the model is left as it was after the previous batch") from None
+        if seen == 0:  # an iterator that ran out exactly at the end of the previous epoch
+            break
+        logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
+        if val is not None:
+            logs.update({f"val_{k}": v for k, v in _evaluate(model, val).items()})
+        logs = plain_logs(logs)
         model.epoch = epoch
-        model.history.append({"epoch": epoch, **logs})
+        model.history.append(epoch, logs)
         history.append(epoch, logs)
         progress.end(epoch, logs)
-        for cb in callbacks:
+        for cb in at_epoch_end:
             cb.on_epoch_end(epoch, logs)
-        if model.stop_training:
+        if model.stop_training or source.exhausted:
             break
     for cb in callbacks:
         cb.on_train_end()
     return history
 
 
-def _batches(n, batch_size):
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
-
-
-def evaluate(model, x, y, *, batch_size=256, verbose=0):
-    """``{"loss": ..., <metric>: ...}`` over the whole set (inference mode)."""
-    _require_compiled(model)
-    x = validation.inputs(model, x)
-    y = validation.targets(model, y, len(x))
-    batch_size = validation.batch_size(batch_size)
+# -- evaluate and predict ---------------------------------------------------------------------------
+def _evaluate(model, source):
+    """``{"loss", <metric>: ...}`` over a source (inference mode; the loss weighted when the
+    batches carry weights)."""
     fused = model._fused_loss is not None
-    sums = {"loss": 0.0, **{m.name: 0.0 for m in model.metrics}}
-    for s in _batches(len(x), batch_size):
-        out = model.forward(x[s], training=False, logits=fused)
-        k = s.stop - s.start
-        sums["loss"] += model.training_loss.value(out, y[s]) * k
+    loss_sum, seen = 0.0, 0
+    for m in model.metrics:
+        m.reset()
+    for xb, yb, wb in source.epoch(model.rng, False):
+        out = model.forward(xb, training=False, logits=fused)
+        if wb is None:
+            loss = model.training_loss.value(out, yb)
+        else:
+            loss = model.training_loss.weighted_value(out, yb, wb)
+        loss_sum += loss * len(xb)
+        seen += len(xb)
+        if model.metrics:
+            shown = _outputs(model, out)
+            for m in model.metrics:
+                m.update(shown, yb)
+        model.release()
+    if seen == 0:
+        raise DataError("the data yielded no batch to evaluate")
+    return {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
+
+
+def evaluate(model, x=None, y=None, *, batch_size=256, sample_weight=None, steps=None, verbose=0):
+    """``{"loss": ..., <metric>: ...}`` over the whole set (see ``Model.evaluate``)."""
+    _require_compiled(model)
+    batch_size = validation.batch_size(batch_size)
+    validation.verbosity(verbose)
+    source = data.open_source(
+        model, x, y, batch_size=batch_size, sample_weight=sample_weight, steps=data.steps(steps, "steps")
+    )
+    _warn_untrained(model)
+    try:
+        return _evaluate(model, source)
+    finally:
+        source.close()
+
+
+def predict(model, x, *, batch_size=256, steps=None):
+    """Model outputs for ``x``, computed in batches (see ``Model.predict``)."""
+    batch_size = validation.batch_size(batch_size)
+    source = data.open_source(model, x, batch_size=batch_size, steps=data.steps(steps, "steps"), targets=False)
+    _warn_untrained(model)
+    try:
+        if isinstance(source, data.ArraySource):
+            out = np.empty((source.n_samples, *model.output_shape), dtype=np.float32)
+            start = 0
+            for xb, _, _ in source.epoch(model.rng, False):
+                out[start : start + len(xb)] = model.forward(xb, training=False)
+                start += len(xb)
+                model.release()
+            return out
+        parts = []
+        for xb, _, _ in source.epoch(model.rng, False):
+            parts.append(model.forward(xb, training=False).copy())
+            model.release()
+        return np.concatenate(parts) if parts else np.empty((0, *model.output_shape), np.float32)
+    finally:
+        source.close()
+
+
+# -- one batch at a time ----------------------------------------------------------------------------
+def _one_batch(model, x, y, sample_weight, class_weight=None):
+    xb = validation.inputs(model, x)
+    yb = validation.targets(model, y, len(xb))
+    wb = None if sample_weight is None else weighting.sample_weights(sample_weight, len(xb))
+    table = weighting.class_table(class_weight, tuple(model.output_shape))
+    if isinstance(table, str):
+        k = weighting.n_classes(tuple(model.output_shape))
+        table = weighting.balanced(np.bincount(weighting.class_indices(yb, k), minlength=k))
+    return xb, yb, weighting.combine(table, yb, wb)
+
+
+def _batch_logs(model, loss, out, yb):
+    logs = {"loss": float(loss)}
+    if model.metrics:
         shown = _outputs(model, out)
         for m in model.metrics:
-            sums[m.name] += m(shown, y[s]) * k
-        model.release()
-    return {k: v / len(x) for k, v in sums.items()}
+            logs[m.name] = m(shown, yb)
+    return logs
 
 
-def predict(model, x, *, batch_size=256):
-    """Model outputs for ``x``, computed in batches (inference mode)."""
-    x = validation.inputs(model, x)
-    batch_size = validation.batch_size(batch_size)
-    out = np.empty((len(x), *model.output_shape), dtype=np.float32)
-    for s in _batches(len(x), batch_size):
-        out[s] = model.forward(x[s], training=False)
-        model.release()
+def train_on_batch(model, x, y, *, sample_weight=None, class_weight=None):
+    """One guarded optimisation step on one batch; returns its logs (see ``Model.train_on_batch``)."""
+    _require_compiled(model)
+    xb, yb, wb = _one_batch(model, x, y, sample_weight, class_weight)
+    loss, out = train_step(model, xb, yb, sample_weight=wb)
+    return _batch_logs(model, loss, out, yb)
+
+
+def test_on_batch(model, x, y, *, sample_weight=None):
+    """Loss and metrics on one batch, in inference mode (see ``Model.test_on_batch``)."""
+    _require_compiled(model)
+    xb, yb, wb = _one_batch(model, x, y, sample_weight)
+    _warn_untrained(model)
+    out = model.forward(xb, training=False, logits=model._fused_loss is not None)
+    loss = model.training_loss.value(out, yb) if wb is None else model.training_loss.weighted_value(out, yb, wb)
+    logs = _batch_logs(model, loss, out, yb)
+    model.release()
+    return logs
+
+
+def predict_on_batch(model, x):
+    """Model outputs for one batch (see ``Model.predict_on_batch``)."""
+    xb = validation.inputs(model, x)
+    _warn_untrained(model)
+    out = model.forward(xb, training=False)
+    model.release()
     return out

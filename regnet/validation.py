@@ -5,7 +5,8 @@ import numbers
 import numpy as np
 
 from .errors import ConfigError, DataError
-from .fields import show
+from .text import shape as shape_text
+from .text import show
 
 
 def batch_size(value, what="batch_size"):
@@ -14,22 +15,54 @@ def batch_size(value, what="batch_size"):
     return int(value)
 
 
-def _numeric(a, what):
+def check_dtype(dtype, what):
     """Refuse object, string, complex, date and time arrays."""
-    if a.dtype.kind == "c":
-        raise DataError(f"{what} must be real, got dtype {a.dtype}")
-    if a.dtype.kind not in "biuf":
-        raise DataError(f"{what} must be numeric (bool, integer or float), got dtype {a.dtype}")
+    if dtype.kind == "c":
+        raise DataError(f"{what} must be real, got dtype {dtype}")
+    if dtype.kind not in "biuf":
+        raise DataError(f"{what} must be numeric (bool, integer or float), got dtype {dtype}")
 
 
-def _finite(a, what):
+def _numeric(a, what):
+    check_dtype(a.dtype, what)
+
+
+def finite(a, what, first_index=0):
+    """Raise ``DataError`` naming the first sample holding a NaN or an infinity (samples are
+    counted from ``first_index``)."""
     ok = np.isfinite(a)
     if not ok.all():
         bad = ~ok.reshape(len(a), -1).all(axis=1)
         raise DataError(
             f"{what} contains {int(ok.size - ok.sum())} NaN or infinite value(s) in "
-            f"{int(bad.sum())} sample(s), the first at index {int(np.argmax(bad))}; expected finite numbers"
+            f"{int(bad.sum())} sample(s), the first at index {first_index + int(np.argmax(bad))}; expected "
+            f"finite numbers"
         )
+
+
+def _hint(shape, want):
+    """Advice for inputs of ``shape`` that a model taking ``want`` (no batch axis) cannot use."""
+    n_want = len(want)
+    if shape == want:
+        return f"a single sample; add the batch axis: x[None] has shape {shape_text((1, *want), False)}"
+    if n_want == 3 and want[0] == 1 and shape == want[1:]:
+        return f"a single image without channel and batch axes: x.reshape{shape_text((1, *want), False)}"
+    if n_want == 3 and want[0] == 1 and len(shape) == 3 and shape[1:] == want[1:]:
+        return "images without the channel axis: x[:, None] adds it"
+    if n_want == 3 and len(shape) == 4 and shape[1:] == (want[1], want[2], want[0]) and want[0] != want[2]:
+        return "this looks like channels-last (NHWC); regnet takes NCHW: x.transpose(0, 3, 1, 2)"
+    return ""
+
+
+def check_shape(model, shape, what):
+    """Raise ``DataError`` (with a hint where one helps) unless ``shape`` is a batch of the
+    model's inputs."""
+    shape, want = tuple(shape), tuple(model.input_shape)
+    if len(shape) == len(want) + 1 and shape[1:] == want:
+        return
+    hint = _hint(shape, want)
+    message = f"{what} has shape {shape_text(shape, False)}, the model expects {shape_text(want)}"
+    raise DataError(f"{message}: {hint}" if hint else message)
 
 
 def seed(value):
@@ -69,18 +102,23 @@ def callbacks(value):
     return list(value)
 
 
-def validation_data(model, value):
-    """``(x_val, y_val)`` checked like ``x`` and ``y``."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        if isinstance(value, (tuple, list)):
-            kind = f"a {type(value).__name__} of length {len(value)}"
-        else:
-            kind = f"{type(value).__name__}" + (
-                f" of shape {list(value.shape)}" if isinstance(value, np.ndarray) else ""
-            )
-        raise DataError(f"validation_data must be a pair (x_val, y_val), got {kind}")
-    vx = inputs(model, value[0], "validation x")
-    return vx, targets(model, value[1], len(vx), "validation y")
+def validation_parts(value):
+    """``(x_val, y_val, sample_weight_val)`` of a ``validation_data`` pair or triple (the weights
+    may be ``None``), or ``(value, None, None)`` for a batch dataset or an iterable of batches."""
+    if isinstance(value, (tuple, list)):
+        if len(value) in (2, 3):
+            return value[0], value[1], value[2] if len(value) == 3 else None
+        kind = f"a {type(value).__name__} of length {len(value)}"
+    elif isinstance(value, np.ndarray):
+        kind = f"ndarray of shape {shape_text(value.shape, False)}"
+    elif isinstance(value, dict) or not (hasattr(value, "__iter__") or hasattr(value, "__getitem__")):
+        kind = type(value).__name__
+    else:
+        return value, None, None
+    raise DataError(
+        f"validation_data must be a pair (x_val, y_val), a triple (x_val, y_val, sample_weight_val), a "
+        f"regnet.data.Dataset or an iterable of batches; got {kind}"
+    )
 
 
 def inputs(model, x, what="x"):
@@ -95,16 +133,12 @@ def inputs(model, x, what="x"):
     if not isinstance(x, np.ndarray):
         raise DataError(f"{what} must be a NumPy array, got {type(x).__name__}")
     _numeric(x, what)
-    want = tuple(model.input_shape)
-    if x.ndim == len(want) and x.shape == want:
-        raise DataError(f"{what} has shape {list(x.shape)}: a single sample; add the batch axis ({['N', *want]})")
-    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-        raise DataError(f"{what} has shape {list(x.shape)}, the model expects {['N', *want]}")
+    check_shape(model, x.shape, what)
     if x.shape[0] == 0:
         raise DataError(f"{what} is empty (0 samples)")
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
         x = np.ascontiguousarray(x, dtype=np.float32)
-    _finite(x, what)
+    finite(x, what)
     return x
 
 
@@ -123,9 +157,9 @@ def targets(model, y, n, what="y"):
     if y.ndim == 0:
         raise DataError(f"{what} is a single value; expected one target per sample ({n} samples)")
     if y.shape[0] != n:
-        raise DataError(f"{what} holds {y.shape[0]} samples (shape {list(y.shape)}) but x holds {n}")
+        raise DataError(f"{what} holds {y.shape[0]} samples (shape {shape_text(y.shape, False)}) but x holds {n}")
     if y.dtype.kind == "f":
-        _finite(y, what)
+        finite(y, what)
     if y.dtype == bool:
         y = y.astype(np.float32)
     try:

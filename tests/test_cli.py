@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import regnet
+from regnet import schedules
 from regnet.cli import main
 from regnet.datasets import idx, moons, sources
 from regnet.datasets.augment import random_shift, shift
-from regnet.schedules import StepSchedule
 
 MLP_2D = {
     "format": "regnet.model",
@@ -422,15 +422,29 @@ def test_console_script(spec_2d, tmp_path):
 
 
 # -- pieces -----------------------------------------------------------------------------------------
-def test_step_schedule():
-    s = StepSchedule("cosine", 0.1, steps_per_epoch=10, epochs=2, warmup_epochs=1)
-    assert s.lr_at(0) == pytest.approx(0.01) and s.lr_at(9) == pytest.approx(0.1)
-    assert s.lr_at(10) == pytest.approx(0.1) and s.lr_at(15) == pytest.approx(0.05) and s.lr_at(20) == pytest.approx(0)
-    lin = StepSchedule("linear", 1.0, 4, 1)
-    assert [lin.lr_at(i) for i in range(5)] == pytest.approx([1, 0.75, 0.5, 0.25, 0])
-    exp = StepSchedule("exponential", 1.0, 5, 3, decay=0.5)
-    assert exp.lr_at(10) == pytest.approx(0.25)
-    assert StepSchedule("constant", 0.3, 5, 3).lr_at(12) == 0.3
+def test_cli_schedule_flags_map_onto_schedules():
+    def rates(kind, lr, steps_per_epoch, epochs, n, **kw):
+        s = schedules.get(schedules.from_cli(kind, lr, steps_per_epoch, epochs, **kw))
+        return [s(i) for i in range(n)]
+
+    cos = rates("cosine", 0.1, 10, 2, 21, warmup_epochs=1)
+    assert cos[0] == pytest.approx(0.01) and cos[9] == pytest.approx(0.1)
+    assert cos[10] == pytest.approx(0.1) and cos[15] == pytest.approx(0.05) and cos[20] == pytest.approx(0)
+    assert rates("linear", 1.0, 4, 1, 5) == pytest.approx([1, 0.75, 0.5, 0.25, 0])
+    assert rates("exponential", 1.0, 5, 3, 11, decay=0.5)[10] == pytest.approx(0.25)
+    assert schedules.from_cli("constant", 0.3, 5, 3) == 0.3  # a plain number: no schedule at all
+    assert rates("constant", 0.3, 5, 3, 13, warmup_epochs=2)[12] == 0.3
+
+
+def test_train_saves_the_schedule_in_the_training_config(spec_2d, tmp_path, capsys):
+    out = tmp_path / "m.h5"
+    argv = ["train", str(spec_2d), "--data", "moons", "--epochs", "2", "--lr-schedule", "cosine", "--warmup", "0.5"]
+    code, _, _ = run(capsys, [*argv, "--out", str(out), "--quiet"])
+    assert code == 0
+    model = regnet.load(out)
+    rate = model.training_config()["optimizer"]["learning_rate"]
+    assert rate["type"] == "warmup" and rate["schedule"]["type"] == "cosine"
+    assert model.optimizer.schedule(model.optimizer.iterations) == pytest.approx(0.0)  # decayed to 0 at the end
 
 
 def test_shift_moves_pixels_and_fills_zeros():

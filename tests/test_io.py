@@ -112,6 +112,7 @@ def test_json_round_trip_every_layer(name):
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
 
 
+@pytest.mark.filterwarnings("ignore:.*never trained:UserWarning")  # saved untrained on purpose
 @pytest.mark.parametrize("name", layers.list())
 def test_hdf5_round_trip_every_layer(name, tmp_path):
     model = layer_model(name)

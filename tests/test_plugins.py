@@ -59,6 +59,7 @@ def test_working_plugin_is_listed_loaded_lazily_and_passes_the_kit():
     assert "Doubler" not in registry.layers.list()  # gone with the distribution
 
 
+@pytest.mark.filterwarnings("ignore:.*never trained:UserWarning")  # saved untrained on purpose
 def test_model_file_records_the_plugin_and_loads_while_it_is_installed(tmp_path):
     with plugin_distribution(
         "fake-saved",

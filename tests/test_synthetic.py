@@ -8,7 +8,6 @@ import pytest
 import regnet
 from regnet.datasets import circles, moons, spirals
 from regnet.errors import DataError
-from regnet.schedules import StepSchedule
 
 GENERATORS = {"moons": moons, "circles": circles, "spirals": spirals}
 
@@ -85,19 +84,12 @@ MLP = {
 
 def train_mlp(data, seed, epochs=60, batch_size=32, lr=0.01):
     (x, y), (xt, yt) = data
-    model = regnet.Model.from_spec(MLP, seed=seed).compile(
-        "categorical_crossentropy", {"type": "adam", "learning_rate": lr}
-    )
     steps = -(-len(x) // batch_size)
-    model.fit(
-        x,
-        y,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        verbose=0,
-        callbacks=[StepSchedule("cosine", lr, steps, epochs)],
+    cosine = {"type": "cosine", "initial": lr, "decay_steps": steps * epochs}
+    model = regnet.Model.from_spec(MLP, seed=seed).compile(
+        "categorical_crossentropy", {"type": "adam", "learning_rate": cosine}
     )
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, seed=seed, verbose=0)
     return model.evaluate(xt, yt)["accuracy"]
 
 

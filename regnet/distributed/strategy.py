@@ -148,7 +148,9 @@ class DataParallel(runtime.Strategy):
 
     # -- a step ---------------------------------------------------------------------------------
     def _sum(self, values: np.ndarray) -> np.ndarray:
-        return self.comm.allreduce(np.ascontiguousarray(values, dtype=np.float32), "a BatchNorm statistic", kind="batchnorm")
+        return self.comm.allreduce(
+            np.ascontiguousarray(values, dtype=np.float32), "a BatchNorm statistic", kind="batchnorm"
+        )
 
     def gradients(self, model: Any, xb: Any, yb: Any, sample_weight: Any) -> tuple[float, Any]:
         n = len(xb)

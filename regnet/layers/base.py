@@ -74,6 +74,7 @@ from .. import activations as _activations
 from .. import fields, registry
 from .. import initializers as _initializers
 from ..errors import ConfigError, ShapeError
+from ..text import shape as shape_text
 
 #: the largest tensor a layer may allocate (elements); protects against absurd configs
 MAX_PARAM_ELEMENTS = 1 << 28
@@ -93,6 +94,8 @@ class Layer:
     """Base class of every layer (see the module docstring for the contract)."""
 
     name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
+    #: False freezes the layer: its parameters get no updates (and no optimizer state)
+    trainable: bool = fields.boolean(True, kw_only=True)
 
     n_inputs: ClassVar[int | None] = 1
     batch_independent: ClassVar[bool] = True
@@ -166,14 +169,14 @@ class Layer:
         size = math.prod(self.output_shape)
         if size > MAX_SAMPLE_ELEMENTS:
             raise ShapeError(
-                f"{type(self).__name__} output of shape {['N', *self.output_shape]} would hold "
+                f"{type(self).__name__} output of shape {shape_text(self.output_shape)} would hold "
                 f"{size:.3g} values per sample (limit {MAX_SAMPLE_ELEMENTS:.3g})"
             )
         axis = getattr(self.activation_fn, "axis", None)
         rank = len(self.output_shape) + 1
         if isinstance(axis, int) and not (1 <= axis < rank or -rank < axis <= -1):
             raise ShapeError(
-                f"activation axis {axis} does not fit output {['N', *self.output_shape]}: expected "
+                f"activation axis {axis} does not fit output {shape_text(self.output_shape)}: expected "
                 f"an axis in [1, {rank - 1}] or [-{rank - 1}, -1] (axis 0 is the batch)",
                 field="activation",
             )
@@ -224,6 +227,8 @@ class Layer:
         cfg = registry.get_config(self)
         if cfg.get("name") is None:
             cfg.pop("name", None)
+        if cfg.get("trainable") is True:  # written only for a frozen layer
+            del cfg["trainable"]
         return cfg
 
     @classmethod
@@ -247,7 +252,7 @@ def require_rank(layer: Layer, shape: Shape, ranks: tuple[int, ...], what: str =
     if len(shape) not in ranks:
         want = " or ".join(str(r + 1) for r in ranks)
         raise ShapeError(
-            f"{type(layer).__name__} expects a rank-{want} {what} (batch axis included), got shape {['N', *shape]}",
+            f"{type(layer).__name__} expects a rank-{want} {what} (batch axis included), got shape {shape_text(shape)}",
             field="inputs",
         )
 

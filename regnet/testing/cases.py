@@ -11,7 +11,8 @@ from ..errors import ConfigError, PluginError, RegnetError
 from . import activations, initializers, layers, losses, optimizers
 from .report import Report
 
-KINDS = registry.KINDS
+#: the kinds the kit checks
+KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
 
 #: the check of each kind
 CHECKS: dict[str, Callable[..., Report]] = {

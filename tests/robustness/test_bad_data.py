@@ -72,12 +72,12 @@ ONE_HOT = np.eye(3, dtype=np.float32)[Y]
 
 FIT_CASES = [
     # -- shapes ----------------------------------------------------------------------------------
-    ("wrong width", fit(x=X[:, :3]), DataError, ["x has shape [10, 3]", "['N', 4]"]),
-    ("rank too high", fit(x=X[:, :, None]), DataError, ["x has shape [10, 4, 1]", "['N', 4]"]),
-    ("rank too low", fit(x=X.ravel()), DataError, ["x has shape [40]"]),
+    ("wrong width", fit(x=X[:, :3]), DataError, ["x has shape (10, 3)", "(N, 4)"]),
+    ("rank too high", fit(x=X[:, :, None]), DataError, ["x has shape (10, 4, 1)", "(N, 4)"]),
+    ("rank too low", fit(x=X.ravel()), DataError, ["x has shape (40,)"]),
     ("single sample without batch axis", fit(x=X[0], y=Y[:1]), DataError, ["single sample", "add the batch axis"]),
-    ("scalar x", fit(x=np.float32(1.0)), DataError, ["x has shape []"]),
-    ("transposed x", fit(x=X.T), DataError, ["x has shape [4, 10]"]),
+    ("scalar x", fit(x=np.float32(1.0)), DataError, ["x has shape ()"]),
+    ("transposed x", fit(x=X.T), DataError, ["x has shape (4, 10)"]),
     ("ragged list", fit(x=[[1.0, 2.0, 3.0, 4.0], [1.0]]), DataError, ["ragged"]),
     ("empty x", fit(x=X[:0], y=Y[:0]), DataError, ["empty"]),
     # -- dtypes ----------------------------------------------------------------------------------
@@ -113,11 +113,11 @@ FIT_CASES = [
     ("NaN label", fit(y=np.where(Y == 0, np.nan, Y)), DataError, ["y contains", "NaN"]),
     ("too few labels", fit(y=Y[:7]), DataError, ["y holds 7 samples", "x holds 10"]),
     ("too many labels", fit(y=np.concatenate([Y, Y])), DataError, ["y holds 20 samples"]),
-    ("one-hot too wide", fit(y=np.eye(4)[Y]), DataError, ["targets of shape [10, 4]", "['N', 3]"]),
-    ("one-hot too narrow", fit(y=np.eye(2)[Y % 2]), DataError, ["targets of shape [10, 2]"]),
+    ("one-hot too wide", fit(y=np.eye(4)[Y]), DataError, ["targets of shape (10, 4)", "(N, 3)"]),
+    ("one-hot too narrow", fit(y=np.eye(2)[Y % 2]), DataError, ["targets of shape (10, 2)"]),
     ("one-hot with negatives", fit(y=-ONE_HOT), DataError, ["must lie in [0, 1]", "-1.0"]),
-    ("labels as a column", fit(y=Y[:, None]), DataError, ["targets of shape [10, 1]", "integer labels (N,)"]),
-    ("labels of rank 3", fit(y=ONE_HOT[:, :, None]), DataError, ["targets of shape [10, 3, 1]"]),
+    ("labels as a column", fit(y=Y[:, None]), DataError, ["targets of shape (10, 1)", "integer labels (N,)"]),
+    ("labels of rank 3", fit(y=ONE_HOT[:, :, None]), DataError, ["targets of shape (10, 3, 1)"]),
     ("string labels", fit(y=Y.astype(str)), DataError, ["y must be numeric"]),
     ("object labels", fit(y=Y.astype(object)), DataError, ["y must be numeric", "object"]),
     ("complex labels", fit(y=Y.astype(complex)), DataError, ["y must be real"]),
@@ -141,11 +141,17 @@ FIT_CASES = [
         "validation_data not a pair",
         fit(validation_data=X),
         DataError,
-        ["validation_data must be a pair", "ndarray of shape [10, 4]"],
+        ["validation_data must be a pair", "ndarray of shape (10, 4)"],
     ),
-    ("validation_data triple", fit(validation_data=(X, Y, Y)), DataError, ["a tuple of length 3"]),
+    ("validation_data of length 4", fit(validation_data=(X, Y, Y, Y)), DataError, ["a tuple of length 4"]),
+    (
+        "validation weights negative",
+        fit(validation_data=(X, Y, -np.ones(N))),
+        DataError,
+        ["sample_weight must be finite and >= 0", "index 0"],
+    ),
     ("validation_data dict", fit(validation_data={"x": X, "y": Y}), DataError, ["validation_data must be a pair"]),
-    ("validation x wrong shape", fit(validation_data=(X[:, :2], Y)), DataError, ["validation x has shape [10, 2]"]),
+    ("validation x wrong shape", fit(validation_data=(X[:, :2], Y)), DataError, ["validation x has shape (10, 2)"]),
     ("validation y wrong count", fit(validation_data=(X, Y[:3])), DataError, ["validation y holds 3 samples"]),
     ("validation labels out of range", fit(validation_data=(X, Y + 3)), DataError, ["validation y:", "[0, 2]"]),
     ("validation x with NaN", fit(validation_data=(X * np.nan, Y)), DataError, ["validation x contains 40 NaN"]),
@@ -168,7 +174,7 @@ def test_fit_refuses_bad_data_before_any_work(call, error, words):
 
 
 EVAL_PREDICT_CASES = [
-    ("evaluate wrong shape", lambda m: m.evaluate(X[:, :2], Y), DataError, ["x has shape [10, 2]"]),
+    ("evaluate wrong shape", lambda m: m.evaluate(X[:, :2], Y), DataError, ["x has shape (10, 2)"]),
     ("evaluate labels out of range", lambda m: m.evaluate(X, Y + 5), DataError, ["labels must be in [0, 2]"]),
     ("evaluate too few labels", lambda m: m.evaluate(X, Y[:4]), DataError, ["y holds 4 samples"]),
     ("evaluate batch_size 0", lambda m: m.evaluate(X, Y, batch_size=0), DataError, ["batch_size", "0"]),
@@ -203,11 +209,11 @@ def test_predict_needs_no_compile():
     "loss, units, activation, y, words",
     [
         ("binary_crossentropy", 1, "sigmoid", np.full(N, 2.0), ["binary targets must lie in [0, 1]", "2.0"]),
-        ("binary_crossentropy", 1, "sigmoid", np.zeros((N, 2)), ["targets of shape [10, 2]", "['N', 1]"]),
+        ("binary_crossentropy", 1, "sigmoid", np.zeros((N, 2)), ["targets of shape (10, 2)", "(N, 1)"]),
         ("binary_crossentropy", 1, "sigmoid", -np.ones(N), ["[0, 1]", "-1.0"]),
-        ("mean_squared_error", 3, "linear", np.zeros(N), ["targets of shape [10]", "['N', 3]"]),
-        ("mean_squared_error", 3, "linear", np.zeros((N, 6)), ["targets of shape [10, 6]"]),
-        ("mean_squared_error", 3, "linear", np.zeros((N, 3, 2)), ["targets of shape [10, 3, 2]"]),
+        ("mean_squared_error", 3, "linear", np.zeros(N), ["targets of shape (10,)", "(N, 3)"]),
+        ("mean_squared_error", 3, "linear", np.zeros((N, 6)), ["targets of shape (10, 6)"]),
+        ("mean_squared_error", 3, "linear", np.zeros((N, 3, 2)), ["targets of shape (10, 3, 2)"]),
     ],
 )
 def test_targets_must_fit_the_loss(loss, units, activation, y, words):

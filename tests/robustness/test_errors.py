@@ -208,7 +208,7 @@ def test_data_error_names_the_argument_expected_and_found():
     model = Model.from_spec(MLP).compile(optimizer="sgd")
     e = raised(model.fit, np.zeros((10, 5), np.float32), np.zeros(10, np.int64), verbose=0)
     assert type(e) is DataError
-    assert "x has shape [10, 5]" in str(e) and "['N', 4]" in str(e)
+    assert "x has shape (10, 5)" in str(e) and "(N, 4)" in str(e)
     e = raised(model.fit, np.zeros((10, 4), np.float32), np.full(10, 7), verbose=0)
     assert "y:" in str(e) and "[0, 2]" in str(e) and "7" in str(e)
     e = raised(model.predict, np.full((3, 4), np.nan, np.float32))
@@ -236,7 +236,8 @@ def test_failed_compile_leaves_the_model_as_it_was():
         e = raised(model.compile, **bad)
         assert isinstance(e, ConfigError)
         assert (model.loss, model.optimizer, model.metrics, model.training_loss) == before
-    assert "unknown metric {'name': 'f1'}" in str(raised(model.compile, metrics=[{"name": "f1"}]))
+    assert "a metric given as a dict needs a 'type'" in str(raised(model.compile, metrics=[{"name": "f1"}]))
+    assert "did you mean 'f1'" in str(raised(model.compile, metrics=["f11"]))
     assert model.compile(metrics="accuracy").metrics[0].name == "accuracy"
 
 

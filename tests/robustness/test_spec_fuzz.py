@@ -216,14 +216,14 @@ INVALID = [
         {**IMG, "layers": [{"type": "Flatten"}, {"type": "AvgPool2D"}]},
         "#1 'avg_pool2d_1'",
         "inputs",
-        ["rank-4", "['N', 36]"],
+        ["rank-4", "(N, 36)"],
     ),
     (
         "conv on vectors",
         {**VEC, "layers": [{"type": "Conv2D", "filters": 2, "kernel_size": 1}]},
         "#0 'conv2d_1'",
         "inputs",
-        ["rank-4", "['N', 4]"],
+        ["rank-4", "(N, 4)"],
     ),
     (
         "reshape to the wrong size",
@@ -251,7 +251,7 @@ INVALID = [
         {**VEC, "layers": [dense(units=3, activation={"type": "softmax", "axis": 2})]},
         "#0 'dense_1'",
         "activation",
-        ["axis 2 does not fit output ['N', 3]"],
+        ["axis 2 does not fit output (N, 3)"],
     ),
     (
         "nested component field",
