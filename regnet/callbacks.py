@@ -18,10 +18,15 @@ class Callback:
     A callback whose ``on_batch_end`` only reads the model, or only sets optimizer
     hyperparameters, may say so with ``changes_weights = False``: the divergence guard then need
     not checkpoint the weights after every batch (see ``divergence``).
+
+    In data-parallel training (``regnet.distributed``) every process runs the callbacks, on the
+    same logs, so that they decide alike; one that only writes files or prints declares
+    ``chief_only = True`` and runs on rank 0 alone.
     """
 
     model: Any = None  # the Model being trained
     changes_weights = True
+    chief_only = False
 
     def on_train_begin(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
@@ -48,8 +53,11 @@ class ModelCheckpoint(Callback):
     as ``"val_loss"``) improves on the best value so far (``mode`` ``"min"`` or ``"max"``); the
     best value is taken from the model's history when training resumes. A file being written is
     never visible under ``path`` before it is complete, so an interrupted save leaves the
-    previous checkpoint intact; ``fit(..., resume_from=path)`` continues from it.
+    previous checkpoint intact; ``fit(..., resume_from=path)`` continues from it. In
+    data-parallel training only rank 0 saves.
     """
+
+    chief_only = True
 
     def __init__(self, path, every=1, monitor=None, mode="min", save_best_only=False, metadata=None):
         if not isinstance(path, (str, os.PathLike)):

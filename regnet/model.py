@@ -299,6 +299,7 @@ class Model:
         validation_steps=None,
         seed=None,
         resume_from=None,
+        strategy=None,
     ):
         """Train for ``epochs`` more epochs; returns the ``History`` of the epochs run (also
         appended to ``model.history``).
@@ -326,6 +327,8 @@ class Model:
 
         ``callbacks``: ``regnet.Callback`` objects (``EarlyStopping``, ``ModelCheckpoint``, ...).
         ``verbose``: 0 silent, 1 a progress bar (one line per epoch when not on a terminal).
+        ``strategy``: where training runs, this process by default;
+        ``regnet.distributed.DataParallel()`` spreads it over the processes of an MPI run.
         """
         return runtime.fit(
             self,
@@ -345,6 +348,7 @@ class Model:
             validation_steps=validation_steps,
             seed=seed,
             resume_from=resume_from,
+            strategy=strategy,
         )
 
     def evaluate(self, x=None, y=None, *, batch_size=256, sample_weight=None, steps=None, verbose=0):

@@ -5,8 +5,14 @@ A step is split in two so that a data-parallel wrapper can combine gradients in 
 ``compute_gradients`` (forward, loss, backward: fills ``model.grads``) and ``apply_gradients``
 (the optimizer's update of the trainable parameters). ``train_step`` runs both under the
 divergence guard (``regnet.divergence``).
+
+``fit`` runs on one process unless given a ``Strategy`` (``regnet.distributed.DataParallel``
+spreads it over the processes of an MPI run): the one hook point where the loop asks how a batch
+becomes gradients, how logs are summed, who prints and how decisions are shared.
 """
 
+import contextlib
+import functools
 import warnings
 
 import numpy as np
@@ -44,6 +50,71 @@ def _warn_untrained(model):
         model._untrained_warning = None
 
 
+# -- where the loop runs ----------------------------------------------------------------------------
+class Strategy:
+    """Where ``fit`` runs. This base class, the default, is this process alone; a subclass
+    (``regnet.distributed.DataParallel``) spreads the run over several. ``fit`` asks it:
+
+    * ``scope()``: a context around the whole call (what an error on one process does);
+    * ``batch_size(b)``: the rows per batch read from the data (the global batch);
+    * ``begin(model, source, validation, callbacks)``: before the first epoch (checks, shared
+      state); returns the callbacks this process runs; ``end(model)`` after the last one;
+    * ``gradients(model, xb, yb, sample_weight)``: ``compute_gradients`` of a batch, returning
+      ``(loss, outputs)`` with ``model.grads`` ready for the update (data-parallel: this
+      process's shard, gradients and loss summed over the processes); also what the divergence
+      guard replays, so every decision it takes is the same everywhere;
+    * ``totals(model, loss, outputs, yb, sample_weight)``: the batch's ``(loss sum, samples,
+      metric statistics)`` for the logs; ``step_done(model)`` after each step;
+    * ``local(xb, yb, sample_weight)``: the rows of a validation batch evaluated here, and
+      ``reduce_totals(loss_sum, seen, metrics)`` the sums over every process;
+    * ``chief``: whether this process prints; ``any(flag)``: a stop decision every process shares.
+    """
+
+    chief = True
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+    def batch_size(self, batch_size):
+        return batch_size
+
+    def begin(self, model, source, validation, callbacks):
+        return callbacks
+
+    def end(self, model):
+        pass
+
+    def gradients(self, model, xb, yb, sample_weight):
+        return compute_gradients(model, xb, yb, sample_weight)
+
+    def totals(self, model, loss, out, yb, sample_weight):
+        return loss * len(out), len(out), batch_statistics(model, out, yb)
+
+    def step_done(self, model):
+        pass
+
+    def local(self, xb, yb, sample_weight):
+        return xb, yb, sample_weight
+
+    def reduce_totals(self, loss_sum, seen, metrics):
+        return loss_sum, seen
+
+    def any(self, flag):
+        return bool(flag)
+
+
+#: the default: everything on this process
+LOCAL = Strategy()
+
+
+def batch_statistics(model, out, yb):
+    """Each metric's statistics of a batch (``Metric.statistics``), in ``model.metrics`` order."""
+    if not model.metrics:
+        return []
+    shown = _outputs(model, out)
+    return [m.statistics(shown, yb, None) for m in model.metrics]
+
+
 # -- one step ---------------------------------------------------------------------------------------
 def compute_gradients(model, xb, yb, sample_weight=None):
     """Forward, loss and backward on a batch: ``model.grads`` then hold the gradient of the
@@ -66,15 +137,15 @@ def apply_gradients(model):
         model.optimizer.step(model.trainable_params, model.trainable_grads)
 
 
-def _step(model, xb, yb, sample_weight=None):
-    """``compute_gradients`` then, if the loss is finite, ``apply_gradients``."""
-    loss, out = compute_gradients(model, xb, yb, sample_weight)
+def _step(model, xb, yb, sample_weight=None, strategy=LOCAL):
+    """``compute_gradients`` (through the strategy) then, if the loss is finite, ``apply_gradients``."""
+    loss, out = strategy.gradients(model, xb, yb, sample_weight)
     if np.isfinite(loss):
         apply_gradients(model)
     return loss, out
 
 
-def train_step(model, xb, yb, guard=None, *, sample_weight=None):
+def train_step(model, xb, yb, guard=None, *, sample_weight=None, strategy=LOCAL):
     """One optimisation step on a batch; returns ``(loss, outputs)``.
 
     A loss that is not finite stops before the update; an update that leaves a weight NaN or
@@ -84,19 +155,21 @@ def train_step(model, xb, yb, guard=None, *, sample_weight=None):
 
     ``guard`` (a ``divergence.Guard`` of this model, as ``fit`` keeps one) must hold a checkpoint
     taken since the weights last changed outside ``train_step``; without it, one is taken here.
+    ``strategy`` (see ``Strategy``) computes the gradients, in the step and in its replays.
     """
+    step = _step if strategy is LOCAL else functools.partial(_step, strategy=strategy)
     if guard is None:
         guard = divergence.Guard(model, interval=1)
         guard.checkpoint()
     hyper = divergence.hyperparameters(model.optimizer)
-    loss, out = _step(model, xb, yb, sample_weight)
+    loss, out = step(model, xb, yb, sample_weight)
     if not np.isfinite(loss):
-        guard.rewind(_step)  # the forward pass moved BatchNorm's running statistics
+        guard.rewind(step)  # the forward pass moved BatchNorm's running statistics
         raise TrainingDivergedError(f"the loss is {loss}")
     bad = divergence.non_finite(model.get_weights())
     if bad:
         bad_grads = divergence.non_finite(model.grads)
-        guard.rewind(_step)
+        guard.rewind(step)
         cause = (
             f"the gradients of {', '.join(bad_grads)} are not finite"
             if bad_grads
@@ -138,11 +211,20 @@ def _changes_weights_between_steps(callbacks):
     )
 
 
-def fit(
+def fit(model, x=None, y=None, *, strategy=None, **options):
+    """Train ``model``; returns the ``History`` of the epochs run (see ``Model.fit``), on this
+    process or as ``strategy`` says (see ``Strategy``)."""
+    strategy = LOCAL if strategy is None else strategy
+    with strategy.scope():
+        return _fit(model, x, y, strategy=strategy, **options)
+
+
+def _fit(
     model,
     x=None,
     y=None,
     *,
+    strategy,
     batch_size=32,
     epochs=1,
     verbose=1,
@@ -158,7 +240,6 @@ def fit(
     seed=None,
     resume_from=None,
 ):
-    """Train ``model``; returns the ``History`` of the epochs run (see ``Model.fit``)."""
     initial_epoch = _initial_epoch(initial_epoch, resume_from)
     callback_states = {}
     if resume_from is not None:
@@ -174,6 +255,7 @@ def fit(
     callbacks = validation.callbacks(callbacks)
     table = weighting.class_table(class_weight, tuple(model.output_shape))
     steps = data.steps(steps_per_epoch)
+    batch_size = strategy.batch_size(batch_size)
     source = data.open_source(model, x, y, batch_size=batch_size, sample_weight=sample_weight, steps=steps)
     val = None
     try:
@@ -198,15 +280,17 @@ def fit(
             epochs = max(0, epochs - initial_epoch)
         if seed is not None and resume_from is None:
             model.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
-        return _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_states)
+        return _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_states, strategy)
     finally:
         source.close()
         if val is not None:
             val.close()
 
 
-def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_states):
+def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_states, strategy):
     """The epoch loop of ``fit`` on checked sources."""
+    callbacks = strategy.begin(model, source, val, callbacks)
+    verbose = verbose if strategy.chief else 0
     model._untrained_warning = None
     if not isinstance(model.history, History):
         model.history = History(model.history)
@@ -238,15 +322,15 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
             for b, (xb, yb, wb) in enumerate(batches, start=1):
                 if guard.due():
                     guard.checkpoint()
-                loss, out = train_step(model, xb, yb, guard, sample_weight=wb)
-                loss_sum += loss * len(xb)
-                seen += len(xb)
-                if model.metrics:
-                    shown = _outputs(model, out)
-                    for m in model.metrics:
-                        m.update(shown, yb)
+                loss, out = train_step(model, xb, yb, guard, sample_weight=wb, strategy=strategy)
+                batch_loss, n, statistics = strategy.totals(model, loss, out, yb, wb)
+                loss_sum += batch_loss
+                seen += n
+                for m, stats in zip(model.metrics, statistics):
+                    m.merge(stats)
+                strategy.step_done(model)
                 logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
-                progress.batch(len(xb), logs)
+                progress.batch(n, logs)
                 for cb in callbacks:
                     cb.on_batch_end(b - 1, logs)
                 if resave:
@@ -266,7 +350,7 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
             break
         logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
         if val is not None:
-            logs.update({f"val_{k}": v for k, v in _evaluate(model, val).items()})
+            logs.update({f"val_{k}": v for k, v in _evaluate(model, val, strategy).items()})
         logs = plain_logs(logs)
         model.epoch = epoch
         model.history.append(epoch, logs)
@@ -274,22 +358,26 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
         progress.end(epoch, logs)
         for cb in at_epoch_end:
             cb.on_epoch_end(epoch, logs)
-        if model.stop_training or source.exhausted:
+        if strategy.any(model.stop_training or source.exhausted):
             break
+    strategy.end(model)
     for cb in callbacks:
         cb.on_train_end()
     return history
 
 
 # -- evaluate and predict ---------------------------------------------------------------------------
-def _evaluate(model, source):
+def _evaluate(model, source, strategy=LOCAL):
     """``{"loss", <metric>: ...}`` over a source (inference mode; the loss weighted when the
-    batches carry weights)."""
+    batches carry weights), shared among processes as ``strategy`` says."""
     fused = model._fused_loss is not None
     loss_sum, seen = 0.0, 0
     for m in model.metrics:
         m.reset()
-    for xb, yb, wb in source.epoch(model.rng, False):
+    for batch in source.epoch(model.rng, False):
+        xb, yb, wb = strategy.local(*batch)
+        if not len(xb):
+            continue
         out = model.forward(xb, training=False, logits=fused)
         if wb is None:
             loss = model.training_loss.value(out, yb)
@@ -302,6 +390,7 @@ def _evaluate(model, source):
             for m in model.metrics:
                 m.update(shown, yb)
         model.release()
+    loss_sum, seen = strategy.reduce_totals(loss_sum, seen, model.metrics)
     if seen == 0:
         raise DataError("the data yielded no batch to evaluate")
     return {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from .. import runtime, sharding
-from ..errors import ConfigError, DataError, DistributedError
+from ..errors import ConfigError, DataError, DistributedError, TrainingDivergedError
 from ..text import show
 from . import batches, faults, replicas
 from .flat import FlatBuffer
 from .mpi import Communicator, world
-from .totals import Layout
+from .totals import Layout, add
 
 #: steps between two replica checksums
 CHECK_EVERY = 64
@@ -70,7 +70,7 @@ class DataParallel(runtime.Strategy):
         self.steps = 0
         self._buffer: FlatBuffer | None = None
         self._stats: Layout | None = None
-        self._last: tuple[float, int, dict] = (0.0, 0, {})
+        self._last: tuple[float, int, list] = (0.0, 0, [])
 
     @property
     def chief(self) -> bool:  # type: ignore[override]
@@ -82,10 +82,14 @@ class DataParallel(runtime.Strategy):
     # -- the run --------------------------------------------------------------------------------
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
-        """Errors that only this process raises stop every process (see ``faults``)."""
+        """Errors that only this process raises stop every process (see ``faults``). A diverged
+        step is decided on summed values, so every process raises it together."""
         faults.install_excepthook(self.comm.comm, self.rank, self.size)
         with faults.abort_on_local_error(self.comm.comm, self.rank, self.size):
-            yield
+            try:
+                yield
+            except TrainingDivergedError as exc:
+                raise faults.collective(exc) from None
 
     def batch_size(self, batch_size: int) -> int:
         return batches.global_size(batch_size, self.size, self.batch)
@@ -164,7 +168,7 @@ class DataParallel(runtime.Strategy):
         shard = sharding.BatchShard(start, stop, n, self._sum)
         with sharding.active(shard):
             loss, out = runtime.compute_gradients(model, xb[rows], yb[rows], wb)
-        stats = runtime.batch_statistics(model, out, yb[rows], wb)
+        stats = runtime.batch_statistics(model, out, yb[rows])
         grads = model.trainable_grads
         buf = self._layout(grads, stats)
         buf.pack(grads, shard.share)
@@ -182,7 +186,7 @@ class DataParallel(runtime.Strategy):
             )
         buf.unpack(grads)
         loss_sum = float(buf.extra[_LOSS])
-        self._last = (loss_sum, n, {} if self._stats is None else self._stats.unflatten(buf.extra[_HEAD:]))
+        self._last = (loss_sum, n, [] if self._stats is None else self._stats.unflatten(buf.extra[_HEAD:]))
         return loss_sum / n, out
 
     def _layout(self, grads: dict, stats: dict) -> FlatBuffer:
@@ -192,7 +196,7 @@ class DataParallel(runtime.Strategy):
             self._buffer = FlatBuffer({k: g.shape for k, g in grads.items()}, extra)
         return self._buffer
 
-    def totals(self, model: Any, loss: float, out: Any, yb: Any, sample_weight: Any) -> tuple[float, int, dict]:
+    def totals(self, model: Any, loss: float, out: Any, yb: Any, sample_weight: Any) -> tuple[float, int, list]:
         return self._last
 
     def step_done(self, model: Any) -> None:
@@ -206,8 +210,12 @@ class DataParallel(runtime.Strategy):
         rows = slice(start, stop)
         return xb[rows], None if yb is None else yb[rows], None if sample_weight is None else sample_weight[rows]
 
-    def sum(self, values: np.ndarray) -> np.ndarray:
-        return self.comm.allreduce(np.ascontiguousarray(values, dtype=np.float64), "the validation sums", kind="sums")
+    def reduce_totals(self, loss_sum: float, seen: int, metrics: list) -> tuple[float, int]:
+        parts = self.comm.allgather((loss_sum, seen, [m.totals for m in metrics]), "the validation sums")
+        loss_sum, seen, totals = add(parts)
+        for m, t in zip(metrics, totals):
+            m.totals = t
+        return loss_sum, seen
 
     def any(self, flag: bool) -> bool:
         return self.comm.any(flag, "the decision to stop training")

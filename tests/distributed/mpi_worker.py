@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 
 import regnet
-from regnet.distributed import faults, replicas
+from regnet.distributed import DataParallel, faults, replicas
 from regnet.distributed.mpi import world
 from regnet.errors import ReplicaDriftError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.distributed import training  # the models and data shared with the tests
 
 SPEC = [
     {"type": "Conv2D", "name": "conv", "filters": 4, "kernel_size": 3, "activation": "relu"},
@@ -81,10 +84,23 @@ def uncaught(out):
     _exchange_forever(comm)
 
 
+def agree(out):
+    """Train each case of ``training.CASES``; save every rank's weights and rank 0's history."""
+    comm = world()
+    for name, case in training.CASES.items():
+        for mode in ("global", "per_rank"):
+            model = training.model(case)
+            batch = training.GLOBAL_BATCH if mode == "global" else training.GLOBAL_BATCH // comm.size
+            history = training.fit(model, case, strategy=DataParallel(batch=mode), batch_size=batch)
+            np.savez(out / f"{name}-{mode}-rank{comm.rank}.npz", **model.state_dict())
+            if comm.rank == 0:
+                (out / f"{name}-{mode}.json").write_text(json.dumps(history.history))
+
+
 def main():
     scenario, out = sys.argv[1], Path(sys.argv[2])
     args = sys.argv[3:]
-    {"state": state, "fail": fail, "uncaught": uncaught}[scenario](out, *args)
+    {"state": state, "fail": fail, "uncaught": uncaught, "agree": agree}[scenario](out, *args)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import regnet
 from regnet import sharding
 from regnet.distributed import batches, faults, mpi
 from regnet.distributed.flat import FlatBuffer
-from regnet.distributed.totals import Layout
+from regnet.distributed.totals import Layout, add
 from regnet.distributed.watchdog import Watchdog
 from regnet.errors import ConfigError, DataError, MissingDependencyError
 
@@ -65,13 +65,20 @@ def test_flat_buffer_packs_scaled_and_unpacks_in_place():
 
 
 def test_metric_statistics_round_trip_through_a_vector():
-    stats = {"accuracy": {"correct": np.float64(3), "count": np.float64(4)}, "cm": {"matrix": np.eye(3)}}
+    stats = [{"correct": np.float64(3), "count": np.float64(4)}, {"matrix": np.eye(3)}, {}]
     layout = Layout(stats)
     out = np.zeros(layout.size + 1)
     layout.flatten(stats, out[1:])
     back = layout.unflatten(out[1:] * 2)
-    assert back["accuracy"]["correct"] == 6 and back["accuracy"]["count"] == 8
-    np.testing.assert_array_equal(back["cm"]["matrix"], 2 * np.eye(3))
+    assert back[0]["correct"] == 6 and back[0]["count"] == 8 and back[2] == {}
+    np.testing.assert_array_equal(back[1]["matrix"], 2 * np.eye(3))
+
+
+def test_totals_add_in_rank_order_and_skip_empty_processes():
+    parts = [(1.5, 3, [{"n": np.array([1.0, 2.0])}]), (0.0, 0, [{}]), (2.5, 2, [{"n": np.array([3.0, 0.5])}])]
+    loss_sum, seen, totals = add(parts)
+    assert (loss_sum, seen) == (4.0, 5)
+    np.testing.assert_array_equal(totals[0]["n"], [4.0, 2.5])
 
 
 # -- failure handling -------------------------------------------------------------------------------
