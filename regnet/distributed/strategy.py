@@ -68,6 +68,7 @@ class DataParallel(runtime.Strategy):
         self.comm = world(timeout) if comm is None else comm
         self.rank, self.size = self.comm.rank, self.comm.size
         self.steps = 0
+        self._requested: int | None = None
         self._buffer: FlatBuffer | None = None
         self._stats: Layout | None = None
         self._last: tuple[float, int, list] = (0.0, 0, [])
@@ -92,7 +93,9 @@ class DataParallel(runtime.Strategy):
                 raise faults.collective(exc) from None
 
     def batch_size(self, batch_size: int) -> int:
-        return batches.global_size(batch_size, self.size, self.batch)
+        """The global batch (checked in ``begin``, once the processes have compared theirs)."""
+        self._requested = batch_size
+        return batch_size * self.size if self.batch == "per_rank" else batch_size
 
     def begin(self, model: Any, source: Any, validation: Any, callbacks: list) -> list:
         """Check that the processes agree, give them rank 0's state; the callbacks run here."""
@@ -115,21 +118,27 @@ class DataParallel(runtime.Strategy):
             return None if src is None else (getattr(src, "n_samples", None), src.n_batches)
 
         mine = {
+            "batch_size": self._requested,
             "data": describe(source),
             "validation": describe(validation),
             "model": [(k, tuple(v.shape)) for k, v in model.state_dict().items()],
             "training": repr(model.training_config()),
         }
         everyone = self.comm.allgather(mine, "the check that the processes agree")
-        for key, what in (("model", "models"), ("training", "training configurations")):
+        for key, what in (("model", "models"), ("training", "training configurations"), ("batch_size", "batch sizes")):
             differ = [r for r, theirs in enumerate(everyone) if theirs[key] != everyone[0][key]]
             if differ:
                 raise faults.collective(
                     DistributedError(
                         f"the processes have different {what}: rank(s) {', '.join(map(str, differ))} differ from "
-                        f"rank 0; every process must build and compile the same model"
+                        f"rank 0; every process must build, compile and fit the same model"
                     )
                 )
+        if self._requested is not None:
+            try:
+                batches.global_size(self._requested, self.size, self.batch)
+            except ConfigError as exc:
+                raise faults.collective(exc) from None
         for key, what in (("data", "x"), ("validation", "validation data")):
             if any(theirs[key] != everyone[0][key] for theirs in everyone):
                 held = "; ".join(f"rank {r}: {_sized(theirs[key])}" for r, theirs in enumerate(everyone))
@@ -140,7 +149,7 @@ class DataParallel(runtime.Strategy):
                     )
                 )
         n, n_batches = mine["data"]
-        if n is not None:
+        if n is not None and n_batches is not None and getattr(source, "batch_size", None):
             try:
                 batches.check_last_batch(n, n_batches, source.batch_size, self.size)
             except DataError as exc:

@@ -97,10 +97,115 @@ def agree(out):
                 (out / f"{name}-{mode}.json").write_text(json.dumps(history.history))
 
 
+class _OnRank(regnet.Callback):
+    """Calls ``act()`` on one rank at the end of one epoch, or at one batch of it."""
+
+    def __init__(self, rank, epoch, act, batch=None):
+        self.rank, self.epoch, self.act, self.batch = rank, epoch, act, batch
+        self.current = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        if self.batch is not None and (self.current, batch) == (self.epoch, self.batch) and world().rank == self.rank:
+            self.act()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batch is None and epoch == self.epoch and world().rank == self.rank:
+            self.act()
+
+
+def crash(out, how):
+    """Rank 1 is killed (or raises) at the end of epoch 3, while rank 0 saves its checkpoint."""
+
+    def act():
+        (out / "failed-at").write_text(repr(time.time()))
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError("lost its data disk")
+
+    case = training.CASES["adam"]
+    model = training.model(case)
+    x, y = training.data(2000)
+    callbacks = [regnet.ModelCheckpoint(out / "ckpt.h5"), _OnRank(1, 3, act)]
+    model.fit(x, y, batch_size=16, epochs=50, callbacks=callbacks, verbose=0, strategy=DataParallel())
+
+
+def diverge(out):
+    """Rank 1's gradient turns NaN at step 5: every process rewinds to before that step."""
+    comm = world()
+    model = training.model(training.CASES["sgd"])
+    if comm.rank == 1:
+        backward, calls = model.backward, []
+
+        def poisoned(grad, input_grad=True):
+            result = backward(grad, input_grad=input_grad)
+            calls.append(1)
+            if len(calls) == 5:
+                model.grads["hidden/kernel"][0, 0] = np.nan
+            return result
+
+        model.backward = poisoned
+    try:
+        training.fit(model, training.CASES["sgd"], strategy=DataParallel(batch="global"))
+    except regnet.TrainingDivergedError as exc:
+        (out / f"error-{comm.rank}.txt").write_text(f"{exc.epoch} {exc.batch} {exc}")
+    np.savez(out / f"weights-{comm.rank}.npz", **model.state_dict())
+
+
+def bad(out, case):
+    """Bad input: the error every process raises."""
+    comm = world()
+    model = training.model(training.CASES["sgd"])
+    x, y = training.data()
+    options = {"batch_size": 32, "strategy": DataParallel(batch="global")}
+    if case == "lengths":
+        x, y = (x, y) if comm.rank == 0 else (x[:-40], y[:-40])
+    elif case == "small_batch":
+        options["batch_size"] = 1
+    elif case == "last_batch":
+        x, y = x[:193], y[:193]  # 6 batches of 32, then one sample
+    elif case == "batch_sizes":
+        options["batch_size"] = 32 + comm.rank
+    try:
+        model.fit(x, y, epochs=1, verbose=0, **options)
+    except regnet.RegnetError as exc:
+        (out / f"error-{comm.rank}.json").write_text(json.dumps([type(exc).__name__, str(exc)]))
+
+
+def resume(out, phase):
+    """``first``: 2 epochs with a checkpoint per epoch; ``again``: from the first checkpoint to the
+    same end, on however many processes this run has (the same global batch)."""
+    comm = world()
+    case = training.CASES["adam"]
+    strategy = DataParallel(batch="global")
+    if phase == "first":
+        model = training.model(case)
+        training.fit(model, case, strategy=strategy, callbacks=[regnet.ModelCheckpoint(out / "ckpt-{epoch}.h5")])
+        name = "first"
+    else:
+        model = training.model(case, seed=99)  # other initial weights: the checkpoint replaces them
+        training.fit(model, case, strategy=strategy, resume_from=out / "ckpt-1.h5")
+        name = f"again-{comm.size}"
+    if comm.rank == 0:
+        np.savez(out / f"{name}.npz", **model.state_dict())
+        (out / f"{name}.json").write_text(json.dumps(model.history.to_list()))
+
+
 def main():
     scenario, out = sys.argv[1], Path(sys.argv[2])
     args = sys.argv[3:]
-    {"state": state, "fail": fail, "uncaught": uncaught, "agree": agree}[scenario](out, *args)
+    {
+        "state": state,
+        "fail": fail,
+        "uncaught": uncaught,
+        "agree": agree,
+        "crash": crash,
+        "diverge": diverge,
+        "bad": bad,
+        "resume": resume,
+    }[scenario](out, *args)
 
 
 if __name__ == "__main__":
