@@ -18,6 +18,7 @@ from . import checkpoint, io, metrics, zoo
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
+from .distributed import cli as distributed
 from .errors import DataError, MissingDependencyError, RegnetError
 from .model import Model
 from .registry import plugin_report
@@ -71,11 +72,13 @@ def _split(data, split):
 
 
 # -- commands ---------------------------------------------------------------------------------------
-def cmd_train(args, argv):
+def cmd_train(args, argv, strategy=None):
+    if args.distributed and strategy is None:
+        return distributed.train(cmd_train, args, argv)
     model = Model.from_spec(args.spec, seed=args.seed)
     (x, y), (xt, yt) = sources.load(args.data)
     x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
-    steps = -(-len(x) // args.batch_size)
+    steps = -(-len(x) // (args.batch_size if strategy is None else strategy.batch_size(args.batch_size)))
     rate = schedule_from_cli(args.lr_schedule, args.lr, steps, args.epochs, args.warmup, args.lr_decay)
     optimizer = {"type": args.optimizer, "learning_rate": rate}
     if args.weight_decay is not None:
@@ -86,7 +89,7 @@ def cmd_train(args, argv):
     verbose = 0 if args.quiet else 1
     t0 = time.perf_counter()
     if args.augment:
-        _fit_augmented(model, x, y, args, val, verbose)
+        _fit_augmented(model, x, y, args, val, verbose, strategy)
     else:
         model.fit(
             x,
@@ -96,8 +99,11 @@ def cmd_train(args, argv):
             validation_data=val,
             seed=args.seed,
             verbose=verbose,
+            strategy=strategy,
         )
     seconds = time.perf_counter() - t0
+    if strategy is not None and not strategy.chief:
+        return 0  # rank 0 evaluates and saves
     final = model.evaluate(xt, yt, batch_size=max(256, args.batch_size))
     metadata = {
         "command": "regnet " + shlex.join(argv),
@@ -135,7 +141,7 @@ def _validation_split(x, y, xt, yt, how, seed):
     return x[train], y[train], (x[val], y[val])
 
 
-def _fit_augmented(model, x, y, args, val, verbose):
+def _fit_augmented(model, x, y, args, val, verbose, strategy):
     """One ``fit`` call per epoch, each on a freshly shifted copy of the training images."""
     if np.asarray(x).ndim != 4:
         raise DataError(f"--augment shifts images and needs NCHW inputs, the data has shape {list(np.shape(x))}")
@@ -150,6 +156,7 @@ def _fit_augmented(model, x, y, args, val, verbose):
             validation_data=val,
             seed=args.seed if epoch == 0 else None,
             verbose=verbose,
+            strategy=strategy,
         )
 
 
@@ -348,6 +355,7 @@ def build_parser():
         "resumed training starts them afresh)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    distributed.add_argument(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", parents=[debug], help="loss, accuracy, per-class accuracy, confusion matrix")

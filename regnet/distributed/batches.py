@@ -31,7 +31,8 @@ def global_size(batch_size: int, ranks: int, how: str) -> int:
     if batch_size < ranks:
         raise ConfigError(
             f"a global batch of {batch_size} samples cannot be shared by {ranks} processes (each needs at least "
-            f"one sample): use batch_size >= {ranks}, or batch='per_rank' where batch_size is each process's batch",
+            f"one sample): use batch_size >= {ranks}, or read batch_size per process (batch='per_rank', "
+            f"regnet train --distributed per-rank)",
             field="batch_size",
         )
     return int(batch_size)

@@ -29,6 +29,7 @@ from ..text import show
 from . import batches, faults, replicas
 from .flat import FlatBuffer
 from .mpi import Communicator, world
+from .record import RunRecord
 from .totals import Layout, add
 
 #: steps between two replica checksums
@@ -69,6 +70,7 @@ class DataParallel(runtime.Strategy):
         self.rank, self.size = self.comm.rank, self.comm.size
         self.steps = 0
         self._requested: int | None = None
+        self._global: int | None = None
         self._buffer: FlatBuffer | None = None
         self._stats: Layout | None = None
         self._last: tuple[float, int, list] = (0.0, 0, [])
@@ -95,7 +97,8 @@ class DataParallel(runtime.Strategy):
     def batch_size(self, batch_size: int) -> int:
         """The global batch (checked in ``begin``, once the processes have compared theirs)."""
         self._requested = batch_size
-        return batch_size * self.size if self.batch == "per_rank" else batch_size
+        self._global = batch_size * self.size if self.batch == "per_rank" else batch_size
+        return self._global
 
     def begin(self, model: Any, source: Any, validation: Any, callbacks: list) -> list:
         """Check that the processes agree, give them rank 0's state; the callbacks run here."""
@@ -109,9 +112,8 @@ class DataParallel(runtime.Strategy):
         self._agree(model, source, validation)
         replicas.broadcast(self.comm, model)
         self._buffer = None
-        if self.chief:
-            return list(callbacks)
-        return [cb for cb in callbacks if not getattr(cb, "chief_only", False)]
+        ours = [cb for cb in callbacks if self.chief or not getattr(cb, "chief_only", False)]
+        return [*ours, RunRecord(self.size, self._global, self.batch, self.chief)]
 
     def _agree(self, model: Any, source: Any, validation: Any) -> None:
         def describe(src: Any) -> Any:
