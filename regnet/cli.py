@@ -22,6 +22,7 @@ from .model import Model
 from .registry import plugin_report
 from .schedules import KINDS as SCHEDULES
 from .schedules import StepSchedule
+from .text import escape
 
 __all__ = ["main", "build_parser", "StepSchedule"]
 
@@ -187,22 +188,26 @@ def cmd_summary(args, argv):
 
 def cmd_zoo(args, argv):
     if args.zoo_command == "list":
-        rows = [("name", "task", "dataset", "params", "test acc", "train s")]
+        rows = [("name", "task", "dataset", "params", "test acc", "train s", "provider")]
         for name in zoo.list():
             e = zoo.info(name)
             rows.append(
                 (
                     name,
-                    e["task"],
-                    e["dataset"],
+                    escape(e["task"]),
+                    escape(e["dataset"]),
                     f"{e['params']:,}",
                     f"{100 * e['test_accuracy']:.2f} %",
                     f"{e['train_seconds']:.0f}",
+                    escape(" ".join(filter(None, (e["provider"]["distribution"], e["provider"]["version"])))),
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        for b in zoo.broken():
+            version = f" {b['version']}" if b["version"] else ""
+            print(escape(f"BROKEN {b['distribution']}{version} ({b['entry_point']}): {b['error']}"))
         return 0
     if args.zoo_command == "info":
         print(json.dumps(zoo.info(args.name), indent=2))
@@ -354,7 +359,14 @@ def build_parser():
     s.add_argument("model", metavar="MODEL.h5|SPEC.json")
     s.set_defaults(func=cmd_summary)
 
-    z = sub.add_parser("zoo", parents=[debug], help="pretrained models")
+    z = sub.add_parser(
+        "zoo",
+        parents=[debug],
+        help="pretrained models",
+        description="Pretrained models, each checked against its SHA-256 before loading: the models shipped "
+        "with regnet, then those that installed packages add through the entry-point group 'regnet.zoo'.",
+        epilog="REGNET_ZOO=DIR replaces the shipped models with the manifest.json in DIR (see docs/zoo.md).",
+    )
     zs = z.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     zs.add_parser("list", parents=[debug], help="list the zoo's models")
     zi = zs.add_parser("info", parents=[debug], help="a model's manifest entry")
