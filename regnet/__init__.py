@@ -1,8 +1,9 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
-callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``testing``
-(the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files).
+callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
+``datasets``, ``zoo``, ``metrics``, ``testing`` (the conformance kit), ``io`` (the file format)
+and ``checkpoint`` (model state to and from files).
 """
 
 from . import (  # registers the built-ins
@@ -15,6 +16,7 @@ from . import (  # registers the built-ins
     losses,
     metrics,
     optimizers,
+    testing,
     zoo,
 )
 from ._version import __version__
@@ -104,5 +106,6 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "testing",
     "zoo",
 ]
