@@ -2,14 +2,16 @@
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
 callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
-``datasets``, ``zoo``, ``metrics``, ``testing`` (the conformance kit), ``io`` (the file format)
-and ``checkpoint`` (model state to and from files).
+``datasets``, ``zoo``, ``metrics``, ``images`` (digits from a photo), ``plot`` (pictures of
+training), ``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model
+state to and from files).
 """
 
 from . import (  # registers the built-ins
     activations,
     checkpoint,
     datasets,
+    images,
     initializers,
     io,
     layers,
@@ -100,6 +102,7 @@ __all__ = [
     "activations",
     "checkpoint",
     "datasets",
+    "images",
     "initializers",
     "io",
     "layers",

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, io, metrics, zoo
+from . import checkpoint, images, io, metrics, zoo
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
@@ -149,13 +149,20 @@ def cmd_evaluate(args, argv):
 
 def cmd_predict(args, argv):
     model = Model.load(args.model, compile=False)
-    x = read_inputs(args.input, model.input_shape, args.key)
-    out = model.predict(x, batch_size=args.batch_size)
+    reading = images.read_digits(model, args.input) if images.is_image(args.input) else None
+    if reading is None:
+        x = read_inputs(args.input, model.input_shape, args.key)
+        out = model.predict(x, batch_size=args.batch_size)
+    else:
+        out = reading.probabilities
     if args.out:
         with io.atomic_write(args.out) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, out)
         print(f"wrote {args.out}: outputs of shape {list(out.shape)}", file=sys.stderr)
+        return 0
+    if reading is not None:
+        print(images.format_reading(reading))
         return 0
     classes = metrics.predicted_classes(out) if out.ndim == 2 else None
     for i, row in enumerate(out):
@@ -346,9 +353,15 @@ def build_parser():
     e.add_argument("--batch-size", type=_positive_int, default=256)
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("predict", parents=[debug], help="outputs of a model for inputs in a file")
+    r = sub.add_parser(
+        "predict",
+        parents=[debug],
+        help="outputs of a model for inputs in a file, or the digits in a photo",
+        description="Outputs of a model for the inputs in a file. Given an image (.png, .jpg, ...) and an "
+        "MNIST model, reads the handwritten digits in it, left to right (needs regnet[images]).",
+    )
     r.add_argument("model", metavar="MODEL.h5")
-    r.add_argument("input", metavar="INPUT", help=".npy, .npz or IDX (raw or .gz) file")
+    r.add_argument("input", metavar="INPUT", help=".npy, .npz or IDX (raw or .gz) file, or an image of digits")
     r.add_argument("--key", help="array name inside an .npz file")
     r.add_argument("--out", help="write the raw outputs to this .npy file instead of printing")
     r.add_argument("--raw", action="store_true", help="print output vectors instead of classes")
