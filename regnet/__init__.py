@@ -18,6 +18,7 @@ from . import (  # registers the built-ins
     losses,
     metrics,
     optimizers,
+    plot,
     testing,
     zoo,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "plot",
     "testing",
     "zoo",
 ]

@@ -1,4 +1,4 @@
-"""The ``regnet`` command: train, evaluate, predict, summary, zoo and plugins.
+"""The ``regnet`` command: train, evaluate, predict, plot, summary, zoo and plugins.
 
 Every failure prints one line, ``regnet: error: ...``, on stderr and exits with status 1
 (2 for usage errors); ``--debug`` shows the traceback instead.
@@ -7,13 +7,14 @@ Every failure prints one line, ``regnet: error: ...``, on stderr and exits with 
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 import time
 
 import numpy as np
 
-from . import checkpoint, images, io, metrics, zoo
+from . import checkpoint, images, io, metrics, plot, zoo
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
@@ -144,6 +145,17 @@ def cmd_evaluate(args, argv):
     x, y = _split(sources.load(data), args.split)
     report = _report(model, x, y, args.batch_size)
     print(metrics.format_report(report, f"{sources.describe(data)} {args.split} split"))
+    if args.plot:
+        plot.confusion_matrix(report["confusion"], args.plot, title=f"{sources.describe(data)} {args.split} split")
+        print(f"wrote {args.plot}: the confusion matrix", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args, argv):
+    logs = plot.history_of_file(args.model)
+    plot.history(logs, args.out, title=args.title or os.path.basename(args.model))
+    keys = ", ".join(name for name, *_ in plot.panels(list(plot.curves(logs)[1])))
+    print(f"wrote {args.out}: {keys} over {len(logs)} epoch(s), training and validation")
     return 0
 
 
@@ -351,7 +363,22 @@ def build_parser():
     e.add_argument("--data", default=None, help=_data_help("the data the model was trained on"))
     e.add_argument("--split", choices=("test", "train"), default="test")
     e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.add_argument("--plot", metavar="PICTURE.png", help="also draw the confusion matrix (needs regnet[plot])")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser(
+        "plot",
+        parents=[debug],
+        help="draw the training curves saved in a model file",
+        description="Draw loss and every metric per epoch, training against validation, from the history "
+        "saved in a model file (needs regnet[plot]).",
+    )
+    c.add_argument("model", metavar="MODEL.h5")
+    c.add_argument(
+        "-o", "--out", default="curves.png", help="picture to write: .png, .svg or .pdf (default: curves.png)"
+    )
+    c.add_argument("--title", help="title above the curves (default: the file name)")
+    c.set_defaults(func=cmd_plot)
 
     r = sub.add_parser(
         "predict",
