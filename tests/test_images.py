@@ -15,7 +15,7 @@ from regnet.cli import main
 from regnet.errors import DataError, ShapeError
 
 Image = pytest.importorskip("PIL.Image", reason="regnet[images] (Pillow) is not installed")
-pytest.importorskip("scipy.ndimage", reason="regnet[images] (SciPy) is not installed")
+ndimage = pytest.importorskip("scipy.ndimage", reason="regnet[images] (SciPy) is not installed")
 segment = importlib.import_module("regnet.images.segment")
 
 SCALES = (1.25, 2.0, 3.0, 5.0)  # digit size relative to MNIST's 28 pixels
@@ -260,3 +260,26 @@ def test_predict_command_errors_are_one_line(tmp_path, capsys):
     Image.new("L", (40, 40), 255).save(tmp_path / "white.png")
     assert main(["predict", moons, str(tmp_path / "white.png")]) == 1
     assert "(N, 1, 28, 28)" in capsys.readouterr().err
+
+
+def test_fine_pen_strokes_are_widened(test_digits, cnn, tmp_path):
+    """Digits written with a fine pen on a large photo (strokes a third of MNIST's relative width)
+    are widened towards MNIST's strokes before they are read."""
+    x, y = test_digits
+    rng = np.random.default_rng(8)
+    picks = rng.choice(len(x), 60, replace=False)
+    samples = {"normal": [], "fine": []}
+    for i, k in enumerate(picks):
+        big = np.asarray(Image.fromarray(x[k]).resize((224, 224), Image.Resampling.BICUBIC), np.float32) / 255 > 0.5
+        fine = ndimage.binary_erosion(big, iterations=4)
+        for name, mask in (("normal", big), ("fine", fine if fine.sum() > 50 else big)):
+            paper = np.full((300, 300), 0.9, np.float32)
+            paper[38:262, 38:262] *= 1 - 0.8 * ndimage.gaussian_filter(mask.astype(np.float32), 1.0)
+            paper += rng.normal(0, 0.02, paper.shape).astype(np.float32)
+            Image.fromarray(np.clip(paper * 255, 0, 255).astype(np.uint8)).save(tmp_path / f"{name}{i}.png")
+            samples[name].append(images.load_digits(tmp_path / f"{name}{i}.png")[:1])
+    normal, fine = (np.concatenate(samples[name]) for name in ("normal", "fine"))
+    assert fine.sum(axis=(1, 2, 3)).mean() >= 0.75 * normal.sum(axis=(1, 2, 3)).mean()
+    accuracy = (cnn.predict(fine).argmax(axis=1) == y[picks]).mean()
+    print(f"\nfine-pen digits: {100 * accuracy:.1f} % read correctly")
+    assert accuracy >= 0.93
