@@ -10,8 +10,9 @@ Everything read is checked and staged before the model is touched: a file that d
 leaves the model exactly as it was.
 """
 
+import os
 import warnings
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 import numpy as np
@@ -22,7 +23,7 @@ from .fields import kind_of
 from .registry import REGISTRIES, registered_name, to_plain
 from .text import escape
 
-PathLike = "str | os.PathLike[str]"
+PathLike: TypeAlias = str | os.PathLike[str]
 
 
 # -- capture ------------------------------------------------------------------------------------

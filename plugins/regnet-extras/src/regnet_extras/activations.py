@@ -1,17 +1,14 @@
 """Smooth self-gated activations: swish (SiLU when ``beta = 1``) and mish."""
 
-import attrs
 import numpy as np
 
 from regnet import fields
-from regnet.activations import Activation, sigmoid
+from regnet.activations import Activation, activation, sigmoid
 
 
-@attrs.define
+@activation("swish", register=False)  # the entry point registers it
 class Swish(Activation):
     """``y = x * sigmoid(beta * x)``; ``dy/dx = s + beta * x * s * (1 - s)`` with ``s = sigmoid(beta x)``."""
-
-    registered_name = "swish"
 
     beta: float = fields.number(1.0, min=0.0)
 
@@ -24,11 +21,9 @@ class Swish(Activation):
         return grad * (s + b * x * s * (1 - s))
 
 
-@attrs.define
+@activation("mish", register=False)
 class Mish(Activation):
     """``y = x * tanh(softplus(x))``; ``dy/dx = t + x * (1 - t**2) * sigmoid(x)`` with ``t = tanh(softplus(x))``."""
-
-    registered_name = "mish"
 
     def forward(self, x):
         return x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
