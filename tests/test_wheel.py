@@ -23,7 +23,7 @@ MANIFEST = json.loads((ROOT / "model_zoo" / "manifest.json").read_text())
 DEPENDENCIES = ("numpy", "h5py", "attrs", "tqdm")
 #: what the build copies of the repository (the rest is neither in the sdist nor needed by it)
 LEFT_OUT = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis")
-LEFT_OUT += ("tests", "plugins", "benchmarks", "runs")
+LEFT_OUT += ("tests", "plugins", "benchmarks", "tools", "runs")
 
 
 def run(argv, cwd, env=None, timeout=300):

@@ -119,7 +119,7 @@ def digit_regions(mask: np.ndarray, nd) -> list:
     slices = nd.find_objects(labels)
     keep = np.flatnonzero(area >= max(4, MIN_AREA * area.max()))
     parts = sorted((slices[k][1].start, slices[k][1].stop, slices[k][0].start, slices[k][0].stop, k + 1) for k in keep)
-    groups = []  # [left, right, top, bottom, [labels]]
+    groups: list[list] = []  # [left, right, top, bottom, [labels]]
     for left, right, top, bottom, label in parts:
         if groups:
             g = groups[-1]
@@ -162,8 +162,8 @@ def _box(region):
 
 def stroke_width(mask: np.ndarray, nd) -> float:
     """The mean width of the strokes in a binary mask: twice the area over the boundary length."""
-    edge = np.count_nonzero(mask & ~nd.binary_erosion(mask))
-    return 2.0 * np.count_nonzero(mask) / max(edge, 1)
+    edge = int(np.count_nonzero(mask & ~nd.binary_erosion(mask)))
+    return 2.0 * int(np.count_nonzero(mask)) / max(edge, 1)
 
 
 def to_mnist(ink: np.ndarray, region: np.ndarray, nd) -> np.ndarray:

@@ -90,11 +90,6 @@ def check_entry(entry: dict, path: Path, index: int) -> None:
 def resolve(folder: Path, relative: str, what: str) -> Path:
     """``folder / relative``, refusing absolute paths and paths that leave ``folder``."""
     candidate = Path(relative)
-    inside = (folder / candidate).resolve()
-    try:
-        inside.relative_to(folder.resolve())
-    except ValueError:
-        inside = None
-    if candidate.is_absolute() or inside is None:
+    if candidate.is_absolute() or not (folder / candidate).resolve().is_relative_to(folder.resolve()):
         raise FileFormatError(f"{what}: {escape(relative)} is not a path inside the zoo folder {folder}")
     return folder / candidate
