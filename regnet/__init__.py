@@ -4,7 +4,8 @@ Public API: ``Model``, ``load``/``save``, the component registries and their dec
 callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
 ``datasets``, ``zoo``, ``metrics``, ``images`` (digits from a photo), ``plot`` (pictures of
 training), ``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model
-state to and from files).
+state to and from files); ``onnx`` (ONNX export and import) with the optional extra
+``regnet[onnx]``, imported on demand (``import regnet.onnx``).
 """
 
 from . import (  # registers the built-ins
@@ -31,6 +32,7 @@ from .errors import (
     DownloadError,
     FileFormatError,
     IntegrityError,
+    MissingDependencyError,
     PluginError,
     RegnetError,
     ShapeError,
@@ -82,6 +84,7 @@ __all__ = [
     "FileFormatError",
     "IntegrityError",
     "DataError",
+    "MissingDependencyError",
     "DownloadError",
     "TrainingDivergedError",
     "REGISTRIES",

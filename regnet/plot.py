@@ -13,7 +13,7 @@ import numpy as np
 
 from . import io
 from .callbacks import History
-from .errors import DataError, RegnetError
+from .errors import DataError, MissingDependencyError
 from .text import escape, show
 
 #: one panel of ``history``: inches; a figure is ``PANEL_WIDTH`` per metric by ``PANEL_HEIGHT``
@@ -30,7 +30,7 @@ def _matplotlib():
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
-        raise RegnetError("drawing pictures needs matplotlib: pip install 'regnet[plot]'") from None
+        raise MissingDependencyError("drawing pictures needs matplotlib: pip install 'regnet[plot]'") from None
     return Figure, FigureCanvasAgg, MaxNLocator
 
 

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import DataError, RegnetError
+from ..errors import DataError, MissingDependencyError, RegnetError
 from ..text import escape
 
 #: the most pixels an image may declare in its header (a 20 000 x 20 000 "decompression bomb" is
@@ -23,7 +23,7 @@ def pillow():
     try:
         from PIL import Image, ImageOps  # an optional dependency: imported when images are read
     except ImportError:
-        raise RegnetError("reading images needs Pillow: pip install 'regnet[images]'") from None
+        raise MissingDependencyError("reading images needs Pillow: pip install 'regnet[images]'") from None
     return Image, ImageOps
 
 

@@ -22,7 +22,7 @@ Needs SciPy (``scipy.ndimage``: labelling, filters, centre of mass) and Pillow f
 import attrs
 import numpy as np
 
-from ..errors import DataError, RegnetError
+from ..errors import DataError, MissingDependencyError
 from .decode import pillow
 
 SIDE = 28
@@ -48,7 +48,7 @@ def ndimage():
     try:
         from scipy import ndimage as nd  # an optional dependency: imported when images are read
     except ImportError:
-        raise RegnetError("reading digits from images needs SciPy: pip install 'regnet[images]'") from None
+        raise MissingDependencyError("reading digits from images needs SciPy: pip install 'regnet[images]'") from None
     return nd
 
 

@@ -40,6 +40,15 @@ class ScaleShift(Layer):
         self.cache.x = x  # what backward needs (release() drops it)
         return x * self.params["scale"].reshape(self._bshape) + self.params["shift"].reshape(self._bshape)
 
+    def to_onnx(self, ctx, inputs):
+        """Optional: how ``regnet.onnx.export`` writes this layer with ONNX operators. ``ctx.weight``
+        adds a weight as an initializer (here reshaped to broadcast over axis 1), ``ctx.node`` adds
+        a node and returns its output's name. The exporter adds the activation afterwards."""
+        shape = self._bshape[1:]
+        scale = ctx.weight("scale", self.params["scale"].reshape(shape))
+        shift = ctx.weight("shift", self.params["shift"].reshape(shape))
+        return ctx.node("Add", [ctx.node("Mul", [inputs[0], scale]), shift])
+
     def backward(self, grad, *, need_input_grad=True):
         self.grads["scale"][...] = np.sum(grad * self.cache.x, axis=self._axes)
         self.grads["shift"][...] = np.sum(grad, axis=self._axes)
