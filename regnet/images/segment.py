@@ -55,8 +55,9 @@ def ndimage():
 @attrs.frozen
 class Digits:
     """Digits found in an image: ``images`` float32 ``(N, 1, 28, 28)`` (MNIST layout, left to right),
-    ``boxes`` int ``(N, 4)`` as ``(top, left, bottom, right)`` in the image's pixels (bottom and right
-    exclusive), and whether the image was ``inverted`` (it was light-on-dark)."""
+    ``boxes`` int ``(N, 4)`` as ``(top, left, bottom, right)`` (bottom and right exclusive) in the
+    pixels of the image as read (photos are reduced to 1 600 pixels on their longer side), and
+    whether the image was ``inverted`` (it was light-on-dark)."""
 
     images: np.ndarray
     boxes: np.ndarray
