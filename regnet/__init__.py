@@ -1,22 +1,32 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
-callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data``,
-``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from
-files); ``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]``, imported on demand.
+callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
+``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data``, ``images`` (digits from a photo),
+``plot`` (pictures of training), ``testing`` (the conformance kit), ``io`` (the file format),
+``checkpoint`` (model state to and from files) and ``distributed`` (data-parallel training on MPI,
+which needs the optional extra ``regnet[mpi]`` once used); ``onnx`` (ONNX export and import) with
+the optional extra ``regnet[onnx]``, imported on first use of ``regnet.onnx``.
 """
+
+import importlib
+from typing import Any
 
 from . import (  # registers the built-ins
     activations,
     checkpoint,
     datasets,
+    distributed,
+    images,
     initializers,
     io,
     layers,
     losses,
     metrics,
     optimizers,
+    plot,
     schedules,
+    testing,
     zoo,
 )
 from ._version import __version__
@@ -116,12 +126,23 @@ __all__ = [
     "activations",
     "checkpoint",
     "datasets",
+    "distributed",
+    "images",
     "initializers",
     "io",
     "layers",
     "losses",
     "metrics",
     "optimizers",
+    "plot",
     "schedules",
+    "testing",
     "zoo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``regnet.onnx`` on first use: it needs the optional extra, which ``import regnet`` does not load."""
+    if name == "onnx":
+        return importlib.import_module(".onnx", __name__)
+    raise AttributeError(f"module 'regnet' has no attribute {name!r}")
