@@ -53,7 +53,7 @@ def broadcast(comm: Communicator, model: Any) -> None:
 
 def _crc(array: Any) -> int:
     a = np.ascontiguousarray(array)
-    return zlib.crc32(memoryview(a).cast("B")) if a.size else 0
+    return zlib.crc32(a.reshape(-1).view(np.uint8).data) if a.size else 0
 
 
 def fingerprint(model: Any) -> dict[str, int]:

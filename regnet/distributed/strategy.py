@@ -200,7 +200,7 @@ class DataParallel(runtime.Strategy):
         self._last = (loss_sum, n, [] if self._stats is None else self._stats.unflatten(buf.extra[_HEAD:]))
         return loss_sum / n, out
 
-    def _layout(self, grads: dict, stats: dict) -> FlatBuffer:
+    def _layout(self, grads: dict, stats: list) -> FlatBuffer:
         if self._buffer is None:
             self._stats = Layout(stats) if stats else None
             extra = _HEAD + (0 if self._stats is None else self._stats.size)
