@@ -175,7 +175,8 @@ def agreement_worker(arch, optimizer, processes, steps, out, synthetic):
     model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, seed=1, verbose=0, strategy=strategy)
     if strategy is None or strategy.chief:
         np.savez(out, **model.state_dict())
-    return {}
+        return {}
+    return None
 
 
 def agreement(args):

@@ -13,8 +13,8 @@ from tests.distributed import training
 
 #: the bound on the largest weight difference from one process after 14 steps: the sums of a
 #: step differ from one process's in their last bits (about 1e-7 relative), which training
-#: carries on; measured differences are below 1e-5 (docs/distributed.md)
-TOLERANCE = 1e-4
+#: carries on; measured differences are about 2e-7 (docs/distributed.md)
+TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
