@@ -9,6 +9,7 @@ files); ``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]
 from . import (  # registers the built-ins
     activations,
     checkpoint,
+    data,
     datasets,
     initializers,
     io,
@@ -21,7 +22,17 @@ from . import (  # registers the built-ins
 )
 from ._version import __version__
 from .activations import Activation, activation
-from .callbacks import Callback, History, LearningRateScheduler, ModelCheckpoint
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from .errors import (
     ConfigError,
     DataError,
@@ -75,6 +86,11 @@ __all__ = [
     "History",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "EarlyStopping",
+    "ReduceLROnPlateau",
+    "CSVLogger",
+    "TerminateOnNaN",
+    "LambdaCallback",
     "RegnetError",
     "ConfigError",
     "UnknownComponentError",
@@ -111,6 +127,7 @@ __all__ = [
     "register_metric",
     "activations",
     "checkpoint",
+    "data",
     "datasets",
     "initializers",
     "io",

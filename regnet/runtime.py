@@ -224,6 +224,8 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
         cb.on_train_begin()
     checkpoint.apply_callback_states(callbacks, callback_states)
     for _ in range(epochs):
+        if model.stop_training:  # a callback restored from a checkpoint had stopped training
+            break
         epoch = model.epoch + 1
         for cb in callbacks:
             cb.on_epoch_begin(epoch)

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from . import checkpoint
 from .datasets import sources
 from .datasets.download import sha256_file
 from .errors import FileFormatError, IntegrityError, UnknownComponentError
@@ -114,3 +115,8 @@ def evaluate(name, data=None, split="test"):
     (xtr, ytr), (xte, yte) = sources.load(data or entry["dataset"])
     x, y = (xte, yte) if split == "test" else (xtr, ytr)
     return model.evaluate(x, y)
+
+
+# ``Model.from_spec(spec, weights_from="zoo:NAME")`` and ``regnet train --init-from NAME`` take
+# weights from a zoo model (checked by ``verify``)
+checkpoint.SOURCES["zoo"] = verify

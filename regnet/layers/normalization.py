@@ -12,7 +12,8 @@ class BatchNorm(Layer):
 
     Running statistics follow ``running = momentum * running + (1 - momentum) * batch`` (the
     Keras convention; PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here), with the biased
-    batch variance.
+    batch variance. A frozen BatchNorm (``trainable`` False) uses and keeps its running
+    statistics in training too, as in Keras: fine-tuning does not disturb what it learnt.
     """
 
     momentum: float = fields.number(0.99, min=0.0, max=1.0)
@@ -39,6 +40,7 @@ class BatchNorm(Layer):
 
     def forward(self, x, training=False):
         b = self._bshape
+        training = training and self.trainable
         if training:
             mean = x.mean(axis=self._axes)
             var = x.var(axis=self._axes)
