@@ -45,19 +45,23 @@ def _warn_untrained(model):
 
 
 # -- one step ---------------------------------------------------------------------------------------
+def _forward_backward(model, xb, yb, sample_weight):
+    out = model.forward(xb, training=True, logits=model._fused_loss is not None)
+    if sample_weight is None:
+        loss, grad = model.training_loss.value_and_grad(out, yb)
+    else:
+        loss, grad = model.training_loss.weighted_value_and_grad(out, yb, sample_weight)
+    if np.isfinite(loss):
+        model.backward(grad, input_grad=False)
+    return loss, out
+
+
 def compute_gradients(model, xb, yb, sample_weight=None):
     """Forward, loss and backward on a batch: ``model.grads`` then hold the gradient of the
     (weighted) mean loss. Returns ``(loss, outputs)``; when the loss is not finite nothing is
     backpropagated (the gradients are stale) and the caller must not apply them."""
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is reported by the caller
-        out = model.forward(xb, training=True, logits=model._fused_loss is not None)
-        if sample_weight is None:
-            loss, grad = model.training_loss.value_and_grad(out, yb)
-        else:
-            loss, grad = model.training_loss.weighted_value_and_grad(out, yb, sample_weight)
-        if np.isfinite(loss):
-            model.backward(grad, input_grad=False)
-    return loss, out
+        return _forward_backward(model, xb, yb, sample_weight)
 
 
 def apply_gradients(model):
@@ -67,10 +71,11 @@ def apply_gradients(model):
 
 
 def _step(model, xb, yb, sample_weight=None):
-    """``compute_gradients`` then, if the loss is finite, ``apply_gradients``."""
-    loss, out = compute_gradients(model, xb, yb, sample_weight)
-    if np.isfinite(loss):
-        apply_gradients(model)
+    """``compute_gradients`` then, if the loss is finite, ``apply_gradients`` (in one step)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, out = _forward_backward(model, xb, yb, sample_weight)
+        if np.isfinite(loss):
+            model.optimizer.step(model.trainable_params, model.trainable_grads)
     return loss, out
 
 
@@ -89,7 +94,11 @@ def train_step(model, xb, yb, guard=None, *, sample_weight=None):
         guard = divergence.Guard(model, interval=1)
         guard.checkpoint()
     hyper = divergence.hyperparameters(model.optimizer)
-    loss, out = _step(model, xb, yb, sample_weight)
+    try:
+        loss, out = _step(model, xb, yb, sample_weight)
+    except TrainingDivergedError:  # the optimizer refused the step (a schedule that overflowed)
+        guard.rewind(_step)
+        raise
     if not np.isfinite(loss):
         guard.rewind(_step)  # the forward pass moved BatchNorm's running statistics
         raise TrainingDivergedError(f"the loss is {loss}")
@@ -218,6 +227,10 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
     progress = Progress(verbose, epochs, model.epoch)
     guard = divergence.Guard(model)
     resave = _changes_weights_between_steps(callbacks)
+    # running logs are made only for a progress bar or a callback with its own on_batch_end
+    batch_logs = progress.tty or any(
+        getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end for cb in callbacks
+    )
     # callbacks that save the model run their epoch end last: a checkpoint holds every state
     at_epoch_end = sorted(callbacks, key=lambda cb: bool(getattr(cb, "saves_model", False)))
     for cb in callbacks:
@@ -247,10 +260,13 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
                     shown = _outputs(model, out)
                     for m in model.metrics:
                         m.update(shown, yb)
-                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
-                progress.batch(len(xb), logs)
-                for cb in callbacks:
-                    cb.on_batch_end(b - 1, logs)
+                if batch_logs:
+                    logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
+                    progress.batch(len(xb), logs)
+                    for cb in callbacks:
+                        cb.on_batch_end(b - 1, logs)
+                else:
+                    progress.count(len(xb))
                 if resave:
                     guard.checkpoint()
         except TrainingDivergedError as exc:
