@@ -116,12 +116,13 @@ def _check(value: Any, ok: bool, field: str, what: str) -> None:
 
 
 def _count(value: Any, field: str) -> int:
-    _check(value, isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0, field, ">= 0")
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0
+    _check(value, ok, field, ">= 0")
     return int(value)
 
 
 def _number(value: Any, field: str, low: float = 0.0) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and low <= float(value) < math.inf
     _check(value, ok, field, f"a finite number >= {low}")
     return float(value)
 
@@ -233,7 +234,7 @@ class EarlyStopping(_Plateau):
             self.model.load_state_dict(self.best_weights)
 
     def state_dict(self):
-        state = {
+        state: dict[str, Any] = {
             "monitor": self.monitor,
             "mode": self.mode,
             "best": self.best,

@@ -85,14 +85,14 @@ def _path(path):
 
 def path_text(path: "str | os.PathLike[str]") -> str:
     """A path argument as text (``ConfigError`` for anything that is not a path)."""
-    return _path(path)
+    return str(_path(path))
 
 
 def check_writable(path: "str | os.PathLike[str]") -> str:
     """Raise ``FileFormatError`` now if a file cannot be saved at ``path`` (its directory is
     missing or not writable, or ``path`` is a directory): commands check this before long work.
     Probes by creating and removing a temporary file next to ``path``."""
-    path = _path(path)
+    path = path_text(path)
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise FileFormatError(f"cannot save to {path}: it is a directory")

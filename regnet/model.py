@@ -45,6 +45,7 @@ class Model:
         self.epoch = 0  # epochs trained so far (continues across fit calls and save/load)
         self.history = History()  # one record of logs per trained epoch (across fit calls and files)
         self.training_callbacks = []  # the callbacks of the latest fit (their state is saved with the model)
+        self.weights_report = None  # what from_spec(weights_from=...) took from the file
         self.loss = self.optimizer = None
         self.metrics = []
         self.stop_training = False
