@@ -189,7 +189,10 @@ def fit(
         if split is not None:
             source, val = source.split(split, max(batch_size, 256))
         elif validation_data is not None:
-            vx, vy, vw = validation.validation_parts(validation_data)
+            if isinstance(validation_data, (list, tuple)) and data.kind(validation_data) == "dataset":
+                vx, vy, vw = validation_data, None, None  # a list of (x, y) batches
+            else:
+                vx, vy, vw = validation.validation_parts(validation_data)
             val = data.open_source(
                 model,
                 vx,
