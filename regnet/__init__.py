@@ -15,6 +15,7 @@ from typing import Any
 from . import (  # registers the built-ins
     activations,
     checkpoint,
+    data,
     datasets,
     distributed,
     images,
@@ -31,7 +32,17 @@ from . import (  # registers the built-ins
 )
 from ._version import __version__
 from .activations import Activation, activation
-from .callbacks import Callback, History, LearningRateScheduler, ModelCheckpoint
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from .errors import (
     ConfigError,
     DataError,
@@ -87,6 +98,11 @@ __all__ = [
     "History",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "EarlyStopping",
+    "ReduceLROnPlateau",
+    "CSVLogger",
+    "TerminateOnNaN",
+    "LambdaCallback",
     "RegnetError",
     "ConfigError",
     "UnknownComponentError",
@@ -125,6 +141,7 @@ __all__ = [
     "register_metric",
     "activations",
     "checkpoint",
+    "data",
     "datasets",
     "distributed",
     "images",

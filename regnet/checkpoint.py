@@ -18,7 +18,14 @@ import attrs
 import numpy as np
 
 from . import io, losses, metrics, optimizers
-from .errors import ConfigError, FileFormatError, PluginError, RegnetError, UnknownComponentError
+from .errors import (
+    ConfigError,
+    FileFormatError,
+    PluginError,
+    RegnetError,
+    UnknownComponentError,
+    WeightsMismatchError,
+)
 from .fields import kind_of
 from .history import History
 from .registry import REGISTRIES, registered_name
@@ -31,6 +38,7 @@ PathLike: TypeAlias = str | os.PathLike[str]
 def record(model: Any, metadata: dict | None = None) -> io.ModelRecord:
     """Everything ``save`` writes for ``model``, as an ``io.ModelRecord``."""
     optimizer = model.optimizer
+    states, snapshots = callback_states(getattr(model, "training_callbacks", ()))
     return io.ModelRecord(
         spec=model.to_spec(),
         weights=model.state_dict(),
@@ -42,6 +50,8 @@ def record(model: Any, metadata: dict | None = None) -> io.ModelRecord:
         training_config=model.training_config(),
         optimizer_type=None if optimizer is None else registered_name(optimizer),
         optimizer_state=None if optimizer is None else optimizer.state_dict(),
+        callbacks=states or None,
+        callback_weights=snapshots,
     )
 
 
@@ -119,13 +129,15 @@ class Staged:
     rng_state: dict | None = None
     epoch: int = 0
     history: list = attrs.Factory(list)
+    callbacks: dict = attrs.Factory(dict)
 
 
 def stage(model: Any, f: io.ModelFile, *, training: bool, optimizer: Any = None) -> Staged:
     """Read and check everything ``apply`` needs for ``model`` from the open file ``f``.
 
     With ``training``, the loss, optimizer and metrics come from the file's training config
-    (or, when ``optimizer`` is given, the model keeps its own and receives the stored state).
+    (or, when ``optimizer`` is given, the model keeps its own and receives the stored state),
+    and the callbacks' saved state is read too.
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
     staged = Staged(f.weights(expected)[0])
@@ -140,7 +152,28 @@ def stage(model: Any, f: io.ModelFile, *, training: bool, optimizer: Any = None)
             staged.optimizer_state = f.optimizer_state(slots, registered_name(optimizer))
     staged.rng_state = _rng_state(f, model.rng)
     staged.epoch, staged.history = f.progress()
+    if training:
+        staged.callbacks = _callback_states(f, expected)
     return staged
+
+
+def _callback_states(f: io.ModelFile, shapes: dict) -> dict:
+    """The callbacks' saved state, with their weight snapshots (shaped like the model's weights)."""
+    raw = f.callback_state()
+    expected = {}
+    for key, entry in raw.items():
+        if not isinstance(entry.get("class"), str) or not isinstance(entry.get("state"), dict):
+            raise f.fail(f"callbacks/state '{key}' must hold 'class' (a name) and 'state' (an object)")
+        if entry.get("weights"):
+            expected.update({f"{key}/{k}": shape for k, shape in shapes.items()})
+    arrays = f.callback_weights(expected)
+    out = {}
+    for key, entry in raw.items():
+        state = dict(entry["state"])
+        if entry.get("weights"):
+            state["weights"] = {k: arrays[f"{key}/{k}"] for k in shapes}
+        out[key] = {"class": entry["class"], "state": state}
+    return out
 
 
 def _training_components(config: dict, f: io.ModelFile) -> tuple:
@@ -232,15 +265,57 @@ def restore_training(model: Any, path: PathLike) -> dict:
     if staged.loss is None and model.optimizer is None:
         raise FileFormatError(f"{path}: holds no training config; compile the model before resuming")
     apply(model, staged)
-    return {}
+    return staged.callbacks
 
 
-def apply_callback_states(callbacks: list, states: dict) -> None:
-    """Give each callback the state saved under its key (see ``callback_states``)."""
+# -- the state of callbacks ---------------------------------------------------------------------
+def callback_keys(callbacks: Any) -> list[tuple[str, Any]]:
+    """``(key, callback)`` for each callback that has a ``state_dict``: the key is its
+    ``state_key``, else its class name, numbered from the second of a kind (``EarlyStopping#2``)."""
+    counts: dict[str, int] = {}
+    out = []
     for cb in callbacks:
-        state = states.get(getattr(cb, "state_key", None))
-        if state is not None:
-            cb.load_state_dict(state)
+        if not callable(getattr(cb, "state_dict", None)):
+            continue
+        base = getattr(cb, "state_key", None) or type(cb).__name__
+        counts[base] = counts.get(base, 0) + 1
+        out.append((base if counts[base] == 1 else f"{base}#{counts[base]}", cb))
+    return out
+
+
+def callback_states(callbacks: Any) -> tuple[dict, dict]:
+    """``({key: {"class", "state", "weights"}}, {"<key>/<layer>/<tensor>": array})``: what the
+    file stores of the callbacks' ``state_dict()`` (a ``"weights"`` entry of a state, a snapshot
+    of the model's weights, is stored as tensors)."""
+    states, snapshots = {}, {}
+    for key, cb in callback_keys(callbacks):
+        state = cb.state_dict()
+        if state is None:
+            continue
+        state = dict(state)
+        weights = state.pop("weights", None)
+        if weights is not None:
+            snapshots.update({f"{key}/{k}": v for k, v in weights.items()})
+        states[key] = {"class": type(cb).__name__, "state": state, "weights": weights is not None}
+    return states, snapshots
+
+
+def apply_callback_states(callbacks: Any, states: dict) -> None:
+    """Give each callback the state saved under its key (``load_state_dict``); a state saved by
+    a callback of another class is left alone, with a warning."""
+    for key, cb in callback_keys(callbacks):
+        entry = states.get(key)
+        if entry is None:
+            continue
+        if entry["class"] != type(cb).__name__:
+            warnings.warn(
+                f"the saved state '{key}' belongs to a {escape(entry['class'], 100)}, not to this "
+                f"{type(cb).__name__}; it is not restored",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        cb.load_state_dict(entry["state"])
 
 
 def load_weights(model: Any, path: PathLike, strict: bool = True) -> io.WeightsReport:
@@ -253,6 +328,47 @@ def load_weights(model: Any, path: PathLike, strict: bool = True) -> io.WeightsR
     expected = {k: v.shape for k, v in model.state_dict().items()}
     with io.open_file(path, (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
         values, report = f.weights(expected, strict=strict)
+    model.load_state_dict(values, strict=False)
+    return report
+
+
+#: schemes of weight sources other than paths: ``"zoo:NAME"`` (registered by ``regnet.zoo``)
+SOURCES: dict[str, Any] = {}
+
+
+def source_path(source: PathLike) -> str:
+    """The file behind a weight source: a path, or ``"<scheme>:<name>"`` (``"zoo:lenet5-mnist"``)."""
+    if isinstance(source, str):
+        scheme, sep, name = source.partition(":")
+        if sep and scheme in SOURCES:
+            return SOURCES[scheme](name)
+    return io.path_text(source)
+
+
+def transfer(model: Any, source: PathLike, *, skip_mismatch: bool = False) -> io.WeightsReport:
+    """Copy into ``model`` every tensor of the model or weights file ``source`` whose name
+    (``"layer/tensor"``) it shares: a new model takes a trained one's layers by name, and layers
+    that are new (or renamed) keep their initial weights; tensors only the file has are ignored.
+
+    A shared tensor of another shape raises ``WeightsMismatchError`` (before anything changes)
+    unless ``skip_mismatch``, which keeps the model's own and warns. So does a file sharing no
+    tensor with the model. Returns the ``WeightsReport``."""
+    path = source_path(source)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    with io.open_file(path, (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
+        values, report = f.weights(expected, strict=False)
+    if not report.loaded and not report.mismatched:
+        raise WeightsMismatchError(
+            f"{path}: no tensor of the file has a name of the model (the file's layers are named otherwise)"
+        )
+    if report.mismatched:
+        problems = "; ".join(str(m) for m in report.mismatched)
+        if not skip_mismatch:
+            raise WeightsMismatchError(
+                f"{path}: {len(report.mismatched)} tensor(s) differ in shape: {problems} (skip_mismatch=True keeps "
+                f"the model's own for them)"
+            )
+        warnings.warn(f"{path}: kept the model's own weights for {problems}", UserWarning, stacklevel=3)
     model.load_state_dict(values, strict=False)
     return report
 

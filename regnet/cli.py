@@ -74,10 +74,21 @@ def _split(data, split):
 
 
 # -- commands ---------------------------------------------------------------------------------------
+def _weights_source(text):
+    """``--init-from``: an existing file, ``scheme:name``, or the name of a zoo model."""
+    if text is None or os.path.exists(text) or ":" in text:
+        return text
+    return f"zoo:{text}"
+
+
 def cmd_train(args, argv, strategy=None):
     if args.distributed and strategy is None:
         return distributed.train(cmd_train, args, argv)
-    model = Model.from_spec(args.spec, seed=args.seed)
+    if strategy is None or strategy.chief:
+        io.check_writable(args.out)  # before any work: a missing or read-only folder fails now
+    model = Model.from_spec(args.spec, seed=args.seed, weights_from=_weights_source(args.init_from))
+    if args.freeze:
+        model.freeze(*[name.strip() for name in args.freeze.split(",") if name.strip()])
     (x, y), (xt, yt) = sources.load(args.data)
     x, y, val = _validation_split(x, y, xt, yt, args.validation, args.seed)
     steps = -(-len(x) // (args.batch_size if strategy is None else strategy.batch_size(args.batch_size)))
@@ -120,8 +131,8 @@ def cmd_train(args, argv, strategy=None):
     checkpoint.save(model, args.out, metadata=metadata)
     print(
         f"saved {args.out}: test accuracy {final['accuracy']:.4f}, loss {final['loss']:.4f} "
-        f"on {len(xt)} samples; {model.count_params():,} parameters; trained {args.epochs} epochs "
-        f"in {seconds:.1f} s"
+        f"on {len(xt)} samples; {model.count_params():,} parameters; trained {args.epochs} "
+        f"epoch{'s' if args.epochs != 1 else ''} in {seconds:.1f} s"
     )
     return 0
 
@@ -372,6 +383,13 @@ def build_parser():
     )
     t.add_argument("--seed", type=int, default=0, help="weights, dropout, shuffling (default: 0)")
     t.add_argument("--out", default="model.h5", help="output file (default: model.h5)")
+    t.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="start from the weights of a zoo model (by name) or a model file, layer by layer by name "
+        "(layers new in SPEC keep their initial weights)",
+    )
+    t.add_argument("--freeze", metavar="LAYERS", help="comma-separated names of layers not to train")
     t.add_argument(
         "--no-optimizer-state",
         action="store_true",

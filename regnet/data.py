@@ -133,6 +133,14 @@ def open_source(
     return IterableSource(model, x, steps, targets, what)
 
 
+def _classes(model: Any) -> int:
+    """The number of classes of a model whose outputs ``weighting.class_table`` accepted."""
+    k = weighting.n_classes(tuple(model.output_shape))
+    if k is None:
+        raise ConfigError("class weights need a classifier", field="class_weight")
+    return k
+
+
 def _what(what: str, name: str) -> str:
     """``"validation x"`` -> ``"validation y"``."""
     return what[:-1] + name if what.endswith("x") else name
@@ -241,7 +249,7 @@ class ArraySource(Source):
         if table is None:
             return
         if isinstance(table, str):
-            k = weighting.n_classes(tuple(self.model.output_shape))
+            k = _classes(self.model)
             counts = np.bincount(weighting.class_indices(self.y, k), minlength=k)
             table = weighting.balanced(counts)
         self.w = weighting.combine(table, self.y, self.sw)
@@ -268,11 +276,12 @@ class _FileRows:
         self.dtype, self.shape = array.dtype, array.shape[1:]
         self.row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
         self.offset = int(array.offset)
-        self.fd = os.open(os.fspath(array.filename), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self.fd = os.open(str(array.filename), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self.closed = False
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start, *self.shape), self.dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = memoryview(out.reshape(-1).view(np.uint8).data)
         done, at = 0, self.offset + start * self.row_bytes
         while done < len(view):
             if hasattr(os, "preadv"):
@@ -286,9 +295,9 @@ class _FileRows:
         return out
 
     def close(self) -> None:
-        if self.fd is not None:
+        if not self.closed:
             os.close(self.fd)
-            self.fd = None
+            self.closed = True
 
 
 def _rows(array: Any) -> Any:
@@ -305,6 +314,9 @@ def _rows(array: Any) -> Any:
 
 class ChunkedSource(Source):
     """An array on disk, read in chunks of consecutive rows (see the module docstring)."""
+
+    n_samples: int
+    _y_rows: Any
 
     @classmethod
     def open(cls, model, x, y, sample_weight, batch_size, steps, what):
@@ -358,7 +370,7 @@ class ChunkedSource(Source):
 
     def weigh(self, table):
         if isinstance(table, str):
-            k = weighting.n_classes(tuple(self.model.output_shape))
+            k = _classes(self.model)
             counts = np.zeros(k, np.int64)
             for s in self.starts:
                 e = min(s + self.chunk, self.hi)
@@ -380,9 +392,10 @@ class ChunkedSource(Source):
         return xs, ys, w
 
     def epoch(self, rng, shuffle):
-        local = np.random.default_rng(rng.integers(2**63)) if shuffle else None
-        order = local.permutation(len(self.starts)) if shuffle else range(len(self.starts))
-        return self._batches(order, local)
+        if not shuffle:
+            return self._batches(range(len(self.starts)), None)
+        local = np.random.default_rng(rng.integers(2**63))
+        return self._batches(local.permutation(len(self.starts)), local)
 
     def _batches(self, order, local):
         bs, left = self.batch_size, self.n_batches

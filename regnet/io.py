@@ -9,6 +9,8 @@ docs/format.md describes the layout; in short::
     /weights/<layer>/<name> float32 (parameters and buffers)
     /optimizer              attrs: type, iterations
     /optimizer/<slot>/<layer>/<name>  float32 optimizer slots
+    /callbacks/state        JSON text (the state of fit's callbacks); absent when there is none
+    /callbacks/weights/<key>/<layer>/<name>  float32 weight snapshots of callbacks (best weights)
     /metadata/history, /metadata/components, /metadata/user   JSON text
 
 This module is the file format only: ``write`` stores a ``ModelRecord`` (plain data: JSON
@@ -26,6 +28,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import secrets
 import shlex
 
@@ -82,6 +85,30 @@ def _path(path):
         raise ConfigError(f"a model file path must be a string or os.PathLike, got {type(path).__name__}", field="path")
     path = os.fspath(path)
     return path if isinstance(path, str) else os.fsdecode(path)
+
+
+def path_text(path: "str | os.PathLike[str]") -> str:
+    """A path argument as text (``ConfigError`` for anything that is not a path)."""
+    return str(_path(path))
+
+
+def check_writable(path: "str | os.PathLike[str]") -> str:
+    """Raise ``FileFormatError`` now if a file cannot be saved at ``path`` (its directory is
+    missing or not writable, or ``path`` is a directory): commands check this before long work.
+    Probes by creating and removing a temporary file next to ``path``."""
+    path = path_text(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise FileFormatError(f"cannot save to {path}: it is a directory")
+    if not os.path.isdir(directory):
+        raise FileFormatError(f"cannot save to {path}: the directory {directory} does not exist")
+    probe = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise FileFormatError(f"cannot save to {path}: {exc.strerror or exc}") from None
+    _remove_quietly(probe)
+    return path
 
 
 def _save_error(path, exc, existed):
@@ -178,7 +205,9 @@ class ModelRecord:
 
     ``weights`` maps ``"layer/tensor"`` to float32 arrays; ``optimizer_state`` (with
     ``optimizer_type``) maps ``"iterations"`` to the step count and ``"<slot>/<layer>/<tensor>"``
-    to arrays; the rest is JSON data.
+    to arrays; ``callback_weights`` maps ``"<callback key>/<layer>/<tensor>"`` to arrays (weight
+    snapshots such as EarlyStopping's best weights); the rest is JSON data (``callbacks``:
+    ``{key: state}``).
     """
 
     spec: dict
@@ -191,6 +220,12 @@ class ModelRecord:
     training_config: dict | None = None
     optimizer_type: str | None = None
     optimizer_state: dict | None = None
+    callbacks: dict | None = None
+    callback_weights: dict = attrs.Factory(dict)
+
+
+#: a callback key: a name usable as an HDF5 group name
+CALLBACK_KEY = re.compile(r"[A-Za-z0-9_.#-]{1,100}")
 
 
 def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
@@ -204,6 +239,11 @@ def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
     }
     if record.training_config is not None:
         docs["training_config"] = _dumps(record.training_config, "training config")
+    if record.callbacks:
+        bad = [k for k in record.callbacks if not isinstance(k, str) or not CALLBACK_KEY.fullmatch(k)]
+        if bad:
+            raise ConfigError(f"callback state key {bad[0]!r} is not a name of letters, digits and _.#-")
+        docs["callbacks/state"] = _dumps(record.callbacks, "callback state")
     state = None if record.optimizer_state is None else dict(record.optimizer_state)
     with atomic_write(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f:
         _write_header(f, FORMAT, record.epoch)
@@ -215,6 +255,8 @@ def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
             _set_attr(opt, "type", record.optimizer_type or "")
             _set_attr(opt, "iterations", int(state.pop("iterations", 0)))
             _write_tensors(opt, state)
+        if record.callback_weights:
+            _write_tensors(f.require_group("callbacks").create_group("weights"), record.callback_weights)
     return _path(path)
 
 
@@ -464,6 +506,24 @@ class ModelFile:
             raise self.fail("epoch must be >= 0 and metadata/history a list of objects")
         return epoch, history
 
+    def callback_state(self):
+        """``{key: state}`` of the callbacks saved with the model (``{}`` when there is none)."""
+        states = self.json("callbacks/state", required=False, default={})
+        if not isinstance(states, dict) or not all(
+            isinstance(k, str) and CALLBACK_KEY.fullmatch(k) and isinstance(v, dict) for k, v in states.items()
+        ):
+            raise self.fail("callbacks/state must be an object of {key: state object}")
+        return states
+
+    def callback_weights(self, expected):
+        """The weight snapshots under ``/callbacks/weights``: exactly the tensors of ``expected``
+        (``{"<key>/<layer>/<tensor>": shape}``), checked before anything is read."""
+        found = self.tensors("callbacks/weights", required=False)
+        report = _match(self, "callbacks/weights", found, expected)
+        if not report.ok:
+            raise _mismatch_error(self.path, report, "the callbacks' weight snapshots do not fit the model")
+        return {k: self.read(found[k], f"callbacks/weights/{k}") for k in report.loaded}
+
     def weights(self, expected, *, strict=True):
         """``(values, report)``: the tensors under ``/weights`` whose names and shapes match
         ``expected`` (``{"layer/tensor": shape}``), checked before anything is read. ``strict``
@@ -586,6 +646,8 @@ __all__ = [
     "open_file",
     "read_metadata",
     "atomic_write",
+    "check_writable",
+    "path_text",
     "FORMAT",
     "WEIGHTS_FORMAT",
     "FORMAT_VERSION",

@@ -45,6 +45,7 @@ class Model:
         self.epoch = 0  # epochs trained so far (continues across fit calls and save/load)
         self.history = History()  # one record of logs per trained epoch (across fit calls and files)
         self.training_callbacks = []  # the callbacks of the latest fit (their state is saved with the model)
+        self.weights_report = None  # what from_spec(weights_from=...) took from the file
         self.loss = self.optimizer = None
         self.metrics = []
         self.stop_training = False
@@ -53,10 +54,19 @@ class Model:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def from_spec(cls, src, *, seed=None):
+    def from_spec(cls, src, *, seed=None, weights_from=None, skip_mismatch=False):
+        """A model built from a spec (a path, JSON text or a dict). ``seed`` fixes its initial
+        weights. ``weights_from`` (a model or weights file, or ``"zoo:NAME"``) then gives every
+        layer the trained weights of the layer of the same name there (see
+        ``checkpoint.transfer``): to fine-tune, keep the trained layers' names, name new layers
+        anew, and freeze what should not change (``"trainable": false`` or ``freeze``).
+        ``skip_mismatch`` keeps the new weights of a same-named layer whose shapes differ."""
         input_shape, entries = spec.normalise(spec.load(src))
         name = src.get("name") if isinstance(src, dict) else None
-        return cls(entries, input_shape, seed=seed, name=name)
+        model = cls(entries, input_shape, seed=seed, name=name)
+        if weights_from is not None:
+            model.weights_report = checkpoint.transfer(model, weights_from, skip_mismatch=skip_mismatch)
+        return model
 
     from_json = from_spec
 
@@ -115,7 +125,11 @@ class Model:
             if node.name == name:
                 return node.layer
         names = [n.name for n in sorted(self.nodes, key=lambda n: n.index)]
-        close = difflib.get_close_matches(name, names, n=3) if isinstance(name, str) and len(name) <= 100 else []
+        close = (
+            difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            if isinstance(name, str) and len(name) <= 100
+            else []
+        )
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(f"no layer named {show(name)}{hint} (the layers are {', '.join(names)})")
 

@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 
 from . import fields, registry, schedules
-from .errors import ConfigError, WeightsMismatchError
+from .errors import ConfigError, TrainingDivergedError, WeightsMismatchError
 from .ops import parallel
 
 #: the clipping fields of every optimizer (at most one may be set)
@@ -92,14 +92,25 @@ class Optimizer(metaclass=_TakesSchedule):
 
     def step(self, params, grads):
         """One update of every parameter in ``params`` from ``grads`` (dicts by the same keys)."""
-        self.iterations += 1
         if self.schedule is not None:
-            self.learning_rate = self.schedule(self.iterations - 1)
+            self.learning_rate = self._scheduled_rate(self.iterations)
+        self.iterations += 1
         if self.clipnorm is not None or self.global_clipnorm is not None or self.clipvalue is not None:
             grads = clip(grads, self.clipnorm, self.global_clipnorm, self.clipvalue)
         for key, p in params.items():
             state = {s: self._slot(s, key, p) for s in self.slot_names}
             self.update(p, grads[key], state)
+
+    def _scheduled_rate(self, step: int) -> float:
+        """The schedule's rate for update ``step`` (0-based); ``TrainingDivergedError`` when it is
+        not a finite number >= 0 (an exponential growth that overflowed, say)."""
+        try:
+            rate = float(self.schedule(step))  # type: ignore[misc]
+        except (OverflowError, ZeroDivisionError, ValueError) as exc:
+            raise TrainingDivergedError(f"the learning-rate schedule fails at step {step}: {exc}") from None
+        if not (math.isfinite(rate) and rate >= 0):
+            raise TrainingDivergedError(f"the learning-rate schedule gives {rate} at step {step}")
+        return rate
 
     def _slot(self, slot, key, p):
         arr = self.slots[slot].get(key)
@@ -130,7 +141,10 @@ class Optimizer(metaclass=_TakesSchedule):
         self.iterations = int(np.asarray(state.get("iterations", 0)))
         self.slots = slots
         if self.schedule is not None:
-            self.learning_rate = self.schedule(max(self.iterations - 1, 0))
+            try:
+                self.learning_rate = self._scheduled_rate(max(self.iterations - 1, 0))
+            except TrainingDivergedError:
+                pass  # reported by the next step
 
     def get_config(self) -> dict[str, Any]:
         """``{"type", **hyperparameters}``: the schedule's config as ``learning_rate`` when there is

@@ -45,6 +45,10 @@ class Progress:
                 dynamic_ncols=True,
             )
 
+    def count(self, size: int) -> None:
+        """A batch of ``size`` samples was trained (no display)."""
+        self.seen += size
+
     def batch(self, size: int, logs: dict) -> None:
         self.seen += size
         if self.bar is None:

@@ -116,19 +116,23 @@ def batch_statistics(model, out, yb):
 
 
 # -- one step ---------------------------------------------------------------------------------------
+def _forward_backward(model, xb, yb, sample_weight):
+    out = model.forward(xb, training=True, logits=model._fused_loss is not None)
+    if sample_weight is None:
+        loss, grad = model.training_loss.value_and_grad(out, yb)
+    else:
+        loss, grad = model.training_loss.weighted_value_and_grad(out, yb, sample_weight)
+    if np.isfinite(loss):
+        model.backward(grad, input_grad=False)
+    return loss, out
+
+
 def compute_gradients(model, xb, yb, sample_weight=None):
     """Forward, loss and backward on a batch: ``model.grads`` then hold the gradient of the
     (weighted) mean loss. Returns ``(loss, outputs)``; when the loss is not finite nothing is
     backpropagated (the gradients are stale) and the caller must not apply them."""
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is reported by the caller
-        out = model.forward(xb, training=True, logits=model._fused_loss is not None)
-        if sample_weight is None:
-            loss, grad = model.training_loss.value_and_grad(out, yb)
-        else:
-            loss, grad = model.training_loss.weighted_value_and_grad(out, yb, sample_weight)
-        if np.isfinite(loss):
-            model.backward(grad, input_grad=False)
-    return loss, out
+        return _forward_backward(model, xb, yb, sample_weight)
 
 
 def apply_gradients(model):
@@ -137,11 +141,16 @@ def apply_gradients(model):
         model.optimizer.step(model.trainable_params, model.trainable_grads)
 
 
-def _step(model, xb, yb, sample_weight=None, strategy=LOCAL):
-    """``compute_gradients`` (through the strategy) then, if the loss is finite, ``apply_gradients``."""
-    loss, out = strategy.gradients(model, xb, yb, sample_weight)
-    if np.isfinite(loss):
-        apply_gradients(model)
+def _step(model, xb, yb, sample_weight=None, strategy=None):
+    """The strategy's ``compute_gradients`` then, if the loss is finite, ``apply_gradients`` (in one
+    step)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if strategy is None:
+            loss, out = _forward_backward(model, xb, yb, sample_weight)
+        else:
+            loss, out = strategy.gradients(model, xb, yb, sample_weight)
+        if np.isfinite(loss):
+            model.optimizer.step(model.trainable_params, model.trainable_grads)
     return loss, out
 
 
@@ -162,7 +171,11 @@ def train_step(model, xb, yb, guard=None, *, sample_weight=None, strategy=LOCAL)
         guard = divergence.Guard(model, interval=1)
         guard.checkpoint()
     hyper = divergence.hyperparameters(model.optimizer)
-    loss, out = step(model, xb, yb, sample_weight)
+    try:
+        loss, out = step(model, xb, yb, sample_weight)
+    except TrainingDivergedError:  # the optimizer refused the step (a schedule that overflowed)
+        guard.rewind(step)
+        raise
     if not np.isfinite(loss):
         guard.rewind(step)  # the forward pass moved BatchNorm's running statistics
         raise TrainingDivergedError(f"the loss is {loss}")
@@ -262,7 +275,10 @@ def _fit(
         if split is not None:
             source, val = source.split(split, max(batch_size, 256))
         elif validation_data is not None:
-            vx, vy, vw = validation.validation_parts(validation_data)
+            if isinstance(validation_data, (list, tuple)) and data.kind(validation_data) == "dataset":
+                vx, vy, vw = validation_data, None, None  # a list of (x, y) batches
+            else:
+                vx, vy, vw = validation.validation_parts(validation_data)
             val = data.open_source(
                 model,
                 vx,
@@ -302,12 +318,18 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
     progress = Progress(verbose, epochs, model.epoch)
     guard = divergence.Guard(model)
     resave = _changes_weights_between_steps(callbacks)
+    # running logs are made only for a progress bar or a callback with its own on_batch_end
+    batch_logs = progress.tty or any(
+        getattr(type(cb), "on_batch_end", None) is not Callback.on_batch_end for cb in callbacks
+    )
     # callbacks that save the model run their epoch end last: a checkpoint holds every state
     at_epoch_end = sorted(callbacks, key=lambda cb: bool(getattr(cb, "saves_model", False)))
     for cb in callbacks:
         cb.on_train_begin()
     checkpoint.apply_callback_states(callbacks, callback_states)
     for _ in range(epochs):
+        if model.stop_training:  # a callback restored from a checkpoint had stopped training
+            break
         epoch = model.epoch + 1
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
@@ -329,10 +351,13 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
                 for m, stats in zip(model.metrics, statistics):
                     m.merge(stats)
                 strategy.step_done(model)
-                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
-                progress.batch(n, logs)
-                for cb in callbacks:
-                    cb.on_batch_end(b - 1, logs)
+                if batch_logs:
+                    logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}
+                    progress.batch(n, logs)
+                    for cb in callbacks:
+                        cb.on_batch_end(b - 1, logs)
+                else:
+                    progress.count(n)
                 if resave:
                     guard.checkpoint()
         except TrainingDivergedError as exc:

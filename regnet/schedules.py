@@ -86,6 +86,15 @@ def _milestones(_: object, attribute: attrs.Attribute, value: Any) -> None:
         )
 
 
+def _milestones_field() -> Any:
+    return attrs.field(converter=lambda v: tuple(v) if isinstance(v, list) else v, validator=_milestones)
+
+
+def _schedule_field() -> Any:
+    """A field holding another schedule, given as a number, name, dict or instance."""
+    return attrs.field(converter=_nested, metadata={fields.KIND: "schedules"})
+
+
 @schedule("constant")
 class Constant(Schedule):
     """``value`` at every step."""
@@ -113,7 +122,7 @@ class MultiStep(Schedule):
     """``initial * gamma ** k`` after the ``k``-th of the increasing ``milestones`` (steps)."""
 
     initial: float = fields.number(min=0.0)
-    milestones: tuple = attrs.field(converter=lambda v: tuple(v) if isinstance(v, list) else v, validator=_milestones)
+    milestones: tuple = _milestones_field()
     gamma: float = fields.number(0.1, min=0.0)
 
     def __call__(self, step):
@@ -198,7 +207,7 @@ class Warmup(Schedule):
     / warmup_steps`` for ``step < warmup_steps``, else ``schedule(step - warmup_steps)``."""
 
     warmup_steps: int = _steps()
-    schedule: Schedule = attrs.field(converter=_nested, metadata={fields.KIND: "schedules"})
+    schedule: Schedule = _schedule_field()
     start: float = fields.number(0.0, min=0.0)
 
     def __call__(self, step):
@@ -257,7 +266,7 @@ def from_cli(
     total = max(1, steps_per_epoch * epochs)
     warmup = int(round(warmup_epochs * steps_per_epoch))
     rest = max(1, total - warmup)
-    inner: float | dict = {
+    choices: dict[str, float | dict] = {
         "constant": learning_rate,
         "cosine": {"type": "cosine", "initial": learning_rate, "decay_steps": rest},
         "linear": {"type": "linear", "initial": learning_rate, "decay_steps": rest},
@@ -267,7 +276,8 @@ def from_cli(
             "decay_rate": decay,
             "decay_steps": max(1, steps_per_epoch),
         },
-    }[kind]
+    }
+    inner = choices[kind]
     if warmup <= 0:
         return inner
     return {"type": "warmup", "warmup_steps": warmup, "schedule": inner}

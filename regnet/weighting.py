@@ -7,6 +7,7 @@ is ``w_i`` times the unweighted one. ``class_weight`` gives each sample the weig
 the ``k`` classes that occur), multiplied by its ``sample_weight`` when both are given.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -85,12 +86,12 @@ def class_table(value: object, output_shape: tuple) -> "np.ndarray | str | None"
         cls = key
         if isinstance(key, str) and key.strip().lstrip("-").isdigit():  # JSON object keys
             cls = int(key)
-        if not isinstance(cls, numbers.Integral) or isinstance(cls, bool) or not 0 <= cls < k:
+        if not isinstance(cls, numbers.Integral) or isinstance(cls, bool) or not 0 <= int(cls) < k:
             raise ConfigError(
                 f"class_weight names class {show(key)}, but the model has {k} classes (0 to {k - 1})",
                 field="class_weight",
             )
-        if not isinstance(weight, numbers.Real) or isinstance(weight, bool) or not np.isfinite(weight) or weight < 0:
+        if not isinstance(weight, numbers.Real) or isinstance(weight, bool) or not 0 <= float(weight) < math.inf:
             raise ConfigError(
                 f"the weight of class {cls} must be a finite number >= 0, got {show(weight)}", field="class_weight"
             )

@@ -11,14 +11,18 @@ from regnet import (
     Initializer,
     Layer,
     Loss,
+    Metric,
     Optimizer,
+    Schedule,
     activation,
     fields,
     initializer,
     layer,
     loss,
+    metric,
     optimizer,
     registry,
+    schedule,
 )
 from regnet.errors import DataError
 from regnet.losses import CategoricalCrossentropy
@@ -32,7 +36,9 @@ from regnet.testing import (
     check_initializer,
     check_layer,
     check_loss,
+    check_metric,
     check_optimizer,
+    check_schedule,
 )
 
 # -- correct components, and each one bent to break exactly one property -----------------------
@@ -309,6 +315,105 @@ class KitHuge(KitNormal):
         return rng.standard_normal(shape, dtype=np.float32) * 3
 
 
+@schedule("kit_linear", register=False)
+class KitLinear(Schedule):
+    """``max(0, initial - slope * step)``."""
+
+    initial: float = fields.number(0.1)
+    slope: float = fields.number(1e-4)
+
+    def __call__(self, step):
+        return max(0.0, self.initial - self.slope * step)
+
+
+@schedule("kit_lossy_schedule", register=False)
+class KitLossySchedule(KitLinear):
+    def get_config(self):
+        return {**super().get_config(), "slope": round(self.slope)}
+
+
+@schedule("kit_negative", register=False)
+class KitNegative(KitLinear):
+    def __call__(self, step):
+        return self.initial - self.slope * step
+
+
+@schedule("kit_counting", register=False)
+class KitCounting(KitLinear):
+    """Counts its calls instead of reading the step: not resumable."""
+
+    def __call__(self, step):
+        self.calls = getattr(self, "calls", 0) + 1
+        return self.initial * 0.99**self.calls
+
+
+@metric("kit_squared", register=False)
+class KitSquared(Metric):
+    """The mean squared error of real outputs."""
+
+    def check(self, output_shape):
+        if tuple(output_shape) != (3,):
+            raise ConfigError("real outputs only")
+
+    def statistics(self, pred, target, weight):
+        per_sample = ((pred - target) ** 2).sum(axis=1, dtype=np.float64)
+        w = np.ones(len(pred)) if weight is None else weight
+        return {"total": np.asarray(w @ per_sample), "count": np.asarray(w.sum() * pred.shape[1])}
+
+    def compute(self, totals):
+        return float(totals["total"] / totals["count"])
+
+
+@metric("kit_lossy_metric", register=False)
+class KitLossyMetric(KitSquared):
+    scale: float = fields.number(1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": round(self.scale)}
+
+
+@metric("kit_refuses", register=False)
+class KitRefuses(KitSquared):
+    def check(self, output_shape):
+        raise ConfigError("no outputs at all")
+
+
+@metric("kit_batch_means", register=False)
+class KitBatchMeans(KitSquared):
+    """Averages batch means: not a sum over samples."""
+
+    def statistics(self, pred, target, weight):
+        return {"total": np.asarray(float(np.mean((pred - target) ** 2))), "count": np.asarray(1.0)}
+
+    def compute(self, totals):
+        return float(totals["total"] / totals["count"])
+
+
+@metric("kit_no_reset", register=False)
+class KitNoReset(KitSquared):
+    def reset(self):
+        pass
+
+
+@metric("kit_unweighted", register=False)
+class KitUnweighted(KitSquared):
+    def statistics(self, pred, target, weight):
+        return super().statistics(pred, target, None)
+
+
+@metric("kit_in_place", register=False)
+class KitInPlaceMetric(KitSquared):
+    def statistics(self, pred, target, weight):
+        pred *= 1.5
+        return super().statistics(pred / 1.5, target, weight)
+
+
+@metric("kit_jitter", register=False)
+class KitJitter(KitSquared):
+    def compute(self, totals):
+        return super().compute(totals) + np.random.random() * 1e-3
+
+
 @pytest.fixture
 def registered_hidden_state():
     """KitHiddenState registered, so that a saved model can name it (the hdf5 property needs that)."""
@@ -352,6 +457,17 @@ BROKEN = [
     ("initializers", "determinism", KitUnseeded(), {}, "the same seed gave different values"),
     ("initializers", "global_state", KitGlobalDraw(), {}, "global random state"),
     ("initializers", "variance", KitHuge(), {}, "times fan_in"),
+    ("schedules", "config", KitLossySchedule(slope=0.3), {}, "JSON round trip"),
+    ("schedules", "values", KitNegative(), {}, "expected a finite number >= 0"),
+    ("schedules", "pure", KitCounting(), {}, "a function of the step alone"),
+    ("schedules", "resume", KitCounting(), {}, "resumed from state_dict()"),
+    ("metrics", "config", KitLossyMetric(scale=0.3), {}, "JSON round trip"),
+    ("metrics", "outputs", KitRefuses(), {}, "takes none of the test outputs"),
+    ("metrics", "streaming", KitBatchMeans(), {}, "5 uneven batches"),
+    ("metrics", "totals", KitNoReset(), {}, "after reset()"),
+    ("metrics", "weights", KitUnweighted(), {}, "repeating each sample"),
+    ("metrics", "inputs_unchanged", KitInPlaceMetric(), {}, "modified its inputs"),
+    ("metrics", "determinism", KitJitter(), {}, "the same outputs give"),
 ]
 
 
@@ -383,6 +499,8 @@ def test_each_property_can_fail(kind, prop, component, options, phrase):
         (check_loss, KitMSE(), {}),
         (check_optimizer, SGD(momentum=0.9), {}),
         (check_initializer, KitNormal(), {}),
+        (check_schedule, KitLinear(), {}),
+        (check_metric, KitSquared(), {}),
     ],
     ids=KINDS,
 )
@@ -399,6 +517,8 @@ APPLIES = {
     "losses": ({"type": "categorical_crossentropy", "from_logits": False}, {}),
     "optimizers": ({"type": "SGD", "momentum": 0.9}, {}),
     "initializers": ("glorot_uniform", {"shapes": [(64, 32), (8, 4, 3, 3)]}),
+    "schedules": ({"type": "cosine", "initial": 0.1, "decay_steps": 100}, {}),
+    "metrics": ("mae", {}),
 }
 
 

@@ -166,3 +166,25 @@ def test_schedule_is_saved_in_the_training_config_and_restored(tmp_path):
     loaded = regnet.load(tmp_path / "m.h5")
     assert loaded.optimizer.schedule == model.optimizer.schedule
     assert loaded.optimizer.iterations == 10 and loaded.optimizer.learning_rate == model.optimizer.learning_rate
+
+
+def test_a_schedule_that_overflows_stops_training_like_a_divergence():
+    x = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    spec = {
+        "input_shape": [3],
+        "layers": [{"type": "BatchNorm", "name": "bn"}, {"type": "Dense", "units": 2, "activation": "softmax"}],
+    }
+    growth = {"type": "exponential", "initial": 0.0, "decay_rate": 1e200, "decay_steps": 1}  # 1e400 overflows
+
+    def build():
+        return Model.from_spec(spec, seed=0).compile(optimizer={"type": "sgd", "learning_rate": growth})
+
+    model = build()
+    with pytest.raises(regnet.TrainingDivergedError, match="learning-rate schedule fails at step 2") as info:
+        model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert info.value.batch == 3 and model.optimizer.iterations == 2
+    two_steps = build()
+    two_steps.fit(x[:16], y[:16], epochs=1, batch_size=8, shuffle=False, verbose=0)
+    for k, v in two_steps.state_dict().items():  # BatchNorm statistics included: the failed step left no trace
+        assert v.tobytes() == model.state_dict()[k].tobytes(), k

@@ -105,6 +105,8 @@ def test_a_batch_dataset_is_shuffled_by_batch_and_told_when_an_epoch_ends(monkey
     model = build()
     model.fit(ds, epochs=2, verbose=0, callbacks=[seen])
     assert ds.epochs_ended == 2 and len(seen.batches) == 14
+    as_list = model.fit(X, Y, verbose=0, validation_data=list(batches(X, Y, 50)))  # a list of two batches
+    assert as_list.history["val_loss"][0] == pytest.approx(model.evaluate(X, Y)["loss"], rel=1e-5)
     first = [b[0] for b in seen.batches[:7]]
     assert sorted(first) == list(range(0, 100, 16)) and first != sorted(first)
     assert model.evaluate(ds) == pytest.approx(model.evaluate(X, Y))

@@ -12,7 +12,8 @@ class BatchNorm(Layer):
 
     Running statistics follow ``running = momentum * running + (1 - momentum) * batch`` (the
     Keras convention; PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here), with the biased
-    batch variance.
+    batch variance. A frozen BatchNorm (``trainable`` False) uses and keeps its running
+    statistics in training too, as in Keras: fine-tuning does not disturb what it learnt.
 
     In data-parallel training the batch statistics are those of the global batch, summed over
     the processes (synchronised batch normalisation, ``regnet.sharding``): the result does not
@@ -43,6 +44,7 @@ class BatchNorm(Layer):
 
     def forward(self, x, training=False):
         b = self._bshape
+        training = training and self.trainable
         if training:
             shard = sharding.current()
             if shard is None:

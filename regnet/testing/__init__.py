@@ -15,6 +15,8 @@ activations   config, shape, dtype, inputs_unchanged, gradient, batch_independen
 losses        config, targets, value, dtype, inputs_unchanged, gradient, fusion
 optimizers    config, dtype, descent, state, determinism
 initializers  config, shape, dtype, determinism, global_state, variance
+schedules     config, values, pure, resume
+metrics       config, outputs, streaming, totals, weights, inputs_unchanged, determinism
 
 ``checks=("gradient", ...)`` restricts a run to some properties; a name the kind does not know
 is a ``ConfigError`` listing the valid ones. Every requested property either runs or appears in
@@ -39,8 +41,8 @@ are not config fields): ``test_config`` (a config for required fields), ``test_i
 
 Modules: ``report`` (outcomes), ``gradients`` (central differences), ``subjects`` (the component
 under test, the ``config`` property), one per kind (``layers``, ``activations``, ``losses``,
-``optimizers``, ``initializers``), ``cases`` (the registry as test cases), ``plugins``
-(simulated distributions).
+``optimizers``, ``initializers``, ``schedules``, ``metrics``), ``cases`` (the registry as test
+cases), ``plugins`` (simulated distributions).
 """
 
 from .activations import check_activation
@@ -59,9 +61,11 @@ from .gradients import gradient_error, numerical_gradient
 from .initializers import check_initializer
 from .layers import BUILTIN_INPUT_SHAPES, FALLBACK_INPUT_SHAPES, check_layer, default_input_shape
 from .losses import TARGET_KINDS, check_loss
+from .metrics import OUTPUT_KINDS, check_metric
 from .optimizers import check_optimizer
 from .plugins import plugin_distribution, reset_registries
 from .report import ConformanceError, Report
+from .schedules import check_schedule
 
 __all__ = [
     "BUILTIN_CONFIGS",
@@ -70,6 +74,7 @@ __all__ = [
     "CHECKS",
     "FALLBACK_INPUT_SHAPES",
     "KINDS",
+    "OUTPUT_KINDS",
     "PROPERTIES",
     "TARGET_KINDS",
     "Case",
@@ -80,7 +85,9 @@ __all__ = [
     "check_initializer",
     "check_layer",
     "check_loss",
+    "check_metric",
     "check_optimizer",
+    "check_schedule",
     "component_cases",
     "default_input_shape",
     "gradient_error",

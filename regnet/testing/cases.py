@@ -8,11 +8,10 @@ import attrs
 
 from .. import registry
 from ..errors import ConfigError, PluginError, RegnetError
-from . import activations, initializers, layers, losses, optimizers
+from . import activations, initializers, layers, losses, metrics, optimizers, schedules
 from .report import Report
 
-#: the kinds the kit checks
-KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
+KINDS = registry.KINDS
 
 #: the check of each kind
 CHECKS: dict[str, Callable[..., Report]] = {
@@ -21,6 +20,8 @@ CHECKS: dict[str, Callable[..., Report]] = {
     "losses": losses.check_loss,
     "optimizers": optimizers.check_optimizer,
     "initializers": initializers.check_initializer,
+    "schedules": schedules.check_schedule,
+    "metrics": metrics.check_metric,
 }
 #: the properties each kind's check knows, in the order it runs them
 PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -29,6 +30,8 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
     "losses": losses.PROPERTIES,
     "optimizers": optimizers.PROPERTIES,
     "initializers": initializers.PROPERTIES,
+    "schedules": schedules.PROPERTIES,
+    "metrics": metrics.PROPERTIES,
 }
 
 #: configs for the built-in components' required fields
@@ -40,6 +43,18 @@ BUILTIN_CONFIGS: dict[str, dict[str, dict]] = {
         "Dropout": {"rate": 0.3},
         "Conv2D": {"filters": 3, "kernel_size": 3},
     },
+    "schedules": {
+        "constant": {"value": 0.1},
+        "step": {"initial": 0.1, "step_size": 30},
+        "multi_step": {"initial": 0.1, "milestones": [50, 120]},
+        "exponential": {"initial": 0.1, "decay_rate": 0.5, "decay_steps": 40},
+        "linear": {"initial": 0.1, "decay_steps": 100},
+        "cosine": {"initial": 0.1, "decay_steps": 100},
+        "cosine_restarts": {"initial": 0.1, "first_decay_steps": 20},
+        "warmup": {"warmup_steps": 10, "schedule": {"type": "cosine", "initial": 0.1, "decay_steps": 100}},
+        "one_cycle": {"max_lr": 0.1, "total_steps": 200},
+    },
+    "metrics": {"top_k_accuracy": {"k": 2}},
 }
 #: further configurations of the built-ins, each ``(config, options)``: the options that take
 #: other code paths (``component_cases(extra=True)`` adds them)
@@ -107,6 +122,29 @@ BUILTIN_EXTRA_CASES: dict[str, list[tuple[dict, dict]]] = {
         ]
     ],
     "initializers": [({"type": "constant", "value": 0.5}, {})],
+    "schedules": [
+        ({"type": t, **c}, {})
+        for t, c in [
+            ("exponential", {"initial": 0.1, "decay_rate": 0.5, "decay_steps": 40, "staircase": True}),
+            ("cosine", {"initial": 0.1, "decay_steps": 100, "alpha": 0.1}),
+            ("cosine_restarts", {"initial": 0.1, "first_decay_steps": 20, "t_mul": 1.0, "m_mul": 0.8}),
+            ("cosine_restarts", {"initial": 0.1, "first_decay_steps": 7, "t_mul": 3.0, "alpha": 0.2}),
+            ("warmup", {"warmup_steps": 10, "schedule": 0.05, "start": 0.01}),
+            ("one_cycle", {"max_lr": 0.1, "total_steps": 200, "anneal": "linear", "pct_start": 0.5}),
+        ]
+    ],
+    "metrics": [
+        ({"type": t, **c}, {})
+        for t, c in [
+            ("accuracy", {"threshold": 0.3}),
+            ("f1", {"average": "micro"}),
+            ("f1", {"average": "weighted"}),
+            ("f1", {"average": "per_class"}),
+            ("precision", {"average": "binary"}),
+            ("recall", {"average": "per_class", "name": "recall_by_class"}),
+            ("auc", {"num_bins": 17}),
+        ]
+    ],
 }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import attrs
 
+from .. import checkpoint
 from .._version import __version__
 from ..datasets import sources
 from ..datasets.download import sha256_file
@@ -192,3 +193,8 @@ def evaluate(name: str, data: "str | None" = None, split: str = "test") -> dict:
     (xtr, ytr), (xte, yte) = sources.load(data or entry["dataset"])
     x, y = (xte, yte) if split == "test" else (xtr, ytr)
     return model.evaluate(x, y)
+
+
+# ``Model.from_spec(spec, weights_from="zoo:NAME")`` and ``regnet train --init-from NAME`` take
+# weights from a zoo model (checked by ``verify``)
+checkpoint.SOURCES["zoo"] = verify

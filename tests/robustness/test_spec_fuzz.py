@@ -748,12 +748,28 @@ COMPONENT_FIELDS = FIELDS + [
     "from_logits",
     "weight_decay",
     "initial_accumulator_value",
+    "clipnorm",
+    "global_clipnorm",
+    "clipvalue",
+    # schedules and metrics
+    "initial",
+    "decay_steps",
+    "decay_rate",
+    "milestones",
+    "warmup_steps",
+    "schedule",
+    "total_steps",
+    "average",
+    "k",
+    "threshold",
+    "num_bins",
+    "name",
 ]
 
 
 def test_random_component_configs_raise_regnet_errors(fuzz_cases, time_limit):
-    """Losses, optimizers, activations and initializers from random names and configs, directly
-    and through ``compile``."""
+    """Components of every kind from random names and configs, directly and through ``compile``
+    (schedules as an optimizer's learning rate, metrics in the metrics list)."""
     from regnet.registry import REGISTRIES
 
     kinds = sorted(REGISTRIES)
@@ -773,6 +789,10 @@ def test_random_component_configs_raise_regnet_errors(fuzz_cases, time_limit):
                 lambda: REGISTRIES[kind].create(spec),
                 lambda: model.compile(loss=spec) if kind == "losses" else None,
                 lambda: model.compile(optimizer=spec) if kind == "optimizers" else None,
+                lambda: (
+                    model.compile(optimizer={"type": "sgd", "learning_rate": spec}) if kind == "schedules" else None
+                ),
+                lambda: model.compile(metrics=[spec]) if kind == "metrics" else None,
             ):
                 try:
                     make()

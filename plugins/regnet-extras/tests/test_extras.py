@@ -38,6 +38,8 @@ def test_one_component_of_every_kind_comes_from_the_distribution():
         ("optimizers", "Lion"),
         ("initializers", "orthogonal"),
         ("initializers", "truncated_normal"),
+        ("schedules", "inverse_sqrt"),
+        ("metrics", "balanced_accuracy"),
     ]:
         prov = registry.REGISTRIES[kind].provider(name)
         assert (prov.distribution, prov.version) == (DIST, version)
@@ -45,7 +47,7 @@ def test_one_component_of_every_kind_comes_from_the_distribution():
 
 
 def test_hand_checked_values():
-    from regnet_extras import Huber, Lion, Mish, Swish
+    from regnet_extras import BalancedAccuracy, Huber, InverseSqrt, Lion, Mish, Swish
 
     x = np.array([-1.0, 0.0, 2.0], dtype=np.float32)
     np.testing.assert_allclose(Swish().forward(x), [-0.2689414, 0.0, 1.7615942], rtol=1e-6)
@@ -62,6 +64,30 @@ def test_hand_checked_values():
     np.testing.assert_allclose(opt.slots["m"]["w"], [0.01, -0.02], rtol=1e-5)
     opt.step({"w": p}, {"w": np.array([-1.0, -1.0], np.float32)})
     np.testing.assert_allclose(p, [1.0, -1.8], rtol=1e-6)
+    # inverse_sqrt, peak 1, 4 warm-up steps: 0.25, 0.5, 0.75, 1, then sqrt(4/5), sqrt(4/9)
+    rate = InverseSqrt(peak=1.0, warmup_steps=4)
+    assert [rate(s) for s in (0, 1, 2, 3, 4, 8)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 0.8**0.5, (4 / 9) ** 0.5])
+    # balanced accuracy: class 0 right 3 of 4, class 1 right 1 of 1 -> (0.75 + 1) / 2 (accuracy 0.8)
+    pred = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]], np.float32)
+    assert BalancedAccuracy()(pred, np.array([0, 0, 0, 0, 1])) == pytest.approx(0.875)
+
+
+def test_the_schedule_and_the_metric_are_saved_with_a_model_and_come_back(tmp_path):
+    x, y = _data()
+    labels = (y[:, 0] > 0).astype(np.int64)
+    model = regnet.Model.from_spec(
+        {"input_shape": [2], "layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]}, seed=0
+    )
+    rate = {"type": "inverse_sqrt", "peak": 0.05, "warmup_steps": 5}
+    model.compile(optimizer={"type": "sgd", "learning_rate": rate}, metrics=["balanced_accuracy"])
+    history = model.fit(x, labels, epochs=2, batch_size=32, verbose=0)
+    assert 0 <= history.history["balanced_accuracy"][-1] <= 1
+    regnet.save(model, tmp_path / "m.h5")
+    loaded = regnet.load(tmp_path / "m.h5")
+    assert loaded.optimizer.schedule == model.optimizer.schedule and loaded.metrics == model.metrics
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        recorded = {(c["kind"], c["name"]): c["distribution"] for c in json.loads(f["metadata/components"][()])}
+    assert recorded[("schedules", "inverse_sqrt")] == recorded[("metrics", "balanced_accuracy")] == DIST
 
 
 SPEC = json.dumps(

@@ -4,11 +4,23 @@ Nothing here registers itself on import: regnet loads each class when a model fi
 """
 
 from .activations import Mish, Swish
+from .balanced_accuracy import BalancedAccuracy
 from .huber import Huber
 from .initializers import Orthogonal, TruncatedNormal
+from .inverse_sqrt import InverseSqrt
 from .layer_norm import LayerNorm
 from .lion import Lion
 
 __version__ = "0.1.0"
 
-__all__ = ["LayerNorm", "Swish", "Mish", "Huber", "Lion", "Orthogonal", "TruncatedNormal"]
+__all__ = [
+    "LayerNorm",
+    "Swish",
+    "Mish",
+    "Huber",
+    "Lion",
+    "Orthogonal",
+    "TruncatedNormal",
+    "InverseSqrt",
+    "BalancedAccuracy",
+]

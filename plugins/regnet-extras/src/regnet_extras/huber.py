@@ -25,3 +25,10 @@ class Huber(Loss):
         loss = np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
         grad = np.clip(d, -delta, delta) / np.asarray(d.size, pred.dtype)
         return float(loss.mean()), grad
+
+    def per_sample(self, pred, target):
+        """Each sample's loss (for sample and class weights), vectorised."""
+        d = pred - target.reshape(pred.shape).astype(pred.dtype, copy=False)
+        a, delta = np.abs(d), np.asarray(self.delta, pred.dtype)
+        loss = np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+        return loss.reshape(len(pred), -1).mean(axis=1)
