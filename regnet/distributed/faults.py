@@ -11,6 +11,7 @@ step, drifted replicas), are marked with ``collective`` and raised normally ever
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ from ..text import escape
 
 #: the exit status of a run stopped by ``abort``
 ABORT_STATUS = 70
+#: seconds between the last words of a failing process and ``MPI_Abort``
+OUTPUT_GRACE = 0.5
 
 _MARK = "_regnet_collective"
 
@@ -58,6 +61,11 @@ def abort(comm: Any, rank: int, size: int, message: str, status: int = ABORT_STA
     if not _aborting.acquire(blocking=False):  # another thread is already aborting
         threading.Event().wait()
     report(rank, size, f"{message}; stopping all {size} processes")
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    time.sleep(OUTPUT_GRACE)  # the launcher forwards output asynchronously: let it pass before the kill
     try:
         comm.Abort(status)
     finally:  # Abort does not return; should it, leave anyway
