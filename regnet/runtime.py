@@ -224,20 +224,24 @@ def _changes_weights_between_steps(callbacks):
     )
 
 
-def fit(model, x=None, y=None, *, strategy=None, **options):
-    """Train ``model``; returns the ``History`` of the epochs run (see ``Model.fit``), on this
-    process or as ``strategy`` says (see ``Strategy``)."""
-    strategy = LOCAL if strategy is None else strategy
-    with strategy.scope():
-        return _fit(model, x, y, strategy=strategy, **options)
+def _in_strategy_scope(fit):
+    """Run ``fit`` inside its strategy's ``scope()`` (what an error on one process does)."""
+
+    @functools.wraps(fit)
+    def scoped(model, x=None, y=None, **options):
+        strategy = options.get("strategy") or LOCAL
+        with strategy.scope():
+            return fit(model, x, y, **options)
+
+    return scoped
 
 
-def _fit(
+@_in_strategy_scope
+def fit(
     model,
     x=None,
     y=None,
     *,
-    strategy,
     batch_size=32,
     epochs=1,
     verbose=1,
@@ -252,7 +256,11 @@ def _fit(
     validation_steps=None,
     seed=None,
     resume_from=None,
+    strategy=None,
 ):
+    """Train ``model``; returns the ``History`` of the epochs run (see ``Model.fit``), on this
+    process or as ``strategy`` says (see ``Strategy``)."""
+    strategy = LOCAL if strategy is None else strategy
     initial_epoch = _initial_epoch(initial_epoch, resume_from)
     callback_states = {}
     if resume_from is not None:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -184,10 +185,18 @@ def resume(out, phase):
         model = training.model(case)
         training.fit(model, case, strategy=strategy, callbacks=[regnet.ModelCheckpoint(out / "ckpt-{epoch}.h5")])
         name = "first"
-    else:
+    elif phase == "again":
         model = training.model(case, seed=99)  # other initial weights: the checkpoint replaces them
         training.fit(model, case, strategy=strategy, resume_from=out / "ckpt-1.h5")
         name = f"again-{comm.size}"
+    else:  # per process: the global batch grows with the number of processes, and the run says so
+        model = training.model(case, seed=99)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            batch = training.GLOBAL_BATCH // 2
+            training.fit(model, case, strategy=DataParallel(), batch_size=batch, resume_from=out / "ckpt-1.h5")
+        (out / f"warnings-{comm.rank}.json").write_text(json.dumps([str(w.message) for w in caught]))
+        name = f"per-rank-{comm.size}"
     if comm.rank == 0:
         np.savez(out / f"{name}.npz", **model.state_dict())
         (out / f"{name}.json").write_text(json.dumps(model.history.to_list()))

@@ -126,3 +126,10 @@ def test_a_run_resumed_on_another_number_of_processes_continues_it(mpirun, tmp_p
     logs = json.loads((tmp_path / "again-4.json").read_text())
     assert [e["epoch"] for e in logs] == [1, 2]
     np.testing.assert_allclose(logs[1]["loss"], json.loads((tmp_path / "first.json").read_text())[1]["loss"], rtol=1e-4)
+    per_rank = mpirun(4, "resume", tmp_path, "per_rank", timeout=180)
+    assert per_rank.returncode == 0, per_rank
+    said = json.loads((tmp_path / "warnings-0.json").read_text())
+    assert any(
+        "trained with a global batch of 32 on 2 process(es); it now has a global batch of 64 on 4" in w for w in said
+    )
+    assert json.loads((tmp_path / "warnings-1.json").read_text()) == []  # rank 0 alone says it
