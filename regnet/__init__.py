@@ -48,10 +48,11 @@ from .registry import (
 )
 
 
-def load(path, compile=True):
+def load(path, compile=True, *, allow_non_finite=False):
     """Load a model saved with ``save``: spec, weights, epoch, history, RNG state and, with
-    ``compile``, its loss, optimizer state and metrics (see ``regnet.checkpoint.load``)."""
-    return Model.load(path, compile=compile)
+    ``compile``, its loss, optimizer state and metrics (see ``regnet.checkpoint.load``). Weights
+    holding NaN or infinities are refused unless ``allow_non_finite``."""
+    return Model.load(path, compile=compile, allow_non_finite=allow_non_finite)
 
 
 def save(model, path, *, metadata=None):

@@ -49,9 +49,9 @@ class Model:
     from_json = from_spec
 
     @classmethod
-    def load(cls, path, compile=True):
+    def load(cls, path, compile=True, *, allow_non_finite=False):
         """The model saved at ``path`` by ``save`` (see ``regnet.checkpoint.load``)."""
-        return checkpoint.load(cls, path, compile=compile)
+        return checkpoint.load(cls, path, compile=compile, allow_non_finite=allow_non_finite)
 
     def _build(self):
         shapes = {spec.INPUT: self.input_shape}
@@ -285,9 +285,9 @@ class Model:
         """Save the weights only (matched by name when loaded)."""
         return checkpoint.save_weights(self, path)
 
-    def load_weights(self, path, strict=True):
+    def load_weights(self, path, strict=True, *, allow_non_finite=False):
         """Load weights by name from a weights or model file (see ``checkpoint.load_weights``)."""
-        return checkpoint.load_weights(self, path, strict=strict)
+        return checkpoint.load_weights(self, path, strict=strict, allow_non_finite=allow_non_finite)
 
     def training_config(self):
         """Loss, optimizer and metrics as plain JSON data (``None`` if not compiled)."""

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from . import fields, registry
+from . import fields, names, registry
 from .errors import WeightsMismatchError
 from .ops import parallel
 
@@ -39,6 +39,8 @@ class Optimizer:
     slot_names: ClassVar[tuple[str, ...]] = ()
 
     def __attrs_post_init__(self):
+        for slot in self.slot_names:  # each becomes a group name in the model file
+            names.check(slot, field=f"slot_names of {registry.registered_name(self)}")
         self.iterations = 0
         self.slots = {s: {} for s in self.slot_names}
 
