@@ -20,7 +20,8 @@ import numpy as np
 
 from ..atomic import checked_path
 from ..errors import DataError
-from .idx import MAX_BYTES
+#: refuse arrays (or archives, all members read together) declaring more bytes than this
+MAX_BYTES = 1 << 30
 
 #: deflate compresses by at most about 1032 to one; a member declaring more is not honest
 MAX_RATIO = 1100
@@ -29,10 +30,11 @@ KINDS = "biuf"
 _HEADER_BYTES = 10_000  # numpy's own limit on a header
 
 
-def read_npy(path: "str | os.PathLike[str]", *, max_bytes: int = MAX_BYTES) -> np.ndarray:
+def read_npy(path: "str | os.PathLike[str]", *, max_bytes: int | None = None) -> np.ndarray:
     """The array in the ``.npy`` file at ``path`` (native byte order), its declared size checked
-    against ``max_bytes`` and the file before anything is read."""
+    against ``max_bytes`` (default ``MAX_BYTES``) and the file before anything is read."""
     path = checked_path(path, error=DataError, what="an .npy file")
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
@@ -43,11 +45,11 @@ def read_npy(path: "str | os.PathLike[str]", *, max_bytes: int = MAX_BYTES) -> n
 
 class NpzFile:
     """An open ``.npz`` archive: ``files`` lists its arrays, ``read(name)`` returns one; all reads
-    together may declare at most ``max_bytes``."""
+    together may declare at most ``max_bytes`` (default ``MAX_BYTES``)."""
 
-    def __init__(self, path: "str | os.PathLike[str]", *, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, path: "str | os.PathLike[str]", *, max_bytes: int | None = None) -> None:
         self.path = checked_path(path, error=DataError, what="an .npz file")
-        self.budget = max_bytes
+        self.budget = MAX_BYTES if max_bytes is None else max_bytes
         try:
             self.zip = zipfile.ZipFile(self.path)
         except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
@@ -97,7 +99,7 @@ class NpzFile:
         self.close()
 
 
-def open_npz(path: "str | os.PathLike[str]", *, max_bytes: int = MAX_BYTES) -> NpzFile:
+def open_npz(path: "str | os.PathLike[str]", *, max_bytes: int | None = None) -> NpzFile:
     """Open an ``.npz`` archive for bounded reading (a context manager)."""
     return NpzFile(path, max_bytes=max_bytes)
 
