@@ -20,6 +20,8 @@ import numpy as np
 
 from ..atomic import checked_path
 from ..errors import DataError
+from ..text import escape
+
 #: refuse arrays (or archives, all members read together) declaring more bytes than this
 MAX_BYTES = 1 << 30
 
@@ -38,9 +40,9 @@ def read_npy(path: "str | os.PathLike[str]", *, max_bytes: int | None = None) ->
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            return _read(fh, size, path, max_bytes)
+            return _read(fh, size, escape(path), max_bytes)
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read {escape(path)}: {exc.strerror or exc}") from None
 
 
 class NpzFile:
@@ -49,11 +51,12 @@ class NpzFile:
 
     def __init__(self, path: "str | os.PathLike[str]", *, max_bytes: int | None = None) -> None:
         self.path = checked_path(path, error=DataError, what="an .npz file")
+        self.shown = escape(self.path)
         self.budget = MAX_BYTES if max_bytes is None else max_bytes
         try:
             self.zip = zipfile.ZipFile(self.path)
         except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise DataError(f"cannot read {self.path}: not a valid .npz (zip) file: {exc}") from None
+            raise DataError(f"cannot read {self.shown}: not a valid .npz (zip) file: {escape(exc)}") from None
         self.members = {
             info.filename[: -len(".npy")]: info for info in self.zip.infolist() if info.filename.endswith(".npy")
         }
@@ -63,8 +66,9 @@ class NpzFile:
         """The array ``name``, after checking what the archive declares about it."""
         info = self.members.get(name)
         if info is None:
-            raise DataError(f"{self.path} has no array '{name}' (it holds {', '.join(self.files) or 'nothing'})")
-        where = f"{self.path}: array '{name}'"
+            held = escape(", ".join(self.files), 300) or "nothing"
+            raise DataError(f"{self.shown} has no array {escape(repr(name), 100)} (it holds {held})")
+        where = f"{self.shown}: array {escape(repr(name), 100)}"
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise DataError(
                 f"{where} uses zip compression method {info.compress_type}; only stored and deflate are read"
@@ -85,7 +89,7 @@ class NpzFile:
         except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
-            raise DataError(f"{where} is damaged: {exc}") from None
+            raise DataError(f"{where} is damaged: {escape(exc)}") from None
         self.budget -= info.file_size
         return arr
 
