@@ -122,7 +122,7 @@ def stage(
     Tensors holding NaN or infinities are refused unless ``allow_non_finite``.
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    staged = Staged(f.weights(expected, allow_non_finite=allow_non_finite)[0])
+    staged = Staged(f.weights(expected, allow_non_finite=True)[0])
     if training:
         if optimizer is None:
             config = f.training_config()
@@ -131,9 +131,11 @@ def stage(
                 staged.optimizer = optimizer
         if optimizer is not None:
             slots = {f"{slot}/{key}": p.shape for slot in optimizer.slot_names for key, p in model.params.items()}
-            staged.optimizer_state = f.optimizer_state(
-                slots, registered_name(optimizer), allow_non_finite=allow_non_finite
-            )
+            staged.optimizer_state = f.optimizer_state(slots, registered_name(optimizer), allow_non_finite=True)
+    if not allow_non_finite:  # one error naming every bad tensor, weights and optimizer state
+        tensors = {f"weights/{k}": v for k, v in staged.weights.items()}
+        tensors.update({f"optimizer/{k}": v for k, v in (staged.optimizer_state or {}).items() if k != "iterations"})
+        f.check_finite(tensors)
     staged.rng_state = _rng_state(f, model.rng)
     staged.epoch, staged.history = f.progress()
     return staged
@@ -268,8 +270,8 @@ def _why_missing(reg: Registry, entry: dict) -> str:
     """Why a component the file names is not registered, and what would make it available."""
     withheld = reg.withheld(entry["name"])
     if withheld is not None:
-        dist = escape(withheld.distribution, 200)
-        return f"is installed (distribution {dist}) but not loaded: {autoload_hint(withheld)}"
+        installed = escape(withheld.distribution, 200)
+        return f"is installed (distribution {installed}) but not loaded: {autoload_hint(withheld)}"
     why = f"is not available: no installed package registers it in the entry-point group '{reg.group}'"
     dist, version = entry.get("distribution"), entry.get("version")
     if dist is None or dist == BUILTIN:

@@ -66,7 +66,7 @@ def _path(path: object) -> str:
     return checked_path(path)
 
 
-def _json_default(value):
+def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -74,7 +74,7 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
-def _dumps(value, what):
+def _dumps(value: Any, what: str) -> str:
     try:
         return json.dumps(value, default=_json_default, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
@@ -83,28 +83,28 @@ def _dumps(value, what):
         ) from exc
 
 
-def _text(value):
+def _text(value: str) -> np.ndarray:
     """A fixed-length UTF-8 string value (as an attribute it lives in the object header, which
     HDF5 checksums)."""
     data = value.encode("utf-8")
     return np.array(data, dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
 
 
-def _set_attr(obj, name, value):
+def _set_attr(obj: Any, name: str, value: "str | int") -> None:
     obj.attrs.create(name, _text(value) if isinstance(value, str) else np.int64(value))
 
 
-def _sha256(data):
+def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_json(group, name, text):
+def _write_json(group: h5py.Group, name: str, text: str) -> None:
     data = text.encode("utf-8")
     ds = group.create_dataset(name, data=_text(text))
     _set_attr(ds, "sha256", _sha256(data))
 
 
-def _write_array(group, key, value):
+def _write_array(group: h5py.Group, key: str, value: np.ndarray) -> None:
     """One float32 tensor at ``group/key`` (``key`` may hold '/') with the sha256 of its
     little-endian C-order bytes."""
     value = np.ascontiguousarray(value, dtype="<f4")
@@ -112,7 +112,7 @@ def _write_array(group, key, value):
     _set_attr(ds, "sha256", _sha256(value.tobytes()))
 
 
-def _write_header(f, fmt, epoch):
+def _write_header(f: h5py.File, fmt: str, epoch: int) -> None:
     _set_attr(f, "format", fmt)
     _set_attr(f, "format_version", FORMAT_VERSION)
     _set_attr(f, "regnet_version", __version__)
@@ -195,7 +195,7 @@ def _check_keys(tensors: dict, where: str, parts: int) -> None:
             )
 
 
-def _write_tensors(group, tensors):
+def _write_tensors(group: h5py.Group, tensors: dict) -> None:
     for key in sorted(tensors):
         _write_array(group, key, tensors[key])
 
@@ -411,8 +411,9 @@ class ModelFile:
                 f"{self.shown}: '{escape(where, 300)}' does not match its sha256 checksum (the file is corrupted)"
             )
 
-    def check_finite(self, tensors: dict[str, np.ndarray], where: str) -> None:
-        """Refuse tensors holding NaN or infinities (a checksum only proves they were stored so)."""
+    def check_finite(self, tensors: dict[str, np.ndarray]) -> None:
+        """Refuse tensors (``{"weights/...": array}``) holding NaN or infinities, naming every one;
+        a checksum only proves that they were stored so."""
         bad = {k: v for k, v in tensors.items() if not np.isfinite(v).all()}
         if not bad:
             return
@@ -420,7 +421,7 @@ class ModelFile:
         for key in sorted(bad)[:10]:
             v = bad[key]
             nan, inf = int(np.isnan(v).sum()), int(np.isinf(v).sum())
-            parts.append(f"'{escape(where + '/' + key, 300)}' ({nan} NaN, {inf} infinite of {v.size})")
+            parts.append(f"'{escape(key, 300)}' ({nan} NaN, {inf} infinite of {v.size})")
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise self.fail(
             f"{len(bad)} tensor(s) hold NaN or infinite values: {', '.join(parts)}{more}; a model with them "
@@ -494,7 +495,7 @@ class ModelFile:
             raise _mismatch_error(self.shown, report, "the stored weights do not fit the model")
         values = {k: self.read(found[k], f"weights/{k}") for k in report.loaded}
         if not allow_non_finite:
-            self.check_finite(values, "weights")
+            self.check_finite({f"weights/{k}": v for k, v in values.items()})
         return values, report
 
     def optimizer_state(
@@ -519,7 +520,7 @@ class ModelFile:
             raise _mismatch_error(self.shown, bad, f"the optimizer state does not fit {what} on this model")
         state: dict[str, Any] = {k: self.read(found[k], f"optimizer/{k}") for k in report.loaded}
         if not allow_non_finite:
-            self.check_finite(state, "optimizer")
+            self.check_finite({f"optimizer/{k}": v for k, v in state.items()})
         state["iterations"] = np.int64(iterations)
         return state
 
@@ -565,11 +566,11 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT
             f.close()
 
 
-def _is_f32(dtype):
+def _is_f32(dtype: np.dtype) -> bool:
     return dtype.kind == "f" and dtype.itemsize == 4
 
 
-def _match(r, where, found, expected):
+def _match(r: ModelFile, where: str, found: dict, expected: dict) -> WeightsReport:
     """Compare datasets with ``expected`` shapes by name; returns a ``WeightsReport`` (nothing read)."""
     missing = sorted(set(expected) - set(found))
     skipped = sorted(set(found) - set(expected))

@@ -20,6 +20,7 @@ import importlib.metadata as metadata
 import os
 import re
 import warnings
+from typing import Any
 
 import attrs
 from packaging.version import InvalidVersion, Version
@@ -69,13 +70,13 @@ class Registry:
         self.a_noun = ("an " if self.noun[0] in "aeiou" else "a ") + self.noun
         self.group = f"regnet.{kind}"
         self.base: type | None = None  # the class every component must subclass (bound by its module)
-        self._items = {}  # name -> component
-        self._providers = {}  # name -> Provider
-        self._aliases = {}  # alias -> canonical name
-        self._pending = {}  # name -> EntryPoint not yet loaded
-        self._broken = {}  # name -> Broken (what a lookup of the name reports)
-        self._broken_all = []  # every Broken entry, one per distribution involved
-        self._withheld = {}  # name -> Provider left out by REGNET_DISABLE_PLUGIN_AUTOLOAD
+        self._items: dict[str, Any] = {}  # name -> component
+        self._providers: dict[str, Provider] = {}  # name -> Provider
+        self._aliases: dict[str, str] = {}  # alias -> canonical name
+        self._pending: dict[str, tuple] = {}  # name -> (EntryPoint not yet loaded, Provider)
+        self._broken: dict[str, Broken] = {}  # name -> Broken (what a lookup of the name reports)
+        self._broken_all: list[Broken] = []  # every Broken entry, one per distribution involved
+        self._withheld: dict[str, Provider] = {}  # name -> Provider left out by REGNET_DISABLE_PLUGIN_AUTOLOAD
         self._discovered = False
 
     def bind(self, base: type) -> type:

@@ -133,12 +133,13 @@ def _read(fh: IO[bytes], size: int, where: str, max_bytes: int) -> np.ndarray:
     if size != head + n:
         raise DataError(f"{where} declares {n} bytes of data after its header but holds {size - head}")
     buf = bytearray(n)
-    view, got = memoryview(buf), 0
+    got = 0
     while got < n:
-        k = fh.readinto(view[got:])
-        if not k:
+        chunk = fh.read(min(n - got, 1 << 24))
+        if not chunk:
             raise DataError(f"{where} is truncated: {got} of {n} bytes")
-        got += k
+        buf[got : got + len(chunk)] = chunk
+        got += len(chunk)
     if fh.read(1):
         raise DataError(f"{where} holds data beyond the {n} bytes its header declares")
     arr = np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
