@@ -170,7 +170,7 @@ def test_accepted_edge_names_round_trip(name):
 
 
 def test_generated_layer_names_round_trip_or_are_refused_when_built(fuzz_cases):
-    @fuzz(250)
+    @fuzz(150)
     @given(name=NAMES)
     def check(name):
         fuzz_cases("layer names")
@@ -191,7 +191,7 @@ def test_generated_layer_names_round_trip_or_are_refused_when_built(fuzz_cases):
 
 
 def test_generated_weight_names_round_trip_or_are_refused_when_built(fuzz_cases):
-    @fuzz(200)
+    @fuzz(120)
     @given(name=NAMES)
     def check(name):
         fuzz_cases("weight names")
@@ -213,7 +213,7 @@ def test_generated_weight_names_round_trip_or_are_refused_when_built(fuzz_cases)
 
 
 def test_generated_slot_names_round_trip_or_are_refused_when_built(fuzz_cases):
-    @fuzz(200)
+    @fuzz(120)
     @given(name=NAMES)
     def check(name):
         fuzz_cases("slot names")
