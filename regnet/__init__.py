@@ -2,7 +2,8 @@
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
 callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``testing``
-(the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files).
+(the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files);
+``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]``, imported on demand.
 """
 
 from . import (  # registers the built-ins
@@ -26,6 +27,7 @@ from .errors import (
     DownloadError,
     FileFormatError,
     IntegrityError,
+    MissingDependencyError,
     PluginError,
     RegnetError,
     ShapeError,
@@ -78,6 +80,7 @@ __all__ = [
     "FileFormatError",
     "IntegrityError",
     "DataError",
+    "MissingDependencyError",
     "DownloadError",
     "TrainingDivergedError",
     "REGISTRIES",

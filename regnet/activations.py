@@ -3,6 +3,7 @@
 import math
 from typing import Any
 
+import attrs
 import numpy as np
 
 from . import fields, registry
@@ -34,8 +35,12 @@ class Activation:
 
 registry.activations.bind(Activation)
 
-#: ``@activation("name", aliases=(...))``: make the class an attrs activation and register it
-activation = registry.component_decorator(registry.activations)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def activation(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@activation("name", aliases=(...))``: make the class an attrs activation and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.activations, name, aliases=aliases, register=register)
 
 
 def get(spec: Any) -> Activation:

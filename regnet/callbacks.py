@@ -3,6 +3,7 @@
 
 import math
 import os
+from typing import Any
 
 from . import checkpoint
 from .errors import ConfigError
@@ -16,7 +17,7 @@ class Callback:
     not checkpoint the weights after every batch (see ``divergence``).
     """
 
-    model = None
+    model: Any = None  # the Model being trained
     changes_weights = True
 
     def on_train_begin(self, logs=None): ...

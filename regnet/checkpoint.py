@@ -12,7 +12,7 @@ leaves the model exactly as it was.
 
 import os
 import warnings
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 import numpy as np
@@ -23,7 +23,7 @@ from .fields import kind_of
 from .registry import BUILTIN, REGISTRIES, Registry, autoload_hint, install_command, registered_name, to_plain
 from .text import escape
 
-PathLike = str | os.PathLike[str]
+PathLike: TypeAlias = str | os.PathLike[str]
 
 
 # -- capture ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Every failure prints one line, ``regnet: error: ...``, on stderr and exits with 
 """
 
 import argparse
+import functools
 import json
 import math
 import shlex
@@ -17,12 +18,30 @@ from . import checkpoint, io, metrics, zoo
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
-from .errors import DataError, RegnetError
+from .errors import DataError, MissingDependencyError, RegnetError
 from .model import Model
 from .registry import plugin_report
 from .schedules import KINDS as SCHEDULES
 from .schedules import StepSchedule
 from .text import escape
+
+
+def _missing_commands(error, names, sub, parents):
+    """Commands of an optional extra that is not installed: each takes any arguments and raises ``error``."""
+
+    def fail(args, argv):
+        raise error
+
+    for name in names:
+        p = sub.add_parser(name, parents=parents, help=f"unavailable: {error}")
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=fail)
+
+
+try:  # the optional extra regnet[onnx]
+    from .onnx.cli import add_commands as add_onnx_commands
+except MissingDependencyError as missing:
+    add_onnx_commands = functools.partial(_missing_commands, missing, ("export", "import"))
 
 __all__ = ["main", "build_parser", "StepSchedule"]
 
@@ -373,6 +392,7 @@ def build_parser():
     g = sub.add_parser("plugins", parents=[debug], help="components from plugins, and broken plugins")
     g.add_argument("--all", action="store_true", help="also list the built-in names")
     g.set_defaults(func=cmd_plugins)
+    add_onnx_commands(sub, [debug])
     return p
 
 

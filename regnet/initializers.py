@@ -8,6 +8,7 @@ vector (a bias) has ``fan_in = fan_out = its length``.
 import math
 from typing import Any
 
+import attrs
 import numpy as np
 
 from . import fields, registry
@@ -37,8 +38,12 @@ class Initializer:
 
 registry.initializers.bind(Initializer)
 
-#: ``@initializer("name", aliases=(...))``: make the class an attrs initializer and register it
-initializer = registry.component_decorator(registry.initializers)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def initializer(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@initializer("name", aliases=(...))``: make the class an attrs initializer and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.initializers, name, aliases=aliases, register=register)
 
 
 def get(spec: Any) -> Initializer:

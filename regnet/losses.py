@@ -60,8 +60,12 @@ class Loss:
 
 registry.losses.bind(Loss)
 
-#: ``@loss("name", aliases=(...))``: make the class an attrs loss and register it
-loss = registry.component_decorator(registry.losses)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def loss(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@loss("name", aliases=(...))``: make the class an attrs loss and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.losses, name, aliases=aliases, register=register)
 
 
 def get(spec: Any) -> Loss:

@@ -42,7 +42,7 @@ class Optimizer:
         for slot in self.slot_names:  # each becomes a group name in the model file
             names.check(slot, field=f"slot_names of {registry.registered_name(self)}")
         self.iterations = 0
-        self.slots = {s: {} for s in self.slot_names}
+        self.slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
 
     def step(self, params, grads):
         self.iterations += 1
@@ -68,7 +68,7 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state):
-        slots = {s: {} for s in self.slot_names}
+        slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
         for name, arr in state.items():
             if name == "iterations":
                 continue
@@ -85,8 +85,12 @@ class Optimizer:
 
 registry.optimizers.bind(Optimizer)
 
-#: ``@optimizer("Name", aliases=(...))``: make the class an attrs optimizer and register it
-optimizer = registry.component_decorator(registry.optimizers, slots=False)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def optimizer(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@optimizer("name", aliases=(...))``: make the class an attrs optimizer and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.optimizers, name, aliases=aliases, register=register, slots=False)
 
 
 def get(spec: Any) -> Optimizer:
@@ -112,8 +116,8 @@ class SGD(Optimizer):
     nesterov: bool = fields.boolean(False)
     weight_decay: float = fields.number(0.0, min=0.0)
 
-    @property
-    def slot_names(self):
+    @property  # a rule without momentum keeps no state
+    def slot_names(self):  # type: ignore[override]
         return ("momentum",) if self.momentum else ()
 
     def update(self, p, g, state):

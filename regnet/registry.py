@@ -19,8 +19,10 @@ import fnmatch
 import importlib.metadata as metadata
 import os
 import re
+import sys
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 from packaging.version import InvalidVersion, Version
@@ -28,6 +30,7 @@ from packaging.version import InvalidVersion, Version
 from .errors import ConfigError, PluginError, UnknownComponentError
 from .text import escape, show
 
+T = TypeVar("T")
 BUILTIN = "regnet"
 KINDS = ("layers", "activations", "losses", "optimizers", "initializers")
 
@@ -73,7 +76,7 @@ class Registry:
         self._items: dict[str, Any] = {}  # name -> component
         self._providers: dict[str, Provider] = {}  # name -> Provider
         self._aliases: dict[str, str] = {}  # alias -> canonical name
-        self._pending: dict[str, tuple] = {}  # name -> (EntryPoint not yet loaded, Provider)
+        self._pending: dict[str, tuple[metadata.EntryPoint, Provider]] = {}  # entry points not yet loaded
         self._broken: dict[str, Broken] = {}  # name -> Broken (what a lookup of the name reports)
         self._broken_all: list[Broken] = []  # every Broken entry, one per distribution involved
         self._withheld: dict[str, Provider] = {}  # name -> Provider left out by REGNET_DISABLE_PLUGIN_AUTOLOAD
@@ -134,7 +137,7 @@ class Registry:
         only = None
         if os.environ.get("REGNET_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
             only = {normalize_distribution(d) for d in os.environ.get("REGNET_PLUGINS", "").split(",") if d.strip()}
-        claims = {}
+        claims: dict[str, list[tuple[metadata.EntryPoint, Provider]]] = {}
         try:
             eps = list(metadata.entry_points(group=self.group))
         except Exception as exc:  # unreadable metadata of some installed distribution
@@ -148,13 +151,13 @@ class Registry:
                 continue
             prov = Provider(dist_name, dist.version if dist is not None else None, ep.value)
             claims.setdefault(ep.name, []).append((ep, prov))
-        for name, eps in claims.items():
-            if len(eps) > 1:
-                who = " and ".join(_describe(p) for _, p in eps)
-                for _, prov in eps:
+        for name, claimants in claims.items():
+            if len(claimants) > 1:
+                who = " and ".join(_describe(p) for _, p in claimants)
+                for _, prov in claimants:
                     self._mark_broken(name, prov, f"name clash: {self.kind} '{name}' is provided by {who}")
                 continue
-            ep, prov = eps[0]
+            ep, prov = claimants[0]
             taken = self._builtin_match(name)
             if taken is not None:
                 how, key = taken
@@ -404,26 +407,39 @@ initializers = Registry("initializers")
 REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers)}
 
 
-def component_decorator(registry: Registry, **define_options: object):
-    """The decorator of one kind, e.g. ``@layer("Dense", aliases=("Linear",))``: it makes the class
-    an attrs class (with the kind's ``define_options``), sets ``registered_name`` and registers it.
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # pragma: no cover - type checkers run on 3.11+
+
+    def dataclass_transform(**_: object) -> Callable[[T], T]:
+        return lambda f: f
+
+
+def define(
+    registry: Registry,
+    name: "str | type | None" = None,
+    *,
+    aliases: tuple[str, ...] = (),
+    register: bool = True,
+    **define_options: Any,
+) -> Any:
+    """What each kind's decorator does (``@layer("Dense", aliases=("Linear",))``): make the class
+    an attrs class (with the kind's ``define_options``), set ``registered_name`` and register it.
 
     Plugins pass ``register=False``: their entry point registers the class, which is how the
-    registry learns the distribution that provides it.
+    registry learns the distribution that provides it. Used bare (``@layer``), the class name is
+    the registered name.
     """
 
-    def decorator(name: "str | type | None" = None, *, aliases: tuple = (), register: bool = True):
-        def wrap(cls: type) -> type:
-            cls = attrs.define(cls, **define_options)  # type: ignore[call-overload]
-            key = name if isinstance(name, str) else cls.__name__
-            cls.registered_name = key  # type: ignore[attr-defined]
-            if register:
-                registry.register(cls, name=key, aliases=aliases)
-            return cls
+    def wrap(cls: type) -> type:
+        cls = attrs.define(cls, **define_options)
+        key = name if isinstance(name, str) else cls.__name__
+        cls.registered_name = key  # type: ignore[attr-defined]
+        if register:
+            registry.register(cls, name=key, aliases=aliases)
+        return cls
 
-        return wrap(name) if isinstance(name, type) else wrap  # bare @layer or @layer("Name")
-
-    return decorator
+    return wrap(name) if isinstance(name, type) else wrap
 
 
 register_layer = layers.register

@@ -13,17 +13,9 @@ import pytest
 
 import regnet
 from regnet import ConfigError, FileFormatError, Model, ModelCheckpoint, WeightsMismatchError
+from tests.specs import MLP_DROPOUT as SPEC
 
 WORKER = Path(__file__).with_name("io_worker.py")
-
-SPEC = {
-    "input_shape": [6],
-    "layers": [
-        {"type": "Dense", "name": "h", "units": 12, "activation": "relu"},
-        {"type": "Dropout", "name": "drop", "rate": 0.25},
-        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
-    ],
-}
 
 
 def data(n=64, seed=0):

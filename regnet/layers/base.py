@@ -116,7 +116,7 @@ class Layer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         params = inspect.signature(cls.backward).parameters
-        cls._backward_takes_flag = "need_input_grad" in params or any(  # type: ignore[attr-defined]
+        cls._backward_takes_flag = "need_input_grad" in params or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
         )
 
@@ -204,7 +204,7 @@ class Layer:
 
     def backward_only(self, grad: np.ndarray, *, need_input_grad: bool = True) -> Any:
         """``backward`` alone (the model uses it where the loss took the activation's place)."""
-        if self._backward_takes_flag:  # type: ignore[attr-defined]
+        if self._backward_takes_flag:
             return self.backward(grad, need_input_grad=need_input_grad)
         return self.backward(grad)  # a layer written before the flag existed
 
@@ -235,8 +235,12 @@ class Layer:
 
 registry.layers.bind(Layer)
 
-#: ``@layer("Name", aliases=(...))``: make the class an attrs layer and register it
-layer = registry.component_decorator(registry.layers, slots=False, eq=False)
+
+@registry.dataclass_transform(field_specifiers=(attrs.field,))
+def layer(name: str | type | None = None, *, aliases: tuple[str, ...] = (), register: bool = True) -> Any:
+    """``@layer("name", aliases=(...))``: make the class an attrs layer and register it
+    (``register=False`` in plugins, whose entry point registers it)."""
+    return registry.define(registry.layers, name, aliases=aliases, register=register, slots=False, eq=False)
 
 
 def require_rank(layer: Layer, shape: Shape, ranks: tuple[int, ...], what: str = "input") -> None:

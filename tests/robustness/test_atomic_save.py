@@ -15,20 +15,13 @@ import pytest
 
 import regnet
 from regnet import FileFormatError, Model, io
+from tests.specs import MLP as SPEC
 
 WORKER = Path(__file__).parents[1] / "io_worker.py"
 sys.path.insert(0, str(WORKER.parent))
 import io_worker  # noqa: E402
 
 sys.path.remove(str(WORKER.parent))
-
-SPEC = {
-    "input_shape": [4],
-    "layers": [
-        {"type": "Dense", "name": "hidden", "units": 8, "activation": "relu"},
-        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
-    ],
-}
 
 
 @pytest.fixture

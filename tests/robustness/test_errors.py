@@ -26,14 +26,7 @@ from regnet import (
 from regnet.layers.base import Layer
 from regnet.layers.merge import Add
 from regnet.registry import layers, optimizers
-
-MLP = {
-    "input_shape": [4],
-    "layers": [
-        {"type": "Dense", "name": "hidden", "units": 8, "activation": "relu"},
-        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
-    ],
-}
+from tests.specs import MLP
 
 
 def raised(fn, *args, **kwargs):

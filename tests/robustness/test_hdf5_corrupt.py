@@ -23,16 +23,7 @@ from hypothesis import strategies as st
 
 import regnet
 from regnet import FileFormatError, Model, RegnetError
-
-SPEC = {
-    "input_shape": [4],
-    "layers": [
-        {"type": "Dense", "name": "hidden", "units": 8, "activation": "relu"},
-        {"type": "BatchNorm", "name": "bn"},
-        {"type": "Dropout", "name": "drop", "rate": 0.2},
-        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
-    ],
-}
+from tests.specs import MLP_BN_DROPOUT as SPEC
 
 
 def fuzz(max_examples):

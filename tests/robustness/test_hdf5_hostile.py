@@ -11,14 +11,8 @@ import pytest
 
 import regnet
 from regnet import FileFormatError, Model, RegnetError, WeightsMismatchError, io
+from tests.specs import MLP as SPEC
 
-SPEC = {
-    "input_shape": [4],
-    "layers": [
-        {"type": "Dense", "name": "hidden", "units": 8, "activation": "relu"},
-        {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
-    ],
-}
 SECRET = np.array([1.5, -2.5, 3.5], dtype=np.float32)  # "out/bias" shaped, so only the refusal stops it
 
 

@@ -1,19 +1,16 @@
 """Huber loss: quadratic for small errors, linear for large ones (robust regression)."""
 
-import attrs
 import numpy as np
 
 from regnet import fields
 from regnet.errors import DataError
-from regnet.losses import Loss
+from regnet.losses import Loss, loss
 
 
-@attrs.define
+@loss("huber", register=False)  # the entry point registers it
 class Huber(Loss):
     """Mean over every element of ``d**2 / 2`` if ``|d| <= delta`` else ``delta * (|d| - delta / 2)``,
     with ``d = pred - target``; the gradient is ``clip(d, -delta, delta) / size``."""
-
-    registered_name = "huber"
 
     delta: float = fields.number(1.0, min=0.0, min_open=True)
 

@@ -2,22 +2,19 @@
 
 import math
 
-import attrs
 import numpy as np
 
 from regnet import fields
-from regnet.initializers import Initializer
+from regnet.initializers import Initializer, initializer
 
 
-@attrs.define
+@initializer("orthogonal", register=False)  # the entry point registers it
 class Orthogonal(Initializer):
     """``gain`` times a random matrix with orthonormal rows or columns (whichever are fewer).
 
     A dense kernel ``(in, out)`` is that matrix; a conv kernel ``(out, in, kh, kw)`` is one of
     shape ``(out, in*kh*kw)``; a vector is a random unit vector.
     """
-
-    registered_name = "orthogonal"
 
     gain: float = fields.number(1.0, min=0.0)
 
@@ -37,12 +34,10 @@ class Orthogonal(Initializer):
         return (self.gain * q).reshape(shape).astype(dtype)
 
 
-@attrs.define
+@initializer("truncated_normal", register=False)
 class TruncatedNormal(Initializer):
     """Normal draws with ``mean`` and ``stddev``, redrawn while more than two standard deviations
     from the mean (so the kept values' standard deviation is about ``0.88 * stddev``)."""
-
-    registered_name = "truncated_normal"
 
     mean: float = fields.number(0.0)
     stddev: float = fields.number(0.05, min=0.0)

@@ -1,20 +1,17 @@
 """Lion: the sign of an interpolated momentum (Chen et al., "Symbolic Discovery of Optimization
 Algorithms", 2023)."""
 
-import attrs
 import numpy as np
 
 from regnet import fields
-from regnet.optimizers import Optimizer
+from regnet.optimizers import Optimizer, optimizer
 
 
-@attrs.define(slots=False)
+@optimizer("Lion", register=False)  # the entry point registers it
 class Lion(Optimizer):
     """``c = beta_1*m + (1-beta_1)*g``; ``p -= lr * (sign(c) + weight_decay*p)``;
     ``m = beta_2*m + (1-beta_2)*g``. Every step moves each weight by about ``lr``, so ``lr`` is
     typically 3-10 times smaller than Adam's."""
-
-    registered_name = "Lion"
 
     learning_rate: float = fields.number(1e-4, min=0.0)
     beta_1: float = fields.number(0.9, min=0.0, max=1.0)

@@ -1,40 +1,49 @@
 """A regnet plugin with one layer, registered by the entry point in pyproject.toml."""
 
-import attrs
 import numpy as np
 
 from regnet import fields
-from regnet.layers.base import Layer, require_rank
+from regnet.layers import Layer, layer
+from regnet.layers.base import require_rank
 
 
-@attrs.define(slots=False, eq=False)
+# the entry point (pyproject.toml) registers the class, naming this distribution: register=False
+@layer("ScaleShift", register=False)
 class ScaleShift(Layer):
     """``y = x * scale + shift`` with one learned ``scale`` and ``shift`` per feature (axis 1:
     the units of a dense input, the channels of an NCHW image)."""
 
-    registered_name = "ScaleShift"  # the entry-point name: what get_config() writes as "type"
     test_cases = [  # what the conformance kit runs (input shapes exclude the batch axis)
         {"config": {}, "input_shape": (5,)},
         {"config": {"activation": "relu", "initial_scale": 0.5}, "input_shape": (3, 4, 4)},
     ]
 
     initial_scale: float = fields.number(1.0)
-    activation: str | dict = fields.component("activations", "linear")
+    activation: str | dict = fields.activation()
 
     def build(self, input_shape, rng):
         require_rank(self, input_shape, (1, 3))
         c = input_shape[0]
-        self.add_param("scale", (c,), {"type": "constant", "value": self.initial_scale}, rng)
-        self.add_param("shift", (c,), "zeros", rng)
+        self.add_weight("scale", (c,), {"type": "constant", "value": self.initial_scale}, rng)
+        self.add_weight("shift", (c,), "zeros", rng)
         self._axes = (0,) if len(input_shape) == 1 else (0, 2, 3)
         self._bshape = (1, c) if len(input_shape) == 1 else (1, c, 1, 1)
         return tuple(input_shape)
 
     def forward(self, x, training=False):
-        self._x = x
+        self.cache.x = x  # what backward needs (release() drops it)
         return x * self.params["scale"].reshape(self._bshape) + self.params["shift"].reshape(self._bshape)
 
-    def backward(self, grad):
-        self.grads["scale"][...] = np.sum(grad * self._x, axis=self._axes)
+    def to_onnx(self, ctx, inputs):
+        """Optional: how ``regnet.onnx.export`` writes this layer with ONNX operators. ``ctx.weight``
+        adds a weight as an initializer (here reshaped to broadcast over axis 1), ``ctx.node`` adds
+        a node and returns its output's name. The exporter adds the activation afterwards."""
+        shape = self._bshape[1:]
+        scale = ctx.weight("scale", self.params["scale"].reshape(shape))
+        shift = ctx.weight("shift", self.params["shift"].reshape(shape))
+        return ctx.node("Add", [ctx.node("Mul", [inputs[0], scale]), shift])
+
+    def backward(self, grad, *, need_input_grad=True):
+        self.grads["scale"][...] = np.sum(grad * self.cache.x, axis=self._axes)
         self.grads["shift"][...] = np.sum(grad, axis=self._axes)
         return grad * self.params["scale"].reshape(self._bshape)
