@@ -216,8 +216,11 @@ def _create_temp(given: str, directory: str, key: str, old: os.stat_result | Non
         except OSError as exc:
             raise _save_error(given, exc, old is not None) from exc
         try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(fd)
+        except BlockingIOError:  # another save's clean-up took it before us: it removes it
+            os.close(fd)
+            continue
+        try:
             if _same_file(fd, tmp):  # not removed by another save's clean-up before the lock
                 if old is not None:
                     _copy_owner(fd, old)
@@ -228,6 +231,19 @@ def _create_temp(given: str, directory: str, key: str, old: os.stat_result | Non
             raise _save_error(given, exc, old is not None) from exc
         os.close(fd)
     raise _save_error(given, OSError(errno.EEXIST, "cannot create a temporary file"), old is not None)
+
+
+def _lock(fd: int) -> None:
+    """Hold an exclusive ``flock`` on ``fd``; on a file system without locks the file simply
+    stays unlocked (clean-ups then never remove it)."""
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError:
+        pass
 
 
 def _same_file(fd: int, path: str) -> bool:
@@ -255,7 +271,7 @@ def _finish(given: str, target: str, fd: int, tmp: str, old: os.stat_result | No
     a save may replace."""
     if not _same_file(fd, tmp):
         raise FileFormatError(f"cannot save to {escape(given)}: the temporary file {escape(tmp)} was replaced")
-    if old is not None:
+    if old is not None and hasattr(os, "fchmod"):
         os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
     _check_target(given, target)
 

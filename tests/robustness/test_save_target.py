@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -321,6 +322,29 @@ def test_cleanup_spares_running_saves_and_other_targets(tmp_path):
         os.close(fd)
     model().save(tmp_path / "model.h5")
     assert not running.exists() and other.exists()
+
+
+def test_concurrent_saves_to_one_path_all_succeed_and_leave_one_complete_file(tmp_path):
+    """A save's clean-up never removes the temporary file of a save still running."""
+    path = tmp_path / "shared.h5"
+    models = [model(seed) for seed in range(4)]
+    errors = []
+
+    def save_repeatedly(m):
+        try:
+            for _ in range(5):
+                m.save(path)
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_repeatedly, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert strays(tmp_path) == []
+    assert any(same_weights(path, m) for m in models)
 
 
 def test_cli_predict_output_uses_the_same_rules(short_dir, capsys):
