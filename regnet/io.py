@@ -29,6 +29,7 @@ import datetime
 import hashlib
 import json
 import os
+import shlex
 import stat
 from collections.abc import Iterator
 from typing import Any
@@ -55,6 +56,8 @@ MAX_ATTR_BYTES = 4096
 #: refuse trees deeper / wider than this under /weights or /optimizer
 MAX_DEPTH = 8
 MAX_ENTRIES = 1 << 16
+#: how much of a file that is not HDF5 is read to tell whether it is a JSON spec
+_SNIFF = 4 << 20
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -552,7 +555,7 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT
     try:
         f = h5py.File(path, "r")
     except _LOW_LEVEL as exc:
-        raise FileFormatError(f"{shown} is not a readable HDF5 file: {escape(exc)}") from None
+        raise FileFormatError(_not_hdf5(path, exc)) from None
     try:
         reader = ModelFile(f, path)
         reader.header(formats)
@@ -564,6 +567,28 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT
     finally:
         with contextlib.suppress(Exception):
             f.close()
+
+
+def _not_hdf5(path: str, exc: BaseException) -> str:
+    """Why ``path`` cannot be opened as a model file, in a user's words when it is a JSON spec."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF).lstrip()
+    except OSError:
+        head = b""
+    if head.startswith((b"{", b"[")):
+        try:
+            doc = json.loads(head.decode("utf-8"))
+        except ValueError:
+            doc = None
+        shown = escape(path)
+        if isinstance(doc, dict) and "layers" in doc:
+            return (
+                f"{shown} is a model spec (JSON), not a trained model file; train it first with: "
+                f"regnet train {escape(shlex.quote(path))} --out model.h5"
+            )
+        return f"{shown} is a JSON file, not a regnet model file (HDF5)"
+    return f"{escape(path)} is not a readable HDF5 file: {escape(exc)}"
 
 
 def _is_f32(dtype: np.dtype) -> bool:

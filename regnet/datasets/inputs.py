@@ -21,7 +21,8 @@ def read_inputs(path: "str | os.PathLike[str]", input_shape: tuple, key: str | N
     """
     path = checked_path(path, error=DataError, what="an input file")
     if not os.path.isfile(path):
-        raise DataError(f"input file {escape(path)} does not exist or is not a regular file")
+        what = "is a directory, not a file" if os.path.isdir(path) else "does not exist or is not a regular file"
+        raise DataError(f"input {escape(path)} {what}")
     if path.endswith(".npy"):
         arr = npy.read_npy(path)
     elif path.endswith(".npz"):
