@@ -79,13 +79,14 @@ def temp_key(name: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: "str | os.PathLike[str]") -> Iterator[str]:
+def atomic_write(path: "str | os.PathLike[str]", *, lock: bool = True) -> Iterator[str]:
     """Yield a temporary path next to the file that ``path`` names; on success, rename it over
     that file (see the module docstring). On any failure the temporary file is removed, the
     target is left as it was and a ``FileFormatError`` says why.
 
-    The temporary file is locked with ``flock`` while the block runs: a writer that locks files
-    itself must not (h5py: ``h5py.File(tmp, "w", locking=False)``).
+    With ``lock`` the temporary file is locked with ``flock`` while the block runs: a writer that
+    locks files itself must not (h5py: ``h5py.File(tmp, "w", locking=False)``), or pass
+    ``lock=False`` (the file is then not protected from another save's clean-up).
     """
     given = checked_path(path)
     target = _resolve(given)
@@ -93,7 +94,7 @@ def atomic_write(path: "str | os.PathLike[str]") -> Iterator[str]:
     directory = os.path.dirname(os.path.abspath(target))
     key = temp_key(os.path.basename(target))
     remove_stale(directory, key)
-    fd, tmp = _create_temp(given, directory, key, old)
+    fd, tmp = _create_temp(given, directory, key, old, lock)
     try:
         yield tmp
         _fsync(tmp)
@@ -203,9 +204,9 @@ def _check_target(given: str, target: str) -> os.stat_result | None:
 
 
 # -- the temporary file -------------------------------------------------------------------------
-def _create_temp(given: str, directory: str, key: str, old: os.stat_result | None) -> tuple[int, str]:
-    """``(fd, path)`` of a new, locked temporary file: mode ``0666`` minus the umask for a new
-    target, else private (``0600``) until ``_finish`` gives it the old file's mode."""
+def _create_temp(given: str, directory: str, key: str, old: os.stat_result | None, lock: bool) -> tuple[int, str]:
+    """``(fd, path)`` of a new temporary file (locked if ``lock``): mode ``0666`` minus the umask
+    for a new target, else private (``0600``) until ``_finish`` gives it the old file's mode."""
     mode = 0o666 if old is None else 0o600
     for _ in range(3):
         tmp = os.path.join(directory, f".regnet.{key}.{secrets.token_hex(4)}.tmp")
@@ -216,7 +217,8 @@ def _create_temp(given: str, directory: str, key: str, old: os.stat_result | Non
         except OSError as exc:
             raise _save_error(given, exc, old is not None) from exc
         try:
-            _lock(fd)
+            if lock:
+                _lock(fd)
         except BlockingIOError:  # another save's clean-up took it before us: it removes it
             os.close(fd)
             continue

@@ -65,6 +65,12 @@ _SNIFF = 4 << 20
 _H5_WRITE = {"libver": LIBVER, "locking": False}
 
 
+def _hdf5_forces_locks() -> bool:
+    """Whether ``HDF5_USE_FILE_LOCKING`` makes HDF5 lock every file it opens, whatever h5py asks
+    (then ``atomic_write`` must leave the temporary file unlocked, or HDF5 could not open it)."""
+    return os.environ.get("HDF5_USE_FILE_LOCKING", "").strip().upper() in ("TRUE", "1", "BEST_EFFORT")
+
+
 def _path(path: object) -> str:
     return checked_path(path)
 
@@ -159,7 +165,7 @@ def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
     _check_keys(record.weights, "weights", 2)
     if state is not None:
         _check_keys({k: v for k, v in state.items() if k != "iterations"}, "optimizer", 3)
-    with atomic_write(path) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
+    with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, FORMAT, record.epoch)
         for name, text in docs.items():
             _write_json(f, name, text)
@@ -176,7 +182,7 @@ def write_weights(path: "str | os.PathLike[str]", spec: dict, weights: dict, epo
     """Write a weights-only file (the spec for reference, and the tensors by name), atomically."""
     text = _dumps(spec, "model spec")
     _check_keys(weights, "weights", 2)
-    with atomic_write(path) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
+    with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, WEIGHTS_FORMAT, epoch)
         _write_json(f, "model_spec", text)
         _write_tensors(f.create_group("weights"), weights)

@@ -347,6 +347,17 @@ def test_concurrent_saves_to_one_path_all_succeed_and_leave_one_complete_file(tm
     assert any(same_weights(path, m) for m in models)
 
 
+@pytest.mark.parametrize("setting", ["TRUE", "1", "BEST_EFFORT", "FALSE"])
+def test_saves_work_whatever_hdf5_file_locking_says(tmp_path, monkeypatch, setting):
+    """HDF5_USE_FILE_LOCKING overrides h5py's locking=False; the save must still open its file."""
+    monkeypatch.setenv("HDF5_USE_FILE_LOCKING", setting)
+    m = model(2)
+    m.save(tmp_path / "m.h5")
+    m.save(tmp_path / "m.h5")
+    m.save_weights(tmp_path / "w.h5")
+    assert same_weights(tmp_path / "m.h5", m) and strays(tmp_path) == []
+
+
 def test_cli_predict_output_uses_the_same_rules(short_dir, capsys):
     m = model(0)
     m.save(short_dir / "m.h5")
