@@ -264,3 +264,18 @@ def test_dense_relu_matches_separate_activation():
     np.testing.assert_allclose(y, np.maximum(z, 0))
     r = rng.standard_normal(y.shape)
     np.testing.assert_allclose(fused.call_backward(r), plain.call_backward(r * (z > 0)))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_average_pooling_on_both_layouts(keepdims):
+    from regnet.layers.pooling import GlobalAveragePooling2D
+
+    x = np.random.default_rng(13).standard_normal((5, 3, 4, 6))
+    layer = build(GlobalAveragePooling2D(keepdims=keepdims), (3, 4, 6))
+    want = x.mean(axis=(2, 3), keepdims=keepdims)
+    for stored in (x, chwn_copy(x)):
+        np.testing.assert_allclose(layer.forward(stored, True), want, rtol=1e-12)
+    g = np.random.default_rng(14).standard_normal(want.shape)
+    dx = layer.backward(g)
+    np.testing.assert_allclose(dx, np.broadcast_to(g.reshape(5, 3, 1, 1) / 24, x.shape), rtol=1e-12)
+    assert layout.is_chwn(dx)
