@@ -4,8 +4,8 @@ import attrs
 import numpy as np
 
 from .. import fields
-from ..ops import pool as pool_ops
 from ..ops import layout, windows
+from ..ops import pool as pool_ops
 from .base import Layer, layer, require_rank
 from .conv import padding_field, spatial_setup
 
@@ -83,7 +83,8 @@ class GlobalAveragePooling2D(Layer):
 
     keepdims: bool = fields.boolean(False)
 
-    test_cases = [  # noqa: RUF012 (not a config field: how the conformance kit tests this layer)
+    #: not a config field: how the conformance kit tests this layer
+    test_cases = [
         {"config": {}, "input_shape": (3, 4, 5)},
         {"config": {"keepdims": True}, "input_shape": (2, 3, 3)},
     ]
