@@ -279,3 +279,41 @@ def test_global_average_pooling_on_both_layouts(keepdims):
     dx = layer.backward(g)
     np.testing.assert_allclose(dx, np.broadcast_to(g.reshape(5, 3, 1, 1) / 24, x.shape), rtol=1e-12)
     assert layout.is_chwn(dx)
+
+
+@pytest.mark.parametrize(("threads", "block"), [("1", 1 << 16), ("1", 7), ("3", 5)])
+def test_blocked_adam_is_bit_identical_to_the_plain_rule(monkeypatch, threads, block):
+    """Adam runs its passes block by block (and thread by thread): the weights and moments must
+    be those of the plain whole-array rule, bit for bit."""
+    from regnet import optimizers
+    from regnet.ops import parallel
+
+    monkeypatch.setenv("REGNET_NUM_THREADS", threads)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 10)
+    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", block)
+    rng = np.random.default_rng(15)
+    p = rng.standard_normal((37, 11)).astype(np.float32)
+    ref_p, ref_m, ref_v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    opt = optimizers.Adam(learning_rate=0.003, beta_1=0.8, beta_2=0.99, epsilon=1e-7)
+    for t in range(1, 5):
+        g = rng.standard_normal(p.shape).astype(np.float32)
+        opt.step({"w": p}, {"w": g})
+        b1, b2 = 0.8, 0.99
+        lr_t, c2 = 0.003 / (1 - b1**t), 1 - b2**t
+        tmp = np.empty_like(p)  # the rule as it was written before blocking, pass by pass
+        np.multiply(g, 1 - b1, out=tmp)
+        ref_m *= b1
+        ref_m += tmp
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        ref_v *= b2
+        ref_v += tmp
+        np.divide(ref_v, c2, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        tmp += 1e-7
+        np.divide(ref_m, tmp, out=tmp)
+        tmp *= lr_t
+        ref_p -= tmp
+    np.testing.assert_array_equal(p, ref_p)
+    np.testing.assert_array_equal(opt.slots["m"]["w"], ref_m)
+    np.testing.assert_array_equal(opt.slots["v"]["w"], ref_v)
