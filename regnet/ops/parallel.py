@@ -73,7 +73,7 @@ def for_slices(fn, *arrays):
     """``fn(*parts)`` over aligned slices of the equally long 1-D ``arrays``, on several threads
     when they are large; exceptions propagate."""
     size = len(arrays[0])
-    n = min(threads(), size // MIN_ELEMENTS_PER_THREAD)
+    n = 1 if size < 2 * MIN_ELEMENTS_PER_THREAD else min(threads(), size // MIN_ELEMENTS_PER_THREAD)
     if n <= 1:
         fn(*arrays)
         return
