@@ -75,7 +75,13 @@ def chwn_copy(x):
 @pytest.mark.parametrize("cfg", CONV_CASES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("stored", ["nchw", "chwn"])
-def test_conv_matches_naive(cfg, training, stored):
+@pytest.mark.parametrize("bands", ["whole", "rows"])
+def test_conv_matches_naive(cfg, training, stored, bands, monkeypatch):
+    from regnet.ops import conv as conv_ops
+
+    if bands == "rows":  # columns built one or two output rows at a time, none kept
+        monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 2000)
+        monkeypatch.setattr(conv_ops, "KEEP_COLUMN_BYTES", 0)
     rng = np.random.default_rng(1)
     layer = build(Conv2D(**cfg), (3, 9, 8))
     x = rng.standard_normal((5, 3, 9, 8))
@@ -243,7 +249,7 @@ def test_slices_are_bit_identical_to_one_thread(monkeypatch):
 def test_inference_pieces_share_one_buffer_across_layers(monkeypatch):
     from regnet.ops import conv as conv_ops
 
-    monkeypatch.setattr(conv_ops, "INFER_COLUMN_BYTES", 3000)  # a few samples per piece
+    monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 3000)  # a few samples per piece
     rng = np.random.default_rng(11)
     padded = build(Conv2D(filters=3, kernel_size=3, padding="same"), (2, 6, 6))
     valid = build(Conv2D(filters=2, kernel_size=2, use_bias=False), (2, 6, 6))
@@ -317,3 +323,10 @@ def test_blocked_adam_is_bit_identical_to_the_plain_rule(monkeypatch, threads, b
     np.testing.assert_array_equal(p, ref_p)
     np.testing.assert_array_equal(opt.slots["m"]["w"], ref_m)
     np.testing.assert_array_equal(opt.slots["v"]["w"], ref_v)
+
+
+def test_input_gradient_method_follows_the_layer_shape():
+    stride_one = build(Conv2D(filters=2, kernel_size=3, padding=1), (3, 6, 6))
+    assert stride_one._transposed is not None and stride_one._transposed.pads == (1, 1, 1, 1)
+    assert build(Conv2D(filters=2, kernel_size=3, strides=2), (3, 7, 7))._transposed is None
+    assert build(Conv2D(filters=2, kernel_size=3, padding=3), (3, 6, 6))._transposed is None
