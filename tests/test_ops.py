@@ -330,3 +330,21 @@ def test_input_gradient_method_follows_the_layer_shape():
     assert stride_one._transposed is not None and stride_one._transposed.pads == (1, 1, 1, 1)
     assert build(Conv2D(filters=2, kernel_size=3, strides=2), (3, 7, 7))._transposed is None
     assert build(Conv2D(filters=2, kernel_size=3, padding=3), (3, 6, 6))._transposed is None
+
+
+def test_steady_heap_sets_the_thresholds_once(tmp_path):
+    import subprocess
+    import sys
+
+    code = "from regnet.ops import memory; print(memory.steady_heap(), memory.steady_heap())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    off = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "REGNET_MALLOC_TUNING": "0"},
+    ).stdout.split()
+    assert on[1] == "False" and off == ["False", "False"]
+    if sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc":
+        assert on[0] == "True"
