@@ -332,7 +332,9 @@ def test_input_gradient_method_follows_the_layer_shape():
     assert build(Conv2D(filters=2, kernel_size=3, padding=3), (3, 6, 6))._transposed is None
 
 
-def test_steady_heap_sets_the_thresholds_once(tmp_path):
+def test_steady_heap_sets_the_thresholds_once():
+    import os
+    import platform
     import subprocess
     import sys
 
@@ -343,8 +345,8 @@ def test_steady_heap_sets_the_thresholds_once(tmp_path):
         capture_output=True,
         text=True,
         check=True,
-        env={**__import__("os").environ, "REGNET_MALLOC_TUNING": "0"},
+        env={**os.environ, "REGNET_MALLOC_TUNING": "0"},
     ).stdout.split()
     assert on[1] == "False" and off == ["False", "False"]
-    if sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc":
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert on[0] == "True"
