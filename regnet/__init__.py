@@ -1,20 +1,26 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
-callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``testing``
-(the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files).
+callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
+``datasets``, ``zoo``, ``metrics``, ``images`` (digits from a photo), ``plot`` (pictures of
+training), ``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model
+state to and from files); ``onnx`` (ONNX export and import) with the optional extra
+``regnet[onnx]``, imported on demand (``import regnet.onnx``).
 """
 
 from . import (  # registers the built-ins
     activations,
     checkpoint,
     datasets,
+    images,
     initializers,
     io,
     layers,
     losses,
     metrics,
     optimizers,
+    plot,
+    testing,
     zoo,
 )
 from ._version import __version__
@@ -26,6 +32,7 @@ from .errors import (
     DownloadError,
     FileFormatError,
     IntegrityError,
+    MissingDependencyError,
     PluginError,
     RegnetError,
     ShapeError,
@@ -77,6 +84,7 @@ __all__ = [
     "FileFormatError",
     "IntegrityError",
     "DataError",
+    "MissingDependencyError",
     "DownloadError",
     "TrainingDivergedError",
     "REGISTRIES",
@@ -98,11 +106,14 @@ __all__ = [
     "activations",
     "checkpoint",
     "datasets",
+    "images",
     "initializers",
     "io",
     "layers",
     "losses",
     "metrics",
     "optimizers",
+    "plot",
+    "testing",
     "zoo",
 ]

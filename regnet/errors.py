@@ -56,6 +56,10 @@ class IntegrityError(FileFormatError):
     """A file's checksum does not match the recorded one."""
 
 
+class MissingDependencyError(RegnetError, ImportError):
+    """An optional part of regnet needs a package that is not installed (the message says which extra)."""
+
+
 class DataError(RegnetError, ValueError):
     """Input data or labels are malformed."""
 

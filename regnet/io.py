@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import secrets
+import shlex
 
 import attrs
 import h5py
@@ -34,6 +35,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import ConfigError, FileFormatError, IntegrityError, RegnetError, WeightsMismatchError
+from .text import escape
 
 FORMAT = "regnet.model.h5"
 WEIGHTS_FORMAT = "regnet.weights.h5"
@@ -45,6 +47,8 @@ MAX_JSON_BYTES = 64 << 20
 #: refuse trees deeper / wider than this under /weights or /optimizer
 MAX_DEPTH = 8
 MAX_ENTRIES = 1 << 16
+#: how much of a file that is not HDF5 is read to tell whether it is a JSON spec
+_SNIFF = 4 << 20
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -506,7 +510,7 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple = (FORMAT,)):
     try:
         f = h5py.File(path, "r")
     except _LOW_LEVEL as exc:
-        raise FileFormatError(f"{path} is not a readable HDF5 file: {exc}") from None
+        raise FileFormatError(_not_hdf5(path, exc)) from None
     try:
         reader = ModelFile(f, path)
         reader.header(formats)
@@ -518,6 +522,28 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple = (FORMAT,)):
     finally:
         with contextlib.suppress(Exception):
             f.close()
+
+
+def _not_hdf5(path, exc):
+    """Why ``path`` cannot be opened as a model file, in a user's words when it is a JSON spec."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF).lstrip()
+    except OSError:
+        head = b""
+    if head.startswith((b"{", b"[")):
+        try:
+            doc = json.loads(head.decode("utf-8"))
+        except ValueError:
+            doc = None
+        shown = escape(path)
+        if isinstance(doc, dict) and "layers" in doc:
+            return (
+                f"{shown} is a model spec (JSON), not a trained model file; train it first with: "
+                f"regnet train {escape(shlex.quote(path))} --out model.h5"
+            )
+        return f"{shown} is a JSON file, not a regnet model file (HDF5)"
+    return f"{escape(path)} is not a readable HDF5 file: {exc}"
 
 
 def _is_f32(dtype):

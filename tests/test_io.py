@@ -2,8 +2,10 @@
 matched by name, strict and non-strict weight loading, missing plugins, format versions."""
 
 import hashlib
+import importlib
 import json
 import math
+import sys
 
 import attrs
 import h5py
@@ -412,9 +414,15 @@ def test_missing_plugin_activation(tmp_path):
 
 
 def test_unknown_type_without_provider_record_is_not_imported(tmp_path, monkeypatch):
-    """A type name that looks like an importable path stays a registry lookup."""
-    import sys
-
+    """A type name that looks like an importable path stays a registry lookup: the module it
+    names is importable (and would provide the class), yet loading never imports it."""
+    marker = tmp_path / "imported"
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "json_tool_module_x.py").write_text(
+        f"import pathlib\nfrom regnet.layers.core import Dense\npathlib.Path({str(marker)!r}).write_text('imported')\n"
+    )
+    monkeypatch.syspath_prepend(str(modules))
     model = Model.from_spec(MLP, seed=0)
     model.save(tmp_path / "m.h5")
     spec = model.to_spec()
@@ -424,7 +432,10 @@ def test_unknown_type_without_provider_record_is_not_imported(tmp_path, monkeypa
         io._write_json(f, "model_spec", json.dumps(spec))
     with pytest.raises(UnknownComponentError, match="json_tool_module_x:Dense.*regnet.layers"):
         regnet.load(tmp_path / "m.h5")
-    assert "json_tool_module_x" not in sys.modules
+    assert not marker.exists() and "json_tool_module_x" not in sys.modules
+    importlib.import_module("json_tool_module_x")  # the detector works: an import leaves the marker
+    monkeypatch.delitem(sys.modules, "json_tool_module_x")
+    assert marker.exists()
 
 
 # -- versions, formats, arguments -------------------------------------------------------------------

@@ -18,7 +18,7 @@ def read_inputs(path: "str | os.PathLike[str]", input_shape: tuple, key: str | N
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise DataError(f"input file {path} does not exist")
+        raise DataError(f"input {path} {'is a directory, not a file' if os.path.isdir(path) else 'does not exist'}")
     if path.endswith(".npy"):
         arr = _np_load(path)
     elif path.endswith(".npz"):

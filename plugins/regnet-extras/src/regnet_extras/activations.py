@@ -20,6 +20,11 @@ class Swish(Activation):
         s = sigmoid(x * b)
         return grad * (s + b * x * s * (1 - s))
 
+    def to_onnx(self, ctx, x):
+        """ONNX lowering (``regnet.onnx.export``): ``Mul(x, Sigmoid(beta * x))``."""
+        z = x if self.beta == 1.0 else ctx.node("Mul", [x, ctx.constant(np.float32(self.beta), "swish_beta")])
+        return ctx.node("Mul", [x, ctx.node("Sigmoid", [z])])
+
 
 @activation("mish", register=False)
 class Mish(Activation):
@@ -31,3 +36,7 @@ class Mish(Activation):
     def backward(self, grad, x, y):
         t = np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
         return grad * (t + x * (1 - t * t) * sigmoid(x))
+
+    def to_onnx(self, ctx, x):
+        """ONNX lowering (``regnet.onnx.export``): ``Mul(x, Tanh(Softplus(x)))``."""
+        return ctx.node("Mul", [x, ctx.node("Tanh", [ctx.node("Softplus", [x])])])

@@ -61,6 +61,27 @@ class LayerNorm(Layer):
             y += self.params["beta"].reshape(self._bshape)
         return y
 
+    def to_onnx(self, ctx, inputs):
+        """ONNX lowering (``regnet.onnx.export``): the mean and variance over ``axis`` with
+        ReduceMean, then the affine map; gamma and beta are initializers shaped to broadcast."""
+        x, ax = inputs[0], self._ax
+
+        def mean(t):
+            if ctx.opset >= 18:  # ReduceMean takes its axes as an input from opset 18
+                return ctx.node("ReduceMean", [t, ctx.constant(np.array([ax], np.int64), "axes")], keepdims=1)
+            return ctx.node("ReduceMean", [t], axes=[ax], keepdims=1)
+
+        d = ctx.node("Sub", [x, mean(x)])
+        var = mean(ctx.node("Mul", [d, d]))
+        std = ctx.node("Sqrt", [ctx.node("Add", [var, ctx.constant(np.float32(self.epsilon), "epsilon")])])
+        y = ctx.node("Div", [d, std])
+        shape = self._bshape[1:]
+        if self.scale:
+            y = ctx.node("Mul", [y, ctx.weight("gamma", self.params["gamma"].reshape(shape))])
+        if self.center:
+            y = ctx.node("Add", [y, ctx.weight("beta", self.params["beta"].reshape(shape))])
+        return y
+
     def backward(self, grad, *, need_input_grad=True):
         xhat, ax = self.cache.xhat, self._ax
         others = tuple(i for i in range(grad.ndim) if i != ax)

@@ -1,10 +1,16 @@
-"""A regnet plugin with one layer, registered by the entry point in pyproject.toml."""
+"""A regnet plugin with one layer and one pretrained zoo model, both declared as entry points in
+pyproject.toml."""
+
+from pathlib import Path
 
 import numpy as np
 
 from regnet import fields
 from regnet.layers import Layer, layer
 from regnet.layers.base import require_rank
+
+#: the ``regnet.zoo`` entry point: a zoo manifest shipped as package data (its paths are relative to it)
+ZOO_MANIFEST = Path(__file__).resolve().parent / "zoo" / "manifest.json"
 
 
 # the entry point (pyproject.toml) registers the class, naming this distribution: register=False
@@ -33,6 +39,15 @@ class ScaleShift(Layer):
     def forward(self, x, training=False):
         self.cache.x = x  # what backward needs (release() drops it)
         return x * self.params["scale"].reshape(self._bshape) + self.params["shift"].reshape(self._bshape)
+
+    def to_onnx(self, ctx, inputs):
+        """Optional: how ``regnet.onnx.export`` writes this layer with ONNX operators. ``ctx.weight``
+        adds a weight as an initializer (here reshaped to broadcast over axis 1), ``ctx.node`` adds
+        a node and returns its output's name. The exporter adds the activation afterwards."""
+        shape = self._bshape[1:]
+        scale = ctx.weight("scale", self.params["scale"].reshape(shape))
+        shift = ctx.weight("shift", self.params["shift"].reshape(shape))
+        return ctx.node("Add", [ctx.node("Mul", [inputs[0], scale]), shift])
 
     def backward(self, grad, *, need_input_grad=True):
         self.grads["scale"][...] = np.sum(grad * self.cache.x, axis=self._axes)

@@ -1,0 +1,169 @@
+"""Constant folding of shape arithmetic (``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` as
+exporters write ``x.view(x.size(0), -1)``): values known before run time, where the batch size
+is the symbol ``BATCH``.
+
+A value is a NumPy array; an integer vector that holds the batch size is an ``object`` array
+with ``BATCH`` in it. Arithmetic on ``BATCH`` raises ``TypeError`` (the caller reports it).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+
+
+class _Batch:
+    """The batch size: known only at run time."""
+
+    def __repr__(self) -> str:
+        return "N"
+
+    def __index__(self) -> int:
+        raise TypeError("the batch size is not known before run time")
+
+
+BATCH = _Batch()
+
+
+class FoldError(ValueError):
+    """A constant expression regnet does not evaluate (the caller names the node)."""
+
+
+def has_batch(value: np.ndarray) -> bool:
+    return value.dtype == object and any(v is BATCH for v in value.ravel())
+
+
+def shape_of(shape: tuple[int, ...]) -> np.ndarray:
+    """``Shape`` of a run-time tensor whose per-sample shape is ``shape``."""
+    return np.array([BATCH, *shape], dtype=object)
+
+
+def _axes(node_attrs: dict, inputs: list, index: int, opset_moved: int, opset: int) -> list[int] | None:
+    """Axes given as an attribute (before ``opset_moved``) or as input ``index``."""
+    if opset < opset_moved:
+        axes = node_attrs.get("axes")
+        return None if axes is None else [int(a) for a in axes]
+    if len(inputs) > index and inputs[index] is not None:
+        return [int(a) for a in np.asarray(inputs[index]).ravel()]
+    return None
+
+
+def _numeric(*values: np.ndarray) -> None:
+    if any(has_batch(v) for v in values):
+        raise FoldError("arithmetic on the batch size (only passing it through is supported)")
+
+
+def _gather(attrs, inputs, opset):
+    data, idx = inputs[0], np.asarray(inputs[1])
+    axis = int(attrs.get("axis", 0))
+    if idx.dtype.kind not in "iu":
+        raise FoldError("Gather indices must be integers")
+    n = data.shape[axis]
+    return np.take(data, np.where(idx < 0, idx + n, idx), axis=axis)
+
+
+def _unsqueeze(attrs, inputs, opset):
+    data = inputs[0]
+    axes = _axes(attrs, inputs, 1, 13, opset) or []
+    rank = data.ndim + len(axes)
+    for a in sorted(a + rank if a < 0 else a for a in axes):
+        data = np.expand_dims(data, a)
+    return data
+
+
+def _squeeze(attrs, inputs, opset):
+    data = inputs[0]
+    axes = _axes(attrs, inputs, 1, 13, opset)
+    if axes is None:
+        return np.squeeze(data)
+    return np.squeeze(data, axis=tuple(a + data.ndim if a < 0 else a for a in axes))
+
+
+def _concat(attrs, inputs, opset):
+    parts = [np.asarray(v) for v in inputs]
+    if any(p.dtype == object for p in parts):
+        parts = [p.astype(object) for p in parts]
+    return np.concatenate(parts, axis=int(attrs["axis"]))
+
+
+def _slice(attrs, inputs, opset):
+    data = inputs[0]
+    starts, ends = np.asarray(inputs[1]).ravel(), np.asarray(inputs[2]).ravel()
+    axes = np.asarray(inputs[3]).ravel() if len(inputs) > 3 and inputs[3] is not None else np.arange(len(starts))
+    steps = np.asarray(inputs[4]).ravel() if len(inputs) > 4 and inputs[4] is not None else np.ones(len(starts), int)
+    index = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[int(a)] = slice(int(s), int(e), int(st))
+    return data[tuple(index)]
+
+
+def _cast(attrs, inputs, opset):
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"]))
+    data = inputs[0]
+    if has_batch(data):
+        if dtype.kind not in "iu":
+            raise FoldError("casting the batch size to a non-integer type")
+        return data
+    return data.astype(dtype)
+
+
+def _reshape(attrs, inputs, opset):
+    data, shape = inputs[0], [int(d) for d in np.asarray(inputs[1]).ravel()]
+    _numeric(np.asarray(inputs[1]))
+    shape = [data.shape[i] if d == 0 and not attrs.get("allowzero", 0) else d for i, d in enumerate(shape)]
+    return data.reshape(shape)
+
+
+def _arith(fn):
+    def run(attrs, inputs, opset):
+        a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+        _numeric(a, b)
+        out = fn(a, b)
+        return out.astype(np.result_type(a, b), copy=False)
+
+    return run
+
+
+def _int_div(a, b):
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        return np.trunc(np.true_divide(a, b)).astype(np.result_type(a, b))  # ONNX truncates
+    return np.true_divide(a, b)
+
+
+def _constant_of_shape(attrs, inputs, opset):
+    _numeric(np.asarray(inputs[0]))
+    value = attrs.get("value")
+    fill = onnx.numpy_helper.to_array(value).ravel() if value is not None else np.zeros(1, np.float32)
+    return np.full([int(d) for d in np.asarray(inputs[0]).ravel()], fill[0], dtype=fill.dtype)
+
+
+#: op type -> ``fn(attributes, input values, opset) -> value``
+FOLDERS: dict[str, Callable[[dict, list, int], Any]] = {
+    "Identity": lambda attrs, inputs, opset: inputs[0],
+    "Gather": _gather,
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Concat": _concat,
+    "Slice": _slice,
+    "Cast": _cast,
+    "Reshape": _reshape,
+    "Transpose": lambda attrs, inputs, opset: np.transpose(inputs[0], attrs.get("perm")),
+    "Add": _arith(np.add),
+    "Sub": _arith(np.subtract),
+    "Mul": _arith(np.multiply),
+    "Div": _arith(_int_div),
+    "Neg": lambda attrs, inputs, opset: -np.asarray(inputs[0]),
+    "ConstantOfShape": _constant_of_shape,
+}
+
+
+def fold(op: str, attrs: dict, inputs: list, opset: int) -> np.ndarray:
+    """Evaluate one node on known values; raises ``FoldError`` when it cannot."""
+    try:
+        out = FOLDERS[op](attrs, inputs, opset)
+    except FoldError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise FoldError(f"cannot evaluate it on its constant inputs ({exc})") from None
+    return np.asarray(out) if not isinstance(out, np.ndarray) else out

@@ -1,0 +1,439 @@
+"""How each supported ONNX operator becomes regnet layers (the import table).
+
+Each handler takes ``(state, node, attrs)`` and records its outputs in ``state``: a new layer, an
+activation folded into the layer before, a bias folded into a MatMul/Conv, or an alias.
+"""
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+
+from .. import activations
+from ..ops import windows
+from ..text import show
+from .folding import BATCH
+from .graph import Entry, ImportState, Tensor, float32_value, hint_of
+
+Node = onnx.NodeProto
+
+
+def _ints(value, default):
+    return [int(v) for v in (default if value is None else value)]
+
+
+def _auto_pads(st: ImportState, node: Node, attrs: dict, hw: tuple, kernel: list, strides: list) -> list[int]:
+    """``[top, left, bottom, right]`` from ``pads`` or ``auto_pad``."""
+    mode = attrs.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode == "NOTSET":
+        pads = _ints(attrs.get("pads"), [0, 0, 0, 0])
+        if len(pads) != 4 or min(pads) < 0:
+            raise st.fail(node, f"pads {pads} are not four non-negative integers")
+        return pads
+    if mode == "VALID":
+        return [0, 0, 0, 0]
+    if mode == "SAME_UPPER":  # the extra padding goes at the end, as in Keras 'same'
+        (t, b), (le, r) = (windows.padding_amounts("same", n, k, s) for n, k, s in zip(hw, kernel, strides))
+        return [t, le, b, r]
+    raise st.fail(node, f"auto_pad={mode} is unsupported (regnet pads as NOTSET, VALID or SAME_UPPER)")
+
+
+def _padding(st: ImportState, node: Node, pads: list[int], hw: tuple, kernel: list, strides: list, *, pool: bool):
+    """regnet's spelling of ONNX pads: 'valid', an integer (the same on every side) or 'same'."""
+    top, left, bottom, right = pads
+    same = [windows.padding_amounts("same", n, k, s) for n, k, s in zip(hw, kernel, strides)]
+    if not any(pads):
+        return "valid"
+    if top == left == bottom == right:
+        if pool and 2 * top > min(kernel):
+            raise st.fail(node, f"pads {pads} exceed half the window {kernel}, which regnet's pooling refuses")
+        return top
+    if [(top, bottom), (left, right)] == same:
+        return "same"
+    raise st.fail(
+        node,
+        f"pads {pads} (top, left, bottom, right) are unsupported: regnet pads every side alike or as Keras "
+        f"'same' (which here would be {[same[0][0], same[1][0], same[0][1], same[1][1]]})",
+    )
+
+
+def _require_ones(st: ImportState, node: Node, attrs: dict, name: str, what: str) -> None:
+    value = attrs.get(name)
+    if value is not None and any(int(v) != 1 for v in value):
+        raise st.fail(node, f"{name} {list(value)} are unsupported ({what})")
+
+
+def _image(st: ImportState, node: Node, what: str = "X") -> Tensor:
+    x = st.tensor(node, 0, what)
+    if len(x.shape) != 3:
+        raise st.fail(node, f"only 2-D windows over (N, C, H, W) inputs are supported; the input is {['N', *x.shape]}")
+    return x
+
+
+def _unused_outputs(st: ImportState, node: Node, what: str) -> None:
+    for name in node.output[1:]:
+        if name and st.consumers[name]:
+            raise st.fail(node, f"its output {show(name)} ({what}) is used; regnet computes only the first output")
+
+
+# -- layers with weights ----------------------------------------------------------------------------
+def gemm(st: ImportState, node: Node, attrs: dict) -> None:
+    x = st.tensor(node, 0, "A")
+    if len(x.shape) != 1:
+        raise st.fail(node, f"A must be a (batch, features) matrix; it is {['N', *x.shape]}")
+    if attrs.get("transA", 0):
+        raise st.fail(node, "transA=1 is unsupported (A must be the batch of inputs)")
+    b = st.const(node, 1, "B")
+    if b.ndim != 2:
+        raise st.fail(node, f"B must be a matrix, it has shape {list(b.shape)}")
+    kernel = b.T if attrs.get("transB", 0) else b
+    if kernel.shape[0] != x.shape[0]:
+        raise st.fail(node, f"B of shape {list(b.shape)} does not fit inputs of {x.shape[0]} features")
+    kernel = kernel * np.float32(attrs.get("alpha", 1.0))
+    units = kernel.shape[1]
+    weights = {"kernel": kernel}
+    c = st.optional_const(node, 2, "C")
+    if c is not None:
+        c = c * np.float32(attrs.get("beta", 1.0))
+        if c.size == 1:
+            c = np.full(units, c.ravel()[0], np.float32)
+        elif c.size != units or c.shape[-1] != units:
+            raise st.fail(node, f"C of shape {list(c.shape)} is not a bias of {units} units")
+        weights["bias"] = c.reshape(units)
+    config = {"units": units} if c is not None else {"units": units, "use_bias": False}
+    st.add(node, "Dense", config, [x], (units,), weights, weight_inputs=(1, 2))
+
+
+def matmul(st: ImportState, node: Node, attrs: dict) -> None:
+    x = st.tensor(node, 0, "A")
+    w = st.const(node, 1, "B")
+    if w.ndim != 2 or w.shape[0] != x.shape[-1]:
+        raise st.fail(
+            node, f"B of shape {list(w.shape)} is not a (features, units) matrix for inputs {['N', *x.shape]}"
+        )
+    shape = (*x.shape[:-1], w.shape[1])
+    st.add(node, "Dense", {"units": w.shape[1], "use_bias": False}, [x], shape, {"kernel": w}, weight_inputs=(1,))
+
+
+def conv(st: ImportState, node: Node, attrs: dict) -> None:
+    x = _image(st, node)
+    w = st.const(node, 1, "W")
+    if w.ndim != 4:
+        raise st.fail(node, f"only 2-D convolutions are supported; W has shape {list(w.shape)}")
+    group = int(attrs.get("group", 1))
+    if group != 1:
+        raise st.fail(node, f"group={group} is unsupported (grouped or depthwise convolution)")
+    _require_ones(st, node, attrs, "dilations", "regnet's Conv2D is not dilated")
+    c, h, wd = x.shape
+    if w.shape[1] != c:
+        raise st.fail(node, f"W of shape {list(w.shape)} does not fit {c} input channels")
+    kernel = [int(w.shape[2]), int(w.shape[3])]
+    if "kernel_shape" in attrs and _ints(attrs["kernel_shape"], []) != kernel:
+        raise st.fail(node, f"kernel_shape {list(attrs['kernel_shape'])} disagrees with W of shape {list(w.shape)}")
+    strides = _ints(attrs.get("strides"), [1, 1])
+    pads = _auto_pads(st, node, attrs, (h, wd), kernel, strides)
+    padding = _padding(st, node, pads, (h, wd), kernel, strides, pool=False)
+    out = _out_hw(st, node, (h, wd), kernel, strides, pads)
+    weights = {"kernel": w}
+    bias = st.optional_const(node, 2, "B")
+    if bias is not None:
+        weights["bias"] = bias.reshape(-1)
+    config = {"filters": int(w.shape[0]), "kernel_size": kernel, "strides": strides, "padding": padding}
+    if bias is None:
+        config["use_bias"] = False
+    geometry = {"hw": (h, wd), "kernel": kernel, "strides": strides, "pads": pads}
+    st.add(node, "Conv2D", config, [x], (int(w.shape[0]), *out), weights, weight_inputs=(1, 2), geometry=geometry)
+
+
+def _out_hw(st: ImportState, node: Node, hw: tuple, kernel: list, strides: list, pads: list, ceil: bool = False):
+    top, left, bottom, right = pads
+    spans = [(hw[0] + top + bottom - kernel[0], strides[0]), (hw[1] + left + right - kernel[1], strides[1])]
+    if any(span < 0 for span, _ in spans):
+        raise st.fail(node, f"the window {kernel} does not fit the input {list(hw)} with pads {pads}")
+    floor = [span // s + 1 for span, s in spans]
+    if ceil and [math.ceil(span / s) + 1 for span, s in spans] != floor:
+        raise st.fail(node, "ceil_mode=1 is unsupported (here it changes the output size; regnet rounds down)")
+    return floor
+
+
+def batch_normalization(st: ImportState, node: Node, attrs: dict) -> None:
+    x = st.tensor(node, 0, "X")
+    if len(x.shape) not in (1, 3):
+        raise st.fail(node, f"only (N, C) and (N, C, H, W) inputs are supported; the input is {['N', *x.shape]}")
+    if attrs.get("training_mode", 0):
+        raise st.fail(node, "training_mode=1 is unsupported (regnet imports the inference form)")
+    _unused_outputs(st, node, "training statistics")
+    c = x.shape[0]
+    weights = {}
+    for i, (name, what) in enumerate(
+        [("gamma", "scale"), ("beta", "B"), ("moving_mean", "input_mean"), ("moving_variance", "input_var")], 1
+    ):
+        value = st.const(node, i, what)
+        if value.size != c:
+            raise st.fail(node, f"{what} of shape {list(value.shape)} does not fit {c} channels")
+        weights[name] = value.reshape(c)
+    config = {
+        "epsilon": float32_value(attrs.get("epsilon", 1e-5)),
+        "momentum": float32_value(attrs.get("momentum", 0.9)),
+    }
+    st.add(node, "BatchNorm", config, [x], x.shape, weights, weight_inputs=(1,))
+
+
+# -- windows without weights ------------------------------------------------------------------------
+def _pool(type_name: str):
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        x = _image(st, node)
+        _unused_outputs(st, node, "argmax indices")
+        kernel = _ints(attrs.get("kernel_shape"), [])
+        if len(kernel) != 2:
+            raise st.fail(node, f"only 2-D pooling is supported; kernel_shape is {kernel}")
+        _require_ones(st, node, attrs, "dilations", "regnet's pooling is not dilated")
+        c, h, w = x.shape
+        strides = _ints(attrs.get("strides"), [1, 1])
+        pads = _auto_pads(st, node, attrs, (h, w), kernel, strides)
+        if type_name == "AvgPool2D" and attrs.get("count_include_pad", 0) and any(pads):
+            raise st.fail(node, "count_include_pad=1 with padding is unsupported (regnet averages real inputs only)")
+        padding = _padding(st, node, pads, (h, w), kernel, strides, pool=True)
+        out = _out_hw(st, node, (h, w), kernel, strides, pads, ceil=bool(attrs.get("ceil_mode", 0)))
+        config = {"pool_size": kernel, "padding": padding}
+        if strides != kernel:
+            config["strides"] = strides
+        geometry = {"hw": (h, w), "kernel": kernel, "strides": strides, "pads": pads}
+        st.add(node, type_name, config, [x], (c, *out), geometry=geometry)
+
+    return handler
+
+
+def _global_pool(type_name: str):
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        x = _image(st, node)
+        c, h, w = x.shape
+        geometry = {"hw": (h, w), "kernel": [h, w], "strides": [h, w], "pads": [0, 0, 0, 0]}
+        st.add(node, type_name, {"pool_size": [h, w]}, [x], (c, 1, 1), geometry=geometry)
+
+    return handler
+
+
+# -- shapes -----------------------------------------------------------------------------------------
+def flatten(st: ImportState, node: Node, attrs: dict) -> None:
+    x = st.tensor(node, 0)
+    rank = len(x.shape) + 1
+    axis = int(attrs.get("axis", 1))
+    if (axis + rank if axis < 0 else axis) != 1:
+        raise st.fail(node, f"axis={axis} is unsupported (regnet flattens each sample: axis 1)")
+    st.add(node, "Flatten", {}, [x], (math.prod(x.shape),))
+
+
+def reshape(st: ImportState, node: Node, attrs: dict) -> None:
+    x = st.tensor(node, 0, "data")
+    target = list(st.int_const(node, 1, "shape").ravel())
+    allowzero = bool(attrs.get("allowzero", 0))
+    if not target:
+        raise st.fail(node, "the target shape is empty")
+    first, rest = target[0], target[1:]
+    size = math.prod(x.shape)
+    if any(d is BATCH for d in rest):
+        raise st.fail(node, f"the target shape {target} moves the batch size off axis 0")
+    if allowzero and 0 in rest:
+        raise st.fail(node, "allowzero=1 with a 0 in the target shape is unsupported")
+    rest = [int(x.shape[i]) if (d == 0 and i < len(x.shape)) else int(d) for i, d in enumerate(rest)]
+    if 0 in rest or any(d < -1 for d in rest) or rest.count(-1) > 1:
+        raise st.fail(node, f"the target shape {target} is not supported")
+    if first is BATCH or (first == 0 and not allowzero) or (st.batch is not None and first == st.batch):
+        pass
+    elif first == -1 and -1 not in rest and math.prod(rest) == size:
+        pass
+    else:
+        raise st.fail(node, f"the target shape {target} does not keep the batch size on axis 0")
+    known = math.prod(d for d in rest if d != -1)
+    if (-1 in rest and (known == 0 or size % known)) or (-1 not in rest and known != size):
+        raise st.fail(node, f"cannot reshape {['N', *x.shape]} into {target}")
+    shape = tuple(size // known if d == -1 else d for d in rest)
+    hint = hint_type(node)
+    if len(shape) == 1 and hint != "Reshape":
+        st.add(node, "Flatten", {}, [x], shape)
+    else:
+        st.add(node, "Reshape", {"target_shape": rest}, [x], shape)
+
+
+def hint_type(node: Node) -> str | None:
+    """The regnet layer type the exporter recorded on ``node``, if any."""
+    hint = hint_of(node)
+    return hint.get("type") if hint else None
+
+
+# -- merges -----------------------------------------------------------------------------------------
+def add(st: ImportState, node: Node, attrs: dict) -> None:
+    a, b = st.input(node, 0), st.input(node, 1)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape:
+            raise st.fail(
+                node, f"inputs of shapes {['N', *a.shape]} and {['N', *b.shape]}: regnet adds equal shapes only"
+            )
+        st.add(node, "Add", {}, [a, b], a.shape)
+        return
+    x, index = (a, 0) if isinstance(a, Tensor) else (b, 1)
+    _bias(st, node, x, node.input[index], st.const(node, 1 - index, "the constant addend"))
+
+
+def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> None:
+    """``layer(x) + c`` as the bias of a MatMul (Dense) or bias-free Conv just before."""
+    src = x.source
+    if src is None or not _takes_bias(st, src, name, c, x.shape):
+        raise st.fail(
+            node,
+            f"adding a constant of shape {list(c.shape)} is supported only as the bias of the MatMul or "
+            f"bias-free Conv just before",
+        )
+    n = x.shape[0] if src.type == "Conv2D" else x.shape[-1]
+    del src.config["use_bias"]
+    src.weights["bias"] = np.ascontiguousarray(c.reshape(n), dtype=np.float32)
+    hint = hint_of(node)
+    if hint is not None:  # regnet writes a Dense on (N, ..., in) as MatMul + Add: the hint is on the Add
+        src.hint = hint
+        if isinstance(hint.get("name"), str):
+            src.names.insert(0, hint["name"])
+    st.alias(node, Tensor(src, x.shape))
+
+
+def _takes_bias(st: ImportState, src: Entry, name: str, c: np.ndarray, shape: tuple) -> bool:
+    """Whether ``c`` can be the bias of ``src`` (whose output ``name`` of per-sample ``shape`` feeds only the Add)."""
+    if src.type not in ("Dense", "Conv2D") or src.config.get("use_bias") is not False:
+        return False
+    if src.config.get("activation") not in (None, "linear") or not st.sole_consumer(name):
+        return False
+    if src.type == "Dense":
+        n = shape[-1]
+        return c.size == n and c.shape[-1:] == (n,) and c.ndim <= len(shape) + 1
+    n = shape[0]  # Conv2D: a (C, 1, 1) or (1, C, 1, 1) constant
+    return c.size == n and 3 <= c.ndim <= 4 and c.shape[-3:] == (n, 1, 1)
+
+
+def sum_(st: ImportState, node: Node, attrs: dict) -> None:
+    xs = [st.tensor(node, i) for i in range(len(node.input))]
+    if len(xs) == 1:
+        st.alias(node, xs[0])
+        return
+    if len({x.shape for x in xs}) != 1:
+        raise st.fail(node, f"inputs of shapes {[['N', *x.shape] for x in xs]}: regnet adds equal shapes only")
+    st.add(node, "Add", {}, xs, xs[0].shape)
+
+
+def concat(st: ImportState, node: Node, attrs: dict) -> None:
+    xs = [st.tensor(node, i) for i in range(len(node.input))]
+    rank = len(xs[0].shape) + 1
+    axis = int(attrs["axis"])
+    ax = axis + rank if axis < 0 else axis
+    if ax == 0 or not 0 < ax < rank:
+        raise st.fail(node, f"axis={axis} is unsupported (regnet never concatenates along the batch axis)")
+    others = {tuple(d for i, d in enumerate(x.shape) if i != ax - 1) for x in xs}
+    if len(others) != 1 or any(len(x.shape) + 1 != rank for x in xs):
+        raise st.fail(node, f"inputs of shapes {[['N', *x.shape] for x in xs]} differ off axis {axis}")
+    shape = list(xs[0].shape)
+    shape[ax - 1] = sum(x.shape[ax - 1] for x in xs)
+    if len(xs) == 1:
+        st.alias(node, xs[0])
+        return
+    st.add(node, "Concatenate", {"axis": axis}, xs, tuple(shape))
+
+
+# -- pass-through -----------------------------------------------------------------------------------
+def identity(st: ImportState, node: Node, attrs: dict) -> None:
+    if hint_type(node) == "Activation":  # regnet's Activation layer with a linear activation
+        st.activation(node, "linear")
+        return
+    st.alias(node, st.input(node, 0))
+
+
+def dropout(st: ImportState, node: Node, attrs: dict) -> None:
+    x = st.tensor(node, 0, "data")
+    _unused_outputs(st, node, "the dropout mask")
+    if st.opset < 12:
+        ratio = float(attrs.get("ratio", 0.5))
+    else:
+        r = st.input(node, 1)
+        if isinstance(r, Tensor):
+            raise st.fail(node, "the ratio is computed at run time; regnet needs a constant")
+        ratio = 0.5 if r is None else float(np.asarray(r).ravel()[0])
+        mode = st.input(node, 2)
+        if isinstance(mode, Tensor) or (mode is not None and bool(np.asarray(mode).ravel()[0])):
+            raise st.fail(node, "training_mode is not a constant false (regnet imports the inference form)")
+    if not 0.0 <= ratio < 1.0:
+        raise st.fail(node, f"ratio {ratio} is outside [0, 1), which regnet's Dropout refuses")
+    st.add(node, "Dropout", {"rate": float32_value(ratio)}, [x], x.shape)
+
+
+# -- activations ------------------------------------------------------------------------------------
+def _activation(name: str, **params: Callable[[dict], float]):
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        values = {k: float32_value(get(attrs)) for k, get in params.items()}
+        st.activation(node, spec_of(name, values))
+
+    return handler
+
+
+def spec_of(name: str, values: dict) -> str | dict:
+    """``"elu"`` when every value is the default, else ``{"type": "elu", "alpha": 0.5}``."""
+    defaults = activations.get(name).get_config()
+    extra = {k: v for k, v in values.items() if float32_value(defaults.get(k, math.nan)) != v}
+    return {"type": name, **extra} if extra else name
+
+
+def selu(st: ImportState, node: Node, attrs: dict) -> None:
+    alpha, gamma = (
+        float(attrs.get("alpha", 1.67326319217681884765625)),
+        float(attrs.get("gamma", 1.05070102214813232421875)),
+    )
+    ref = activations.SELU
+    if not (math.isclose(alpha, ref.ALPHA, rel_tol=1e-6) and math.isclose(gamma, ref.SCALE, rel_tol=1e-6)):
+        raise st.fail(node, f"alpha={alpha}, gamma={gamma} are unsupported (regnet's selu has the standard constants)")
+    st.activation(node, "selu")
+
+
+def softmax(st: ImportState, node: Node, attrs: dict) -> None:
+    x = st.tensor(node, 0)
+    rank = len(x.shape) + 1
+    axis = int(attrs.get("axis", -1 if st.opset >= 13 else 1))
+    ax = axis + rank if axis < 0 else axis
+    if ax == 0:
+        raise st.fail(node, "axis=0 (the batch axis) is unsupported")
+    if st.opset < 13 and ax != rank - 1:
+        raise st.fail(node, f"Softmax before opset 13 with axis={axis} on a rank-{rank} input is unsupported")
+    st.activation(node, "softmax" if ax == rank - 1 else {"type": "softmax", "axis": axis})
+
+
+def gelu(st: ImportState, node: Node, attrs: dict) -> None:
+    mode = attrs.get("approximate", b"none")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode != "tanh":
+        raise st.fail(node, f"approximate='{mode}' is unsupported (regnet's gelu is the tanh approximation)")
+    st.activation(node, "gelu")
+
+
+HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
+    "Gemm": gemm,
+    "MatMul": matmul,
+    "Conv": conv,
+    "BatchNormalization": batch_normalization,
+    "MaxPool": _pool("MaxPool2D"),
+    "AveragePool": _pool("AvgPool2D"),
+    "GlobalMaxPool": _global_pool("MaxPool2D"),
+    "GlobalAveragePool": _global_pool("AvgPool2D"),
+    "Flatten": flatten,
+    "Reshape": reshape,
+    "Add": add,
+    "Sum": sum_,
+    "Concat": concat,
+    "Identity": identity,
+    "Dropout": dropout,
+    "Relu": _activation("relu"),
+    "LeakyRelu": _activation("leaky_relu", alpha=lambda a: a.get("alpha", 0.01)),
+    "Elu": _activation("elu", alpha=lambda a: a.get("alpha", 1.0)),
+    "Selu": selu,
+    "Tanh": _activation("tanh"),
+    "Sigmoid": _activation("sigmoid"),
+    "Softmax": softmax,
+    "Gelu": gelu,
+}

@@ -1,0 +1,324 @@
+"""ONNX -> regnet: read a checked ONNX model, fold constant shape arithmetic, map each operator to
+regnet layers (``handlers``) and build a ``Model`` with the file's weights.
+
+Never runs code from the file: the graph is data, mapped operator by operator to registered
+built-in layers; anything else is refused with an ``OnnxImportError`` naming the node.
+"""
+
+import os
+from typing import Any
+
+import attrs
+import numpy as np
+import onnx
+
+from .. import activations, registry, spec
+from ..errors import RegnetError
+from ..model import Model
+from ..ops import windows
+from ..text import escape, show
+from . import exporter, folding, handlers, naming, patterns, reader
+from .errors import OnnxImportError
+from .graph import Entry, ImportState, Tensor, float32_value
+
+#: the opsets of the default domain regnet reads
+MIN_IMPORT_OPSET = 11
+#: for each supported operator, the newest version (``since_version``) whose semantics regnet knows
+KNOWN_VERSIONS = {
+    **dict.fromkeys(["Gemm", "MatMul", "Sum", "Concat", "Tanh", "Sigmoid", "Softmax", "Gather", "Slice"], 13),
+    **dict.fromkeys(["Add", "Sub", "Mul", "Div", "Relu"], 14),
+    **dict.fromkeys(["BatchNormalization"], 15),
+    **dict.fromkeys(["LeakyRelu"], 16),
+    **dict.fromkeys(["Gelu"], 20),
+    **dict.fromkeys(["Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"], 22),
+    **dict.fromkeys(["Elu", "Selu", "Dropout"], 22),
+    **dict.fromkeys(["Flatten", "Reshape", "Identity", "Constant", "Shape", "Unsqueeze", "Squeeze"], 25),
+    **dict.fromkeys(["Transpose", "ConstantOfShape"], 25),
+    **dict.fromkeys(["Neg"], 13),
+    **dict.fromkeys(["Cast"], 25),
+}
+#: the most elements a folded constant may have (shape arithmetic is tiny; this stops a bomb)
+MAX_FOLDED_ELEMENTS = 1 << 24
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise OnnxImportError("the model imports no version of the default ONNX domain")
+    opset = int(versions[0])
+    top = max(v for v in KNOWN_VERSIONS.values())
+    if not MIN_IMPORT_OPSET <= opset <= max(top, onnx.defs.onnx_opset_version()):
+        raise OnnxImportError(f"opset {opset} is unsupported (regnet reads opsets {MIN_IMPORT_OPSET} and newer)")
+    return opset
+
+
+def _check_version(st: ImportState, node: onnx.NodeProto) -> None:
+    try:
+        since = onnx.defs.get_schema(node.op_type, st.opset, node.domain or "").since_version
+    except onnx.defs.SchemaError:
+        raise st.fail(node, f"operator {escape(node.op_type, 40)} is unknown in opset {st.opset}") from None
+    known = KNOWN_VERSIONS.get(node.op_type, 0)
+    if since > known:
+        raise st.fail(node, f"version {since} of {node.op_type} is newer than regnet reads ({node.op_type}-{known})")
+
+
+def _model_input(graph: onnx.GraphProto) -> tuple[onnx.ValueInfoProto, tuple, int | None]:
+    """The one graph input that is not an initializer: its value info, per-sample shape and fixed
+    batch size (``None`` when symbolic)."""
+    weights = {t.name for t in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in weights]
+    if len(inputs) != 1:
+        names = ", ".join(show(v.name) for v in inputs[:5])
+        raise OnnxImportError(f"regnet models have one input; the graph has {len(inputs)} ({names})")
+    value = inputs[0]
+    where = f"graph input {show(value.name)}"
+    if not value.type.HasField("tensor_type"):
+        raise OnnxImportError(f"{where} is not a tensor")
+    ttype = value.type.tensor_type
+    if ttype.elem_type != onnx.TensorProto.FLOAT:
+        dtype = onnx.helper.tensor_dtype_to_string(ttype.elem_type)
+        raise OnnxImportError(f"{where} has dtype {dtype}; regnet models take float32")
+    if not ttype.HasField("shape") or len(ttype.shape.dim) < 2:
+        raise OnnxImportError(f"{where} needs a known shape (batch, ...) of rank 2 or more")
+    dims = list(ttype.shape.dim)
+    shape = []
+    for i, d in enumerate(dims[1:], 1):
+        if not d.HasField("dim_value") or d.dim_value <= 0:
+            what = f"'{escape(d.dim_param, 40)}'" if d.HasField("dim_param") else "unknown"
+            raise OnnxImportError(
+                f"{where}: dimension {i} is dynamic ({what}); regnet needs every dimension but the batch fixed"
+            )
+        shape.append(int(d.dim_value))
+    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") else None
+    return value, tuple(shape), batch
+
+
+def _needed(nodes: list[onnx.NodeProto], output: str) -> list[onnx.NodeProto]:
+    """The nodes the output depends on, in their order."""
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    keep, stack = set(), [output]
+    while stack:
+        i = producer.get(stack.pop())
+        if i is None or i in keep:
+            continue
+        keep.add(i)
+        stack.extend(x for x in nodes[i].input if x)
+    return [n for i, n in enumerate(nodes) if i in keep]
+
+
+def _constant(st: ImportState, node: onnx.NodeProto, attrs: dict) -> np.ndarray:
+    if "value" in attrs:
+        return reader.to_array(attrs["value"], f"node {show(node.name)} (Constant)")
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32)):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype)
+    for key in ("value_int", "value_ints"):
+        if key in attrs:
+            return np.asarray(attrs[key], np.int64)
+    raise st.fail(node, f"a Constant with {', '.join(attrs) or 'no value'} is unsupported (numbers only)")
+
+
+def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
+    """Evaluate ``node`` now if it only computes on constants (shape arithmetic, weight transposes)."""
+    op = node.op_type
+    if op == "Constant":
+        st.alias(node, _constant(st, node, attrs))
+        return True
+    ins = [st.input(node, i) for i in range(len(node.input))]
+    if op == "Shape":
+        x = ins[0]
+        value = st.shape_value(x) if isinstance(x, Tensor) else np.array(x.shape, np.int64)
+        rank = len(value)
+        start, end = int(attrs.get("start", 0)), attrs.get("end")
+        st.alias(node, value[slice(start, None if end is None else int(end))] if rank else value)
+        return True
+    if op not in folding.FOLDERS or any(isinstance(v, Tensor) for v in ins) or not any(v is not None for v in ins):
+        return False
+    try:
+        value = folding.fold(op, attrs, ins, st.opset)
+    except folding.FoldError as exc:
+        raise st.fail(node, str(exc)) from None
+    if value.size > MAX_FOLDED_ELEMENTS:
+        raise st.fail(node, f"folding it makes a constant of {value.size} elements (limit {MAX_FOLDED_ELEMENTS})")
+    st.alias(node, value)
+    for extra in node.output[1:]:
+        if extra and st.consumers[extra]:
+            raise st.fail(node, f"its output {show(extra)} is used; regnet folds only the first output")
+    return True
+
+
+def _same_activation(a: Any, b: Any, rank: int) -> bool:
+    def canon(spec_: Any) -> dict:
+        cfg = activations.get(spec_).get_config()
+        if isinstance(cfg.get("axis"), int) and cfg["axis"] < 0:
+            cfg["axis"] += rank
+        return {k: float32_value(v) if isinstance(v, float) else v for k, v in cfg.items()}
+
+    return canon(a) == canon(b)
+
+
+def _pads(entry: Entry, padding: Any) -> list:
+    geo = entry.geometry
+    strides = geo["kernel"] if padding is None else geo["strides"]
+    return [windows.padding_amounts(padding, n, k, s) for n, k, s in zip(geo["hw"], geo["kernel"], strides)]
+
+
+def _equivalent(entry: Entry, key: str, mine: Any, theirs: Any) -> bool:
+    """Whether the hint's spelling ``theirs`` of field ``key`` computes what ``mine`` does."""
+    if registry.to_plain(mine) == registry.to_plain(theirs):
+        return True
+    number = (int, float)
+    if isinstance(mine, number) and isinstance(theirs, number) and not isinstance(theirs, bool):
+        return bool(np.float32(mine) == np.float32(theirs))
+    rank = len(entry.shape) + 1
+    if key == "activation":
+        return _same_activation(mine, theirs, rank)
+    if key == "padding" and entry.geometry:
+        return _pads(entry, mine) == _pads(entry, theirs)
+    if key == "strides" and entry.geometry:
+        kernel = entry.geometry["kernel"]
+        return list(mine or kernel) == [int(s) for s in (theirs or kernel)]
+    if key == "axis":
+        return (mine + rank if mine < 0 else mine) == (theirs + rank if theirs < 0 else theirs)
+    if key == "target_shape":
+        size = int(np.prod(entry.shape))
+        known = int(np.prod([d for d in theirs if d != -1]))
+        resolved = tuple(size // known if d == -1 else int(d) for d in theirs)
+        return resolved == entry.shape
+    return False
+
+
+def _apply_hint(entry: Entry) -> None:
+    """Adopt the regnet exporter's spelling of fields the graph leaves open (initializers, 'same'
+    versus integer padding, default strides, ...) where it computes the same thing."""
+    hint = entry.hint
+    if not hint or hint.get("type") != entry.type:
+        return
+    fields = attrs.fields_dict(registry.layers.get(entry.type))
+    for key, theirs in hint.items():
+        if key in ("type", "name", "inputs") or key not in fields:
+            continue
+        default = fields[key].default
+        mine = entry.config.get(key, None if isinstance(default, attrs.Factory) else default)  # type: ignore[arg-type]
+        try:
+            if key.endswith("_initializer"):
+                registry.initializers.create(theirs)  # only a name that resolves here
+                entry.config[key] = theirs
+            elif key in ("center", "scale") and theirs is False and entry.type == "BatchNorm":
+                weight, neutral = ("beta", 0.0) if key == "center" else ("gamma", 1.0)
+                if np.all(entry.weights[weight] == neutral):
+                    entry.config[key] = False
+                    del entry.weights[weight]
+            elif _equivalent(entry, key, mine, theirs):
+                entry.config[key] = theirs
+        except (RegnetError, ValueError, TypeError, KeyError, ZeroDivisionError):
+            continue  # a hint is only ever a preference
+
+
+def _used(entries: list[Entry], out: Entry) -> list[Entry]:
+    """The entries the output depends on through layer inputs (a layer whose output only fed
+    shape arithmetic has no place in the regnet model)."""
+    used, stack = set(), [out]
+    while stack:
+        entry = stack.pop()
+        if id(entry) not in used:
+            used.add(id(entry))
+            stack.extend(src for src in entry.inputs if src is not None)
+    return [e for e in entries if id(e) in used]
+
+
+def _spec(st: ImportState, input_shape: tuple, out: Entry, name: str) -> tuple[dict, dict]:
+    entries = _used(st.entries, out)
+    if out is not entries[-1]:
+        raise OnnxImportError("the graph's output is not made by its last layer")
+    for entry in entries:
+        _apply_hint(entry)
+    names = naming.assign([e.names for e in entries], [e.type for e in entries])
+    name_of = {id(e): n for e, n in zip(entries, names)}
+    layers, state, prev = [], {}, spec.INPUT
+    for entry, layer_name in zip(entries, names):
+        inputs = [spec.INPUT if src is None else name_of[id(src)] for src in entry.inputs]
+        config = {"type": entry.type, "name": layer_name, **entry.config}
+        if inputs != [prev]:
+            config["inputs"] = inputs
+        layers.append(config)
+        state.update({f"{layer_name}/{k}": v for k, v in entry.weights.items()})
+        prev = layer_name
+    doc = {"format": spec.FORMAT, "version": spec.VERSION, "input_shape": list(input_shape), "layers": layers}
+    if name:
+        doc["name"] = name
+    return doc, state
+
+
+def convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    """``(spec, state)``: the regnet spec and ``{"layer/tensor": array}`` of an ONNX model."""
+    return _convert(reader.check(proto))
+
+
+def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
+    opset = _default_opset(proto)
+    graph = proto.graph
+    if len(graph.output) != 1:
+        raise OnnxImportError(f"regnet models have one output; the graph has {len(graph.output)}")
+    output = graph.output[0].name
+    value, input_shape, batch = _model_input(graph)
+    consts = {t.name: t for t in graph.initializer}
+    nodes = _needed(list(graph.node), output)
+
+    def const(name: str) -> np.ndarray | None:
+        if name in consts:
+            return reader.to_array(consts[name], f"initializer {show(name)}")
+        node = next((n for n in nodes if n.op_type == "Constant" and name in n.output), None)
+        values = reader.attribute_values(node) if node is not None else {}
+        return reader.to_array(values["value"], f"constant {show(name)}") if "value" in values else None
+
+    nodes, synthetic = patterns.rewrite(nodes, const, {output})
+    st = ImportState(nodes, opset, {output}, batch)
+    for name, tensor in consts.items():
+        if st.consumers[name]:
+            st.values[name] = reader.to_array(tensor, f"initializer {show(name)}")
+    st.values[value.name] = Tensor(None, input_shape)
+    for node in nodes:
+        if node.domain not in ("", "ai.onnx"):
+            raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
+        if node.op_type not in KNOWN_VERSIONS:
+            supported = ", ".join(sorted(KNOWN_VERSIONS))
+            raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
+        if id(node) not in synthetic:
+            _check_version(st, node)
+        for name in node.input:
+            if name and name not in st.values:
+                raise st.fail(node, f"input {show(name)} is not defined before it")
+        node_attrs = reader.attribute_values(node)
+        if _fold(st, node, node_attrs):
+            continue
+        handler = handlers.HANDLERS.get(node.op_type)
+        if handler is None:  # a folding-only operator on run-time values
+            raise st.fail(node, f"{node.op_type} is supported on constants only (shape arithmetic, weights)")
+        handler(st, node, node_attrs)
+    out = st.values.get(output)
+    if not isinstance(out, Tensor) or out.source is None:
+        raise OnnxImportError(f"the graph output {show(output)} is the input or a constant, not computed by a layer")
+    name = "" if graph.name == exporter.UNNAMED else naming.sanitise(graph.name)
+    return _spec(st, input_shape, out.source, name)
+
+
+def from_proto(proto: onnx.ModelProto, *, checked: bool = False) -> Model:
+    """The regnet ``Model`` of an ONNX model (not compiled: call ``compile`` to train it);
+    ``checked`` skips the checks ``reader`` already ran."""
+    doc, state = _convert(proto if checked else reader.check(proto))
+    try:
+        model = Model.from_spec(doc, seed=0)
+        model.load_state_dict(state)
+    except RegnetError as exc:
+        raise OnnxImportError(f"the graph maps to a regnet model that regnet refuses: {exc}") from exc
+    return model
+
+
+def load(path: "str | os.PathLike[str]", *, max_bytes: int = reader.MAX_BYTES) -> Model:
+    """The ONNX model at ``path`` as a regnet ``Model`` (spec and weights; not compiled).
+
+    Refuses, with a ``FileFormatError``, files over ``max_bytes``, malformed or truncated files and
+    external data outside the model's folder; and, with an ``OnnxImportError`` naming the node,
+    operators, attributes, opsets, dtypes and dynamic shapes regnet cannot represent."""
+    return from_proto(reader.read(path, max_bytes=max_bytes), checked=True)
