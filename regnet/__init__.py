@@ -5,8 +5,11 @@ callbacks and the error hierarchy. Submodules, all available after ``import regn
 ``datasets``, ``zoo``, ``metrics``, ``images`` (digits from a photo), ``plot`` (pictures of
 training), ``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model
 state to and from files); ``onnx`` (ONNX export and import) with the optional extra
-``regnet[onnx]``, imported on demand (``import regnet.onnx``).
+``regnet[onnx]``, imported on first use of ``regnet.onnx``.
 """
+
+import importlib
+from typing import Any
 
 from . import (  # registers the built-ins
     activations,
@@ -117,3 +120,10 @@ __all__ = [
     "testing",
     "zoo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``regnet.onnx`` on first use: it needs the optional extra, which ``import regnet`` does not load."""
+    if name == "onnx":
+        return importlib.import_module(".onnx", __name__)
+    raise AttributeError(f"module 'regnet' has no attribute {name!r}")
