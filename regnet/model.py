@@ -13,6 +13,7 @@ from . import activations, checkpoint, losses, optimizers, runtime, spec
 from . import metrics as _metrics
 from .errors import ConfigError, RegnetError, WeightsMismatchError
 from .io import Mismatch, WeightsReport
+from .ops import memory
 from .registry import registered_name, to_plain
 
 
@@ -38,6 +39,7 @@ class Model:
         self.stop_training = False
         self._fused_loss = None
         self._build()
+        memory.steady_heap()  # per-step arrays reused from the heap, not faulted in afresh
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
