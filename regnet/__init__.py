@@ -1,23 +1,32 @@
 """regnet: a deep-learning library in NumPy whose models are data.
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
-callbacks and the error hierarchy. Submodules: ``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data``,
-``testing`` (the conformance kit), ``io`` (the file format) and ``checkpoint`` (model state to and from
-files); ``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]``, imported on demand.
+callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
+``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data`` (data in every form ``fit`` takes),
+``images`` (digits from a photo), ``plot`` (pictures of training), ``testing`` (the conformance
+kit), ``io`` (the file format) and ``checkpoint`` (model state to and from files); ``onnx`` (ONNX
+export and import) with the optional extra ``regnet[onnx]``, imported on first use of
+``regnet.onnx``.
 """
+
+import importlib
+from typing import Any
 
 from . import (  # registers the built-ins
     activations,
     checkpoint,
     data,
     datasets,
+    images,
     initializers,
     io,
     layers,
     losses,
     metrics,
     optimizers,
+    plot,
     schedules,
+    testing,
     zoo,
 )
 from ._version import __version__
@@ -66,10 +75,11 @@ from .registry import (
 from .schedules import Schedule, schedule
 
 
-def load(path, compile=True):
+def load(path, compile=True, *, allow_non_finite=False):
     """Load a model saved with ``save``: spec, weights, epoch, history, RNG state and, with
-    ``compile``, its loss, optimizer state and metrics (see ``regnet.checkpoint.load``)."""
-    return Model.load(path, compile=compile)
+    ``compile``, its loss, optimizer state and metrics (see ``regnet.checkpoint.load``). Weights
+    holding NaN or infinities are refused unless ``allow_non_finite``."""
+    return Model.load(path, compile=compile, allow_non_finite=allow_non_finite)
 
 
 def save(model, path, *, metadata=None):
@@ -129,12 +139,22 @@ __all__ = [
     "checkpoint",
     "data",
     "datasets",
+    "images",
     "initializers",
     "io",
     "layers",
     "losses",
     "metrics",
     "optimizers",
+    "plot",
     "schedules",
+    "testing",
     "zoo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``regnet.onnx`` on first use: it needs the optional extra, which ``import regnet`` does not load."""
+    if name == "onnx":
+        return importlib.import_module(".onnx", __name__)
+    raise AttributeError(f"module 'regnet' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The ``regnet`` command: train, evaluate, predict, summary, zoo and plugins.
+"""The ``regnet`` command: train, evaluate, predict, plot, summary, zoo and plugins.
 
 Every failure prints one line, ``regnet: error: ...``, on stderr and exits with status 1
 (2 for usage errors); ``--debug`` shows the traceback instead.
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, io, metrics, zoo
+from . import checkpoint, images, io, metrics, plot, zoo
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
@@ -24,6 +24,7 @@ from .model import Model
 from .registry import plugin_report
 from .schedules import CLI_KINDS as SCHEDULES
 from .schedules import from_cli as schedule_from_cli
+from .text import escape
 
 
 def _missing_commands(error, names, sub, parents):
@@ -170,18 +171,36 @@ def cmd_evaluate(args, argv):
     x, y = _split(sources.load(data), args.split)
     report = _report(model, x, y, args.batch_size)
     print(metrics.format_report(report, f"{sources.describe(data)} {args.split} split"))
+    if args.plot:
+        plot.confusion_matrix(report["confusion"], args.plot, title=f"{sources.describe(data)} {args.split} split")
+        print(f"wrote {args.plot}: the confusion matrix", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args, argv):
+    logs = plot.history_of_file(args.model)
+    plot.history(logs, args.out, title=args.title or os.path.basename(args.model))
+    keys = ", ".join(name for name, *_ in plot.panels(list(plot.curves(logs)[1])))
+    print(f"wrote {args.out}: {keys} over {len(logs)} epoch(s), training and validation")
     return 0
 
 
 def cmd_predict(args, argv):
     model = Model.load(args.model, compile=False)
-    x = read_inputs(args.input, model.input_shape, args.key)
-    out = model.predict(x, batch_size=args.batch_size)
+    reading = images.read_digits(model, args.input) if images.is_image(args.input) else None
+    if reading is None:
+        x = read_inputs(args.input, model.input_shape, args.key)
+        out = model.predict(x, batch_size=args.batch_size)
+    else:
+        out = reading.probabilities
     if args.out:
         with io.atomic_write(args.out) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, out)
         print(f"wrote {args.out}: outputs of shape {list(out.shape)}", file=sys.stderr)
+        return 0
+    if reading is not None:
+        print(images.format_reading(reading))
         return 0
     classes = metrics.predicted_classes(out) if out.ndim == 2 else None
     for i, row in enumerate(out):
@@ -204,32 +223,39 @@ def cmd_summary(args, argv):
     if model.history:
         last = model.history[-1]
         print(
-            "Last epoch: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
+            "Last epoch: "
+            + ", ".join(
+                f"{escape(k)} {v:.4f}" if isinstance(v, float) else f"{escape(k)} {escape(v)}" for k, v in last.items()
+            )
         )
     for key in ("command", "data", "train_seconds", "test_accuracy"):
         if key in meta:
-            print(f"{key.replace('_', ' ').capitalize()}: {meta[key]}")
+            print(f"{key.replace('_', ' ').capitalize()}: {escape(meta[key], 2000)}")
     return 0
 
 
 def cmd_zoo(args, argv):
     if args.zoo_command == "list":
-        rows = [("name", "task", "dataset", "params", "test acc", "train s")]
+        rows = [("name", "task", "dataset", "params", "test acc", "train s", "provider")]
         for name in zoo.list():
             e = zoo.info(name)
             rows.append(
                 (
                     name,
-                    e["task"],
-                    e["dataset"],
+                    escape(e["task"]),
+                    escape(e["dataset"]),
                     f"{e['params']:,}",
                     f"{100 * e['test_accuracy']:.2f} %",
                     f"{e['train_seconds']:.0f}",
+                    escape(" ".join(filter(None, (e["provider"]["distribution"], e["provider"]["version"])))),
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        for b in zoo.broken():
+            version = f" {b['version']}" if b["version"] else ""
+            print(escape(f"BROKEN {b['distribution']}{version} ({b['entry_point']}): {b['error']}"))
         return 0
     if args.zoo_command == "info":
         print(json.dumps(zoo.info(args.name), indent=2))
@@ -373,11 +399,32 @@ def build_parser():
     e.add_argument("--data", default=None, help=_data_help("the data the model was trained on"))
     e.add_argument("--split", choices=("test", "train"), default="test")
     e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.add_argument("--plot", metavar="PICTURE.png", help="also draw the confusion matrix (needs regnet[plot])")
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("predict", parents=[debug], help="outputs of a model for inputs in a file")
+    c = sub.add_parser(
+        "plot",
+        parents=[debug],
+        help="draw the training curves saved in a model file",
+        description="Draw loss and every metric per epoch, training against validation, from the history "
+        "saved in a model file (needs regnet[plot]).",
+    )
+    c.add_argument("model", metavar="MODEL.h5")
+    c.add_argument(
+        "-o", "--out", default="curves.png", help="picture to write: .png, .svg or .pdf (default: curves.png)"
+    )
+    c.add_argument("--title", help="title above the curves (default: the file name)")
+    c.set_defaults(func=cmd_plot)
+
+    r = sub.add_parser(
+        "predict",
+        parents=[debug],
+        help="outputs of a model for inputs in a file, or the digits in a photo",
+        description="Outputs of a model for the inputs in a file. Given an image (.png, .jpg, ...) and an "
+        "MNIST model, reads the handwritten digits in it, left to right (needs regnet[images]).",
+    )
     r.add_argument("model", metavar="MODEL.h5")
-    r.add_argument("input", metavar="INPUT", help=".npy, .npz or IDX (raw or .gz) file")
+    r.add_argument("input", metavar="INPUT", help=".npy, .npz or IDX (raw or .gz) file, or an image of digits")
     r.add_argument("--key", help="array name inside an .npz file")
     r.add_argument("--out", help="write the raw outputs to this .npy file instead of printing")
     r.add_argument("--raw", action="store_true", help="print output vectors instead of classes")
@@ -388,7 +435,14 @@ def build_parser():
     s.add_argument("model", metavar="MODEL.h5|SPEC.json")
     s.set_defaults(func=cmd_summary)
 
-    z = sub.add_parser("zoo", parents=[debug], help="pretrained models")
+    z = sub.add_parser(
+        "zoo",
+        parents=[debug],
+        help="pretrained models",
+        description="Pretrained models, each checked against its SHA-256 before loading: the models shipped "
+        "with regnet, then those that installed packages add through the entry-point group 'regnet.zoo'.",
+        epilog="REGNET_ZOO=DIR replaces the shipped models with the manifest.json in DIR (see docs/zoo.md).",
+    )
     zs = z.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     zs.add_parser("list", parents=[debug], help="list the zoo's models")
     zi = zs.add_parser("info", parents=[debug], help="a model's manifest entry")
@@ -409,7 +463,7 @@ def build_parser():
 
 def _one_line(exc):
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+    return escape(text)  # messages may quote a file: no control character reaches the terminal
 
 
 def main(argv=None):

@@ -113,6 +113,7 @@ def train_step(model, xb, yb, guard=None, *, sample_weight=None):
         )
         raise TrainingDivergedError(f"{cause}; the step was undone")
     guard.record(xb, yb, hyper, sample_weight)
+    model.initial_weights = False
     return loss, out
 
 

@@ -337,3 +337,10 @@ def test_import_regnet_does_not_import_onnx():
     code = "import sys, regnet; print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)
+
+
+def test_regnet_onnx_is_there_after_a_plain_import_regnet():
+    code = "import regnet; print(regnet.onnx.export.__module__, regnet.onnx.DEFAULT_OPSET)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0].startswith("regnet.onnx")

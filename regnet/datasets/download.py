@@ -28,20 +28,20 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def fetch(name, mirrors, dest, sha256, *, timeout=30.0, progress=True, max_bytes=MAX_BYTES, accept=None):
+def fetch(name, mirrors, dest, sha256, *, timeout=30.0, progress=True, max_bytes=MAX_BYTES, accept=None, on_start=None):
     """Download ``name`` from the first mirror that serves it with a hash in ``sha256``.
 
     ``mirrors`` are base URLs (``name`` is appended), ``dest`` the final path, ``sha256`` one
     hex digest or a collection of accepted ones. ``accept(tmp_path) -> bool`` (optional) is a
     second check for a file whose hash is not listed (e.g. a hash of its decompressed content).
-    Returns ``dest``.
+    ``on_start(url)`` (optional) is called when a server starts sending. Returns ``dest``.
     """
     accepted = {sha256} if isinstance(sha256, str) else set(sha256)
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + name
         try:
-            _fetch_one(url, dest, accepted, accept, timeout, progress, max_bytes)
+            _fetch_one(url, dest, accepted, accept, timeout, progress, max_bytes, on_start)
             return dest
         except DownloadError as exc:
             failures.append(f"{url}: {exc}")
@@ -50,13 +50,13 @@ def fetch(name, mirrors, dest, sha256, *, timeout=30.0, progress=True, max_bytes
     raise DownloadError(f"cannot download {name}; " + "; ".join(failures))
 
 
-def _fetch_one(url, dest, accepted, accept, timeout, progress, max_bytes):
+def _fetch_one(url, dest, accepted, accept, timeout, progress, max_bytes, on_start=None):
     folder = os.path.dirname(os.path.abspath(dest))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
-            digest = _stream(url, out, timeout, progress, max_bytes)
+            digest = _stream(url, out, timeout, progress, max_bytes, on_start)
             out.flush()
             os.fsync(out.fileno())
         if digest not in accepted and not (accept is not None and accept(tmp)):
@@ -73,11 +73,13 @@ def _fetch_one(url, dest, accepted, accept, timeout, progress, max_bytes):
         raise
 
 
-def _stream(url, out, timeout, progress, max_bytes):
+def _stream(url, out, timeout, progress, max_bytes, on_start=None):
     """Copy the response body of ``url`` into ``out``; return its SHA-256."""
     h = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
+            if on_start is not None:
+                on_start(url)
             total = resp.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             if total is not None and total > max_bytes:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError, DownloadError
 from . import download as _download
-from . import idx
+from . import idx, npy
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -45,6 +45,8 @@ MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 SAMPLE = "mnist_sample.npz"
+#: why a download failed, per (destination, mirrors): the network is tried once per process
+_FAILED: dict = {}
 CLASSES = 10
 SIDE = 28
 
@@ -67,22 +69,35 @@ def mnist(path=None, *, download=True, sample=None, mirrors=None, progress=True,
     reasons = [f"no MNIST IDX files in {', '.join(folders)}"]
     if download:
         dest = os.fspath(path) if path is not None else cache_dir()
-        try:
-            return load_files(fetch(dest, mirrors=mirrors, progress=progress, timeout=timeout))
-        except DownloadError as exc:
-            reasons.append(str(exc))
+        attempt = (dest, tuple(mirror_list(mirrors)))
+        if attempt in _FAILED:  # the network is tried once per process
+            reasons.append(f"{_FAILED[attempt]} (not retried)")
+        else:
+            try:
+                return load_files(fetch(dest, mirrors=mirrors, progress=progress, timeout=timeout))
+            except DownloadError as exc:
+                _FAILED[attempt] = str(exc)
+                reasons.append(str(exc))
     else:
         reasons.append("download disabled")
     if sample is False or path is not None:
         raise DataError("MNIST not available: " + "; ".join(reasons))
+    how = "and could not be downloaded" if download else "(download disabled)"
     print(
-        f"regnet: full MNIST not available ({'; '.join(reasons)}).\n"
-        f"regnet: USING THE BUNDLED MNIST SAMPLE (5000 train / 2000 test images) INSTEAD OF THE FULL "
-        f"SET; set REGNET_DATA to a folder holding the four IDX files for the full set.",
+        f"regnet: full MNIST not found {how}: using the bundled sample (5000 train / 2000 test images); "
+        f"set REGNET_DATA to a folder holding the four MNIST IDX files",
         file=sys.stderr,
         flush=True,
     )
     return load_sample()
+
+
+def locate(extra: "tuple | list" = ()) -> "dict | None":
+    """The four full-set files ``mnist()`` would read, searched in ``$REGNET_DATA`` and the user
+    cache, then in the folders ``extra`` (each, or its ``mnist/`` subfolder): ``{key: path}`` or
+    ``None``."""
+    more = [p for folder in extra for p in (os.fspath(folder), os.path.join(os.fspath(folder), "mnist"))]
+    return find(search_path() + more)
 
 
 # -- locating ---------------------------------------------------------------------------------------
@@ -137,7 +152,13 @@ def mirror_list(mirrors=None):
 def fetch(dest, *, mirrors=None, progress=True, timeout=30.0):
     """Download the four gzip files into ``dest`` (skipping those already there); ``{key: path}``."""
     mirrors = mirror_list(mirrors)
-    print(f"regnet: downloading MNIST into {dest}", file=sys.stderr, flush=True)
+    told = []
+
+    def notice(url):  # said once a server answers, so an offline machine is not told about downloads
+        if not told:
+            told.append(url)
+            print(f"regnet: downloading MNIST into {dest}", file=sys.stderr, flush=True)
+
     paths = {}
     for key, base in FILES.items():
         name = base + ".gz"
@@ -152,6 +173,7 @@ def fetch(dest, *, mirrors=None, progress=True, timeout=30.0):
                     timeout=timeout,
                     progress=progress,
                     accept=lambda p, n=name: content_sha256(p) == CONTENT_SHA256[n],
+                    on_start=notice,
                 )
             except OSError as exc:
                 raise DownloadError(f"cannot write {target}: {exc.strerror or exc}") from None
@@ -211,8 +233,8 @@ def load_sample():
     """The bundled class-balanced sample: 5 000 train and 2 000 test images."""
     ref = sample_path()
     try:
-        with resources.as_file(ref) as p, np.load(p) as z:
-            data = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        with resources.as_file(ref) as p, npy.open_npz(p) as z:
+            data = {k: z.read(k) for k in ("x_train", "y_train", "x_test", "y_test")}
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"the bundled MNIST sample {ref} is missing or damaged: {exc}") from None
     return (

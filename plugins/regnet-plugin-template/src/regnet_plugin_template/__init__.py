@@ -1,10 +1,16 @@
-"""A regnet plugin with one layer, registered by the entry point in pyproject.toml."""
+"""A regnet plugin with one layer and one pretrained zoo model, both declared as entry points in
+pyproject.toml."""
+
+from pathlib import Path
 
 import numpy as np
 
 from regnet import fields
 from regnet.layers import Layer, layer
 from regnet.layers.base import require_rank
+
+#: the ``regnet.zoo`` entry point: a zoo manifest shipped as package data (its paths are relative to it)
+ZOO_MANIFEST = Path(__file__).resolve().parent / "zoo" / "manifest.json"
 
 
 # the entry point (pyproject.toml) registers the class, naming this distribution: register=False
