@@ -1,9 +1,10 @@
 """Per-layer time of a training step (forward + backward) and of the optimizer, for one architecture.
 
-    python benchmarks/profile_layers.py lenet5 [--batch 64] [--steps 30]
+    python benchmarks/profile_layers.py lenet5 [--batch 64] [--steps 30] [--infer] [--wall --median]
 
 Prints the milliseconds per step spent in each layer's forward and backward (activation
-included), the loss and the optimizer, so that the slow part of a network is easy to see. By
+included), the loss, the optimizer and the divergence guard's finiteness check, so that the slow
+part of a network is easy to see. Graph models (``resnet8_cifar``) are profiled node by node. By
 default it reads the process CPU time (set OPENBLAS_NUM_THREADS=1 for it to mean anything) and
 reports the minimum over steps, the steadiest figures on a busy machine; ``--wall`` and
 ``--median`` give wall-clock medians instead.
@@ -18,52 +19,91 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ARCHS, INPUT_SHAPE, regnet_model
+from bench import ARCHS, SCALING_ARCHS, input_shape, regnet_model
+
+from regnet import divergence
+from regnet.layers.base import Layer
 
 
-def profile(arch, batch, steps, training=True, stat=min, clock=time.process_time):
+class Timer:
+    """Accumulates per-key times of the outermost timed call in progress."""
+
+    def __init__(self, clock):
+        self.clock, self.times, self.depth = clock, {}, 0
+
+    def wrap(self, key_of, fn):
+        def timed(*args, **kwargs):
+            if self.depth:
+                return fn(*args, **kwargs)
+            self.depth += 1
+            t0 = self.clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                self.add(key_of(args), self.clock() - t0)
+
+        return timed
+
+    def add(self, key, seconds):
+        self.times.setdefault(key, []).append(seconds * 1e3)
+
+
+def profile(arch, batch, steps, training=True, stat=min, clock=time.process_time, out=print):
     model = regnet_model(arch)
     rng = np.random.default_rng(0)
-    x = rng.random((batch, *INPUT_SHAPE), dtype=np.float32)
+    x = rng.random((batch, *input_shape(arch)), dtype=np.float32)
     y = rng.integers(0, 10, batch)
-    layers = model.layers
-    times = {}
-
-    def tick(key, t0):
-        times.setdefault(key, []).append((clock() - t0) * 1e3)
-
-    for _ in range(steps):
-        h = x
-        for i, layer in enumerate(layers):
+    timer = Timer(clock)
+    names = {id(n.layer): f"{n.name} ({type(n.layer).__name__})" for n in model.nodes}
+    saved = Layer.__call__, Layer.call_backward, Layer.backward_only
+    Layer.__call__ = timer.wrap(lambda a: (names[id(a[0])], "fwd"), saved[0])
+    Layer.call_backward = timer.wrap(lambda a: (names[id(a[0])], "bwd"), saved[1])
+    Layer.backward_only = timer.wrap(lambda a: (names[id(a[0])], "bwd"), saved[2])
+    out_layer = model.output_node.layer
+    out_layer.forward = timer.wrap(lambda a: (names[id(out_layer)], "fwd"), out_layer.forward)
+    fused = model._fused_loss is not None
+    try:
+        for _ in range(steps):
             t0 = clock()
-            last = i == len(layers) - 1
-            h = layer.forward(h, training) if last else layer(h, training)
-            tick((i, "fwd"), t0)
-        if not training:
-            continue
-        t0 = clock()
-        _, g = model.training_loss.value_and_grad(h, y)
-        tick(("loss", ""), t0)
-        for i in reversed(range(len(layers))):
-            t0 = clock()
-            last = i == len(layers) - 1
-            g = layers[i].backward(g) if last else layers[i].call_backward(g)
-            tick((i, "bwd"), t0)
-        t0 = clock()
-        model.optimizer.step(model.params, model.grads)
-        tick(("adam", ""), t0)
-    total = 0.0
-    for key, vals in times.items():
+            if not training:
+                model.forward(x, training=False)
+                model.release()
+                timer.add(("step", "total"), clock() - t0)
+                continue
+            h = model.forward(x, training=True, logits=fused)
+            t1 = clock()
+            _, g = model.training_loss.value_and_grad(h, y)
+            timer.add(("loss", ""), clock() - t1)
+            model.backward(g, input_grad=False)
+            t1 = clock()
+            model.optimizer.step(model.params, model.grads)
+            timer.add(("optimizer", type(model.optimizer).__name__), clock() - t1)
+            t1 = clock()
+            divergence.non_finite(model.get_weights())
+            timer.add(("guard check", ""), clock() - t1)
+            timer.add(("step", "total"), clock() - t0)
+    finally:
+        Layer.__call__, Layer.call_backward, Layer.backward_only = saved
+        del out_layer.forward
+    rows, total = [], None
+    for key, vals in timer.times.items():
         med = stat(vals[len(vals) // 3 :])
-        total += med
-        name = key[0] if isinstance(key[0], str) else f"{key[0]} {type(layers[key[0]]).__name__}"
-        print(f"{name:22s} {key[1]:4s} {med:8.3f} ms")
-    print(f"{'total':27s} {total:8.3f} ms  ({batch / total * 1e3:,.0f} img/s)")
+        if key[0] == "step":
+            total = med
+            continue
+        rows.append((key, med))
+    parts = sum(m for _, m in rows)
+    for (name, what), med in rows:
+        out(f"{name:28s} {what:6s} {med:8.3f} ms")
+    out(f"{'sum of the parts':35s} {parts:8.3f} ms")
+    out(f"{'whole step':35s} {total:8.3f} ms  ({batch / total * 1e3:,.0f} img/s)")
+    return dict(rows), total
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("arch", choices=list(ARCHS))
+    ap.add_argument("arch", choices=[*ARCHS, *SCALING_ARCHS])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--infer", action="store_true", help="forward only, inference mode")

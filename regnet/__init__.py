@@ -2,11 +2,12 @@
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
 callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
-``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data``, ``images`` (digits from a photo),
-``plot`` (pictures of training), ``testing`` (the conformance kit), ``io`` (the file format),
-``checkpoint`` (model state to and from files) and ``distributed`` (data-parallel training on MPI,
-which needs the optional extra ``regnet[mpi]`` once used); ``onnx`` (ONNX export and import) with
-the optional extra ``regnet[onnx]``, imported on first use of ``regnet.onnx``.
+``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data`` (data in every form ``fit`` takes),
+``images`` (digits from a photo), ``plot`` (pictures of training), ``testing`` (the conformance
+kit), ``io`` (the file format), ``checkpoint`` (model state to and from files) and ``distributed``
+(data-parallel training on MPI, which needs the optional extra ``regnet[mpi]`` once used);
+``onnx`` (ONNX export and import) with the optional extra ``regnet[onnx]``, imported on first use
+of ``regnet.onnx``.
 """
 
 import importlib
@@ -78,10 +79,11 @@ from .registry import (
 from .schedules import Schedule, schedule
 
 
-def load(path, compile=True):
+def load(path, compile=True, *, allow_non_finite=False):
     """Load a model saved with ``save``: spec, weights, epoch, history, RNG state and, with
-    ``compile``, its loss, optimizer state and metrics (see ``regnet.checkpoint.load``)."""
-    return Model.load(path, compile=compile)
+    ``compile``, its loss, optimizer state and metrics (see ``regnet.checkpoint.load``). Weights
+    holding NaN or infinities are refused unless ``allow_non_finite``."""
+    return Model.load(path, compile=compile, allow_non_finite=allow_non_finite)
 
 
 def save(model, path, *, metadata=None):

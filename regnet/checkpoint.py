@@ -28,7 +28,7 @@ from .errors import (
 )
 from .fields import kind_of
 from .history import History
-from .registry import REGISTRIES, registered_name
+from .registry import BUILTIN, REGISTRIES, Registry, autoload_hint, install_command, registered_name
 from .text import escape
 
 PathLike: TypeAlias = str | os.PathLike[str]
@@ -52,6 +52,7 @@ def record(model: Any, metadata: dict | None = None) -> io.ModelRecord:
         optimizer_state=None if optimizer is None else optimizer.state_dict(),
         callbacks=states or None,
         callback_weights=snapshots,
+        untrained=bool(getattr(model, "initial_weights", False)) and model.epoch == 0,
     )
 
 
@@ -132,15 +133,18 @@ class Staged:
     callbacks: dict = attrs.Factory(dict)
 
 
-def stage(model: Any, f: io.ModelFile, *, training: bool, optimizer: Any = None) -> Staged:
+def stage(
+    model: Any, f: io.ModelFile, *, training: bool, optimizer: Any = None, allow_non_finite: bool = False
+) -> Staged:
     """Read and check everything ``apply`` needs for ``model`` from the open file ``f``.
 
     With ``training``, the loss, optimizer and metrics come from the file's training config
     (or, when ``optimizer`` is given, the model keeps its own and receives the stored state),
-    and the callbacks' saved state is read too.
+    and the callbacks' saved state is read too. Tensors holding NaN or infinities are refused
+    unless ``allow_non_finite``.
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    staged = Staged(f.weights(expected)[0])
+    staged = Staged(f.weights(expected, allow_non_finite=True)[0])
     if training:
         if optimizer is None:
             config = f.training_config()
@@ -149,15 +153,19 @@ def stage(model: Any, f: io.ModelFile, *, training: bool, optimizer: Any = None)
                 staged.optimizer = optimizer
         if optimizer is not None:
             slots = {f"{slot}/{key}": p.shape for slot in optimizer.slot_names for key, p in model.params.items()}
-            staged.optimizer_state = f.optimizer_state(slots, registered_name(optimizer))
+            staged.optimizer_state = f.optimizer_state(slots, registered_name(optimizer), allow_non_finite=True)
+    if not allow_non_finite:  # one error naming every bad tensor, weights and optimizer state
+        tensors = {f"weights/{k}": v for k, v in staged.weights.items()}
+        tensors.update({f"optimizer/{k}": v for k, v in (staged.optimizer_state or {}).items() if k != "iterations"})
+        f.check_finite(tensors)
     staged.rng_state = _rng_state(f, model.rng)
     staged.epoch, staged.history = f.progress()
     if training:
-        staged.callbacks = _callback_states(f, expected)
+        staged.callbacks = _callback_states(f, expected, allow_non_finite)
     return staged
 
 
-def _callback_states(f: io.ModelFile, shapes: dict) -> dict:
+def _callback_states(f: io.ModelFile, shapes: dict, allow_non_finite: bool = False) -> dict:
     """The callbacks' saved state, with their weight snapshots (shaped like the model's weights)."""
     raw = f.callback_state()
     expected = {}
@@ -166,7 +174,7 @@ def _callback_states(f: io.ModelFile, shapes: dict) -> dict:
             raise f.fail(f"callbacks/state '{key}' must hold 'class' (a name) and 'state' (an object)")
         if entry.get("weights"):
             expected.update({f"{key}/{k}": shape for k, shape in shapes.items()})
-    arrays = f.callback_weights(expected)
+    arrays = f.callback_weights(expected, allow_non_finite=allow_non_finite)
     out = {}
     for key, entry in raw.items():
         state = dict(entry["state"])
@@ -192,7 +200,7 @@ def _training_components(config: dict, f: io.ModelFile) -> tuple:
             found.append(metrics.get(name))
         except (ConfigError, PluginError, TypeError) as exc:
             warnings.warn(
-                f"{f.path}: metric {escape(repr(name), 200)} is left out: {exc}",
+                f"{f.shown}: metric {escape(repr(name), 200)} is left out: {exc}",
                 RuntimeWarning,
                 stacklevel=4,
             )
@@ -225,45 +233,50 @@ def apply(model: Any, staged: Staged) -> None:
 
 
 # -- the public entry points --------------------------------------------------------------------
-def load(model_class: Any, path: PathLike, *, compile: bool = True) -> Any:
+def load(model_class: Any, path: PathLike, *, compile: bool = True, allow_non_finite: bool = False) -> Any:
     """The model saved at ``path``, built with ``model_class.from_spec``: weights, epoch, history
     and RNG state; with ``compile`` also its loss, optimizer (with its state) and metrics, so that
-    training resumes exactly. ``regnet.load(path)`` is this with ``regnet.Model``."""
+    training resumes exactly. ``regnet.load(path)`` is this with ``regnet.Model``. A file whose
+    tensors hold NaN or infinities is refused unless ``allow_non_finite``."""
     with io.open_file(path) as f:
         spec = f.spec()
         require_components(f.components(), f.path)
         try:
             model = model_class.from_spec(spec)
         except (UnknownComponentError, PluginError) as exc:
-            raise type(exc)(f"{f.path}: {exc}") from exc
+            raise type(exc)(f"{f.shown}: {exc}") from exc
         except RegnetError as exc:
             raise f.fail(f"model_spec does not describe a valid model: {exc}") from exc
-        staged = stage(model, f, training=compile)
+        staged = stage(model, f, training=compile, allow_non_finite=allow_non_finite)
+        untrained = f.untrained()
     apply(model, staged)
-    if staged.epoch == 0 and not staged.history:
+    if untrained:
+        model.initial_weights = True  # saved again, it is still untrained
         model._untrained_warning = (
-            f"{f.path} holds a model that was never trained (epoch 0, no history): its outputs are those "
-            f"of its initial weights"
+            f"{f.shown} holds a model that was never trained (its weights are the initial ones): its outputs "
+            f"mean nothing yet"
         )
     return model
 
 
-def restore(model: Any, path: PathLike) -> Any:
+def restore(model: Any, path: PathLike, *, allow_non_finite: bool = False) -> Any:
     """Load a checkpoint saved by ``save`` into ``model`` (same layers and shapes): weights,
     optimizer state, RNG state, epoch and history. An uncompiled model is compiled from the
     file's training config; a compiled one keeps its optimizer and receives the stored state.
-    Everything is checked before the model is changed."""
-    restore_training(model, path)
+    Everything is checked before the model is changed (NaN or infinities are refused unless
+    ``allow_non_finite``)."""
+    restore_training(model, path, allow_non_finite=allow_non_finite)
     return model
 
 
-def restore_training(model: Any, path: PathLike) -> dict:
+def restore_training(model: Any, path: PathLike, *, allow_non_finite: bool = False) -> dict:
     """``restore``, returning the saved state of the callbacks (``{key: state}``, for
     ``apply_callback_states``): what ``fit(resume_from=path)`` does first."""
     with io.open_file(path) as f:
-        staged = stage(model, f, training=True, optimizer=model.optimizer)
+        staged = stage(model, f, training=True, optimizer=model.optimizer, allow_non_finite=allow_non_finite)
+        shown = f.shown
     if staged.loss is None and model.optimizer is None:
-        raise FileFormatError(f"{path}: holds no training config; compile the model before resuming")
+        raise FileFormatError(f"{shown}: holds no training config; compile the model before resuming")
     apply(model, staged)
     return staged.callbacks
 
@@ -318,16 +331,19 @@ def apply_callback_states(callbacks: Any, states: dict) -> None:
         cb.load_state_dict(entry["state"])
 
 
-def load_weights(model: Any, path: PathLike, strict: bool = True) -> io.WeightsReport:
+def load_weights(
+    model: Any, path: PathLike, strict: bool = True, *, allow_non_finite: bool = False
+) -> io.WeightsReport:
     """Assign tensors stored in ``path`` (a weights or a full model file) to ``model`` by name.
 
     Shapes and dtypes are checked before anything is read or assigned. ``strict`` raises
     ``WeightsMismatchError`` listing every missing, extra and mismatched tensor; otherwise the
-    matching tensors are loaded and the returned ``WeightsReport`` lists the rest.
+    matching tensors are loaded and the returned ``WeightsReport`` lists the rest. Tensors
+    holding NaN or infinities are refused unless ``allow_non_finite``.
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
     with io.open_file(path, (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
-        values, report = f.weights(expected, strict=strict)
+        values, report = f.weights(expected, strict=strict, allow_non_finite=allow_non_finite)
     model.load_state_dict(values, strict=False)
     return report
 
@@ -374,28 +390,46 @@ def transfer(model: Any, source: PathLike, *, skip_mismatch: bool = False) -> io
 
 
 def require_components(entries: list, path: str) -> None:
-    """Raise naming the type, kind, entry-point group and distribution of the first component
-    the file records that no installed package provides."""
+    """Raise one error naming every component the file records that cannot be used here: for
+    each, its type, kind and entry-point group, and why (not installed, installed but withheld
+    by ``REGNET_DISABLE_PLUGIN_AUTOLOAD``, or broken, e.g. by a name clash). An install command
+    is suggested only for a distribution name and version that are valid (PEP 508, PEP 440);
+    every string taken from the file is escaped."""
+    shown = escape(path)
+    problems, broken = [], False
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("kind") not in REGISTRIES:
-            raise FileFormatError(f"{path}: metadata/components holds a malformed entry {escape(repr(entry), 200)}")
-        kind, name = entry["kind"], entry["name"]
-        if kind == "metrics":  # a metric that is not available is left out with a warning, not fatal
+            raise FileFormatError(f"{shown}: metadata/components holds a malformed entry {escape(repr(entry), 200)}")
+        reg = REGISTRIES[entry["kind"]]
+        what = f"{reg.noun} type '{escape(entry['name'], 200)}' (kind '{reg.kind}', group '{reg.group}')"
+        if entry["kind"] == "metrics":  # a metric that is not available is left out with a warning
             continue
-        reg = REGISTRIES[kind]
-        dist, version = entry.get("distribution"), entry.get("version")
-        hint = ""
-        if isinstance(dist, str) and dist != "regnet":
-            pin = f"=={version}" if isinstance(version, str) and version else ""
-            hint = f"; the file was saved with it from distribution '{dist}' {version or ''}: pip install '{dist}{pin}'"
         try:
-            reg.get(name)
+            reg.get(entry["name"])
         except UnknownComponentError:
-            raise UnknownComponentError(
-                f"{path}: {kind[:-1]} type '{name}' (kind '{kind}') is not available: no installed "
-                f"package registers it in the entry-point group '{reg.group}'{hint}"
-            ) from None
+            problems.append(f"{what} {_why_missing(reg, entry)}")
         except PluginError as exc:
-            raise PluginError(
-                f"{path}: {kind[:-1]} type '{name}' (kind '{kind}', group '{reg.group}'): {exc}{hint}"
-            ) from exc
+            broken = True
+            problems.append(f"{what} is installed but unusable: {escape(exc)}")
+    if problems:
+        head = f"{shown}: " + (f"{len(problems)} components are not available: " if len(problems) > 1 else "")
+        raise (PluginError if broken else UnknownComponentError)(head + "; ".join(problems))
+
+
+def _why_missing(reg: Registry, entry: dict) -> str:
+    """Why a component the file names is not registered, and what would make it available."""
+    withheld = reg.withheld(entry["name"])
+    if withheld is not None:
+        installed = escape(withheld.distribution, 200)
+        return f"is installed (distribution {installed}) but not loaded: {autoload_hint(withheld)}"
+    why = f"is not available: no installed package registers it in the entry-point group '{reg.group}'"
+    dist, version = entry.get("distribution"), entry.get("version")
+    if dist is None or dist == BUILTIN:
+        if isinstance(version, str):
+            why += f"; the file was written by regnet {escape(version, 40)}, which has it built in"
+        return why
+    saved = f"the file records distribution {escape(repr(dist), 200)} version {escape(repr(version), 60)}"
+    command = install_command(dist, version)
+    if command is None:
+        return f"{why}; {saved}, which is not a valid package name, so no install command is suggested"
+    return f"{why}; {saved}: {command}"

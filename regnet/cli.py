@@ -231,11 +231,14 @@ def cmd_summary(args, argv):
     if model.history:
         last = model.history[-1]
         print(
-            "Last epoch: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items())
+            "Last epoch: "
+            + ", ".join(
+                f"{escape(k)} {v:.4f}" if isinstance(v, float) else f"{escape(k)} {escape(v)}" for k, v in last.items()
+            )
         )
     for key in ("command", "data", "train_seconds", "test_accuracy"):
         if key in meta:
-            print(f"{key.replace('_', ' ').capitalize()}: {meta[key]}")
+            print(f"{key.replace('_', ' ').capitalize()}: {escape(meta[key], 2000)}")
     return 0
 
 
@@ -469,7 +472,7 @@ def build_parser():
 
 def _one_line(exc):
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+    return escape(text)  # messages may quote a file: no control character reaches the terminal
 
 
 def main(argv=None):

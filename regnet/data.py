@@ -33,7 +33,6 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import h5py
 import numpy as np
 
 from . import validation, weighting
@@ -66,7 +65,7 @@ class Dataset:
 # -- what kind of data ------------------------------------------------------------------------------
 def kind(x: object) -> str:
     """``"array"``, ``"disk"``, ``"dataset"`` or ``"iterable"`` (see the module docstring)."""
-    if isinstance(x, np.memmap) or isinstance(x, h5py.Dataset):
+    if isinstance(x, np.memmap):
         return "disk"
     if isinstance(x, (list, tuple)) and x and isinstance(x[0], (list, tuple)) and x[0]:
         if isinstance(x[0][0], np.ndarray):  # a list of (x, y) batches
@@ -76,7 +75,7 @@ def kind(x: object) -> str:
     if x is None or isinstance(x, (dict, str, bytes, bytearray)):
         return "other"
     if all(hasattr(x, a) for a in ("shape", "dtype", "__getitem__", "__len__")):
-        return "disk"
+        return "disk"  # an h5py.Dataset, a zarr array, ...
     if hasattr(x, "__len__") and hasattr(x, "__getitem__"):
         return "dataset"
     if hasattr(x, "__iter__"):

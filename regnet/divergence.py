@@ -55,10 +55,20 @@ def _copy_into(buffers, arrays):
         del buffers[key]
 
 
+_FIELD_NAMES = {}
+
+
+def _field_names(cls):
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(a.name for a in attrs.fields(cls) if a.init)
+    return names
+
+
 def hyperparameters(optimizer):
     """The optimizer's configuration (learning rate, ...) as set now, to be replayed."""
     if attrs.has(type(optimizer)):
-        return {a.name: getattr(optimizer, a.name) for a in attrs.fields(type(optimizer)) if a.init}
+        return {name: getattr(optimizer, name) for name in _field_names(type(optimizer))}
     return {"learning_rate": optimizer.learning_rate} if hasattr(optimizer, "learning_rate") else {}
 
 

@@ -18,9 +18,12 @@ documents and named float32 arrays) and ``open_file`` gives checked read access 
 knows nothing of models; ``regnet.checkpoint`` moves state between a model and a file.
 
 Reading is defensive: nothing is unpickled, no name from the file is imported, links, external
-storage and virtual datasets are refused, every declared shape and dtype is checked against what
-the caller expects before anything is read, and every low-level failure becomes a
-``FileFormatError`` naming the file.
+storage, virtual datasets and any storage but contiguous unfiltered data (chunked or compressed
+datasets could expand without bound) are refused, every declared shape and dtype is checked
+against what the caller expects before anything is read, tensors holding NaN or infinities are
+refused unless asked for, and every low-level failure becomes a ``FileFormatError`` naming the
+file. Writing goes through ``regnet.atomic.atomic_write``, and every tensor key must be made of
+names of the one grammar (``regnet.names``).
 """
 
 import contextlib
@@ -28,15 +31,19 @@ import datetime
 import hashlib
 import json
 import os
-import re
 import secrets
 import shlex
+import stat
+from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import h5py
 import numpy as np
 
+from . import names
 from ._version import __version__
+from .atomic import atomic_write, checked_path, is_temporary
 from .errors import ConfigError, FileFormatError, IntegrityError, RegnetError, WeightsMismatchError
 from .text import escape
 
@@ -47,6 +54,8 @@ FORMAT_VERSION = 1
 LIBVER = ("v108", "v108")
 #: refuse JSON documents larger than this (a spec or a history is a few kB to a few MB)
 MAX_JSON_BYTES = 64 << 20
+#: refuse string attributes longer than this (regnet writes names, versions and 64-digit checksums)
+MAX_ATTR_BYTES = 4096
 #: refuse trees deeper / wider than this under /weights or /optimizer
 MAX_DEPTH = 8
 MAX_ENTRIES = 1 << 16
@@ -55,97 +64,21 @@ _SNIFF = 4 << 20
 
 
 # -- writing ------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_write(path):
-    """Yield a temporary path in ``path``'s directory; on success fsync it and rename it over
-    ``path``. On any failure the temporary file is removed, ``path`` is left as it was and a
-    ``FileFormatError`` says why."""
-    path = _path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    existed = os.path.exists(path)
-    try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:
-        raise _save_error(path, exc, existed) from exc
-    try:
-        yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        _remove_quietly(tmp)
-        if isinstance(exc, RegnetError) or not isinstance(exc, Exception):
-            raise
-        raise _save_error(path, exc, existed) from exc
-    _fsync_directory(directory)
+#: the temporary file of a save is locked by ``atomic_write``: HDF5 must not lock it again
+_H5_WRITE = {"libver": LIBVER, "locking": False}
 
 
-def _path(path):
-    if not isinstance(path, (str, os.PathLike)):
-        raise ConfigError(f"a model file path must be a string or os.PathLike, got {type(path).__name__}", field="path")
-    path = os.fspath(path)
-    return path if isinstance(path, str) else os.fsdecode(path)
+def _hdf5_forces_locks() -> bool:
+    """Whether ``HDF5_USE_FILE_LOCKING`` makes HDF5 lock every file it opens, whatever h5py asks
+    (then ``atomic_write`` must leave the temporary file unlocked, or HDF5 could not open it)."""
+    return os.environ.get("HDF5_USE_FILE_LOCKING", "").strip().upper() in ("TRUE", "1", "BEST_EFFORT")
 
 
-def path_text(path: "str | os.PathLike[str]") -> str:
-    """A path argument as text (``ConfigError`` for anything that is not a path)."""
-    return str(_path(path))
+def _path(path: object) -> str:
+    return checked_path(path)
 
 
-def check_writable(path: "str | os.PathLike[str]") -> str:
-    """Raise ``FileFormatError`` now if a file cannot be saved at ``path`` (its directory is
-    missing or not writable, or ``path`` is a directory): commands check this before long work.
-    Probes by creating and removing a temporary file next to ``path``."""
-    path = path_text(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise FileFormatError(f"cannot save to {path}: it is a directory")
-    if not os.path.isdir(directory):
-        raise FileFormatError(f"cannot save to {path}: the directory {directory} does not exist")
-    probe = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.probe")
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:
-        raise FileFormatError(f"cannot save to {path}: {exc.strerror or exc}") from None
-    _remove_quietly(probe)
-    return path
-
-
-def _save_error(path, exc, existed):
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
-    kept = "the previous file is left unchanged" if existed else "no file was written"
-    return FileFormatError(f"cannot save to {path}: {reason}; {kept}")
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a directory; the rename itself is already atomic
-    finally:
-        os.close(fd)
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def _json_default(value):
+def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -153,7 +86,7 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
-def _dumps(value, what):
+def _dumps(value: Any, what: str) -> str:
     try:
         return json.dumps(value, default=_json_default, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
@@ -162,28 +95,28 @@ def _dumps(value, what):
         ) from exc
 
 
-def _text(value):
+def _text(value: str) -> np.ndarray:
     """A fixed-length UTF-8 string value (as an attribute it lives in the object header, which
     HDF5 checksums)."""
     data = value.encode("utf-8")
     return np.array(data, dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
 
 
-def _set_attr(obj, name, value):
+def _set_attr(obj: Any, name: str, value: "str | int") -> None:
     obj.attrs.create(name, _text(value) if isinstance(value, str) else np.int64(value))
 
 
-def _sha256(data):
+def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_json(group, name, text):
+def _write_json(group: h5py.Group, name: str, text: str) -> None:
     data = text.encode("utf-8")
     ds = group.create_dataset(name, data=_text(text))
     _set_attr(ds, "sha256", _sha256(data))
 
 
-def _write_array(group, key, value):
+def _write_array(group: h5py.Group, key: str, value: np.ndarray) -> None:
     """One float32 tensor at ``group/key`` (``key`` may hold '/') with the sha256 of its
     little-endian C-order bytes."""
     value = np.ascontiguousarray(value, dtype="<f4")
@@ -191,7 +124,7 @@ def _write_array(group, key, value):
     _set_attr(ds, "sha256", _sha256(value.tobytes()))
 
 
-def _write_header(f, fmt, epoch):
+def _write_header(f: h5py.File, fmt: str, epoch: int) -> None:
     _set_attr(f, "format", fmt)
     _set_attr(f, "format_version", FORMAT_VERSION)
     _set_attr(f, "regnet_version", __version__)
@@ -207,7 +140,7 @@ class ModelRecord:
     ``optimizer_type``) maps ``"iterations"`` to the step count and ``"<slot>/<layer>/<tensor>"``
     to arrays; ``callback_weights`` maps ``"<callback key>/<layer>/<tensor>"`` to arrays (weight
     snapshots such as EarlyStopping's best weights); the rest is JSON data (``callbacks``:
-    ``{key: state}``).
+    ``{key: state}``, each key a valid name).
     """
 
     spec: dict
@@ -222,10 +155,7 @@ class ModelRecord:
     optimizer_state: dict | None = None
     callbacks: dict | None = None
     callback_weights: dict = attrs.Factory(dict)
-
-
-#: a callback key: a name usable as an HDF5 group name
-CALLBACK_KEY = re.compile(r"[A-Za-z0-9_.#-]{1,100}")
+    untrained: bool = False  # the weights are still those the initializers drew
 
 
 def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
@@ -240,13 +170,16 @@ def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
     if record.training_config is not None:
         docs["training_config"] = _dumps(record.training_config, "training config")
     if record.callbacks:
-        bad = [k for k in record.callbacks if not isinstance(k, str) or not CALLBACK_KEY.fullmatch(k)]
-        if bad:
-            raise ConfigError(f"callback state key {bad[0]!r} is not a name of letters, digits and _.#-")
+        _check_keys(record.callbacks, "callbacks", 1)
         docs["callbacks/state"] = _dumps(record.callbacks, "callback state")
     state = None if record.optimizer_state is None else dict(record.optimizer_state)
-    with atomic_write(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f:
+    _check_keys(record.weights, "weights", 2)
+    _check_keys(record.callback_weights, "callback weights", 3)
+    if state is not None:
+        _check_keys({k: v for k, v in state.items() if k != "iterations"}, "optimizer", 3)
+    with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, FORMAT, record.epoch)
+        _set_attr(f, "untrained", int(record.untrained))
         for name, text in docs.items():
             _write_json(f, name, text)
         _write_tensors(f.create_group("weights"), record.weights)
@@ -263,14 +196,30 @@ def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
 def write_weights(path: "str | os.PathLike[str]", spec: dict, weights: dict, epoch: int = 0) -> str:
     """Write a weights-only file (the spec for reference, and the tensors by name), atomically."""
     text = _dumps(spec, "model spec")
-    with atomic_write(path) as tmp, h5py.File(tmp, "w", libver=LIBVER) as f:
+    _check_keys(weights, "weights", 2)
+    with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, WEIGHTS_FORMAT, epoch)
         _write_json(f, "model_spec", text)
         _write_tensors(f.create_group("weights"), weights)
     return _path(path)
 
 
-def _write_tensors(group, tensors):
+def _check_keys(tensors: dict, where: str, parts: int) -> None:
+    """Every key is ``parts`` valid names joined by '/' (``layer/tensor``, ``slot/layer/tensor``):
+    each becomes a link name in the file (``regnet.names``), so nothing is lost or merged."""
+    for key in tensors:
+        segments = key.split("/") if isinstance(key, str) else [key]
+        bad = next((p for p in map(names.problem, segments) if p is not None), None)
+        if len(segments) != parts or bad is not None:
+            form = "/".join(("slot", "layer", "tensor")[-parts:]) if parts > 1 else "name"
+            raise ConfigError(
+                f"{where} key {escape(repr(key), 200)} cannot be stored: it must be '{form}', each part a valid "
+                f"name{'' if bad is None else f' ({bad})'}",
+                field=where,
+            )
+
+
+def _write_tensors(group: h5py.Group, tensors: dict) -> None:
     for key in sorted(tensors):
         _write_array(group, key, tensors[key])
 
@@ -285,10 +234,11 @@ class Mismatch:
     file_dtype: str
     model_shape: tuple
 
-    def __str__(self):
+    def __str__(self) -> str:
         found = "no shape (empty dataspace)" if self.file_shape is None else f"shape {list(self.file_shape)}"
         return (
-            f"'{self.name}': file has {found} {self.file_dtype}, model expects shape {list(self.model_shape)} float32"
+            f"'{escape(self.name, 300)}': file has {found} {self.file_dtype}, model expects shape "
+            f"{list(self.model_shape)} float32"
         )
 
 
@@ -303,16 +253,17 @@ class WeightsReport:
     mismatched: list
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return not (self.missing or self.skipped or self.mismatched)
 
-    def problems(self):
-        out = [f"'{k}' is missing from the file" for k in self.missing]
-        out += [f"'{k}' is in the file but not in the model" for k in self.skipped]
+    def problems(self) -> list[str]:
+        """One line per missing, skipped and mismatched tensor (names from the file escaped)."""
+        out = [f"'{escape(k, 300)}' is missing from the file" for k in self.missing]
+        out += [f"'{escape(k, 300)}' is in the file but not in the model" for k in self.skipped]
         out += [str(m) for m in self.mismatched]
         return out
 
-    def __str__(self):
+    def __str__(self) -> str:
         head = f"{len(self.loaded)} tensor(s) loaded"
         return head if self.ok else head + "; " + "; ".join(self.problems())
 
@@ -322,32 +273,37 @@ class ModelFile:
 
     Low-level (``attr``, ``node``, ``dataset``, ``tensors``, ``json``, ``read``) and by section
     (``spec``, ``training_config``, ``weights``, ``optimizer_state``, ...). Nothing is read
-    before its declared shape and type are checked.
+    before its declared shape, type and storage layout are checked. ``path`` is the file's path,
+    ``shown`` the same for messages (control characters escaped).
     """
 
-    def __init__(self, f, path):
+    def __init__(self, f: h5py.File, path: str) -> None:
         self.f = f
         self.path = path
+        self.shown = escape(path)
 
-    def fail(self, message):
-        return FileFormatError(f"{self.path}: {message}")
+    def fail(self, message: str) -> FileFormatError:
+        """A ``FileFormatError`` naming the file."""
+        return FileFormatError(f"{self.shown}: {message}")
 
     # attributes
-    def attr(self, obj, name, kind, default=None, required=True):
+    def attr(self, obj: Any, name: str, kind: str, default: Any = None, required: bool = True) -> Any:
+        """The scalar attribute ``name`` of ``obj``, a ``"str"`` or an ``"int"`` (checked first)."""
+        where = escape(obj.name, 300)
         if name not in obj.attrs:
             if required:
-                raise self.fail(f"attribute '{name}' of '{obj.name}' is missing")
+                raise self.fail(f"attribute '{name}' of '{where}' is missing")
             return default
         aid = obj.attrs.get_id(name)
         if aid.shape not in ((), (1,)):
             shape = "no value (empty dataspace)" if aid.shape is None else f"shape {list(aid.shape)}"
-            raise self.fail(f"attribute '{name}' of '{obj.name}' must be a scalar, has {shape}")
+            raise self.fail(f"attribute '{name}' of '{where}' must be a scalar, has {shape}")
         dt = aid.dtype
         if kind == "str":
-            if h5py.check_string_dtype(dt) is None or dt.itemsize > 4096:
-                raise self.fail(f"attribute '{name}' of '{obj.name}' must be a string, found {dt}")
+            if h5py.check_string_dtype(dt) is None or dt.itemsize > MAX_ATTR_BYTES:
+                raise self.fail(f"attribute '{name}' of '{where}' must be a string of at most {MAX_ATTR_BYTES} bytes")
         elif dt.kind not in "iu":
-            raise self.fail(f"attribute '{name}' of '{obj.name}' must be an integer, found {dt}")
+            raise self.fail(f"attribute '{name}' of '{where}' must be an integer, found {dt}")
         value = obj.attrs[name]
         value = value.reshape(()).item() if isinstance(value, np.ndarray) else value
         if kind == "str":
@@ -355,12 +311,12 @@ class ModelFile:
         return int(value)
 
     # tree
-    def node(self, where, required=True):
+    def node(self, where: str, required: bool = True) -> Any:
         """The group or dataset at ``where``, reached through hard links only."""
         obj = self.f
         for part in where.split("/"):
             if not isinstance(obj, h5py.Group):
-                raise self.fail(f"'{obj.name}' should be a group, found a dataset")
+                raise self.fail(f"'{escape(obj.name, 300)}' should be a group, found a dataset")
             link = obj.get(part, getlink=True)
             if link is None:
                 if required:
@@ -370,15 +326,18 @@ class ModelFile:
             obj = obj[part]
         return obj
 
-    def _check_link(self, link, where):
+    def _check_link(self, link: Any, where: str) -> None:
+        where = escape(where, 300)
         if isinstance(link, h5py.SoftLink):
-            raise self.fail(f"'{where}' is a soft link to '{link.path}'; links are refused")
+            raise self.fail(f"'{where}' is a soft link to '{escape(link.path, 300)}'; links are refused")
         if isinstance(link, h5py.ExternalLink):
-            raise self.fail(f"'{where}' is an external link to '{link.filename}:{link.path}'; links are refused")
+            target = escape(f"{link.filename}:{link.path}", 300)
+            raise self.fail(f"'{where}' is an external link to '{target}'; links are refused")
         if not isinstance(link, h5py.HardLink):
             raise self.fail(f"'{where}' is a {type(link).__name__}; links are refused")
 
-    def dataset(self, where, required=True):
+    def dataset(self, where: str, required: bool = True) -> h5py.Dataset | None:
+        """The dataset at ``where`` (hard links only), its storage checked, nothing read."""
         ds = self.node(where, required)
         if ds is None:
             return None
@@ -387,13 +346,28 @@ class ModelFile:
         self._check_storage(ds, where)
         return ds
 
-    def _check_storage(self, ds, where):
+    def _check_storage(self, ds: h5py.Dataset, where: str) -> None:
+        """Refuse every storage but the format's: contiguous (or compact) data in this file,
+        without filters. Chunked or compressed data could expand far beyond the file's size."""
+        where = escape(where, 300)
         if ds.is_virtual:
             raise self.fail(f"'{where}' is a virtual dataset (data from other files); refused")
-        if ds.id.get_create_plist().get_external_count() > 0:
+        plist = ds.id.get_create_plist()
+        if plist.get_external_count() > 0:
             raise self.fail(f"'{where}' stores its data in external raw files; refused")
+        layout = plist.get_layout()
+        if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT):
+            how = f"with storage layout {layout}"
+            if layout == h5py.h5d.CHUNKED:
+                how = f"chunked (chunk shape {list(ds.chunks or ())})"
+            raise self.fail(
+                f"'{where}' is stored {how}; the format stores datasets contiguously and without filters, "
+                "so it is refused before anything is read"
+            )
+        if plist.get_nfilters() > 0:
+            raise self.fail(f"'{where}' has {plist.get_nfilters()} filter(s) (compression); refused")
 
-    def tensors(self, where, required=True):
+    def tensors(self, where: str, required: bool = True) -> dict[str, h5py.Dataset]:
         """``{key: Dataset}`` for every dataset below group ``where`` (keys relative, '/'-joined);
         nothing is read."""
         root = self.node(where, required)
@@ -413,17 +387,19 @@ class ModelFile:
                 obj = group[name]
                 if isinstance(obj, h5py.Group):
                     if depth >= MAX_DEPTH:
-                        raise self.fail(f"'{where}/{key}' is nested deeper than {MAX_DEPTH} levels")
+                        raise self.fail(f"'{escape(where + '/' + key, 300)}' is nested deeper than {MAX_DEPTH} levels")
                     stack.append((key + "/", obj, depth + 1))
                 elif isinstance(obj, h5py.Dataset):
                     self._check_storage(obj, f"{where}/{key}")
                     out[key] = obj
                 else:
-                    raise self.fail(f"'{where}/{key}' is neither a group nor a dataset")
+                    raise self.fail(f"'{escape(where + '/' + key, 300)}' is neither a group nor a dataset")
         return out
 
     # contents
-    def json(self, where, required=True, default=None):
+    def json(self, where: str, required: bool = True, default: Any = None) -> Any:
+        """The JSON document at ``where`` (a scalar fixed-length string of at most
+        ``MAX_JSON_BYTES``, checked against its sha256), or ``default`` when optional and absent."""
         ds = self.dataset(where, required)
         if ds is None:
             return default
@@ -443,7 +419,7 @@ class ModelFile:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise self.fail(f"'{where}' is not valid JSON: {exc}") from None
 
-    def read(self, ds, where):
+    def read(self, ds: h5py.Dataset, where: str) -> np.ndarray:
         """The float32 contents of a dataset whose shape was already checked."""
         out = np.empty(ds.shape, dtype=np.float32)
         if out.size:
@@ -451,18 +427,38 @@ class ModelFile:
         self.verify(ds, where, out.astype("<f4", copy=False).tobytes())
         return out
 
-    def verify(self, ds, where, data):
+    def verify(self, ds: h5py.Dataset, where: str, data: bytes) -> None:
         """Check ``data`` against the dataset's ``sha256`` attribute (when it has one)."""
         digest = self.attr(ds, "sha256", "str", required=False)
         if digest is not None and digest != _sha256(data):
-            raise IntegrityError(f"{self.path}: '{where}' does not match its sha256 checksum (the file is corrupted)")
+            raise IntegrityError(
+                f"{self.shown}: '{escape(where, 300)}' does not match its sha256 checksum (the file is corrupted)"
+            )
 
-    def header(self, formats):
+    def check_finite(self, tensors: dict[str, np.ndarray]) -> None:
+        """Refuse tensors (``{"weights/...": array}``) holding NaN or infinities, naming every one;
+        a checksum only proves that they were stored so."""
+        bad = {k: v for k, v in tensors.items() if not np.isfinite(v).all()}
+        if not bad:
+            return
+        parts = []
+        for key in sorted(bad)[:10]:
+            v = bad[key]
+            nan, inf = int(np.isnan(v).sum()), int(np.isinf(v).sum())
+            parts.append(f"'{escape(key, 300)}' ({nan} NaN, {inf} infinite of {v.size})")
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise self.fail(
+            f"{len(bad)} tensor(s) hold NaN or infinite values: {', '.join(parts)}{more}; a model with them "
+            "computes NaN. Pass allow_non_finite=True to load them anyway"
+        )
+
+    def header(self, formats: tuple[str, ...]) -> str:
+        """The root ``format`` (one of ``formats``), after checking ``format_version``."""
         fmt = self.attr(self.f, "format", "str")
         if fmt not in formats:
             known = " or ".join(repr(x) for x in formats)
             hint = " (a weights-only file: use model.load_weights)" if fmt == WEIGHTS_FORMAT else ""
-            raise self.fail(f"format is {fmt!r}, expected {known}{hint}")
+            raise self.fail(f"format is {escape(repr(fmt), 200)}, expected {known}{hint}")
         version = self.attr(self.f, "format_version", "int")
         if version > FORMAT_VERSION:
             raise self.fail(
@@ -473,32 +469,45 @@ class ModelFile:
         return fmt
 
     # sections
-    def spec(self):
+    def spec(self) -> Any:
+        """The model spec (JSON; the caller builds and so checks it)."""
         return self.json("model_spec")
 
-    def training_config(self):
+    def training_config(self) -> dict | None:
         """The JSON training config (``None`` when the model was saved uncompiled)."""
         config = self.json("training_config", required=False)
         if config is not None and (not isinstance(config, dict) or not {"loss", "optimizer"} <= set(config)):
             raise self.fail("training_config must be an object with 'loss', 'optimizer' and 'metrics'")
         return config
 
-    def components(self):
+    def components(self) -> list:
+        """The ``metadata/components`` list (entries are checked by their reader)."""
         entries = self.json("metadata/components", required=False, default=[])
         if not isinstance(entries, list):
             raise self.fail("metadata/components must be a list")
         return entries
 
-    def metadata(self):
+    def metadata(self) -> dict:
+        """The user metadata object (``{}`` when absent)."""
         value = self.json("metadata/user", required=False, default={})
         if not isinstance(value, dict):
             raise self.fail("metadata/user must be an object")
         return value
 
-    def rng_state(self):
+    def rng_state(self) -> Any:
+        """The stored generator state (JSON; the caller checks it against its generator)."""
         return self.json("rng_state")
 
-    def progress(self):
+    def untrained(self) -> bool:
+        """Whether the file says its weights were never trained nor loaded (the ``untrained``
+        attribute; files without it: epoch 0 and an empty history)."""
+        flag = self.attr(self.f, "untrained", "int", default=None, required=False)
+        if flag is not None:
+            return bool(flag)
+        epoch, history = self.progress()
+        return epoch == 0 and not history
+
+    def progress(self) -> tuple[int, list]:
         """``(epoch, history)``: epochs trained and the per-epoch logs."""
         epoch = self.attr(self.f, "epoch", "int", default=0, required=False)
         history = self.json("metadata/history", required=False, default=[])
@@ -506,38 +515,50 @@ class ModelFile:
             raise self.fail("epoch must be >= 0 and metadata/history a list of objects")
         return epoch, history
 
-    def callback_state(self):
+    def callback_state(self) -> dict:
         """``{key: state}`` of the callbacks saved with the model (``{}`` when there is none)."""
         states = self.json("callbacks/state", required=False, default={})
         if not isinstance(states, dict) or not all(
-            isinstance(k, str) and CALLBACK_KEY.fullmatch(k) and isinstance(v, dict) for k, v in states.items()
+            names.problem(k) is None and isinstance(v, dict) for k, v in states.items()
         ):
             raise self.fail("callbacks/state must be an object of {key: state object}")
         return states
 
-    def callback_weights(self, expected):
+    def callback_weights(self, expected: dict[str, tuple], *, allow_non_finite: bool = False) -> dict:
         """The weight snapshots under ``/callbacks/weights``: exactly the tensors of ``expected``
         (``{"<key>/<layer>/<tensor>": shape}``), checked before anything is read."""
         found = self.tensors("callbacks/weights", required=False)
         report = _match(self, "callbacks/weights", found, expected)
         if not report.ok:
-            raise _mismatch_error(self.path, report, "the callbacks' weight snapshots do not fit the model")
-        return {k: self.read(found[k], f"callbacks/weights/{k}") for k in report.loaded}
+            raise _mismatch_error(self.shown, report, "the callbacks' weight snapshots do not fit the model")
+        values = {k: self.read(found[k], f"callbacks/weights/{k}") for k in report.loaded}
+        if not allow_non_finite:
+            self.check_finite({f"callbacks/weights/{k}": v for k, v in values.items()})
+        return values
 
-    def weights(self, expected, *, strict=True):
+    def weights(
+        self, expected: dict[str, tuple], *, strict: bool = True, allow_non_finite: bool = False
+    ) -> tuple[dict[str, np.ndarray], "WeightsReport"]:
         """``(values, report)``: the tensors under ``/weights`` whose names and shapes match
         ``expected`` (``{"layer/tensor": shape}``), checked before anything is read. ``strict``
-        raises ``WeightsMismatchError`` listing every missing, extra and mismatched tensor."""
+        raises ``WeightsMismatchError`` listing every missing, extra and mismatched tensor;
+        tensors holding NaN or infinities are refused unless ``allow_non_finite``."""
         found = self.tensors("weights")
         report = _match(self, "weights", found, expected)
         if strict and not report.ok:
-            raise _mismatch_error(self.path, report, "the stored weights do not fit the model")
-        return {k: self.read(found[k], f"weights/{k}") for k in report.loaded}, report
+            raise _mismatch_error(self.shown, report, "the stored weights do not fit the model")
+        values = {k: self.read(found[k], f"weights/{k}") for k in report.loaded}
+        if not allow_non_finite:
+            self.check_finite({f"weights/{k}": v for k, v in values.items()})
+        return values, report
 
-    def optimizer_state(self, expected, what="the optimizer"):
+    def optimizer_state(
+        self, expected: dict[str, tuple], what: str = "the optimizer", *, allow_non_finite: bool = False
+    ) -> dict[str, Any] | None:
         """The optimizer state (``{"iterations": int64, "<slot>/<layer>/<tensor>": array}``) or
         ``None`` when the file has none. Slots missing from the file are fine (an optimizer
-        creates them on first use); extra or mismatched ones raise."""
+        creates them on first use); extra or mismatched ones raise, and so do NaN or infinite
+        values unless ``allow_non_finite``."""
         group = self.node("optimizer", required=False)
         if group is None:
             return None
@@ -550,8 +571,10 @@ class ModelFile:
         report = _match(self, "optimizer", found, expected)
         if report.skipped or report.mismatched:
             bad = WeightsReport(report.loaded, [], report.skipped, report.mismatched)
-            raise _mismatch_error(self.path, bad, f"the optimizer state does not fit {what} on this model")
-        state = {k: self.read(found[k], f"optimizer/{k}") for k in report.loaded}
+            raise _mismatch_error(self.shown, bad, f"the optimizer state does not fit {what} on this model")
+        state: dict[str, Any] = {k: self.read(found[k], f"optimizer/{k}") for k in report.loaded}
+        if not allow_non_finite:
+            self.check_finite({f"optimizer/{k}": v for k, v in state.items()})
         state["iterations"] = np.int64(iterations)
         return state
 
@@ -560,13 +583,26 @@ _LOW_LEVEL = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError
 
 
 @contextlib.contextmanager
-def open_file(path: "str | os.PathLike[str]", formats: tuple = (FORMAT,)):
+def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT,)) -> Iterator[ModelFile]:
     """Open a model file for checked reading (a context manager yielding a ``ModelFile``); the
-    root ``format`` must be one of ``formats`` and the version one this regnet reads."""
+    root ``format`` must be one of ``formats`` and the version one this regnet reads. A path
+    that is not a regular file, or names the temporary file of a save, is refused."""
     path = _path(path)
-    if not os.path.isfile(path):
-        what = "is a directory" if os.path.isdir(path) else "does not exist"
-        raise FileFormatError(f"{path} {what}")
+    shown = escape(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise FileFormatError(f"{shown} does not exist") from None
+    except OSError as exc:
+        raise FileFormatError(f"{shown} cannot be opened: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise FileFormatError(f"{shown} is {what}")
+    if is_temporary(path) or is_temporary(os.path.realpath(path)):
+        raise FileFormatError(
+            f"{shown} is the temporary file of a save that did not finish (a name like "
+            ".regnet.<hash>.<random>.tmp); load the file the save was writing instead"
+        )
     try:
         f = h5py.File(path, "r")
     except _LOW_LEVEL as exc:
@@ -578,13 +614,13 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple = (FORMAT,)):
     except RegnetError:
         raise
     except _LOW_LEVEL as exc:
-        raise FileFormatError(f"{path} is corrupted or unreadable: {type(exc).__name__}: {exc}") from exc
+        raise FileFormatError(f"{shown} is corrupted or unreadable: {type(exc).__name__}: {escape(exc)}") from exc
     finally:
         with contextlib.suppress(Exception):
             f.close()
 
 
-def _not_hdf5(path, exc):
+def _not_hdf5(path: str, exc: BaseException) -> str:
     """Why ``path`` cannot be opened as a model file, in a user's words when it is a JSON spec."""
     try:
         with open(path, "rb") as fh:
@@ -603,14 +639,14 @@ def _not_hdf5(path, exc):
                 f"regnet train {escape(shlex.quote(path))} --out model.h5"
             )
         return f"{shown} is a JSON file, not a regnet model file (HDF5)"
-    return f"{escape(path)} is not a readable HDF5 file: {exc}"
+    return f"{escape(path)} is not a readable HDF5 file: {escape(exc)}"
 
 
-def _is_f32(dtype):
+def _is_f32(dtype: np.dtype) -> bool:
     return dtype.kind == "f" and dtype.itemsize == 4
 
 
-def _match(r, where, found, expected):
+def _match(r: ModelFile, where: str, found: dict, expected: dict) -> WeightsReport:
     """Compare datasets with ``expected`` shapes by name; returns a ``WeightsReport`` (nothing read)."""
     missing = sorted(set(expected) - set(found))
     skipped = sorted(set(found) - set(expected))
@@ -625,9 +661,34 @@ def _match(r, where, found, expected):
     return WeightsReport(loaded, missing, skipped, mismatched)
 
 
-def _mismatch_error(path, report, what):
+def _mismatch_error(path: str, report: WeightsReport, what: str) -> WeightsMismatchError:
     lines = report.problems()
     return WeightsMismatchError(f"{path}: {what} ({len(lines)} problem(s)): " + "; ".join(lines))
+
+
+def path_text(path: "str | os.PathLike[str]") -> str:
+    """A path argument as text (``ConfigError`` for anything that is not a path)."""
+    return _path(path)
+
+
+def check_writable(path: "str | os.PathLike[str]") -> str:
+    """Raise ``FileFormatError`` now if a file cannot be saved at ``path`` (its directory is
+    missing or not writable, or ``path`` is a directory): commands check this before long work.
+    Probes by creating and removing a temporary file next to ``path``."""
+    path = _path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise FileFormatError(f"cannot save to {escape(path)}: it is a directory")
+    if not os.path.isdir(directory):
+        raise FileFormatError(f"cannot save to {escape(path)}: the directory {escape(directory)} does not exist")
+    probe = os.path.join(directory, f".regnet-probe.{secrets.token_hex(8)}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise FileFormatError(f"cannot save to {escape(path)}: {exc.strerror or exc}") from None
+    with contextlib.suppress(OSError):
+        os.remove(probe)
+    return path
 
 
 def read_metadata(path: "str | os.PathLike[str]") -> dict:

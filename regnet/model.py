@@ -15,6 +15,7 @@ from . import metrics as _metrics
 from .errors import ConfigError, RegnetError, WeightsMismatchError
 from .history import History
 from .io import Mismatch, WeightsReport
+from .ops import memory
 from .registry import registered_name, to_plain
 from .text import shape as shape_text
 from .text import show
@@ -46,11 +47,13 @@ class Model:
         self.history = History()  # one record of logs per trained epoch (across fit calls and files)
         self.training_callbacks = []  # the callbacks of the latest fit (their state is saved with the model)
         self.weights_report = None  # what from_spec(weights_from=...) took from the file
+        self.initial_weights = True  # the weights are still those the initializers drew
         self.loss = self.optimizer = None
         self.metrics = []
         self.stop_training = False
         self._fused_loss = None
         self._build()
+        memory.steady_heap()  # per-step arrays reused from the heap, not faulted in afresh
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -71,9 +74,9 @@ class Model:
     from_json = from_spec
 
     @classmethod
-    def load(cls, path, compile=True):
+    def load(cls, path, compile=True, *, allow_non_finite=False):
         """The model saved at ``path`` by ``save`` (see ``regnet.checkpoint.load``)."""
-        return checkpoint.load(cls, path, compile=compile)
+        return checkpoint.load(cls, path, compile=compile, allow_non_finite=allow_non_finite)
 
     def _build(self):
         shapes = {spec.INPUT: self.input_shape}
@@ -197,6 +200,8 @@ class Model:
             )
         for key in loaded:
             np.copyto(own[key], state[key], casting="same_kind")
+        if loaded:
+            self.initial_weights = False
         return report
 
     def count_params(self):
@@ -436,9 +441,9 @@ class Model:
         """Save the weights only (matched by name when loaded)."""
         return checkpoint.save_weights(self, path)
 
-    def load_weights(self, path, strict=True):
+    def load_weights(self, path, strict=True, *, allow_non_finite=False):
         """Load weights by name from a weights or model file (see ``checkpoint.load_weights``)."""
-        return checkpoint.load_weights(self, path, strict=strict)
+        return checkpoint.load_weights(self, path, strict=strict, allow_non_finite=allow_non_finite)
 
     def training_config(self):
         """Loss, optimizer and metrics as plain JSON data (``None`` if not compiled)."""

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from . import fields, registry, schedules
+from . import fields, names, registry, schedules
 from .errors import ConfigError, TrainingDivergedError, WeightsMismatchError
 from .ops import parallel
 
@@ -84,6 +84,8 @@ class Optimizer(metaclass=_TakesSchedule):
     schedule = None  # (not annotated: a plain attribute, not a config field)
 
     def __attrs_post_init__(self):
+        for slot in self.slot_names:  # each becomes a group name in the model file
+            names.check(slot, field=f"slot_names of {registry.registered_name(self)}")
         self.iterations = 0
         self.slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slot_names}
         chosen = [name for name in CLIPPING if getattr(self, name, None) is not None]
@@ -294,25 +296,31 @@ class Adam(Optimizer):
         self.decay(p)
         b1, b2, eps = self.beta_1, self.beta_2, self.epsilon
         lr_t, c2 = self.learning_rate / (1 - b1**t), 1 - b2**t
+        consts = (1 - b1, b1, 1 - b2, b2, c2, eps, lr_t)
+        arrays = (p, g, m, v, _scratch(self, p))
+        same = all(a.dtype == p.dtype for a in arrays) and p.dtype.kind == "f"
+        if same:  # cast once, as each ufunc call would cast the Python float: the same bits
+            consts = tuple(p.dtype.type(c) for c in consts)
+        c1_, b1_, d2_, b2_, c2_, eps_, lr_ = consts
+        mul, add, div = np.multiply, np.add, np.divide
 
         def rule(p, g, m, v, tmp):  # every step writes in place: no temporaries
-            np.multiply(g, 1 - b1, out=tmp)
-            m *= b1
-            m += tmp
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - b2
-            v *= b2
-            v += tmp
-            np.divide(v, c2, out=tmp)
+            mul(g, c1_, out=tmp)
+            mul(m, b1_, out=m)
+            add(m, tmp, out=m)
+            mul(g, g, out=tmp)
+            mul(tmp, d2_, out=tmp)
+            mul(v, b2_, out=v)
+            add(v, tmp, out=v)
+            div(v, c2_, out=tmp)
             np.sqrt(tmp, out=tmp)
-            tmp += eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= lr_t
-            p -= tmp
+            add(tmp, eps_, out=tmp)
+            div(m, tmp, out=tmp)
+            mul(tmp, lr_, out=tmp)
+            np.subtract(p, tmp, out=p)
 
-        arrays = (p, g, m, v, _scratch(self, p))
-        if all(a.flags.c_contiguous for a in arrays):
-            parallel.for_slices(rule, *(a.reshape(-1) for a in arrays))
+        if same and all(a.flags.c_contiguous for a in arrays):
+            parallel.for_blocks(rule, *(a.reshape(-1) for a in arrays))
         else:
             rule(*arrays)
 

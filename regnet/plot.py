@@ -36,7 +36,8 @@ def _matplotlib():
 
 def curves(history_or_model: object) -> "tuple[list[int], dict[str, list[float]]]":
     """``(epochs, {key: values})`` from a ``Model``, a ``History``, a list of per-epoch dicts (as
-    ``model.history`` and model files hold) or a dict of per-epoch lists; missing values are NaN."""
+    ``model.history`` and model files hold) or a dict of per-epoch lists; missing values are NaN,
+    and per-class values (lists) are left out."""
     source = getattr(history_or_model, "history", history_or_model)
     if isinstance(history_or_model, History):
         epochs, columns = list(history_or_model.epoch), dict(history_or_model.history)
@@ -54,6 +55,8 @@ def curves(history_or_model: object) -> "tuple[list[int], dict[str, list[float]]
         )
     out = {}
     for key, values in columns.items():
+        if any(isinstance(v, (list, tuple, dict)) for v in values):
+            continue  # a per-class metric or a confusion matrix: not a curve
         if len(values) != len(epochs):
             raise DataError(f"history key {show(key)} has {len(values)} values for {len(epochs)} epochs")
         out[str(key)] = [_number(v) for v in values]

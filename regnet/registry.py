@@ -25,9 +25,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
+from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError, PluginError, UnknownComponentError
-from .text import show
+from .text import escape, show
 
 T = TypeVar("T")
 BUILTIN = "regnet"
@@ -243,8 +244,7 @@ class Registry:
             prov = self._withheld[key]
             raise UnknownComponentError(
                 f"{self.kind} entry '{key}' of {_describe(prov)} (entry point '{key} = {prov.entry_point}', "
-                f"group {self.group}) is not loaded: REGNET_DISABLE_PLUGIN_AUTOLOAD is set and "
-                f"REGNET_PLUGINS does not name '{prov.distribution}'"
+                f"group {self.group}) is installed but not loaded: {autoload_hint(prov)}"
             )
         names = sorted([*self._items, *self._pending, *self._aliases])
         close = difflib.get_close_matches(name, names, n=6, cutoff=0.6) if len(name) <= 100 else []
@@ -254,6 +254,16 @@ class Registry:
             f"unknown {self.noun} {show(name)}{hint} (known: {', '.join(self.list())}; plugins "
             f"add names through the entry-point group '{self.group}')"
         )
+
+    def withheld(self, name: str) -> Provider | None:
+        """Who provides ``name`` when it is installed but left out because plugin autoload is
+        disabled (``REGNET_DISABLE_PLUGIN_AUTOLOAD``), else ``None``."""
+        self._discover()
+        key = self.canonical(name)
+        if key in self._withheld:
+            return self._withheld[key]
+        folded = {k.lower(): p for k, p in self._withheld.items()}
+        return folded.get(key.lower())
 
     def __contains__(self, name):
         key = self.canonical(name)
@@ -325,10 +335,39 @@ def normalize_distribution(distribution: str) -> str:
     return re.sub(r"[-_.]+", "-", distribution.strip()).lower()
 
 
+#: a distribution name as PEP 508 defines it
+DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+def install_command(distribution: object, version: object = None) -> str | None:
+    """``pip install 'name==version'`` for a distribution named in a file, or ``None`` unless the
+    name matches the PEP 508 name grammar; the pin is added only for a valid PEP 440 version. Text
+    from a file never becomes a command otherwise."""
+    if not isinstance(distribution, str) or not DISTRIBUTION_NAME.fullmatch(distribution):
+        return None
+    pin = ""
+    if isinstance(version, str):
+        try:
+            pin = f"=={Version(version)}"
+        except InvalidVersion:
+            pin = ""
+    return f"pip install '{distribution}{pin}'"
+
+
+def autoload_hint(provider: Provider) -> str:
+    """How to allow a plugin that ``REGNET_DISABLE_PLUGIN_AUTOLOAD`` leaves out."""
+    name = provider.distribution
+    allow = normalize_distribution(name) if DISTRIBUTION_NAME.fullmatch(name) else show(name)
+    return (
+        "plugin autoload is disabled (REGNET_DISABLE_PLUGIN_AUTOLOAD is set) and REGNET_PLUGINS does not "
+        f"name it; allow it with REGNET_PLUGINS={allow}"
+    )
+
+
 def _describe(provider):
     if provider.builtin:
         return "regnet (built-in)"
-    return f"{provider.distribution} {provider.version or ''}".strip()
+    return escape(f"{provider.distribution} {provider.version or ''}".strip(), 200)
 
 
 def construct(cls, config, *, what):

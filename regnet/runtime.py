@@ -190,6 +190,7 @@ def train_step(model, xb, yb, guard=None, *, sample_weight=None, strategy=LOCAL)
         )
         raise TrainingDivergedError(f"{cause}; the step was undone")
     guard.record(xb, yb, hyper, sample_weight)
+    model.initial_weights = False
     return loss, out
 
 

@@ -17,6 +17,7 @@ import attrs
 from . import fields
 from .errors import ConfigError, RegnetError
 from .layers.base import MAX_SAMPLE_ELEMENTS, Layer, create
+from .names import check as check_name
 from .registry import layers
 
 FORMAT = "regnet.model"
@@ -161,7 +162,7 @@ def build_nodes(entries):
                 raise _with_layer(exc, where) from exc
         else:
             raise ConfigError(f"a layer entry must be an object, got {type(entry).__name__}", layer=f"#{i}")
-        name = layer.name or _fresh_name(layer, names)
+        name = layer.name or check_name(_fresh_name(layer, names), layer=f"#{i}")
         where = f"#{i} '{name}'"
         if name in names or name == INPUT:
             raise ConfigError(f"duplicate layer name '{name}'", layer=where, field="name")
@@ -173,7 +174,9 @@ def build_nodes(entries):
         for src in node.inputs:
             if src != INPUT and src not in names:
                 raise ConfigError(
-                    f"input '{src}' is not the name of any layer", layer=f"#{node.index} '{node.name}'", field="inputs"
+                    f"input {fields.show(src)} is not the name of any layer",
+                    layer=f"#{node.index} '{node.name}'",
+                    field="inputs",
                 )
     return _toposort(nodes)
 
@@ -183,7 +186,7 @@ def _where(i, entry, taken):
     if not isinstance(entry, dict):
         return f"#{i}"
     if isinstance(entry.get("name"), str):
-        return f"#{i} '{entry['name']}'"
+        return f"#{i} {fields.show(entry['name'], 120)}"
     try:
         return f"#{i} '{_fresh_name(layers.get(entry.get('type')), taken)}'"
     except RegnetError:  # no usable type: say what was given

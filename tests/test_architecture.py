@@ -38,7 +38,9 @@ def test_no_regnet_import_inside_a_function():
         ("regnet.errors", set()),
         ("regnet.text", set()),
         ("regnet.registry", {"regnet.errors", "regnet.text"}),
-        ("regnet.io", {"regnet.errors", "regnet.text", "regnet._version"}),
+        ("regnet.names", {"regnet.errors", "regnet.text"}),
+        ("regnet.atomic", {"regnet.errors", "regnet.text"}),
+        ("regnet.io", {"regnet.errors", "regnet.text", "regnet._version", "regnet.atomic", "regnet.names"}),
     ],
 )
 def test_low_modules_import_only_lower_ones(module, allowed):

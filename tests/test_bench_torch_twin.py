@@ -23,7 +23,7 @@ def test_torch_twin_has_the_same_function(bench):
     for arch in bench.ARCHS:
         model = bench.regnet_model(arch)
         twin = bench.torch_model(model).eval()
-        x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+        x = np.random.default_rng(0).random((3, *bench.input_shape(arch)), dtype=np.float32)
         with torch.inference_mode():
             want = twin(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(model.forward(x, logits=True), want, rtol=1e-4, atol=1e-5)
@@ -52,3 +52,35 @@ def test_training_steps_move_both_alike(bench):
     twin_moved = twin[1].weight.detach().numpy().T - start
     # Adam divides by sqrt(v): where a gradient is ~0 float32 rounding moves a step a little
     assert np.abs(moved - twin_moved).max() < 0.02 * np.abs(twin_moved).max()
+
+
+def test_graph_twin_takes_the_same_gradients(bench):
+    torch = pytest.importorskip("torch")
+
+    model = bench.regnet_model("resnet8_cifar")
+    twin = bench.torch_model(model).train()
+    rng = np.random.default_rng(2)
+    x = rng.random((8, *bench.input_shape("resnet8_cifar")), dtype=np.float32)
+    y = rng.integers(0, 10, 8)
+    out = model.forward(x, training=True, logits=True)
+    _, grad = model.training_loss.value_and_grad(out, y)
+    model.backward(grad, input_grad=False)
+    logits = twin(torch.from_numpy(x))
+    np.testing.assert_allclose(out, logits.detach().numpy(), rtol=1e-4, atol=1e-5)
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).backward()
+    for name in ("conv0", "s2_proj", "s3_conv2", "fc"):
+        ours = model.get_layer(name).grads["kernel"]
+        theirs = twin.layers[name].weight.grad.numpy()
+        theirs = theirs.T if name == "fc" else theirs
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5 * np.abs(theirs).max())
+
+
+def test_onnx_export_of_every_twin_runs_in_onnxruntime(bench, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    for arch in bench.ARCHS:
+        model = bench.regnet_model(arch)
+        sess = bench.ort_session(model, arch, 1, tmp_path)
+        x = np.random.default_rng(3).random((4, *bench.input_shape(arch)), dtype=np.float32)
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], model.forward(x, logits=True), rtol=1e-4, atol=1e-5)

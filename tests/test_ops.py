@@ -75,7 +75,13 @@ def chwn_copy(x):
 @pytest.mark.parametrize("cfg", CONV_CASES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("stored", ["nchw", "chwn"])
-def test_conv_matches_naive(cfg, training, stored):
+@pytest.mark.parametrize("bands", ["whole", "rows"])
+def test_conv_matches_naive(cfg, training, stored, bands, monkeypatch):
+    from regnet.ops import conv as conv_ops
+
+    if bands == "rows":  # columns built one or two output rows at a time, none kept
+        monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 2000)
+        monkeypatch.setattr(conv_ops, "KEEP_COLUMN_BYTES", 0)
     rng = np.random.default_rng(1)
     layer = build(Conv2D(**cfg), (3, 9, 8))
     x = rng.standard_normal((5, 3, 9, 8))
@@ -243,7 +249,7 @@ def test_slices_are_bit_identical_to_one_thread(monkeypatch):
 def test_inference_pieces_share_one_buffer_across_layers(monkeypatch):
     from regnet.ops import conv as conv_ops
 
-    monkeypatch.setattr(conv_ops, "INFER_COLUMN_BYTES", 3000)  # a few samples per piece
+    monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 3000)  # a few samples per piece
     rng = np.random.default_rng(11)
     padded = build(Conv2D(filters=3, kernel_size=3, padding="same"), (2, 6, 6))
     valid = build(Conv2D(filters=2, kernel_size=2, use_bias=False), (2, 6, 6))
@@ -264,3 +270,83 @@ def test_dense_relu_matches_separate_activation():
     np.testing.assert_allclose(y, np.maximum(z, 0))
     r = rng.standard_normal(y.shape)
     np.testing.assert_allclose(fused.call_backward(r), plain.call_backward(r * (z > 0)))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_average_pooling_on_both_layouts(keepdims):
+    from regnet.layers.pooling import GlobalAveragePooling2D
+
+    x = np.random.default_rng(13).standard_normal((5, 3, 4, 6))
+    layer = build(GlobalAveragePooling2D(keepdims=keepdims), (3, 4, 6))
+    want = x.mean(axis=(2, 3), keepdims=keepdims)
+    for stored in (x, chwn_copy(x)):
+        np.testing.assert_allclose(layer.forward(stored, True), want, rtol=1e-12)
+    g = np.random.default_rng(14).standard_normal(want.shape)
+    dx = layer.backward(g)
+    np.testing.assert_allclose(dx, np.broadcast_to(g.reshape(5, 3, 1, 1) / 24, x.shape), rtol=1e-12)
+    assert layout.is_chwn(dx)
+
+
+@pytest.mark.parametrize(("threads", "block"), [("1", 1 << 16), ("1", 7), ("3", 5)])
+def test_blocked_adam_is_bit_identical_to_the_plain_rule(monkeypatch, threads, block):
+    """Adam runs its passes block by block (and thread by thread): the weights and moments must
+    be those of the plain whole-array rule, bit for bit."""
+    from regnet import optimizers
+    from regnet.ops import parallel
+
+    monkeypatch.setenv("REGNET_NUM_THREADS", threads)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 10)
+    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", block)
+    rng = np.random.default_rng(15)
+    p = rng.standard_normal((37, 11)).astype(np.float32)
+    ref_p, ref_m, ref_v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    opt = optimizers.Adam(learning_rate=0.003, beta_1=0.8, beta_2=0.99, epsilon=1e-7)
+    for t in range(1, 5):
+        g = rng.standard_normal(p.shape).astype(np.float32)
+        opt.step({"w": p}, {"w": g})
+        b1, b2 = 0.8, 0.99
+        lr_t, c2 = 0.003 / (1 - b1**t), 1 - b2**t
+        tmp = np.empty_like(p)  # the rule as it was written before blocking, pass by pass
+        np.multiply(g, 1 - b1, out=tmp)
+        ref_m *= b1
+        ref_m += tmp
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        ref_v *= b2
+        ref_v += tmp
+        np.divide(ref_v, c2, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        tmp += 1e-7
+        np.divide(ref_m, tmp, out=tmp)
+        tmp *= lr_t
+        ref_p -= tmp
+    np.testing.assert_array_equal(p, ref_p)
+    np.testing.assert_array_equal(opt.slots["m"]["w"], ref_m)
+    np.testing.assert_array_equal(opt.slots["v"]["w"], ref_v)
+
+
+def test_input_gradient_method_follows_the_layer_shape():
+    stride_one = build(Conv2D(filters=2, kernel_size=3, padding=1), (3, 6, 6))
+    assert stride_one._transposed is not None and stride_one._transposed.pads == (1, 1, 1, 1)
+    assert build(Conv2D(filters=2, kernel_size=3, strides=2), (3, 7, 7))._transposed is None
+    assert build(Conv2D(filters=2, kernel_size=3, padding=3), (3, 6, 6))._transposed is None
+
+
+def test_steady_heap_sets_the_thresholds_once():
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    code = "from regnet.ops import memory; print(memory.steady_heap(), memory.steady_heap())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    off = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "REGNET_MALLOC_TUNING": "0"},
+    ).stdout.split()
+    assert on[1] == "False" and off == ["False", "False"]
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert on[0] == "True"

@@ -69,6 +69,15 @@ def test_a_model_file_that_was_never_trained_warns_once(tmp_path):
     model.save(tmp_path / "trained.h5")
     with warnings_as_errors():
         regnet.load(tmp_path / "trained.h5").predict(x)
+    # weights taken from elsewhere are not "never trained", even at epoch 0 with no history
+    taken = Model.from_spec(LENET, seed=1, weights_from=tmp_path / "trained.h5")
+    taken.save(tmp_path / "taken.h5")
+    with warnings_as_errors():
+        regnet.load(tmp_path / "taken.h5").predict(x)
+    # and a reloaded untrained model saved again is still untrained
+    regnet.load(tmp_path / "untrained.h5").save(tmp_path / "again.h5")
+    with pytest.warns(UserWarning, match="never trained"):
+        regnet.load(tmp_path / "again.h5").predict(x)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = json.loads((ROOT / "model_zoo" / "manifest.json").read_text())
-DEPENDENCIES = ("numpy", "h5py", "attrs", "tqdm")
+DEPENDENCIES = ("numpy", "h5py", "attrs", "tqdm", "packaging")
 #: what the build copies of the repository (the rest is neither in the sdist nor needed by it)
 LEFT_OUT = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis")
 LEFT_OUT += ("tests", "plugins", "benchmarks", "tools", "runs")

@@ -14,6 +14,7 @@ import zlib
 
 import numpy as np
 
+from ..atomic import checked_path
 from ..errors import DataError
 
 #: IDX type codes → big-endian NumPy dtypes
@@ -37,7 +38,7 @@ def is_gzip(path):
 
 def read(path, *, max_bytes=MAX_BYTES):
     """The array stored in the IDX file at ``path`` (native byte order)."""
-    path = os.fspath(path)
+    path = checked_path(path, error=DataError, what="an IDX file")
     try:
         if is_gzip(path):
             return _read_gzip(path, max_bytes)

@@ -1,11 +1,14 @@
-"""Reading an input batch for a model from a file: ``.npy``, ``.npz`` or an IDX file."""
+"""Reading an input batch for a model from a file: ``.npy``, ``.npz`` or an IDX file, each through
+a reader that checks the declared size before reading (``npy``, ``idx``)."""
 
 import os
 
 import numpy as np
 
+from ..atomic import checked_path
 from ..errors import DataError
-from . import idx
+from ..text import escape
+from . import idx, npy
 
 
 def read_inputs(path: "str | os.PathLike[str]", input_shape: tuple, key: str | None = None) -> np.ndarray:
@@ -16,13 +19,15 @@ def read_inputs(path: "str | os.PathLike[str]", input_shape: tuple, key: str | N
     becomes ``(N, 1, H, W)`` when the model expects one channel (any reshape that keeps each
     sample's size).
     """
-    path = os.fspath(path)
+    path = checked_path(path, error=DataError, what="an input file")
     if not os.path.isfile(path):
-        raise DataError(f"input {path} {'is a directory, not a file' if os.path.isdir(path) else 'does not exist'}")
+        what = "is a directory, not a file" if os.path.isdir(path) else "does not exist or is not a regular file"
+        raise DataError(f"input {escape(path)} {what}")
     if path.endswith(".npy"):
-        arr = _np_load(path)
+        arr = npy.read_npy(path)
     elif path.endswith(".npz"):
-        arr = _npz_array(path, key)
+        with npy.open_npz(path) as z:
+            arr = z.read(_choose(z.files, key, path))
     else:
         arr = idx.read(path)
     if arr.dtype == np.uint8:
@@ -35,24 +40,17 @@ def read_inputs(path: "str | os.PathLike[str]", input_shape: tuple, key: str | N
     return arr
 
 
-def _np_load(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-
-
-def _npz_array(path, key):
-    with _np_load(path) as z:
-        names = z.files
-        if key is None:
-            guesses = [k for k in ("x", "x_test", "inputs") if k in names]
-            if len(names) == 1:
-                key = names[0]
-            elif guesses:
-                key = guesses[0]
-            else:
-                raise DataError(f"{path} holds {', '.join(names)}: choose one with --key")
-        if key not in names:
-            raise DataError(f"{path} has no array '{key}' (it holds {', '.join(names)})")
-        return z[key]
+def _choose(names: list, key: str | None, path: str) -> str:
+    """The array of an ``.npz`` to read: ``key``, the only one, or ``x``/``x_test``/``inputs``."""
+    if key is None:
+        guesses = [k for k in ("x", "x_test", "inputs") if k in names]
+        if len(names) == 1:
+            return names[0]
+        if guesses:
+            return guesses[0]
+        raise DataError(f"{escape(path)} holds {escape(', '.join(names), 300)}: choose one with --key")
+    if key not in names:
+        raise DataError(
+            f"{escape(path)} has no array {escape(repr(key), 100)} (it holds {escape(', '.join(names), 300)})"
+        )
+    return key

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError, DownloadError
 from . import download as _download
-from . import idx
+from . import idx, npy
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -233,8 +233,8 @@ def load_sample():
     """The bundled class-balanced sample: 5 000 train and 2 000 test images."""
     ref = sample_path()
     try:
-        with resources.as_file(ref) as p, np.load(p) as z:
-            data = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        with resources.as_file(ref) as p, npy.open_npz(p) as z:
+            data = {k: z.read(k) for k in ("x_train", "y_train", "x_test", "y_test")}
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"the bundled MNIST sample {ref} is missing or damaged: {exc}") from None
     return (

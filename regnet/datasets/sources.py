@@ -8,10 +8,10 @@ IDX files, or an ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_te
 
 import os
 
-import numpy as np
-
+from ..atomic import checked_path
 from ..errors import DataError
-from . import synthetic
+from ..text import escape
+from . import npy, synthetic
 from .mnist import mnist
 
 SYNTHETIC = {"moons": synthetic.moons, "circles": synthetic.circles, "spirals": synthetic.spirals}
@@ -20,7 +20,7 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def load(source, *, download=True):
-    source = os.fspath(source)
+    source = checked_path(source, error=DataError, what="a data source")
     name, _, args = source.partition(":")
     if name in SYNTHETIC:
         return SYNTHETIC[name](**parse_args(args, source))
@@ -35,7 +35,7 @@ def load(source, *, download=True):
     if source.endswith(".npz") and os.path.isfile(source):
         return load_npz(source)
     raise DataError(
-        f"unknown data '{source}': give one of {', '.join(NAMES)}, a folder holding MNIST IDX "
+        f"unknown data '{escape(source, 300)}': give one of {', '.join(NAMES)}, a folder holding MNIST IDX "
         f"files or an .npz file with {', '.join(NPZ_KEYS)}"
     )
 
@@ -60,17 +60,15 @@ def _number(value, item, source):
     raise DataError(f"'{item}' in data '{source}' is not a number")
 
 
-def load_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in NPZ_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(z.files) or 'nothing'})")
-            xtr, ytr, xte, yte = (z[k] for k in NPZ_KEYS)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"cannot read {path}: {exc}") from None
+def load_npz(path: "str | os.PathLike[str]") -> tuple:
+    """``((x_train, y_train), (x_test, y_test))`` from an ``.npz`` holding those four arrays, each
+    checked by the bounded reader (``npy.open_npz``) before it is decompressed."""
+    with npy.open_npz(path) as z:
+        missing = [k for k in NPZ_KEYS if k not in z.files]
+        if missing:
+            held = escape(", ".join(z.files), 300) or "nothing"
+            raise DataError(f"{escape(z.path)} lacks {', '.join(missing)} (it holds {held})")
+        xtr, ytr, xte, yte = (z.read(k) for k in NPZ_KEYS)
     return (xtr, ytr), (xte, yte)
 
 

@@ -5,7 +5,7 @@ from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
-from .pooling import AvgPool2D, MaxPool2D
+from .pooling import AvgPool2D, GlobalAveragePooling2D, MaxPool2D
 
 __all__ = [
     "Layer",
@@ -19,6 +19,7 @@ __all__ = [
     "Conv2D",
     "MaxPool2D",
     "AvgPool2D",
+    "GlobalAveragePooling2D",
     "BatchNorm",
     "Add",
     "Concatenate",

@@ -71,7 +71,7 @@ import attrs
 import numpy as np
 
 from .. import activations as _activations
-from .. import fields, registry
+from .. import fields, names, registry
 from .. import initializers as _initializers
 from ..errors import ConfigError, ShapeError
 from ..text import shape as shape_text
@@ -85,8 +85,8 @@ Shape = tuple[int, ...]
 
 
 def _check_name(_: object, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value or "/" in value):
-        raise ConfigError(f"expected a non-empty name without '/', got {fields.show(value)}", field="name")
+    if value is not None:
+        names.check(value, field="name")
 
 
 @attrs.define(slots=False, eq=False)
@@ -140,6 +140,7 @@ class Layer:
     ) -> np.ndarray:
         """A float32 tensor drawn from ``initializer``: a parameter (with a gradient in ``grads``)
         or, with ``trainable=False``, a buffer (state such as running statistics)."""
+        names.check(name, field=f"weight {fields.show(name)}")
         shape = tuple(int(s) for s in shape)
         size = math.prod(shape)
         if size > MAX_PARAM_ELEMENTS:

@@ -1,6 +1,7 @@
-"""Conv2D over NCHW batches, as one GEMM over batch-innermost im2col columns (see ``regnet.ops.conv``)."""
+"""Conv2D over NCHW batches, as GEMMs over batch-innermost im2col columns (see ``regnet.ops.conv``)."""
 
 import attrs
+import numpy as np
 
 from .. import fields
 from ..errors import ConfigError, ShapeError
@@ -80,22 +81,26 @@ class Conv2D(Layer):
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, rng)
         self._geo = conv_ops.Geometry(input_shape, self.kernel_size, self.strides, self._pads, (ho, wo))
-        self._ws = layout.Workspace()  # column buffers reused from batch to batch
+        self._transposed = self._geo.transposed(self.filters)  # the input gradient's method
+        self._ws = layout.Workspace()  # padded buffers reused from batch to batch
         return (self.filters, ho, wo)
 
     def forward(self, x, training=False):
         bias = self.params["bias"] if self.use_bias else None
-        y, cols = conv_ops.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
-        self.cache.x, self.cache.cols = x, cols
+        y, kept = conv_ops.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
+        self.cache.x, self.cache.kept = x, kept
         return y
 
     def backward(self, grad, *, need_input_grad=True):
         geo, kernel = self._geo, self.params["kernel"]
         bias = self.params["bias"] if self.use_bias else None
-        cols = self.cache.cols
-        if cols is None:  # the forward pass ran in inference mode: build the columns now
-            _, cols = conv_ops.forward(self.cache.x, kernel, bias, geo, self._ws, True)
-        dk, db, dx = conv_ops.backward(grad, cols, kernel, bias, geo, need_input_grad=need_input_grad)
+        kept = self.cache.kept
+        if kept is None:  # the forward pass ran in inference mode: pad the input now
+            dtype = np.result_type(self.cache.x.dtype, kernel.dtype)
+            kept = geo.padded(self.cache.x.astype(dtype, copy=False), self._ws)
+        dk, db, dx = conv_ops.backward(
+            grad, kept, kernel, bias, geo, self._ws, need_input_grad=need_input_grad, transposed=self._transposed
+        )
         self.grads["kernel"][...] = dk
         if self.use_bias:
             self.grads["bias"][...] = db

@@ -34,8 +34,8 @@ class Add(_Merge):
     fresh_output = True
 
     def forward(self, xs, training=False):
-        out = xs[0].copy()
-        for x in xs[1:]:
+        out = np.add(xs[0], xs[1])  # a new array in the inputs' memory order
+        for x in xs[2:]:
             out += x
         return out
 

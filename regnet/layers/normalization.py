@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import fields, sharding
+from ..ops import layout
 from .base import Layer, layer, require_rank
 
 
@@ -42,15 +43,30 @@ class BatchNorm(Layer):
         self._bshape = (1, c) if len(input_shape) == 1 else (1, c, 1, 1)
         return tuple(input_shape)
 
+    def _view(self, x, chwn):
+        """``(v, axes, bshape, back)``: ``x`` seen with channels on one axis so that per-channel
+        reductions run over contiguous memory where the layout allows (with ``chwn``, images become
+        ``(C, H*W*N)``; a copy if ``x`` is not stored so), and ``back(v)`` turning an array shaped
+        like ``v`` into one shaped like ``x``."""
+        c = x.shape[1]
+        if x.ndim == 2:
+            return x, (0,), (1, c), lambda v: v
+        if chwn:
+            shape = layout.chwn(x).shape
+            return layout.chwn(x).reshape(c, -1), (1,), (c, 1), lambda v: layout.from_chwn(v.reshape(shape))
+        shape = x.shape
+        return x.reshape(shape[0], c, -1), (0, 2), (1, c, 1), lambda v: v.reshape(shape)
+
     def forward(self, x, training=False):
-        b = self._bshape
-        training = training and self.trainable
+        training = training and self.trainable  # a frozen BatchNorm keeps to its running statistics
+        chwn = layout.is_chwn(x)
+        v, axes, b, back = self._view(x, chwn)
+        shard = sharding.current() if training else None
+        count = np.asarray(v.size // x.shape[1] if shard is None else _global_count(x, shard), x.dtype)
         if training:
-            shard = sharding.current()
-            if shard is None:
-                mean, var = x.mean(axis=self._axes), x.var(axis=self._axes)
-            else:
-                mean, var = _global_moments(x, self._axes, b, shard)
+            mean = _summed(v.sum(axis=axes), shard) / count
+            xc = v - mean.reshape(b)
+            var = _summed(np.square(xc).sum(axis=axes), shard) / count
             m = self.momentum
             mm, mv = self.buffers["moving_mean"], self.buffers["moving_variance"]
             mm *= m
@@ -59,55 +75,65 @@ class BatchNorm(Layer):
             mv += (1 - m) * var
         else:
             mean, var = self.buffers["moving_mean"], self.buffers["moving_variance"]
-        inv_std = 1.0 / np.sqrt(var + np.asarray(self.epsilon, x.dtype))
-        xhat = (x - mean.reshape(b)) * inv_std.reshape(b)
-        self.cache.xhat, self.cache.inv_std, self.cache.training = xhat, inv_std, training
-        y = xhat * self.params["gamma"].reshape(b) if self.scale else xhat.copy()
-        if self.center:
-            y += self.params["beta"].reshape(b)
-        return y
+            xc = None
+        inv_std = (1.0 / np.sqrt(var + np.asarray(self.epsilon, x.dtype))).astype(x.dtype, copy=False)
+        scale = inv_std * self.params["gamma"] if self.scale else inv_std
+        if training:
+            y = xc * scale.reshape(b)
+            if self.center:
+                y += self.params["beta"].reshape(b)
+        else:  # one affine map per channel
+            shift = -mean * scale
+            if self.center:
+                shift = shift + self.params["beta"]
+            y = v * scale.astype(x.dtype, copy=False).reshape(b)
+            y += shift.astype(x.dtype, copy=False).reshape(b)
+        self.cache.xc, self.cache.inv_std, self.cache.chwn = xc, inv_std, chwn
+        self.cache.x = None if training else x
+        return back(y)
 
     def backward(self, grad, *, need_input_grad=True):
-        b, axes, xhat = self._bshape, self._axes, self.cache.xhat
+        xc, inv_std, chwn = self.cache.xc, self.cache.inv_std, self.cache.chwn
+        gv, axes, b, back = self._view(grad, chwn)
+        training = xc is not None
+        if not training:  # after an inference pass the statistics are constants
+            xv = self._view(self.cache.x, chwn)[0]
+            xc = xv - self.buffers["moving_mean"].astype(xv.dtype).reshape(b)
+        sum_g = gv.sum(axis=axes)
         if self.center:
-            self.grads["beta"][...] = grad.sum(axis=axes)
+            self.grads["beta"][...] = sum_g
+        dot = np.multiply(gv, xc).sum(axis=axes)  # sum of g * xhat is dot * inv_std
         if self.scale:
-            self.grads["gamma"][...] = (grad * xhat).sum(axis=axes)
-            g = grad * self.params["gamma"].reshape(b)
-        else:
-            g = grad
-        inv_std = self.cache.inv_std.reshape(b)
-        if not self.cache.training:
-            return g * inv_std
-        shard = sharding.current()
-        if shard is None:
-            m = grad.size / grad.shape[1]
-            mean_g = g.sum(axis=axes).reshape(b) / m
-            mean_gx = (g * xhat).sum(axis=axes).reshape(b) / m
-        else:
-            mean_g, mean_gx = _global_gradient_means(g, xhat, axes, b, shard)
-        return (g - mean_g - xhat * mean_gx) * inv_std
+            self.grads["gamma"][...] = dot * inv_std
+        if not need_input_grad:
+            return None
+        scale = (inv_std * self.params["gamma"] if self.scale else inv_std).astype(gv.dtype, copy=False)
+        dx = gv * scale.reshape(b)
+        shard = sharding.current() if training else None
+        if shard is not None:  # the means below are over the global batch
+            sum_g, dot = _global_gradient_sums(sum_g, dot, shard)
+        if training:  # dx = scale * (g - mean(g) - xhat * mean(g * xhat))
+            count = gv.size // inv_std.size if shard is None else _global_count(grad, shard)
+            dx += xc * (-scale * inv_std * inv_std * dot / count).astype(gv.dtype, copy=False).reshape(b)
+            dx -= (scale * sum_g / count).astype(gv.dtype, copy=False).reshape(b)
+        return back(dx)
 
 
-def _positions(x):
-    """Values per channel in one sample (1 for ``(N, C)``, ``H * W`` for ``(N, C, H, W)``)."""
-    return int(np.prod(x.shape[2:], dtype=np.int64))
+def _global_count(x, shard):
+    """Values per channel in the global batch: its rows times the positions of one sample."""
+    return shard.total * int(np.prod(x.shape[2:], dtype=np.int64))
 
 
-def _global_moments(x, axes, bshape, shard):
-    """Mean and biased variance per channel over the global batch (two passes, as ``x.var``)."""
-    count = shard.total * _positions(x)
-    mean = shard.sum(x.sum(axis=axes)) / count
-    d = x - mean.reshape(bshape)
-    np.multiply(d, d, out=d)
-    return mean, shard.sum(d.sum(axis=axes)) / count
+def _summed(values, shard):
+    """Per-channel sums over every process (``values`` itself without a shard)."""
+    return values if shard is None else shard.sum(values)
 
 
-def _global_gradient_means(g, xhat, axes, bshape, shard):
-    """The per-channel means of ``g`` and ``g * xhat`` over the global batch, in this shard's
-    gradient scale: ``g`` carries ``1 / rows of this shard``, so each part is weighed by its
-    ``share`` before the sum and the result divided by it after (one exchange of ``2C`` values)."""
-    c = g.shape[1]
-    parts = np.concatenate([g.sum(axis=axes), (g * xhat).sum(axis=axes)]) * np.float32(shard.share)
-    sums = shard.sum(parts) / (shard.total * _positions(g) * shard.share)
-    return sums[:c].reshape(bshape), sums[c:].reshape(bshape)
+def _global_gradient_sums(sum_g, dot, shard):
+    """The per-channel sums of ``g`` and ``g * xc`` over the global batch, in this shard's gradient
+    scale: ``g`` carries ``1 / rows of this shard``, so each part is weighed by its ``share``
+    before the sum and the result divided by it after (one exchange of ``2C`` values)."""
+    c = sum_g.shape[0]
+    share = np.float32(shard.share)
+    sums = shard.sum(np.concatenate([sum_g, dot]).astype(np.float32) * share) / share
+    return sums[:c], sums[c:]

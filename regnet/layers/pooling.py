@@ -1,12 +1,12 @@
-"""MaxPool2D and AvgPool2D over NCHW batches (loops over window offsets only)."""
+"""MaxPool2D, AvgPool2D and GlobalAveragePooling2D over NCHW batches (loops over window offsets only)."""
 
 import attrs
 import numpy as np
 
 from .. import fields
+from ..ops import layout, windows
 from ..ops import pool as pool_ops
-from ..ops import windows
-from .base import Layer, layer
+from .base import Layer, layer, require_rank
 from .conv import padding_field, spatial_setup
 
 
@@ -74,3 +74,43 @@ class AvgPool2D(_Pool2D):
         for i, j in self._offsets():
             windows.window(dx, i, j, self._out_hw, self.stride)[...] += g
         return windows.unpad(dx, self._pads)
+
+
+@layer("GlobalAveragePooling2D", aliases=("GlobalAvgPool2D", "GlobalAveragePool"))
+class GlobalAveragePooling2D(Layer):
+    """Mean of each channel over all positions: ``(N, C, H, W) -> (N, C)`` (``(N, C, 1, 1)`` with
+    ``keepdims``)."""
+
+    keepdims: bool = fields.boolean(False)
+
+    #: not a config field: how the conformance kit tests this layer
+    test_cases = [
+        {"config": {}, "input_shape": (3, 4, 5)},
+        {"config": {"keepdims": True}, "input_shape": (2, 3, 3)},
+    ]
+
+    def build(self, input_shape, rng):
+        require_rank(self, input_shape, (3,))
+        c, h, w = input_shape
+        self._area = h * w
+        return (c, 1, 1) if self.keepdims else (c,)
+
+    def forward(self, x, training=False):
+        n, c = x.shape[:2]
+        inv = np.asarray(1.0 / self._area, x.dtype)
+        if layout.is_chwn(x):  # channels first, batch innermost: a sum over contiguous rows
+            means = layout.chwn(x).reshape(c, self._area, n).sum(axis=1).T
+        else:
+            means = x.reshape(n, c, self._area).sum(axis=2)
+        means *= inv
+        return means.reshape(n, c, 1, 1) if self.keepdims else means
+
+    def backward(self, grad, *, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        c, h, w = self.input_shape
+        n = grad.shape[0]
+        g = grad.reshape(n, c) * np.asarray(1.0 / self._area, grad.dtype)
+        dx = np.empty((c, h, w, n), grad.dtype)  # CHWN, as the convolutions before it store theirs
+        dx[...] = g.T[:, None, None, :]
+        return layout.from_chwn(dx)

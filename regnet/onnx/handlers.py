@@ -210,6 +210,9 @@ def _global_pool(type_name: str):
     def handler(st: ImportState, node: Node, attrs: dict) -> None:
         x = _image(st, node)
         c, h, w = x.shape
+        if type_name == "AvgPool2D" and hint_type(node) == "GlobalAveragePooling2D":  # keepdims
+            st.add(node, "GlobalAveragePooling2D", {"keepdims": True}, [x], (c, 1, 1))
+            return
         geometry = {"hw": (h, w), "kernel": [h, w], "strides": [h, w], "pads": [0, 0, 0, 0]}
         st.add(node, type_name, {"pool_size": [h, w]}, [x], (c, 1, 1), geometry=geometry)
 
@@ -223,7 +226,27 @@ def flatten(st: ImportState, node: Node, attrs: dict) -> None:
     axis = int(attrs.get("axis", 1))
     if (axis + rank if axis < 0 else axis) != 1:
         raise st.fail(node, f"axis={axis} is unsupported (regnet flattens each sample: axis 1)")
+    src = x.source
+    if src is not None and hint_type(node) == "GlobalAveragePooling2D" and _whole_average(st, node, src):
+        # regnet writes GlobalAveragePooling2D as GlobalAveragePool + Flatten: one layer again
+        src.type, src.config, src.shape, src.hint, src.geometry = "GlobalAveragePooling2D", {}, x.shape[:1], None, {}
+        name = (hint_of(node) or {}).get("name")
+        if isinstance(name, str):
+            src.names.insert(0, name)
+        st.alias(node, Tensor(src, src.shape))
+        return
     st.add(node, "Flatten", {}, [x], (math.prod(x.shape),))
+
+
+def _whole_average(st: ImportState, node: Node, src) -> bool:
+    """True when ``src`` averages whole images (a GlobalAveragePool) and feeds only ``node``."""
+    return (
+        src is not None
+        and src.type == "AvgPool2D"
+        and src.shape[1:] == (1, 1)
+        and src.config.get("pool_size") == list(src.geometry.get("hw", ()))
+        and st.sole_consumer(node.input[0])
+    )
 
 
 def reshape(st: ImportState, node: Node, attrs: dict) -> None:

@@ -22,6 +22,7 @@ from ..layers import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAveragePooling2D,
     MaxPool2D,
     Reshape,
 )
@@ -81,6 +82,11 @@ def avg_pool2d(ctx: LoweringContext, layer: AvgPool2D, inputs: list[str]) -> str
     )
 
 
+def global_average_pooling2d(ctx: LoweringContext, layer: GlobalAveragePooling2D, inputs: list[str]) -> str:
+    y = ctx.node("GlobalAveragePool", inputs[:1])  # (N, C, 1, 1)
+    return y if layer.keepdims else ctx.node("Flatten", [y], axis=1)
+
+
 def batch_norm(ctx: LoweringContext, layer: BatchNorm, inputs: list[str]) -> str:
     c = layer.input_shape[0]
     scale = ctx.weight("gamma") if layer.scale else ctx.constant(np.ones(c, np.float32), "gamma")
@@ -124,6 +130,7 @@ LAYERS: dict[type, Callable[..., str]] = {
     Conv2D: conv2d,
     MaxPool2D: max_pool2d,
     AvgPool2D: avg_pool2d,
+    GlobalAveragePooling2D: global_average_pooling2d,
     BatchNorm: batch_norm,
     Flatten: flatten,
     Reshape: reshape,

@@ -1,4 +1,4 @@
-"""2-D convolution as one GEMM over batch-innermost im2col columns (see ``layout``).
+"""2-D convolution as GEMMs over batch-innermost im2col columns (see ``layout``).
 
 The input is first held as a padded CHWN array ``(C, Hp, Wp, N)`` (the input itself when it is
 already stored so and needs no padding; otherwise a buffer whose zero border is written once).
@@ -7,6 +7,19 @@ sample, the input under kernel offset ``(i, j)`` of channel ``c``, so building i
 copy per kernel offset whose inner runs are ``Wo*N`` values long (never a loop over samples or
 pixels). The optional last row is all ones: the bias is one more kernel column, and its gradient
 comes out of the kernel-gradient GEMM. ``kernel @ columns`` is then the CHWN output.
+
+Large columns are never built whole: they are built for a band of output rows at a time (a few
+MiB, in one buffer per thread that every convolution shares), each band multiplied as soon as it
+is built, so that it is read back from cache and memory does not grow with the batch. In
+training, columns of moderate size are kept for the backward pass; larger ones are not: only the
+padded input is kept and the backward pass builds the bands again for the kernel gradient (summed
+band by band; ``KEEP_COLUMN_BYTES``). The input gradient is computed, per layer shape (chosen when the layer is built):
+
+* stride 1, an output the size of the input, not many more filters than channels: as the forward
+  convolution of the padded output gradient with the flipped, transposed kernel (columns and one
+  GEMM per band again);
+* otherwise: the gradient of each band's columns (one GEMM) added back under the kernel offsets
+  it came from (a scatter, band by band).
 """
 
 import threading
@@ -15,17 +28,20 @@ import numpy as np
 
 from . import layout, parallel
 
-#: in inference, columns are built for at most this many bytes at a time (a band of output rows
-#: of the whole batch), in one buffer per thread shared by every convolution. Small bands stay in
-#: cache; but each multi-threaded BLAS call is a synchronisation of its threads, which is slow
-#: when the cores are busy, so with several BLAS threads the bands are larger (fewer calls).
-INFER_COLUMN_BYTES = None  # None: the two defaults below, by BLAS thread count
+#: columns are built for at most this many bytes at a time (a band of output rows of the whole
+#: batch), in one buffer per thread shared by every convolution. Small bands stay in cache; but
+#: each multi-threaded BLAS call is a synchronisation of its threads, which is slow when the cores
+#: are busy, so with several BLAS threads the bands are larger (fewer calls).
+COLUMN_BYTES = None  # None: the two defaults below, by BLAS thread count
 SMALL_BANDS, LARGE_BANDS = 4 << 20, 32 << 20
+#: in training, whole columns up to this size are kept for the backward pass (larger ones are
+#: built again there, band by band)
+KEEP_COLUMN_BYTES = 32 << 20
 
 
 def band_bytes():
-    if INFER_COLUMN_BYTES is not None:
-        return INFER_COLUMN_BYTES
+    if COLUMN_BYTES is not None:
+        return COLUMN_BYTES
     return SMALL_BANDS if parallel.threads() == 1 else LARGE_BANDS
 
 
@@ -45,13 +61,13 @@ class Geometry:
         self.hp, self.wp = self.h + top + bottom, self.w + left + right
         self.rows = self.c * self.kh * self.kw
 
-    def padded(self, x, ws):
+    def padded(self, x, ws, name="input"):
         """The CHWN ``(C, Hp, Wp, N)`` form of the NCHW batch ``x`` (no copy when possible)."""
         xt = layout.chwn(x)
         if not any(self.pads) and xt.flags.c_contiguous:
             return xt
         n = x.shape[0]
-        xp = ws.get("input", (self.c, self.hp, self.wp, n), x.dtype, init=lambda a: a.fill(0))
+        xp = ws.get(name, (self.c, self.hp, self.wp, n), x.dtype, init=lambda a: a.fill(0))
         top, _, left, _ = self.pads
         xp[:, top : top + self.h, left : left + self.w] = xt
         return xp
@@ -72,15 +88,39 @@ class Geometry:
                 cols[:, i, j] = self.window(xp, i, j, r0, r1)
         return out
 
-    def scatter(self, dcols, n, dtype):
-        """Adjoint of ``columns``: sum ``dcols (C*kh*kw, Ho*Wo*n)`` into a CHWN ``(C, H, W, n)`` view."""
-        cols = dcols.reshape(self.c, self.kh, self.kw, self.ho, self.wo, n)
-        dxp = np.zeros((self.c, self.hp, self.wp, n), dtype)
+    def scatter_add(self, dcols, dxp, r0=0, r1=None):
+        """Adjoint of ``columns``: add ``dcols`` (the columns of output rows ``[r0, r1)``) into
+        the padded CHWN gradient ``dxp`` under the kernel offsets they came from."""
+        r1 = self.ho if r1 is None else r1
+        cols = dcols[: self.rows].reshape(self.c, self.kh, self.kw, r1 - r0, self.wo, dxp.shape[3])
         for i in range(self.kh):
             for j in range(self.kw):
-                self.window(dxp, i, j, 0, self.ho)[...] += cols[:, i, j]
+                self.window(dxp, i, j, r0, r1)[...] += cols[:, i, j]
+
+    def scatter(self, dcols, n, dtype):
+        """Adjoint of ``columns``: sum ``dcols (C*kh*kw, Ho*Wo*n)`` into a CHWN ``(C, H, W, n)`` view."""
+        dxp = np.zeros((self.c, self.hp, self.wp, n), dtype)
+        self.scatter_add(dcols, dxp)
+        return self.unpad(dxp)
+
+    def unpad(self, dxp):
         top, _, left, _ = self.pads
         return dxp[:, top : top + self.h, left : left + self.w]
+
+    def transposed(self, filters):
+        """The geometry of the input gradient as a convolution of the output gradient (``filters``
+        channels) with the flipped kernel, where that is the cheaper method: stride 1, an output
+        the size of the input (so both methods multiply as much) and not many more filters than
+        input channels (its columns copy the output gradient where the scatter adds into the
+        input's); else ``None``."""
+        top, bottom, left, right = self.pads
+        kh, kw = self.kh, self.kw
+        if (self.sh, self.sw) != (1, 1) or (self.ho, self.wo) != (self.h, self.w) or filters > 2 * self.c:
+            return None
+        if max(top, bottom) > kh - 1 or max(left, right) > kw - 1:
+            return None
+        pads = (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right)
+        return Geometry((filters, self.ho, self.wo), (kh, kw), (1, 1), pads, (self.h, self.w))
 
 
 def _weights(kernel, bias):
@@ -88,12 +128,10 @@ def _weights(kernel, bias):
     return k2 if bias is None else np.concatenate([k2, bias[:, None]], axis=1)
 
 
-def _ones_row(rows):
-    def init(arr):
-        if arr.shape[0] > rows:
-            arr[rows] = 1
-
-    return init
+def flipped(kernel):
+    """``(F, C, kh, kw)`` -> the ``(C, F*kh*kw)`` kernel of the input gradient's convolution."""
+    f, c, kh, kw = kernel.shape
+    return np.ascontiguousarray(kernel[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, f * kh * kw)
 
 
 def _shared_buffer(shape, dtype):
@@ -107,41 +145,92 @@ def _shared_buffer(shape, dtype):
     return flat[:size].reshape(shape)
 
 
+def bands(geo, k, n, dtype):
+    """``(r0, r1)`` bands of output rows whose ``k``-row columns fit ``band_bytes()`` (equal bands)."""
+    band = max(1, min(geo.ho, band_bytes() // (k * geo.wo * n * np.dtype(dtype).itemsize)))
+    band = -(-geo.ho // -(-geo.ho // band))
+    return [(r0, min(geo.ho, r0 + band)) for r0 in range(0, geo.ho, band)]
+
+
+def _band_columns(geo, xp, k, r0, r1, dtype):
+    """The columns of output rows ``[r0, r1)`` in the shared buffer (a row of ones after the
+    ``geo.rows`` kernel rows when ``k`` is one more)."""
+    part = _shared_buffer((k, (r1 - r0) * geo.wo * xp.shape[3]), dtype)
+    if k > geo.rows:
+        part[geo.rows] = 1
+    return geo.columns(xp, part, r0, r1)
+
+
+def convolve(xp, wk, geo, out):
+    """``out (F, Ho*Wo*N) = wk (F, k) @ columns`` of the padded CHWN input ``xp``, band by band."""
+    n, dtype = xp.shape[3], out.dtype
+    k = wk.shape[1]
+    step = geo.wo * n
+    for r0, r1 in bands(geo, k, n, dtype):
+        part = _band_columns(geo, xp, k, r0, r1, dtype)
+        np.matmul(wk, part, out=out[:, r0 * step : r1 * step])
+    return out
+
+
+def _ones_row(rows):
+    def init(arr):
+        if arr.shape[0] > rows:
+            arr[rows] = 1
+
+    return init
+
+
 def forward(x, kernel, bias, geo, ws, training):
-    """Convolve the NCHW batch ``x``; returns the output (NCHW, stored CHWN) and the columns
-    (kept for ``backward`` in training, else ``None``)."""
+    """Convolve the NCHW batch ``x``; returns the output (NCHW, stored CHWN) and, in training,
+    what ``backward`` reads: the whole columns up to ``KEEP_COLUMN_BYTES`` (not built again), else
+    the padded input (``None`` in inference)."""
     n = x.shape[0]
     dtype = np.result_type(x.dtype, kernel.dtype)
     xp = geo.padded(x.astype(dtype, copy=False), ws)
     wk = _weights(kernel, bias).astype(dtype, copy=False)
     f, k = wk.shape
     y = np.empty((f, geo.ho * geo.wo * n), dtype)
-    if training:
-        cols = geo.columns(xp, ws.get("train", (k, geo.ho * geo.wo * n), dtype, init=_ones_row(geo.rows)))
+    if training and k * geo.ho * geo.wo * n * np.dtype(dtype).itemsize <= KEEP_COLUMN_BYTES:
+        cols = geo.columns(xp, ws.get("columns", (k, geo.ho * geo.wo * n), dtype, init=_ones_row(geo.rows)))
         np.matmul(wk, cols, out=y)
-    else:
-        cols = None
-        band = max(1, min(geo.ho, band_bytes() // (k * geo.wo * n * np.dtype(dtype).itemsize)))
-        band = -(-geo.ho // -(-geo.ho // band))  # equal bands
-        for r0 in range(0, geo.ho, band):
-            r1 = min(geo.ho, r0 + band)
-            part = _shared_buffer((k, (r1 - r0) * geo.wo * n), dtype)
-            if bias is not None:
-                part[geo.rows] = 1
-            geo.columns(xp, part, r0, r1)
-            np.matmul(wk, part, out=y[:, r0 * geo.wo * n : r1 * geo.wo * n])
-    return layout.from_chwn(y.reshape(f, geo.ho, geo.wo, n)), cols
+        return layout.from_chwn(y.reshape(f, geo.ho, geo.wo, n)), cols
+    convolve(xp, wk, geo, y)
+    return layout.from_chwn(y.reshape(f, geo.ho, geo.wo, n)), (xp if training else None)
 
 
-def backward(grad, cols, kernel, bias, geo, need_input_grad=True):
-    """Gradients ``(d_kernel, d_bias, d_x)`` for the output gradient ``grad`` (NCHW, any layout);
-    ``d_x`` is NCHW stored CHWN, or ``None`` when not needed."""
+def backward(grad, kept, kernel, bias, geo, ws, need_input_grad=True, transposed=None):
+    """Gradients ``(d_kernel, d_bias, d_x)`` for the output gradient ``grad`` (NCHW, any layout)
+    given what ``forward`` kept (columns, 2-D, or the padded input, 4-D); ``d_x`` is NCHW stored
+    CHWN, or ``None`` when not needed. ``transposed`` (``geo.transposed(F)``) selects the input
+    gradient's method."""
     n, f = grad.shape[0], grad.shape[1]
-    g2 = layout.contiguous_chwn(grad).reshape(f, -1)
-    dw = g2 @ cols.T
+    dtype = np.result_type(grad.dtype, kernel.dtype)
+    g2 = layout.contiguous_chwn(grad.astype(dtype, copy=False)).reshape(f, -1)
+    k = geo.rows + (bias is not None)
+    step = geo.wo * n
+    if kept.ndim == 2:  # the whole columns
+        dw = g2 @ kept.T
+    else:  # the padded input: columns band by band, their products summed
+        dw = np.zeros((f, k), dtype)
+        tmp = np.empty_like(dw)
+        for r0, r1 in bands(geo, k, n, dtype):
+            part = _band_columns(geo, kept, k, r0, r1, dtype)
+            np.matmul(g2[:, r0 * step : r1 * step], part.T, out=tmp)
+            dw += tmp
     dk = dw[:, : geo.rows].reshape(kernel.shape)
     db = dw[:, geo.rows] if bias is not None else None
     if not need_input_grad:
         return dk, db, None
-    dcols = kernel.reshape(f, -1).T @ g2
-    return dk, db, layout.from_chwn(geo.scatter(dcols, n, dcols.dtype))
+    kernel = kernel.astype(dtype, copy=False)
+    if transposed is not None:
+        gp = transposed.padded(layout.from_chwn(g2.reshape(f, geo.ho, geo.wo, n)), ws, "output_grad")
+        dx = np.empty((geo.c, geo.h * geo.w * n), dtype)
+        convolve(gp, flipped(kernel), transposed, dx)
+        return dk, db, layout.from_chwn(dx.reshape(geo.c, geo.h, geo.w, n))
+    kt = kernel.reshape(f, -1).T
+    dxp = np.zeros((geo.c, geo.hp, geo.wp, n), dtype)
+    for r0, r1 in bands(geo, geo.rows, n, dtype):
+        dcols = _shared_buffer((geo.rows, (r1 - r0) * step), dtype)
+        np.matmul(kt, g2[:, r0 * step : r1 * step], out=dcols)
+        geo.scatter_add(dcols, dxp, r0, r1)
+    return dk, db, layout.from_chwn(geo.unpad(dxp))
