@@ -74,7 +74,7 @@ def scaling_worker(arch, processes, warmup, steps, synthetic):
     strategy = DataParallel(batch="global") if processes > 1 else None
     model = bench.regnet_model(arch)
     model.compile(loss="categorical_crossentropy", optimizer={"type": "adam", "learning_rate": bench.LR}, metrics=())
-    x, y = bench.load_data("train", (warmup + steps) * GLOBAL_BATCH, synthetic)
+    x, y, _ = bench.load_data("train", (warmup + steps) * GLOBAL_BATCH, synthetic)
     options = {"batch_size": GLOBAL_BATCH, "epochs": 1, "verbose": 0, "shuffle": False, "strategy": strategy}
     model.fit(x[: warmup * GLOBAL_BATCH], y[: warmup * GLOBAL_BATCH], **options)
     comm = strategy.comm if strategy else None
@@ -171,7 +171,7 @@ def agreement_worker(arch, optimizer, processes, steps, out, synthetic):
     strategy = DataParallel(batch="global") if processes > 1 else None
     model = regnet.Model(bench.ARCHS[arch], bench.INPUT_SHAPE, seed=0)
     model.compile(loss="categorical_crossentropy", optimizer=OPTIMIZERS[optimizer], metrics=())
-    x, y = bench.load_data("train", steps * GLOBAL_BATCH, synthetic)
+    x, y, _ = bench.load_data("train", steps * GLOBAL_BATCH, synthetic)
     model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, seed=1, verbose=0, strategy=strategy)
     if strategy is None or strategy.chief:
         np.savez(out, **model.state_dict())
