@@ -284,9 +284,9 @@ def cmd_plugins(args, argv):
         comps = part["components"]
         plugins = [c for c in comps if not c["builtin"]]
         print(f"{kind} ({part['group']}): {len(comps)} available, {len(plugins)} from plugins")
-        if args.all:
+        if not args.plugins_only:
             builtin = [c["name"] for c in comps if c["builtin"]]
-            print(f"  built-in: {', '.join(builtin)}")
+            print(f"  built-in (regnet): {', '.join(builtin)}")
         for c in plugins:
             version = f" {c['version']}" if c["version"] else ""
             print(f"  {c['name']:<24} {c['distribution']}{version}  ({c['entry_point']})")
@@ -463,8 +463,9 @@ def build_parser():
     ze.add_argument("--batch-size", type=_positive_int, default=256)
     z.set_defaults(func=cmd_zoo)
 
-    g = sub.add_parser("plugins", parents=[debug], help="components from plugins, and broken plugins")
-    g.add_argument("--all", action="store_true", help="also list the built-in names")
+    g = sub.add_parser("plugins", parents=[debug], help="every component with its distribution, and broken plugins")
+    g.add_argument("--plugins-only", action="store_true", help="leave out the built-in names")
+    g.add_argument("--all", action="store_true", help=argparse.SUPPRESS)  # the earlier flag: now the default
     g.set_defaults(func=cmd_plugins)
     add_onnx_commands(sub, [debug])
     return p

@@ -350,12 +350,16 @@ def test_zoo_commands(moons_model, tmp_path, monkeypatch, capsys):
     assert_one_line_error(code, err, "SHA-256", "not loaded")
 
 
-def test_plugins_lists_every_kind(capsys):
-    code, text, _ = run(capsys, ["plugins", "--all"])
+def test_plugins_lists_every_kind_and_every_component(capsys):
+    code, text, _ = run(capsys, ["plugins"])
     assert code == 0
-    for kind in ("layers", "activations", "losses", "optimizers", "initializers"):
+    for kind in ("layers", "activations", "losses", "optimizers", "initializers", "schedules", "metrics"):
         assert f"{kind} (regnet.{kind})" in text
-    assert "Conv2D" in text and "Adam" in text
+    assert "Conv2D" in text and "Adam" in text and "cosine" in text and "f1" in text
+    assert "LayerNorm" in text and "regnet-extras" in text
+    code, only, _ = run(capsys, ["plugins", "--plugins-only"])
+    assert code == 0 and "Conv2D" not in only and "LayerNorm" in only
+    assert run(capsys, ["plugins", "--all"])[1] == text
 
 
 # -- errors -----------------------------------------------------------------------------------------
