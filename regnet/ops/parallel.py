@@ -10,10 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 #: arrays smaller than this many elements per thread are processed on the calling thread
 MIN_ELEMENTS_PER_THREAD = 1 << 17
-#: ``for_blocks`` hands ``fn`` pieces of at most this many elements: a few arrays of this size
-#: stay in the core's cache between the passes of a multi-pass rule
-BLOCK_ELEMENTS = 1 << 16
-
 _VARS = ("REGNET_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _pool = None
 _pool_size = 0
@@ -48,25 +44,6 @@ def _forget_pool():  # a forked child has none of the parent's threads
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _in_blocks(fn, block):
-    def run(*arrays):
-        size = len(arrays[0])
-        if size <= block:
-            fn(*arrays)
-            return
-        for s in range(0, size, block):
-            fn(*(a[s : s + block] for a in arrays))
-
-    return run
-
-
-def for_blocks(fn, *arrays, block=None):
-    """``fn(*parts)`` over aligned blocks of at most ``block`` (default ``BLOCK_ELEMENTS``)
-    elements of the equally long 1-D ``arrays``, the blocks shared among threads as in
-    ``for_slices``: a rule of many element-wise passes then runs each pass on data still in cache."""
-    for_slices(_in_blocks(fn, block or BLOCK_ELEMENTS), *arrays)
 
 
 def for_slices(fn, *arrays):
