@@ -23,6 +23,7 @@ def test_a_process_that_raises_stops_the_run(mpirun, tmp_path):
     run = mpirun(2, "fail", tmp_path, "raise", timeout=60)
     assert run.returncode != 0, run
     assert "regnet: rank 1 of 2: failed with RuntimeError: a failure only rank 1 sees; stopping all 2" in run.stderr
+    print(f"\nthe whole run (launch, training, stop) took {run.seconds:.2f} s")
     assert run.seconds < 30, run
 
 
@@ -31,6 +32,7 @@ def test_a_killed_process_stops_the_run(mpirun, tmp_path):
     run = mpirun(2, "fail", tmp_path, "kill", timeout=60)
     assert run.returncode != 0, run
     assert "Killed (signal 9)" in run.stdout + run.stderr
+    print(f"\nthe whole run (launch, training, stop) took {run.seconds:.2f} s")
     assert run.seconds < 30, run
 
 
@@ -40,6 +42,7 @@ def test_a_hanging_process_is_caught_by_the_deadline(mpirun, tmp_path):
     run = mpirun(2, "fail", tmp_path, "hang", timeout=60, env={"REGNET_MPI_TIMEOUT": "3"})
     assert run.returncode != 0, run
     assert "regnet: rank 0 of 2: waited 3 s for the other processes in the gradient exchange" in run.stderr, run
+    print(f"\nthe whole run (launch, training, stop) took {run.seconds:.2f} s")
     assert run.seconds < 30, run
 
 
@@ -48,4 +51,5 @@ def test_an_uncaught_exception_on_one_process_stops_the_run(mpirun, tmp_path):
     assert run.returncode != 0, run
     assert "KeyError: 'not found on rank 1'" in run.stderr
     assert "regnet: rank 1 of 2: ended with an uncaught KeyError" in run.stderr
+    print(f"\nthe whole run (launch, training, stop) took {run.seconds:.2f} s")
     assert run.seconds < 30, run

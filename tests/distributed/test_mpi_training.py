@@ -44,6 +44,7 @@ def test_data_parallel_training_equals_one_process(mpirun, tmp_path, single, ran
             for other in replicas[1:]:  # every replica holds the same bits
                 assert all(np.array_equal(replicas[0][k], other[k]) for k in other)
             diff = _largest_difference(replicas[0], weights)
+            print(f"\n{name} ({mode}) on {ranks} processes: largest weight difference from one process {diff:.2g}")
             assert diff < TOLERANCE, (name, mode, diff)
             assert diff > 0 or ranks == 1  # the sums do differ in order: the comparison is not vacuous
             logs = json.loads((tmp_path / f"{name}-{mode}.json").read_text())
