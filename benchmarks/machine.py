@@ -103,8 +103,8 @@ def context(argv, threads):
 def describe(ctx):
     """The context as a few lines of Markdown."""
     blas_text = ", ".join(
-        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture', '?')} kernel, "
-        f"{b.get('num_threads')} threads)"
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture', '?')} kernel; "
+        f"{b.get('num_threads')} threads by default, {ctx['threads']} in every measurement)"
         for b in ctx.get("blas") or []
     )
     load = ctx.get("load_average_start")
