@@ -3,6 +3,7 @@ wheel from that sdist, and the wheel installed into a throw-away venv that sees 
 dependencies (no editable regnet, no plugins). From a folder outside the repository, the
 ``regnet`` command and the Python API then reach every zoo model shipped in the wheel."""
 
+import ast
 import json
 import os
 import re
@@ -158,3 +159,24 @@ def test_the_build_environment_is_what_it_claims():
     """The dependencies linked into the venv are regnet's declared ones."""
     declared = {re.split(r"[<>=!~\[; ]", r)[0].lower() for r in metadata.requires("regnet") or () if "extra" not in r}
     assert declared == set(DEPENDENCIES)
+
+
+def readme_python_tour():
+    """The Python block of the README's API tour, as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## The Python API in ten lines") :]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_api_tour_from_the_wheel(installed):
+    """The README's ten-line tour (train, evaluate, save, load, resume, predict) runs as written
+    from the non-editable install, outside the repository, offline (on the bundled MNIST sample)."""
+    python, _, _, work, env, *_ = installed
+    code = readme_python_tour() + "\nprint('PROBABILITIES', probabilities.shape, float(probabilities.sum()))\n"
+    result = run([str(python), "-c", code], cwd=work, env=env)
+    out = result.stdout
+    assert "epoch 4 (1/1)" in result.stderr, result.stderr  # the reloaded model resumed where it stopped
+    metrics = ast.literal_eval(re.search(r"^\{'loss'.*\}$", out, re.M).group(0))  # the dict the tour prints
+    assert metrics["accuracy"] > 0.8, out
+    assert re.search(r"PROBABILITIES \(10, 10\) 10\.0", out), out
+    assert (work / "lenet5.h5").is_file()
