@@ -303,3 +303,77 @@ def test_weight_bytes_that_do_not_match_the_shape_are_refused():
     proto.graph.initializer[0].raw_data = proto.graph.initializer[0].raw_data[:-4]
     with pytest.raises(RegnetError, match="raw_data size|bytes of data for shape"):
         ronnx.from_proto(proto)
+
+
+# -- found by review: a pass-through node, a padded average, a constant bomb --------------------------
+def _dense_graph(middle, head):
+    """``x -> Gemm (fc) -> middle -> head``, then ``Add(head, fc)``: the Gemm's output has two readers."""
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["f"], name="fc"), *middle, head]
+    nodes.append(helper.make_node("Add", [head.output[0], "f"], ["y"], name="add"))
+    return make(nodes, ["N", 4], [("W", w(4, 4)), ("b", w(4))])
+
+
+@pytest.mark.parametrize(
+    "middle",
+    [
+        [helper.make_node("Identity", ["f"], ["a"], name="id")],
+        [helper.make_node("Concat", ["f"], ["a"], name="cat", axis=1)],
+        [helper.make_node("Sum", ["f"], ["a"], name="sum")],
+    ],
+    ids=["Identity", "Concat of one", "Sum of one"],
+)
+def test_an_activation_after_a_pass_through_node_is_not_folded_into_a_shared_layer(middle):
+    """``fc``'s output is read by the Add too: the activation must stay a layer of its own."""
+    ort = pytest.importorskip("onnxruntime")
+    proto = _dense_graph(middle, helper.make_node("Relu", ["a"], ["r"], name="relu"))
+    x = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    model = ronnx.from_proto(proto)
+    np.testing.assert_allclose(model.predict(x), want, atol=1e-5)
+    assert model.nodes[0].layer.activation == "linear"
+
+
+def test_a_bias_after_an_identity_on_a_shared_matmul_is_refused_not_folded():
+    proto = make(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["f"], name="mm"),
+            helper.make_node("Identity", ["f"], ["a"], name="id"),
+            helper.make_node("Add", ["a", "b"], ["c"], name="bias"),
+            helper.make_node("Add", ["c", "f"], ["y"], name="add"),
+        ],
+        ["N", 4],
+        [("W", w(4, 4)), ("b", w(4))],
+    )
+    refused(proto, "'bias' (Add)", "only as the bias")
+
+
+def test_a_padded_average_pool_stays_an_average_pool_whatever_the_hint_says():
+    """A Flatten hinted as regnet's GlobalAveragePooling2D after a *padded* whole-image average:
+    the padding makes it another computation, so the hint must not turn it into one layer."""
+    ort = pytest.importorskip("onnxruntime")
+    nodes = [
+        helper.make_node("AveragePool", ["x"], ["p"], name="pool", kernel_shape=[4, 4], strides=[4, 4], pads=[1] * 4),
+        helper.make_node("Flatten", ["p"], ["y"], name="flat", axis=1),
+    ]
+    nodes[1].doc_string = '{"type": "GlobalAveragePooling2D", "name": "gap"}'
+    proto = make(nodes, ["N", 2, 4, 4])
+    x = np.random.default_rng(0).normal(size=(3, 2, 4, 4)).astype(np.float32)
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    model = ronnx.from_proto(proto)
+    assert [type(n.layer).__name__ for n in model.nodes] == ["AvgPool2D", "Flatten"]
+    np.testing.assert_allclose(model.predict(x), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [[1 << 40], [1 << 13, 1 << 13], [-3, 4]])
+def test_a_constant_of_shape_bomb_is_refused_before_allocating(shape):
+    value = numpy_helper.from_array(np.array([1.0], np.float32))
+    proto = make(
+        [
+            helper.make_node("MatMul", ["x", "W"], ["f"], name="mm"),
+            helper.make_node("ConstantOfShape", ["s"], ["c"], name="cos", value=value),
+            helper.make_node("Add", ["f", "c"], ["y"], name="add"),
+        ],
+        ["N", 4],
+        [("W", w(4, 4)), ("s", np.array(shape, np.int64))],
+    )
+    refused(proto, "'cos' (ConstantOfShape)", "it makes a constant of")

@@ -6,11 +6,15 @@ A value is a NumPy array; an integer vector that holds the batch size is an ``ob
 with ``BATCH`` in it. Arithmetic on ``BATCH`` raises ``TypeError`` (the caller reports it).
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import onnx
+
+#: the most elements a folded constant may have (shape arithmetic is tiny; this stops a bomb)
+MAX_FOLDED_ELEMENTS = 1 << 24
 
 
 class _Batch:
@@ -115,10 +119,22 @@ def _reshape(attrs, inputs, opset):
     return data.reshape(shape)
 
 
+def _bounded(shape) -> list[int]:
+    """``shape`` as ints, refused before anything is allocated when it holds more than
+    ``MAX_FOLDED_ELEMENTS`` values (or has a negative dimension)."""
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        raise FoldError(f"it makes a constant of shape {dims}")
+    if math.prod(dims) > MAX_FOLDED_ELEMENTS:
+        raise FoldError(f"it makes a constant of {math.prod(dims)} elements (limit {MAX_FOLDED_ELEMENTS})")
+    return dims
+
+
 def _arith(fn):
     def run(attrs, inputs, opset):
         a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
         _numeric(a, b)
+        _bounded(np.broadcast_shapes(a.shape, b.shape))
         out = fn(a, b)
         return out.astype(np.result_type(a, b), copy=False)
 
@@ -135,7 +151,7 @@ def _constant_of_shape(attrs, inputs, opset):
     _numeric(np.asarray(inputs[0]))
     value = attrs.get("value")
     fill = onnx.numpy_helper.to_array(value).ravel() if value is not None else np.zeros(1, np.float32)
-    return np.full([int(d) for d in np.asarray(inputs[0]).ravel()], fill[0], dtype=fill.dtype)
+    return np.full(_bounded(np.asarray(inputs[0]).ravel()), fill[0], dtype=fill.dtype)
 
 
 #: op type -> ``fn(attributes, input values, opset) -> value``
@@ -164,6 +180,6 @@ def fold(op: str, attrs: dict, inputs: list, opset: int) -> np.ndarray:
         out = FOLDERS[op](attrs, inputs, opset)
     except FoldError:
         raise
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, MemoryError) as exc:
         raise FoldError(f"cannot evaluate it on its constant inputs ({exc})") from None
     return np.asarray(out) if not isinstance(out, np.ndarray) else out

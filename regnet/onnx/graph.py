@@ -164,7 +164,19 @@ class ImportState:
         self.add(node, "Activation", {"activation": spec}, [x], x.shape)
 
     def alias(self, node: onnx.NodeProto, value: Any) -> None:
+        """``node``'s output is ``value`` (a constant folded now)."""
         self.values[node.output[0]] = value
+
+    def pass_through(self, node: onnx.NodeProto, value: Tensor, source: str | None = None) -> None:
+        """``node``'s output is the tensor ``source`` (its first input) itself, as ``value``: a
+        reader of either reads both, so that ``sole_consumer`` counts them all before a later
+        node folds an activation or a bias into the layer that makes it."""
+        source = node.input[0] if source is None else source
+        out = node.output[0]
+        self.consumers[out] += self.consumers[source] - 1
+        if source in self.outputs:
+            self.outputs.add(out)
+        self.values[out] = value
 
     def shape_value(self, x: Tensor) -> np.ndarray:
         return folding.shape_of(x.shape)

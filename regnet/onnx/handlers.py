@@ -233,7 +233,7 @@ def flatten(st: ImportState, node: Node, attrs: dict) -> None:
         name = (hint_of(node) or {}).get("name")
         if isinstance(name, str):
             src.names.insert(0, name)
-        st.alias(node, Tensor(src, src.shape))
+        st.pass_through(node, Tensor(src, src.shape))
         return
     st.add(node, "Flatten", {}, [x], (math.prod(x.shape),))
 
@@ -245,6 +245,7 @@ def _whole_average(st: ImportState, node: Node, src) -> bool:
         and src.type == "AvgPool2D"
         and src.shape[1:] == (1, 1)
         and src.config.get("pool_size") == list(src.geometry.get("hw", ()))
+        and not any(src.geometry.get("pads", ()))  # padded windows average fewer values
         and st.sole_consumer(node.input[0])
     )
 
@@ -318,7 +319,7 @@ def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> N
         src.hint = hint
         if isinstance(hint.get("name"), str):
             src.names.insert(0, hint["name"])
-    st.alias(node, Tensor(src, x.shape))
+    st.pass_through(node, Tensor(src, x.shape), source=name)
 
 
 def _takes_bias(st: ImportState, src: Entry, name: str, c: np.ndarray, shape: tuple) -> bool:
@@ -337,7 +338,7 @@ def _takes_bias(st: ImportState, src: Entry, name: str, c: np.ndarray, shape: tu
 def sum_(st: ImportState, node: Node, attrs: dict) -> None:
     xs = [st.tensor(node, i) for i in range(len(node.input))]
     if len(xs) == 1:
-        st.alias(node, xs[0])
+        st.pass_through(node, xs[0])
         return
     if len({x.shape for x in xs}) != 1:
         raise st.fail(node, f"inputs of shapes {[['N', *x.shape] for x in xs]}: regnet adds equal shapes only")
@@ -357,7 +358,7 @@ def concat(st: ImportState, node: Node, attrs: dict) -> None:
     shape = list(xs[0].shape)
     shape[ax - 1] = sum(x.shape[ax - 1] for x in xs)
     if len(xs) == 1:
-        st.alias(node, xs[0])
+        st.pass_through(node, xs[0])
         return
     st.add(node, "Concatenate", {"axis": axis}, xs, tuple(shape))
 
@@ -367,7 +368,7 @@ def identity(st: ImportState, node: Node, attrs: dict) -> None:
     if hint_type(node) == "Activation":  # regnet's Activation layer with a linear activation
         st.activation(node, "linear")
         return
-    st.alias(node, st.input(node, 0))
+    st.pass_through(node, st.tensor(node, 0))
 
 
 def dropout(st: ImportState, node: Node, attrs: dict) -> None:

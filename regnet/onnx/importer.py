@@ -37,8 +37,7 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Neg"], 13),
     **dict.fromkeys(["Cast"], 25),
 }
-#: the most elements a folded constant may have (shape arithmetic is tiny; this stops a bomb)
-MAX_FOLDED_ELEMENTS = 1 << 24
+MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
