@@ -323,3 +323,15 @@ def test_graph_round_trips_with_its_spellings(opset, tmp_path):
     x = np.random.default_rng(3).normal(size=(5, 2, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
     assert max(np.abs(run_onnx(ronnx.to_proto(model, opset), x) - model.predict(x)).ravel()) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["my layer é", "N", "x.y-z_1", "名前"])
+def test_any_name_regnet_accepts_comes_back_as_it_was(name):
+    """The exporter records each layer's name; the importer keeps it when regnet's grammar accepts
+    it (and sanitises only names from other exporters' node paths)."""
+    spec = {"input_shape": [4], "layers": [{"type": "Dense", "name": name, "units": 3}, {"type": "Dense", "units": 2}]}
+    model = regnet.Model.from_spec(spec, seed=0)
+    back = ronnx.from_proto(ronnx.to_proto(model))
+    assert [n.name for n in back.nodes] == [n.name for n in model.nodes]
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))

@@ -1,7 +1,9 @@
-"""regnet layer names from ONNX node and initializer names (sanitised and made unique)."""
+"""regnet layer names from ONNX node and initializer names (kept when regnet accepts them, else
+sanitised; made unique)."""
 
 import re
 
+from .. import names as grammar
 from ..spec import INPUT
 
 _BAD = re.compile(r"[^A-Za-z0-9_.\-]+")
@@ -51,7 +53,8 @@ def assign(candidates: list[list[str]], types: list[str]) -> list[str]:
         stem = snake(type_name)
         chosen = ""
         for cand in cands:
-            cand = sanitise(cand)
+            if grammar.problem(cand) is not None or len(cand) > MAX_NAME:  # "/a/b" from a node path
+                cand = sanitise(cand)
             if not cand:
                 continue
             if cand[0].isdigit():  # "0" from an nn.Sequential: say what it is
