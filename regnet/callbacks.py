@@ -338,9 +338,12 @@ class ReduceLROnPlateau(_Plateau):
 
 class LearningRateScheduler(Callback):
     """Set the optimizer's learning rate at each epoch start from ``schedule(epoch, lr)``
-    (per-step schedules are the optimizer's ``learning_rate``: see ``regnet.schedules``)."""
+    (per-step schedules are the optimizer's ``learning_rate``: see ``regnet.schedules``).
+    ``schedule`` must return a finite number >= 0. The learning rate it set is saved with
+    checkpoints, so a resumed run continues from it (``lr`` is the one of the epoch before)."""
 
     def __init__(self, schedule: Callable[[int, float], float]) -> None:
+        _check(schedule, callable(schedule), "schedule", "a function (epoch, lr) -> lr")
         self.schedule = schedule
 
     def on_train_begin(self, logs=None):
@@ -352,7 +355,22 @@ class LearningRateScheduler(Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = float(self.schedule(epoch, self.model.optimizer.learning_rate))
+        lr = self.schedule(epoch, self.model.optimizer.learning_rate)
+        ok = isinstance(lr, numbers.Real) and not isinstance(lr, bool) and 0 <= float(lr) < math.inf
+        if not ok:
+            raise ConfigError(
+                f"LearningRateScheduler: schedule({epoch}, lr) must return a finite number >= 0, got {show(lr)}",
+                field="schedule",
+            )
+        self.model.optimizer.learning_rate = float(lr)
+
+    def state_dict(self):
+        return {"learning_rate": float(self.model.optimizer.learning_rate)}
+
+    def load_state_dict(self, state):
+        lr = state.get("learning_rate")
+        if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+            self.model.optimizer.learning_rate = float(lr)
 
 
 class CSVLogger(Callback):

@@ -191,6 +191,28 @@ def test_reduce_lr_on_plateau_state_resumes(tmp_path):
     assert same(straight.state_dict(), resumed)
 
 
+def test_learning_rate_scheduler_state_resumes(tmp_path):
+    def run(epochs, resume_from=None):
+        model = build({"type": "sgd", "learning_rate": 0.05})
+        callbacks = [LearningRateScheduler(lambda epoch, lr: lr * 0.7), ModelCheckpoint(tmp_path / "c{epoch}.h5")]
+        model.fit(X, Y, epochs=epochs, batch_size=8, seed=1, verbose=0, callbacks=callbacks, resume_from=resume_from)
+        return model
+
+    straight = run(12)
+    resumed = run(12, resume_from=tmp_path / "c7.h5")
+    assert resumed.optimizer.learning_rate == straight.optimizer.learning_rate == pytest.approx(0.05 * 0.7**12)
+    assert resumed.epoch == straight.epoch == 12
+    assert same(straight.state_dict(), resumed)
+
+
+@pytest.mark.parametrize("bad", [None, "0.1", float("nan"), -1.0])
+def test_learning_rate_scheduler_refuses_a_schedule_returning_no_learning_rate(bad):
+    model = build()
+    with pytest.raises(ConfigError, match="LearningRateScheduler") as info:
+        model.fit(X, Y, verbose=0, callbacks=[LearningRateScheduler(lambda epoch, lr: bad)])
+    assert info.value.field == "schedule"
+
+
 def test_lr_callbacks_refuse_a_scheduled_optimizer():
     model = build({"type": "sgd", "learning_rate": {"type": "cosine", "initial": 0.1, "decay_steps": 10}})
     for cb in (ReduceLROnPlateau(), LearningRateScheduler(lambda epoch, lr: lr)):
@@ -269,6 +291,7 @@ def test_two_callbacks_of_a_class_get_their_own_keys(tmp_path):
         (lambda: ReduceLROnPlateau(min_lr=float("nan")), "min_lr"),
         (lambda: CSVLogger(7), "path"),
         (lambda: LambdaCallback(on_epoch_end=3), "on_epoch_end"),
+        (lambda: LearningRateScheduler(0.1), "schedule"),
     ],
 )
 def test_bad_callback_arguments(make, field):
