@@ -241,7 +241,7 @@ class ArraySource(Source):
         for s, bs in ((slice(0, cut), self.batch_size), (slice(cut, None), val_batch_size)):
             sw = None if self.sw is None else self.sw[s]
             y = None if self.y is None else self.y[s]
-            parts.append(ArraySource(self.model, self.x[s], y, sw, bs, None))
+            parts.append(ArraySource(self.model, self.x[s], y, sw, bs, self.steps if s.start == 0 else None))
         return parts[0], parts[1]
 
     def weigh(self, table):
@@ -363,7 +363,7 @@ class ChunkedSource(Source):
     def split(self, fraction, val_batch_size):
         cut = self.lo + _split_point(self.n_samples, fraction)
         args = (self.model, self.x, self.y, self.sw)
-        train = ChunkedSource(*args, self.batch_size, None, self.lo, cut, self.what)
+        train = ChunkedSource(*args, self.batch_size, self.steps, self.lo, cut, self.what)
         val = ChunkedSource(*args, val_batch_size, None, cut, self.hi, f"validation part of {self.what}")
         return train, val
 

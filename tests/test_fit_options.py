@@ -101,6 +101,13 @@ def test_validation_split_takes_the_last_fraction_before_shuffling():
         assert v.tobytes() == weights_of(b)[k].tobytes()
 
 
+def test_steps_per_epoch_applies_to_the_training_part_of_a_validation_split():
+    model = build()
+    history = model.fit(X, Y, epochs=2, batch_size=8, steps_per_epoch=3, validation_split=0.25, verbose=0)
+    assert model.optimizer.iterations == 6  # 3 of the 5 batches of the 36 training samples, per epoch
+    assert len(history.history["val_loss"]) == 2
+
+
 def test_initial_epoch_sets_the_counter_and_epochs_is_the_total():
     model = build()
     history = model.fit(X, Y, epochs=5, initial_epoch=3, verbose=0)

@@ -167,6 +167,12 @@ def test_validation_split_and_balanced_class_weights_on_a_memmap(tmp_path, small
     assert_same_weights(a, b)
 
 
+def test_steps_per_epoch_applies_to_the_training_part_of_a_validation_split_on_a_memmap(tmp_path, small_chunks):
+    model = build()
+    model.fit(memmap(tmp_path, X), Y, epochs=2, batch_size=16, steps_per_epoch=3, validation_split=0.2, verbose=0)
+    assert model.optimizer.iterations == 6  # 3 of the 5 batches of the 80 training samples, per epoch
+
+
 def test_bad_values_on_disk_are_named_by_index_and_leave_the_last_good_step(tmp_path, small_chunks):
     bad = X.copy()
     bad[70, 1] = np.nan
