@@ -145,8 +145,17 @@ def _what(what: str, name: str) -> str:
     return what[:-1] + name if what.endswith("x") else name
 
 
+def _own(checked: np.ndarray, given: object) -> np.ndarray:
+    """``checked`` (made from ``given``), copied unless it holds memory of its own: a loader may
+    refill the buffer it yields for the next batch, while the divergence guard keeps the batches
+    it may replay after a diverged step."""
+    shared = not checked.flags.owndata or (isinstance(given, np.ndarray) and np.may_share_memory(checked, given))
+    return checked.copy() if shared else checked
+
+
 def check_batch(model: Any, item: object, where: str, targets: bool = True, table: Any = None) -> Batch:
-    """One batch from a dataset or an iterable, checked: ``(x, y, sample_weight)``."""
+    """One batch from a dataset or an iterable, checked: ``(x, y, sample_weight)``, in arrays of
+    its own (never the loader's buffers)."""
     if isinstance(item, (tuple, list)) and 1 <= len(item) <= 3:
         parts = list(item) + [None] * (3 - len(item))
     elif not targets:
@@ -156,13 +165,15 @@ def check_batch(model: Any, item: object, where: str, targets: bool = True, tabl
         if isinstance(item, (tuple, list)):
             got = f"a {got} of length {len(item)}"
         raise DataError(f"{where}: expected a batch (x, y) or (x, y, sample_weight), got {got}")
-    x = validation.inputs(model, parts[0], f"x of {where}")
+    x = _own(validation.inputs(model, parts[0], f"x of {where}"), parts[0])
     if not targets:
         return x, None, None
     if parts[1] is None:
         raise DataError(f"{where}: the batch has no targets; expected (x, y) or (x, y, sample_weight)")
-    y = validation.targets(model, parts[1], len(x), f"y of {where}")
-    w = None if parts[2] is None else weighting.sample_weights(parts[2], len(x), f"sample_weight of {where}")
+    y = _own(validation.targets(model, parts[1], len(x), f"y of {where}"), parts[1])
+    w = None
+    if parts[2] is not None:
+        w = _own(weighting.sample_weights(parts[2], len(x), f"sample_weight of {where}"), parts[2])
     if isinstance(table, np.ndarray):
         w = weighting.combine(table, y, w)
     return x, y, w

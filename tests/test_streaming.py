@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from regnet import Callback, ConfigError, DataError, Model, data, runtime
+from regnet import Callback, ConfigError, DataError, Model, TrainingDivergedError, data, runtime
 from regnet.data import Dataset
 
 SPEC = {
@@ -211,6 +211,26 @@ def test_a_batch_of_the_wrong_shape_mid_epoch_is_refused_before_its_step():
     message = str(info.value)
     assert "epoch 1" in message and "batch 3" in message and "has shape (16, 3), the model expects (N, 4)" in message
     assert len(after) == 2 and model.optimizer.iterations == 2
+    assert all(v.tobytes() == after[-1][k].tobytes() for k, v in model.state_dict().items())
+
+
+def test_a_loader_that_refills_one_buffer_is_replayed_from_the_batches_it_gave():
+    """The divergence guard keeps the batches since its last checkpoint to replay them; a loader
+    that yields the same buffers every time (refilled) must not change them under it."""
+    bx, by, bw = np.empty((8, 4), np.float32), np.empty(8, np.int64), np.empty(8, np.float32)
+
+    def loader():
+        for b in range(10):
+            bx[:], by[:], bw[:] = X[b * 8 : (b + 1) * 8], Y[b * 8 : (b + 1) * 8], 1.0 + 0.1 * b
+            if b == 6:
+                bx[:], bw[0] = 3e38, 3e38  # batch 7 diverges (its gradients overflow)
+            yield bx, by, bw
+
+    model = build()
+    after = []
+    with pytest.raises(TrainingDivergedError) as info:
+        model.fit(loader(), steps_per_epoch=10, shuffle=False, verbose=0, callbacks=[Seen2(after)])
+    assert info.value.batch == 7 and len(after) == 6
     assert all(v.tobytes() == after[-1][k].tobytes() for k, v in model.state_dict().items())
 
 
