@@ -303,12 +303,14 @@ class ReduceLROnPlateau(_Plateau):
         improved = self.improved(value)
         if improved:
             self.best, self.wait = value, 0
-        else:
-            self.wait += 1
-        if self.cooldown_counter > 0:  # epochs right after a reduction do not count
+        if self.cooldown_counter > 0:  # the `cooldown` epochs right after a reduction do not count
             self.cooldown_counter -= 1
             self.wait = 0
-        if not improved and self.wait >= self.patience:
+            return
+        if improved:
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
             opt = self.model.optimizer
             old = float(opt.learning_rate)
             if old > self.min_lr:

@@ -172,6 +172,29 @@ def test_reduce_lr_on_plateau_patience_cooldown_and_min_lr():
     assert rates == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2]
 
 
+@pytest.mark.parametrize(
+    ("patience", "cooldown", "rates"),
+    [
+        (0, 2, [1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125]),
+        (0, 0, [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125]),
+        (1, 1, [1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625]),
+        (2, 2, [1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]),
+    ],
+)
+def test_reduce_lr_on_plateau_cooldown_epochs_do_not_count_whatever_the_patience(patience, cooldown, rates):
+    """The ``cooldown`` epochs after a reduction neither reduce nor count towards ``patience``,
+    with ``patience=0`` too (a reduction at every other non-improving epoch). Keras decrements its
+    cooldown counter before the patience test of the same epoch, so its ``cooldown=N`` holds off
+    only N - 1 epochs (patience 0, cooldown 2: 1, .5, .5, .25, .25, .125, ...; cooldown 1 does
+    nothing); regnet keeps the documented meaning, as PyTorch's ReduceLROnPlateau does."""
+    model = build({"type": "sgd", "learning_rate": 1.0})
+    got = []
+    record = LambdaCallback(on_epoch_end=lambda epoch, logs: got.append(model.optimizer.learning_rate))
+    plateau = ReduceLROnPlateau(factor=0.5, patience=patience, cooldown=cooldown)
+    model.fit(X[:8], Y[:8], epochs=8, verbose=0, callbacks=[Script([1.0] * 8), plateau, record])
+    assert got == rates
+
+
 def test_reduce_lr_on_plateau_state_resumes(tmp_path):
     values = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]
 
