@@ -487,8 +487,9 @@ class ModelCheckpoint(Callback):
 
     ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.h5"``.
     With ``save_best_only`` a save happens only when ``monitor`` (a key of the epoch logs, such
-    as ``"val_loss"``) improves on the best value so far (``mode`` ``"min"`` or ``"max"``); the
-    best value is taken from the model's history when training resumes. A file being written is
+    as ``"val_loss"``, a single number) improves on the best value so far (``mode`` ``"min"``,
+    ``"max"`` or ``"auto"``: ``"max"`` for accuracy, AUC, F1, precision and recall keys, as for
+    ``EarlyStopping``); the best value is taken from the model's history when training resumes. A file being written is
     never visible under ``path`` before it is complete, so an interrupted save leaves the
     previous checkpoint intact; ``fit(..., resume_from=path)`` continues from it. It runs after
     the other callbacks at the end of an epoch, so the file holds their state too. In
@@ -498,15 +499,14 @@ class ModelCheckpoint(Callback):
     saves_model = True
     chief_only = True
 
-    def __init__(self, path, every=1, monitor=None, mode="min", save_best_only=False, metadata=None):
+    def __init__(self, path, every=1, monitor=None, mode="auto", save_best_only=False, metadata=None):
         if not isinstance(path, (str, os.PathLike)):
             raise ConfigError(f"path must be a file path, got {type(path).__name__}", field="path")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"every must be a positive integer (epochs), got {every!r}", field="every")
-        if mode not in ("min", "max"):
-            raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}", field="mode")
         if monitor is not None and not isinstance(monitor, str):
             raise ConfigError(f"monitor must be a log key such as 'val_loss', got {monitor!r}", field="monitor")
+        mode = _mode(mode, monitor or "")
         if save_best_only and monitor is None:
             raise ConfigError("save_best_only needs a monitor (e.g. monitor='val_loss')", field="monitor")
         self.path = os.fspath(path)
@@ -523,7 +523,7 @@ class ModelCheckpoint(Callback):
         if self.monitor is not None:
             for entry in self.model.history:
                 value = entry.get(self.monitor)
-                if isinstance(value, (int, float)) and self._better(value):
+                if isinstance(value, numbers.Real) and not isinstance(value, bool) and self._better(value):
                     self.best = float(value)
 
     def _better(self, value):
@@ -538,13 +538,7 @@ class ModelCheckpoint(Callback):
         if epoch % self.every:
             return
         if self.monitor is not None:
-            if self.monitor not in logs:
-                raise ConfigError(
-                    f"ModelCheckpoint monitors '{self.monitor}', which the epoch logs do not hold "
-                    f"(they hold {', '.join(sorted(logs)) or 'nothing'}; val_* keys need validation_data)",
-                    field="monitor",
-                )
-            value = float(logs[self.monitor])
+            value = monitored(logs, self.monitor, "ModelCheckpoint")
             improved = self._better(value)
             if improved:
                 self.best = value

@@ -244,6 +244,22 @@ def test_lr_callbacks_refuse_a_scheduled_optimizer():
     assert model.epoch == 0
 
 
+def test_model_checkpoint_mode_auto_keeps_the_best_accuracy(tmp_path):
+    checkpoint = ModelCheckpoint(tmp_path / "c{epoch}.h5", monitor="val_accuracy", save_best_only=True)
+    assert checkpoint.mode == "max"
+    values = [0.5, 0.7, 0.6, 0.9, 0.8]
+    build().fit(X, Y, epochs=5, verbose=0, callbacks=[Script(values, "val_accuracy"), checkpoint])
+    assert checkpoint.saved == [str(tmp_path / f"c{e}.h5") for e in (1, 2, 4)] and checkpoint.best == 0.9
+    assert ModelCheckpoint(tmp_path / "c.h5", monitor="val_loss").mode == "min"
+
+
+def test_model_checkpoint_refuses_a_monitor_that_is_not_one_number(tmp_path):
+    checkpoint = ModelCheckpoint(tmp_path / "c.h5", monitor="val_f1")
+    with pytest.raises(ConfigError, match="'val_f1', which is not a single number") as info:
+        build().fit(X, Y, epochs=1, verbose=0, callbacks=[Script([[0.5, 0.25, 0.0]], "val_f1"), checkpoint])
+    assert info.value.field == "monitor"
+
+
 def test_csv_logger_writes_one_row_per_epoch(tmp_path):
     model = build()
     model.compile(metrics=["accuracy", {"type": "f1", "average": "per_class"}])
@@ -315,6 +331,7 @@ def test_two_callbacks_of_a_class_get_their_own_keys(tmp_path):
         (lambda: CSVLogger(7), "path"),
         (lambda: LambdaCallback(on_epoch_end=3), "on_epoch_end"),
         (lambda: LearningRateScheduler(0.1), "schedule"),
+        (lambda: ModelCheckpoint("c.h5", monitor="val_loss", mode="up"), "mode"),
     ],
 )
 def test_bad_callback_arguments(make, field):
