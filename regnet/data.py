@@ -114,6 +114,12 @@ def open_source(
     ``targets`` is False for ``predict``. Everything that can be checked before training is:
     arrays whole, arrays on disk by shape and dtype (and their targets in one pass)."""
     k = kind(x)
+    if targets and y is None and k in ("array", "disk"):
+        where = "in memory" if k == "array" else "on disk"
+        raise DataError(
+            f"{_what(what, 'y')} is missing: {what} is an array {where}, so its targets must be given as "
+            f"{_what(what, 'y')} (or give batches (x, y) from a dataset or an iterable)"
+        )
     if k == "array":
         xs = validation.inputs(model, x, what)
         ys = validation.targets(model, y, len(xs), _what(what, "y")) if targets else None

@@ -173,6 +173,23 @@ def test_steps_per_epoch_applies_to_the_training_part_of_a_validation_split_on_a
     assert model.optimizer.iterations == 6  # 3 of the 5 batches of the 80 training samples, per epoch
 
 
+def test_an_array_on_disk_without_targets_is_refused_naming_y(tmp_path):
+    xm = memmap(tmp_path, X)
+    model = build()
+    for call in (lambda: model.fit(xm, verbose=0), lambda: model.evaluate(xm), lambda: model.fit(X, verbose=0)):
+        with pytest.raises(DataError, match="^y is missing: x is an array"):
+            call()
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"] = X
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        with pytest.raises(DataError, match="^y is missing: x is an array on disk"):
+            model.evaluate(f["x"])
+        with pytest.raises(DataError, match="^validation y is missing: validation x is an array on disk"):
+            model.fit(X, Y, validation_data=(f["x"], None), verbose=0)
+        assert model.predict(f["x"]).shape == (N, 3)  # predict needs no targets
+    assert model.epoch == 0
+
+
 def test_bad_values_on_disk_are_named_by_index_and_leave_the_last_good_step(tmp_path, small_chunks):
     bad = X.copy()
     bad[70, 1] = np.nan
