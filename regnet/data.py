@@ -26,6 +26,7 @@ whose shapes or values do not fit raises a ``DataError`` naming the batch and th
 model is left as it was after the previous step.
 """
 
+import math
 import mmap
 import numbers
 import os
@@ -200,7 +201,8 @@ class Source:
 
     def split(self, fraction: float, val_batch_size: int) -> "tuple[Source, Source]":
         """``(training, validation)``: the last ``fraction`` of the samples for validation (served
-        in batches of ``val_batch_size``)."""
+        in batches of ``val_batch_size``). The two parts open files of their own: close this
+        source too."""
         raise ConfigError(
             "validation_split needs arrays (in memory or on disk); give validation_data for batch datasets "
             "and iterables",
@@ -222,7 +224,10 @@ class Source:
 
 
 def _split_point(n: int, fraction: float) -> int:
-    n_val = int(round(n * fraction))
+    """The first validation sample: Keras's ``split_at = floor(n * (1 - validation_split))``
+    (``keras/src/trainers/data_adapters/array_slicing.py``), so validation gets ``n - split_at``
+    samples (10 at 0.25: 3; 5 at 0.5: 3)."""
+    n_val = n - int(math.floor(n * (1.0 - fraction)))
     if n_val < 1 or n_val >= n:
         raise ConfigError(
             f"validation_split={fraction} of {n} samples leaves {n - n_val} for training and {n_val} for "
@@ -381,7 +386,11 @@ class ChunkedSource(Source):
         cut = self.lo + _split_point(self.n_samples, fraction)
         args = (self.model, self.x, self.y, self.sw)
         train = ChunkedSource(*args, self.batch_size, self.steps, self.lo, cut, self.what)
-        val = ChunkedSource(*args, val_batch_size, None, cut, self.hi, f"validation part of {self.what}")
+        try:
+            val = ChunkedSource(*args, val_batch_size, None, cut, self.hi, f"validation part of {self.what}")
+        except BaseException:
+            train.close()
+            raise
         return train, val
 
     def weigh(self, table):

@@ -282,7 +282,11 @@ def fit(
     val = None
     try:
         if split is not None:
-            source, val = source.split(split, max(batch_size, 256))
+            whole = source
+            try:
+                source, val = whole.split(split, max(batch_size, 256))
+            finally:
+                whole.close()  # the parts read the files through readers of their own
         elif validation_data is not None:
             if isinstance(validation_data, (list, tuple)) and data.kind(validation_data) == "dataset":
                 vx, vy, vw = validation_data, None, None  # a list of (x, y) batches

@@ -190,6 +190,16 @@ def test_an_array_on_disk_without_targets_is_refused_naming_y(tmp_path):
     assert model.epoch == 0
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc/self/fd")
+def test_validation_split_on_a_memmap_leaves_no_file_open(tmp_path, small_chunks):
+    xm, ym = memmap(tmp_path, X), memmap(tmp_path, Y, "y.bin")
+    model = build()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        model.fit(xm, ym, epochs=1, batch_size=16, validation_split=0.2, verbose=0)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_bad_values_on_disk_are_named_by_index_and_leave_the_last_good_step(tmp_path, small_chunks):
     bad = X.copy()
     bad[70, 1] = np.nan
