@@ -109,11 +109,14 @@ def open_source(
     steps: int | None = None,
     targets: bool = True,
     what: str = "x",
+    steps_field: str = "steps_per_epoch",
 ) -> "Source":
     """A checked ``Source`` of batches of ``x`` (and ``y``, ``sample_weight``) for ``model``.
 
-    ``targets`` is False for ``predict``. Everything that can be checked before training is:
-    arrays whole, arrays on disk by shape and dtype (and their targets in one pass)."""
+    ``targets`` is False for ``predict``; ``steps_field`` is the argument ``steps`` came from
+    (``steps_per_epoch``, ``validation_steps`` or ``steps``), named by errors about it. Everything
+    that can be checked before training is: arrays whole, arrays on disk by shape and dtype (and
+    their targets in one pass)."""
     k = kind(x)
     if targets and y is None and k in ("array", "disk"):
         where = "in memory" if k == "array" else "on disk"
@@ -125,9 +128,9 @@ def open_source(
         xs = validation.inputs(model, x, what)
         ys = validation.targets(model, y, len(xs), _what(what, "y")) if targets else None
         sw = None if sample_weight is None or not targets else weighting.sample_weights(sample_weight, len(xs))
-        return ArraySource(model, xs, ys, sw, batch_size, steps)
+        return ArraySource(model, xs, ys, sw, batch_size, steps, steps_field)
     if k == "disk":
-        return ChunkedSource.open(model, x, y if targets else None, sample_weight, batch_size, steps, what)
+        return ChunkedSource.open(model, x, y if targets else None, sample_weight, batch_size, steps, what, steps_field)
     if k == "other":
         raise _not_data(x, what)
     if y is not None:
@@ -135,8 +138,8 @@ def open_source(
     if sample_weight is not None:
         raise DataError(f"{what} yields batches: give sample weights inside each batch, (x, y, sample_weight)")
     if k == "dataset":
-        return BatchSource(model, x, steps, targets)
-    return IterableSource(model, x, steps, targets, what)
+        return BatchSource(model, x, steps, targets, steps_field)
+    return IterableSource(model, x, steps, targets, what, steps_field)
 
 
 def _classes(model: Any) -> int:
@@ -237,12 +240,12 @@ def _split_point(n: int, fraction: float) -> int:
     return n - n_val
 
 
-def _n_batches(n: int, batch_size: int, steps: int | None) -> int:
+def _n_batches(n: int, batch_size: int, steps: int | None, field: str) -> int:
     natural = -(-n // batch_size)
     if steps is not None and steps > natural:
         raise ConfigError(
-            f"steps_per_epoch={steps} is more than the {natural} batches of {n} samples (batch size {batch_size})",
-            field="steps_per_epoch",
+            f"{field}={steps} is more than the {natural} batches of {n} samples (batch size {batch_size})",
+            field=field,
         )
     return natural if steps is None else steps
 
@@ -250,12 +253,12 @@ def _n_batches(n: int, batch_size: int, steps: int | None) -> int:
 class ArraySource(Source):
     """Arrays in memory (already checked)."""
 
-    def __init__(self, model, x, y, sample_weight, batch_size, steps):
+    def __init__(self, model, x, y, sample_weight, batch_size, steps, field="steps_per_epoch"):
         self.model, self.x, self.y, self.sw = model, x, y, sample_weight
         self.w = sample_weight
-        self.batch_size, self.steps = batch_size, steps
+        self.batch_size, self.steps, self.field = batch_size, steps, field
         self.n_samples = len(x)
-        self.n_batches = _n_batches(len(x), batch_size, steps)
+        self.n_batches = _n_batches(len(x), batch_size, steps, field)
 
     def split(self, fraction, val_batch_size):
         cut = _split_point(len(self.x), fraction)
@@ -263,7 +266,8 @@ class ArraySource(Source):
         for s, bs in ((slice(0, cut), self.batch_size), (slice(cut, None), val_batch_size)):
             sw = None if self.sw is None else self.sw[s]
             y = None if self.y is None else self.y[s]
-            parts.append(ArraySource(self.model, self.x[s], y, sw, bs, self.steps if s.start == 0 else None))
+            steps = self.steps if s.start == 0 else None
+            parts.append(ArraySource(self.model, self.x[s], y, sw, bs, steps, self.field))
         return parts[0], parts[1]
 
     def weigh(self, table):
@@ -340,7 +344,7 @@ class ChunkedSource(Source):
     _y_rows: Any
 
     @classmethod
-    def open(cls, model, x, y, sample_weight, batch_size, steps, what):
+    def open(cls, model, x, y, sample_weight, batch_size, steps, what, field="steps_per_epoch"):
         shape, dtype = tuple(x.shape), np.dtype(x.dtype)
         validation.check_dtype(dtype, what)
         validation.check_shape(model, shape, what)
@@ -357,11 +361,12 @@ class ChunkedSource(Source):
                 )
             if sample_weight is not None:
                 sw = weighting.sample_weights(sample_weight, shape[0])
-        return cls(model, x, y, sw, batch_size, steps, 0, shape[0], what)
+        return cls(model, x, y, sw, batch_size, steps, 0, shape[0], what, field)
 
-    def __init__(self, model, x, y, sw, batch_size, steps, lo, hi, what):
+    def __init__(self, model, x, y, sw, batch_size, steps, lo, hi, what, field="steps_per_epoch"):
         self.model, self.x, self.y, self.sw = model, x, y, sw
         self.batch_size, self.steps, self.lo, self.hi, self.what = batch_size, steps, lo, hi, what
+        self.field = field
         self.table = None
         row_bytes = max(1, np.dtype(x.dtype).itemsize * int(np.prod(x.shape[1:], dtype=np.int64)))
         self.chunk = max(1, CHUNK_BYTES // (row_bytes * batch_size)) * batch_size
@@ -369,7 +374,7 @@ class ChunkedSource(Source):
         self.n_samples = hi - lo
         natural = sum(-(-(min(s + self.chunk, hi) - s) // batch_size) for s in self.starts)
         if steps is not None and steps > natural:
-            raise ConfigError(f"steps_per_epoch={steps} is more than the {natural} batches", field="steps_per_epoch")
+            raise ConfigError(f"{field}={steps} is more than the {natural} batches", field=field)
         self.n_batches = natural if steps is None else steps
         self._x_rows = _rows(x)
         self._y_rows = None if y is None else (_rows(y) if kind(y) == "disk" else lambda a, b: y[a:b])
@@ -385,7 +390,7 @@ class ChunkedSource(Source):
     def split(self, fraction, val_batch_size):
         cut = self.lo + _split_point(self.n_samples, fraction)
         args = (self.model, self.x, self.y, self.sw)
-        train = ChunkedSource(*args, self.batch_size, self.steps, self.lo, cut, self.what)
+        train = ChunkedSource(*args, self.batch_size, self.steps, self.lo, cut, self.what, self.field)
         try:
             val = ChunkedSource(*args, val_batch_size, None, cut, self.hi, f"validation part of {self.what}")
         except BaseException:
@@ -446,7 +451,7 @@ class ChunkedSource(Source):
 class BatchSource(Source):
     """A batch dataset: ``len(ds)`` and ``ds[i]``."""
 
-    def __init__(self, model, ds, steps, targets):
+    def __init__(self, model, ds, steps, targets, field="steps_per_epoch"):
         self.model, self.ds, self.targets = model, ds, targets
         self.table = None
         try:
@@ -456,9 +461,7 @@ class BatchSource(Source):
         if not isinstance(n, numbers.Integral) or n <= 0:
             raise DataError(f"the dataset holds no batches (len {show(n)})")
         if steps is not None and steps > n:
-            raise ConfigError(
-                f"steps_per_epoch={steps} is more than the dataset's {n} batches", field="steps_per_epoch"
-            )
+            raise ConfigError(f"{field}={steps} is more than the dataset's {n} batches", field=field)
         self.n_batches = n if steps is None else steps
 
     def epoch(self, rng, shuffle):
@@ -477,15 +480,14 @@ class BatchSource(Source):
 class IterableSource(Source):
     """An iterable of batches (see the module docstring)."""
 
-    def __init__(self, model, data, steps, targets, what):
+    def __init__(self, model, data, steps, targets, what, field="steps_per_epoch"):
         self.model, self.data, self.targets = model, data, targets
         self.table = None
         sized = hasattr(data, "__len__")
         if steps is None and not sized:
             raise ConfigError(
-                f"{what} is an iterable without a length: give steps_per_epoch (batches per epoch), or "
-                f"steps for evaluate and predict",
-                field="steps_per_epoch",
+                f"{what} is an iterable without a length: give {field} (the number of batches to take from it)",
+                field=field,
             )
         self.steps = steps
         self.n_batches = steps if steps is not None else len(data)

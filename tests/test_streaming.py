@@ -296,6 +296,25 @@ def test_bad_streaming_arguments(call, error, fragment):
     )
 
 
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda m: m.fit(X, Y, verbose=0, validation_data=iter(batches(X, Y))), "validation_steps"),
+        (lambda m: m.fit(X, Y, verbose=0, validation_data=Batches(X, Y), validation_steps=99), "validation_steps"),
+        (lambda m: m.fit(X, Y, verbose=0, validation_data=(X, Y), validation_steps=99), "validation_steps"),
+        (lambda m: m.evaluate(iter(batches(X, Y)))["loss"], "steps"),
+        (lambda m: m.evaluate(Batches(X, Y), steps=99)["loss"], "steps"),
+        (lambda m: m.evaluate(X, Y, steps=99)["loss"], "steps"),
+        (lambda m: m.predict(iter(batches(X, Y))), "steps"),
+        (lambda m: m.fit(Batches(X, Y), steps_per_epoch=99, verbose=0), "steps_per_epoch"),
+    ],
+)
+def test_errors_about_the_number_of_batches_name_the_argument_given(call, field):
+    with pytest.raises(ConfigError) as info:
+        call(build())
+    assert info.value.field == field and "steps_per_epoch" not in str(info.value).replace(field, "")
+
+
 PEAK_SCRIPT = """
 import sys, time
 import numpy as np
