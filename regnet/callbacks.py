@@ -303,12 +303,14 @@ class ReduceLROnPlateau(_Plateau):
         improved = self.improved(value)
         if improved:
             self.best, self.wait = value, 0
-        else:
-            self.wait += 1
-        if self.cooldown_counter > 0:  # epochs right after a reduction do not count
+        if self.cooldown_counter > 0:  # the `cooldown` epochs right after a reduction do not count
             self.cooldown_counter -= 1
             self.wait = 0
-        if not improved and self.wait >= self.patience:
+            return
+        if improved:
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
             opt = self.model.optimizer
             old = float(opt.learning_rate)
             if old > self.min_lr:
@@ -338,9 +340,12 @@ class ReduceLROnPlateau(_Plateau):
 
 class LearningRateScheduler(Callback):
     """Set the optimizer's learning rate at each epoch start from ``schedule(epoch, lr)``
-    (per-step schedules are the optimizer's ``learning_rate``: see ``regnet.schedules``)."""
+    (per-step schedules are the optimizer's ``learning_rate``: see ``regnet.schedules``).
+    ``schedule`` must return a finite number >= 0. The learning rate it set is saved with
+    checkpoints, so a resumed run continues from it (``lr`` is the one of the epoch before)."""
 
     def __init__(self, schedule: Callable[[int, float], float]) -> None:
+        _check(schedule, callable(schedule), "schedule", "a function (epoch, lr) -> lr")
         self.schedule = schedule
 
     def on_train_begin(self, logs=None):
@@ -352,7 +357,22 @@ class LearningRateScheduler(Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = float(self.schedule(epoch, self.model.optimizer.learning_rate))
+        lr = self.schedule(epoch, self.model.optimizer.learning_rate)
+        ok = isinstance(lr, numbers.Real) and not isinstance(lr, bool) and 0 <= float(lr) < math.inf
+        if not ok:
+            raise ConfigError(
+                f"LearningRateScheduler: schedule({epoch}, lr) must return a finite number >= 0, got {show(lr)}",
+                field="schedule",
+            )
+        self.model.optimizer.learning_rate = float(lr)
+
+    def state_dict(self):
+        return {"learning_rate": float(self.model.optimizer.learning_rate)}
+
+    def load_state_dict(self, state):
+        lr = state.get("learning_rate")
+        if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+            self.model.optimizer.learning_rate = float(lr)
 
 
 class CSVLogger(Callback):
@@ -467,8 +487,9 @@ class ModelCheckpoint(Callback):
 
     ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.h5"``.
     With ``save_best_only`` a save happens only when ``monitor`` (a key of the epoch logs, such
-    as ``"val_loss"``) improves on the best value so far (``mode`` ``"min"`` or ``"max"``); the
-    best value is taken from the model's history when training resumes. A file being written is
+    as ``"val_loss"``, a single number) improves on the best value so far (``mode`` ``"min"``,
+    ``"max"`` or ``"auto"``: ``"max"`` for accuracy, AUC, F1, precision and recall keys, as for
+    ``EarlyStopping``); the best value is taken from the model's history when training resumes. A file being written is
     never visible under ``path`` before it is complete, so an interrupted save leaves the
     previous checkpoint intact; ``fit(..., resume_from=path)`` continues from it. It runs after
     the other callbacks at the end of an epoch, so the file holds their state too. In
@@ -478,15 +499,14 @@ class ModelCheckpoint(Callback):
     saves_model = True
     chief_only = True
 
-    def __init__(self, path, every=1, monitor=None, mode="min", save_best_only=False, metadata=None):
+    def __init__(self, path, every=1, monitor=None, mode="auto", save_best_only=False, metadata=None):
         if not isinstance(path, (str, os.PathLike)):
             raise ConfigError(f"path must be a file path, got {type(path).__name__}", field="path")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"every must be a positive integer (epochs), got {every!r}", field="every")
-        if mode not in ("min", "max"):
-            raise ConfigError(f"mode must be 'min' or 'max', got {mode!r}", field="mode")
         if monitor is not None and not isinstance(monitor, str):
             raise ConfigError(f"monitor must be a log key such as 'val_loss', got {monitor!r}", field="monitor")
+        mode = _mode(mode, monitor or "")
         if save_best_only and monitor is None:
             raise ConfigError("save_best_only needs a monitor (e.g. monitor='val_loss')", field="monitor")
         self.path = os.fspath(path)
@@ -503,7 +523,7 @@ class ModelCheckpoint(Callback):
         if self.monitor is not None:
             for entry in self.model.history:
                 value = entry.get(self.monitor)
-                if isinstance(value, (int, float)) and self._better(value):
+                if isinstance(value, numbers.Real) and not isinstance(value, bool) and self._better(value):
                     self.best = float(value)
 
     def _better(self, value):
@@ -518,13 +538,7 @@ class ModelCheckpoint(Callback):
         if epoch % self.every:
             return
         if self.monitor is not None:
-            if self.monitor not in logs:
-                raise ConfigError(
-                    f"ModelCheckpoint monitors '{self.monitor}', which the epoch logs do not hold "
-                    f"(they hold {', '.join(sorted(logs)) or 'nothing'}; val_* keys need validation_data)",
-                    field="monitor",
-                )
-            value = float(logs[self.monitor])
+            value = monitored(logs, self.monitor, "ModelCheckpoint")
             improved = self._better(value)
             if improved:
                 self.best = value

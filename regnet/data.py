@@ -26,6 +26,7 @@ whose shapes or values do not fit raises a ``DataError`` naming the batch and th
 model is left as it was after the previous step.
 """
 
+import math
 import mmap
 import numbers
 import os
@@ -108,19 +109,28 @@ def open_source(
     steps: int | None = None,
     targets: bool = True,
     what: str = "x",
+    steps_field: str = "steps_per_epoch",
 ) -> "Source":
     """A checked ``Source`` of batches of ``x`` (and ``y``, ``sample_weight``) for ``model``.
 
-    ``targets`` is False for ``predict``. Everything that can be checked before training is:
-    arrays whole, arrays on disk by shape and dtype (and their targets in one pass)."""
+    ``targets`` is False for ``predict``; ``steps_field`` is the argument ``steps`` came from
+    (``steps_per_epoch``, ``validation_steps`` or ``steps``), named by errors about it. Everything
+    that can be checked before training is: arrays whole, arrays on disk by shape and dtype (and
+    their targets in one pass)."""
     k = kind(x)
+    if targets and y is None and k in ("array", "disk"):
+        where = "in memory" if k == "array" else "on disk"
+        raise DataError(
+            f"{_what(what, 'y')} is missing: {what} is an array {where}, so its targets must be given as "
+            f"{_what(what, 'y')} (or give batches (x, y) from a dataset or an iterable)"
+        )
     if k == "array":
         xs = validation.inputs(model, x, what)
         ys = validation.targets(model, y, len(xs), _what(what, "y")) if targets else None
         sw = None if sample_weight is None or not targets else weighting.sample_weights(sample_weight, len(xs))
-        return ArraySource(model, xs, ys, sw, batch_size, steps)
+        return ArraySource(model, xs, ys, sw, batch_size, steps, steps_field)
     if k == "disk":
-        return ChunkedSource.open(model, x, y if targets else None, sample_weight, batch_size, steps, what)
+        return ChunkedSource.open(model, x, y if targets else None, sample_weight, batch_size, steps, what, steps_field)
     if k == "other":
         raise _not_data(x, what)
     if y is not None:
@@ -128,8 +138,8 @@ def open_source(
     if sample_weight is not None:
         raise DataError(f"{what} yields batches: give sample weights inside each batch, (x, y, sample_weight)")
     if k == "dataset":
-        return BatchSource(model, x, steps, targets)
-    return IterableSource(model, x, steps, targets, what)
+        return BatchSource(model, x, steps, targets, steps_field)
+    return IterableSource(model, x, steps, targets, what, steps_field)
 
 
 def _classes(model: Any) -> int:
@@ -145,8 +155,17 @@ def _what(what: str, name: str) -> str:
     return what[:-1] + name if what.endswith("x") else name
 
 
+def _own(checked: np.ndarray, given: object) -> np.ndarray:
+    """``checked`` (made from ``given``), copied unless it holds memory of its own: a loader may
+    refill the buffer it yields for the next batch, while the divergence guard keeps the batches
+    it may replay after a diverged step."""
+    shared = not checked.flags.owndata or (isinstance(given, np.ndarray) and np.may_share_memory(checked, given))
+    return checked.copy() if shared else checked
+
+
 def check_batch(model: Any, item: object, where: str, targets: bool = True, table: Any = None) -> Batch:
-    """One batch from a dataset or an iterable, checked: ``(x, y, sample_weight)``."""
+    """One batch from a dataset or an iterable, checked: ``(x, y, sample_weight)``, in arrays of
+    its own (never the loader's buffers)."""
     if isinstance(item, (tuple, list)) and 1 <= len(item) <= 3:
         parts = list(item) + [None] * (3 - len(item))
     elif not targets:
@@ -156,13 +175,15 @@ def check_batch(model: Any, item: object, where: str, targets: bool = True, tabl
         if isinstance(item, (tuple, list)):
             got = f"a {got} of length {len(item)}"
         raise DataError(f"{where}: expected a batch (x, y) or (x, y, sample_weight), got {got}")
-    x = validation.inputs(model, parts[0], f"x of {where}")
+    x = _own(validation.inputs(model, parts[0], f"x of {where}"), parts[0])
     if not targets:
         return x, None, None
     if parts[1] is None:
         raise DataError(f"{where}: the batch has no targets; expected (x, y) or (x, y, sample_weight)")
-    y = validation.targets(model, parts[1], len(x), f"y of {where}")
-    w = None if parts[2] is None else weighting.sample_weights(parts[2], len(x), f"sample_weight of {where}")
+    y = _own(validation.targets(model, parts[1], len(x), f"y of {where}"), parts[1])
+    w = None
+    if parts[2] is not None:
+        w = _own(weighting.sample_weights(parts[2], len(x), f"sample_weight of {where}"), parts[2])
     if isinstance(table, np.ndarray):
         w = weighting.combine(table, y, w)
     return x, y, w
@@ -183,7 +204,8 @@ class Source:
 
     def split(self, fraction: float, val_batch_size: int) -> "tuple[Source, Source]":
         """``(training, validation)``: the last ``fraction`` of the samples for validation (served
-        in batches of ``val_batch_size``)."""
+        in batches of ``val_batch_size``). The two parts open files of their own: close this
+        source too."""
         raise ConfigError(
             "validation_split needs arrays (in memory or on disk); give validation_data for batch datasets "
             "and iterables",
@@ -205,7 +227,10 @@ class Source:
 
 
 def _split_point(n: int, fraction: float) -> int:
-    n_val = int(round(n * fraction))
+    """The first validation sample: Keras's ``split_at = floor(n * (1 - validation_split))``
+    (``keras/src/trainers/data_adapters/array_slicing.py``), so validation gets ``n - split_at``
+    samples (10 at 0.25: 3; 5 at 0.5: 3)."""
+    n_val = n - int(math.floor(n * (1.0 - fraction)))
     if n_val < 1 or n_val >= n:
         raise ConfigError(
             f"validation_split={fraction} of {n} samples leaves {n - n_val} for training and {n_val} for "
@@ -215,12 +240,12 @@ def _split_point(n: int, fraction: float) -> int:
     return n - n_val
 
 
-def _n_batches(n: int, batch_size: int, steps: int | None) -> int:
+def _n_batches(n: int, batch_size: int, steps: int | None, field: str) -> int:
     natural = -(-n // batch_size)
     if steps is not None and steps > natural:
         raise ConfigError(
-            f"steps_per_epoch={steps} is more than the {natural} batches of {n} samples (batch size {batch_size})",
-            field="steps_per_epoch",
+            f"{field}={steps} is more than the {natural} batches of {n} samples (batch size {batch_size})",
+            field=field,
         )
     return natural if steps is None else steps
 
@@ -228,12 +253,12 @@ def _n_batches(n: int, batch_size: int, steps: int | None) -> int:
 class ArraySource(Source):
     """Arrays in memory (already checked)."""
 
-    def __init__(self, model, x, y, sample_weight, batch_size, steps):
+    def __init__(self, model, x, y, sample_weight, batch_size, steps, field="steps_per_epoch"):
         self.model, self.x, self.y, self.sw = model, x, y, sample_weight
         self.w = sample_weight
-        self.batch_size, self.steps = batch_size, steps
+        self.batch_size, self.steps, self.field = batch_size, steps, field
         self.n_samples = len(x)
-        self.n_batches = _n_batches(len(x), batch_size, steps)
+        self.n_batches = _n_batches(len(x), batch_size, steps, field)
 
     def split(self, fraction, val_batch_size):
         cut = _split_point(len(self.x), fraction)
@@ -241,7 +266,8 @@ class ArraySource(Source):
         for s, bs in ((slice(0, cut), self.batch_size), (slice(cut, None), val_batch_size)):
             sw = None if self.sw is None else self.sw[s]
             y = None if self.y is None else self.y[s]
-            parts.append(ArraySource(self.model, self.x[s], y, sw, bs, None))
+            steps = self.steps if s.start == 0 else None
+            parts.append(ArraySource(self.model, self.x[s], y, sw, bs, steps, self.field))
         return parts[0], parts[1]
 
     def weigh(self, table):
@@ -318,7 +344,7 @@ class ChunkedSource(Source):
     _y_rows: Any
 
     @classmethod
-    def open(cls, model, x, y, sample_weight, batch_size, steps, what):
+    def open(cls, model, x, y, sample_weight, batch_size, steps, what, field="steps_per_epoch"):
         shape, dtype = tuple(x.shape), np.dtype(x.dtype)
         validation.check_dtype(dtype, what)
         validation.check_shape(model, shape, what)
@@ -335,11 +361,12 @@ class ChunkedSource(Source):
                 )
             if sample_weight is not None:
                 sw = weighting.sample_weights(sample_weight, shape[0])
-        return cls(model, x, y, sw, batch_size, steps, 0, shape[0], what)
+        return cls(model, x, y, sw, batch_size, steps, 0, shape[0], what, field)
 
-    def __init__(self, model, x, y, sw, batch_size, steps, lo, hi, what):
+    def __init__(self, model, x, y, sw, batch_size, steps, lo, hi, what, field="steps_per_epoch"):
         self.model, self.x, self.y, self.sw = model, x, y, sw
         self.batch_size, self.steps, self.lo, self.hi, self.what = batch_size, steps, lo, hi, what
+        self.field = field
         self.table = None
         row_bytes = max(1, np.dtype(x.dtype).itemsize * int(np.prod(x.shape[1:], dtype=np.int64)))
         self.chunk = max(1, CHUNK_BYTES // (row_bytes * batch_size)) * batch_size
@@ -347,7 +374,7 @@ class ChunkedSource(Source):
         self.n_samples = hi - lo
         natural = sum(-(-(min(s + self.chunk, hi) - s) // batch_size) for s in self.starts)
         if steps is not None and steps > natural:
-            raise ConfigError(f"steps_per_epoch={steps} is more than the {natural} batches", field="steps_per_epoch")
+            raise ConfigError(f"{field}={steps} is more than the {natural} batches", field=field)
         self.n_batches = natural if steps is None else steps
         self._x_rows = _rows(x)
         self._y_rows = None if y is None else (_rows(y) if kind(y) == "disk" else lambda a, b: y[a:b])
@@ -363,8 +390,12 @@ class ChunkedSource(Source):
     def split(self, fraction, val_batch_size):
         cut = self.lo + _split_point(self.n_samples, fraction)
         args = (self.model, self.x, self.y, self.sw)
-        train = ChunkedSource(*args, self.batch_size, None, self.lo, cut, self.what)
-        val = ChunkedSource(*args, val_batch_size, None, cut, self.hi, f"validation part of {self.what}")
+        train = ChunkedSource(*args, self.batch_size, self.steps, self.lo, cut, self.what, self.field)
+        try:
+            val = ChunkedSource(*args, val_batch_size, None, cut, self.hi, f"validation part of {self.what}")
+        except BaseException:
+            train.close()
+            raise
         return train, val
 
     def weigh(self, table):
@@ -420,7 +451,7 @@ class ChunkedSource(Source):
 class BatchSource(Source):
     """A batch dataset: ``len(ds)`` and ``ds[i]``."""
 
-    def __init__(self, model, ds, steps, targets):
+    def __init__(self, model, ds, steps, targets, field="steps_per_epoch"):
         self.model, self.ds, self.targets = model, ds, targets
         self.table = None
         try:
@@ -430,9 +461,7 @@ class BatchSource(Source):
         if not isinstance(n, numbers.Integral) or n <= 0:
             raise DataError(f"the dataset holds no batches (len {show(n)})")
         if steps is not None and steps > n:
-            raise ConfigError(
-                f"steps_per_epoch={steps} is more than the dataset's {n} batches", field="steps_per_epoch"
-            )
+            raise ConfigError(f"{field}={steps} is more than the dataset's {n} batches", field=field)
         self.n_batches = n if steps is None else steps
 
     def epoch(self, rng, shuffle):
@@ -451,15 +480,14 @@ class BatchSource(Source):
 class IterableSource(Source):
     """An iterable of batches (see the module docstring)."""
 
-    def __init__(self, model, data, steps, targets, what):
+    def __init__(self, model, data, steps, targets, what, field="steps_per_epoch"):
         self.model, self.data, self.targets = model, data, targets
         self.table = None
         sized = hasattr(data, "__len__")
         if steps is None and not sized:
             raise ConfigError(
-                f"{what} is an iterable without a length: give steps_per_epoch (batches per epoch), or "
-                f"steps for evaluate and predict",
-                field="steps_per_epoch",
+                f"{what} is an iterable without a length: give {field} (the number of batches to take from it)",
+                field=field,
             )
         self.steps = steps
         self.n_batches = steps if steps is not None else len(data)

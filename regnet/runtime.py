@@ -282,7 +282,11 @@ def fit(
     val = None
     try:
         if split is not None:
-            source, val = source.split(split, max(batch_size, 256))
+            whole = source
+            try:
+                source, val = whole.split(split, max(batch_size, 256))
+            finally:
+                whole.close()  # the parts read the files through readers of their own
         elif validation_data is not None:
             if isinstance(validation_data, (list, tuple)) and data.kind(validation_data) == "dataset":
                 vx, vy, vw = validation_data, None, None  # a list of (x, y) batches
@@ -296,6 +300,7 @@ def fit(
                 sample_weight=vw,
                 steps=data.steps(validation_steps, "validation_steps"),
                 what="validation x",
+                steps_field="validation_steps",
             )
         source.weigh(table)
         if resume_from is not None:
@@ -436,7 +441,13 @@ def evaluate(model, x=None, y=None, *, batch_size=256, sample_weight=None, steps
     batch_size = validation.batch_size(batch_size)
     validation.verbosity(verbose)
     source = data.open_source(
-        model, x, y, batch_size=batch_size, sample_weight=sample_weight, steps=data.steps(steps, "steps")
+        model,
+        x,
+        y,
+        batch_size=batch_size,
+        sample_weight=sample_weight,
+        steps=data.steps(steps, "steps"),
+        steps_field="steps",
     )
     _warn_untrained(model)
     try:
@@ -448,7 +459,9 @@ def evaluate(model, x=None, y=None, *, batch_size=256, sample_weight=None, steps
 def predict(model, x, *, batch_size=256, steps=None):
     """Model outputs for ``x``, computed in batches (see ``Model.predict``)."""
     batch_size = validation.batch_size(batch_size)
-    source = data.open_source(model, x, batch_size=batch_size, steps=data.steps(steps, "steps"), targets=False)
+    source = data.open_source(
+        model, x, batch_size=batch_size, steps=data.steps(steps, "steps"), targets=False, steps_field="steps"
+    )
     _warn_untrained(model)
     try:
         if isinstance(source, data.ArraySource):

@@ -172,6 +172,29 @@ def test_reduce_lr_on_plateau_patience_cooldown_and_min_lr():
     assert rates == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.2]
 
 
+@pytest.mark.parametrize(
+    ("patience", "cooldown", "rates"),
+    [
+        (0, 2, [1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125]),
+        (0, 0, [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.0078125]),
+        (1, 1, [1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625]),
+        (2, 2, [1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]),
+    ],
+)
+def test_reduce_lr_on_plateau_cooldown_epochs_do_not_count_whatever_the_patience(patience, cooldown, rates):
+    """The ``cooldown`` epochs after a reduction neither reduce nor count towards ``patience``,
+    with ``patience=0`` too (a reduction at every other non-improving epoch). Keras decrements its
+    cooldown counter before the patience test of the same epoch, so its ``cooldown=N`` holds off
+    only N - 1 epochs (patience 0, cooldown 2: 1, .5, .5, .25, .25, .125, ...; cooldown 1 does
+    nothing); regnet keeps the documented meaning, as PyTorch's ReduceLROnPlateau does."""
+    model = build({"type": "sgd", "learning_rate": 1.0})
+    got = []
+    record = LambdaCallback(on_epoch_end=lambda epoch, logs: got.append(model.optimizer.learning_rate))
+    plateau = ReduceLROnPlateau(factor=0.5, patience=patience, cooldown=cooldown)
+    model.fit(X[:8], Y[:8], epochs=8, verbose=0, callbacks=[Script([1.0] * 8), plateau, record])
+    assert got == rates
+
+
 def test_reduce_lr_on_plateau_state_resumes(tmp_path):
     values = [5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]
 
@@ -191,12 +214,50 @@ def test_reduce_lr_on_plateau_state_resumes(tmp_path):
     assert same(straight.state_dict(), resumed)
 
 
+def test_learning_rate_scheduler_state_resumes(tmp_path):
+    def run(epochs, resume_from=None):
+        model = build({"type": "sgd", "learning_rate": 0.05})
+        callbacks = [LearningRateScheduler(lambda epoch, lr: lr * 0.7), ModelCheckpoint(tmp_path / "c{epoch}.h5")]
+        model.fit(X, Y, epochs=epochs, batch_size=8, seed=1, verbose=0, callbacks=callbacks, resume_from=resume_from)
+        return model
+
+    straight = run(12)
+    resumed = run(12, resume_from=tmp_path / "c7.h5")
+    assert resumed.optimizer.learning_rate == straight.optimizer.learning_rate == pytest.approx(0.05 * 0.7**12)
+    assert resumed.epoch == straight.epoch == 12
+    assert same(straight.state_dict(), resumed)
+
+
+@pytest.mark.parametrize("bad", [None, "0.1", float("nan"), -1.0])
+def test_learning_rate_scheduler_refuses_a_schedule_returning_no_learning_rate(bad):
+    model = build()
+    with pytest.raises(ConfigError, match="LearningRateScheduler") as info:
+        model.fit(X, Y, verbose=0, callbacks=[LearningRateScheduler(lambda epoch, lr: bad)])
+    assert info.value.field == "schedule"
+
+
 def test_lr_callbacks_refuse_a_scheduled_optimizer():
     model = build({"type": "sgd", "learning_rate": {"type": "cosine", "initial": 0.1, "decay_steps": 10}})
     for cb in (ReduceLROnPlateau(), LearningRateScheduler(lambda epoch, lr: lr)):
         with pytest.raises(ConfigError, match="schedule"):
             model.fit(X, Y, verbose=0, callbacks=[cb])
     assert model.epoch == 0
+
+
+def test_model_checkpoint_mode_auto_keeps_the_best_accuracy(tmp_path):
+    checkpoint = ModelCheckpoint(tmp_path / "c{epoch}.h5", monitor="val_accuracy", save_best_only=True)
+    assert checkpoint.mode == "max"
+    values = [0.5, 0.7, 0.6, 0.9, 0.8]
+    build().fit(X, Y, epochs=5, verbose=0, callbacks=[Script(values, "val_accuracy"), checkpoint])
+    assert checkpoint.saved == [str(tmp_path / f"c{e}.h5") for e in (1, 2, 4)] and checkpoint.best == 0.9
+    assert ModelCheckpoint(tmp_path / "c.h5", monitor="val_loss").mode == "min"
+
+
+def test_model_checkpoint_refuses_a_monitor_that_is_not_one_number(tmp_path):
+    checkpoint = ModelCheckpoint(tmp_path / "c.h5", monitor="val_f1")
+    with pytest.raises(ConfigError, match="'val_f1', which is not a single number") as info:
+        build().fit(X, Y, epochs=1, verbose=0, callbacks=[Script([[0.5, 0.25, 0.0]], "val_f1"), checkpoint])
+    assert info.value.field == "monitor"
 
 
 def test_csv_logger_writes_one_row_per_epoch(tmp_path):
@@ -269,6 +330,8 @@ def test_two_callbacks_of_a_class_get_their_own_keys(tmp_path):
         (lambda: ReduceLROnPlateau(min_lr=float("nan")), "min_lr"),
         (lambda: CSVLogger(7), "path"),
         (lambda: LambdaCallback(on_epoch_end=3), "on_epoch_end"),
+        (lambda: LearningRateScheduler(0.1), "schedule"),
+        (lambda: ModelCheckpoint("c.h5", monitor="val_loss", mode="up"), "mode"),
     ],
 )
 def test_bad_callback_arguments(make, field):

@@ -83,11 +83,11 @@ def test_checkpoint_argument_errors(tmp_path):
     with pytest.raises(ConfigError, match="every"):
         ModelCheckpoint(tmp_path / "c.h5", every=0)
     with pytest.raises(ConfigError, match="mode"):
-        ModelCheckpoint(tmp_path / "c.h5", mode="auto")
+        ModelCheckpoint(tmp_path / "c.h5", mode="up")
     with pytest.raises(ConfigError, match="monitor"):
         ModelCheckpoint(tmp_path / "c.h5", save_best_only=True)
     x, y = data()
-    with pytest.raises(ConfigError, match="val_loss.*validation_data"):
+    with pytest.raises(ConfigError, match="val_loss.*validation data"):
         make().fit(x, y, epochs=1, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "c.h5", monitor="val_loss")])
 
 

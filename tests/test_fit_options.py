@@ -101,6 +101,25 @@ def test_validation_split_takes_the_last_fraction_before_shuffling():
         assert v.tobytes() == weights_of(b)[k].tobytes()
 
 
+def test_steps_per_epoch_applies_to_the_training_part_of_a_validation_split():
+    model = build()
+    history = model.fit(X, Y, epochs=2, batch_size=8, steps_per_epoch=3, validation_split=0.25, verbose=0)
+    assert model.optimizer.iterations == 6  # 3 of the 5 batches of the 36 training samples, per epoch
+    assert len(history.history["val_loss"]) == 2
+
+
+@pytest.mark.parametrize(("n", "fraction", "n_val"), [(10, 0.25, 3), (5, 0.5, 3), (48, 0.001, 1), (48, 0.2, 10)])
+def test_validation_split_sizes_follow_keras(n, fraction, n_val):
+    """Keras 3 (``train_validation_split``): ``split_at = floor(n * (1 - validation_split))``, the
+    last ``n - split_at`` samples validate."""
+    model = build()
+    history = model.fit(X[:n], Y[:n], epochs=1, batch_size=64, validation_split=fraction, shuffle=False, verbose=0)
+    assert history.history["val_loss"][0] == pytest.approx(model.evaluate(X[n - n_val : n], Y[n - n_val : n])["loss"])
+    other = build()
+    other.fit(X[: n - n_val], Y[: n - n_val], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    assert all(v.tobytes() == weights_of(other)[k].tobytes() for k, v in weights_of(model).items())
+
+
 def test_initial_epoch_sets_the_counter_and_epochs_is_the_total():
     model = build()
     history = model.fit(X, Y, epochs=5, initial_epoch=3, verbose=0)
@@ -164,7 +183,8 @@ def state(model):
         ({"validation_split": 1.0}, ConfigError, "strictly between 0 and 1"),
         ({"validation_split": 0}, ConfigError, "strictly between 0 and 1"),
         ({"validation_split": -0.2}, ConfigError, "strictly between 0 and 1"),
-        ({"validation_split": 0.001}, ConfigError, "both need at least one"),
+        ({"validation_split": 1e-17}, ConfigError, "leaves 48 for training and 0 for validation"),
+        ({"validation_split": 0.99}, ConfigError, "leaves 0 for training and 48 for validation"),
         ({"validation_split": 0.2, "validation_data": (X, Y)}, ConfigError, "not both"),
         ({"initial_epoch": -1}, ConfigError, "initial_epoch"),
         ({"steps_per_epoch": 0}, ConfigError, "steps_per_epoch"),

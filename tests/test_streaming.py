@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from regnet import Callback, ConfigError, DataError, Model, data, runtime
+from regnet import Callback, ConfigError, DataError, Model, TrainingDivergedError, data, runtime
 from regnet.data import Dataset
 
 SPEC = {
@@ -167,6 +167,39 @@ def test_validation_split_and_balanced_class_weights_on_a_memmap(tmp_path, small
     assert_same_weights(a, b)
 
 
+def test_steps_per_epoch_applies_to_the_training_part_of_a_validation_split_on_a_memmap(tmp_path, small_chunks):
+    model = build()
+    model.fit(memmap(tmp_path, X), Y, epochs=2, batch_size=16, steps_per_epoch=3, validation_split=0.2, verbose=0)
+    assert model.optimizer.iterations == 6  # 3 of the 5 batches of the 80 training samples, per epoch
+
+
+def test_an_array_on_disk_without_targets_is_refused_naming_y(tmp_path):
+    xm = memmap(tmp_path, X)
+    model = build()
+    for call in (lambda: model.fit(xm, verbose=0), lambda: model.evaluate(xm), lambda: model.fit(X, verbose=0)):
+        with pytest.raises(DataError, match="^y is missing: x is an array"):
+            call()
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"] = X
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        with pytest.raises(DataError, match="^y is missing: x is an array on disk"):
+            model.evaluate(f["x"])
+        with pytest.raises(DataError, match="^validation y is missing: validation x is an array on disk"):
+            model.fit(X, Y, validation_data=(f["x"], None), verbose=0)
+        assert model.predict(f["x"]).shape == (N, 3)  # predict needs no targets
+    assert model.epoch == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc/self/fd")
+def test_validation_split_on_a_memmap_leaves_no_file_open(tmp_path, small_chunks):
+    xm, ym = memmap(tmp_path, X), memmap(tmp_path, Y, "y.bin")
+    model = build()
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        model.fit(xm, ym, epochs=1, batch_size=16, validation_split=0.2, verbose=0)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_bad_values_on_disk_are_named_by_index_and_leave_the_last_good_step(tmp_path, small_chunks):
     bad = X.copy()
     bad[70, 1] = np.nan
@@ -208,6 +241,26 @@ def test_a_batch_of_the_wrong_shape_mid_epoch_is_refused_before_its_step():
     assert all(v.tobytes() == after[-1][k].tobytes() for k, v in model.state_dict().items())
 
 
+def test_a_loader_that_refills_one_buffer_is_replayed_from_the_batches_it_gave():
+    """The divergence guard keeps the batches since its last checkpoint to replay them; a loader
+    that yields the same buffers every time (refilled) must not change them under it."""
+    bx, by, bw = np.empty((8, 4), np.float32), np.empty(8, np.int64), np.empty(8, np.float32)
+
+    def loader():
+        for b in range(10):
+            bx[:], by[:], bw[:] = X[b * 8 : (b + 1) * 8], Y[b * 8 : (b + 1) * 8], 1.0 + 0.1 * b
+            if b == 6:
+                bx[:], bw[0] = 3e38, 3e38  # batch 7 diverges (its gradients overflow)
+            yield bx, by, bw
+
+    model = build()
+    after = []
+    with pytest.raises(TrainingDivergedError) as info:
+        model.fit(loader(), steps_per_epoch=10, shuffle=False, verbose=0, callbacks=[Seen2(after)])
+    assert info.value.batch == 7 and len(after) == 6
+    assert all(v.tobytes() == after[-1][k].tobytes() for k, v in model.state_dict().items())
+
+
 class Bare(Dataset):
     """Batches without targets."""
 
@@ -241,6 +294,25 @@ def test_bad_streaming_arguments(call, error, fragment):
     assert model.optimizer.iterations == 0 and all(
         v.tobytes() == before[k].tobytes() for k, v in weights_of(model).items()
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda m: m.fit(X, Y, verbose=0, validation_data=iter(batches(X, Y))), "validation_steps"),
+        (lambda m: m.fit(X, Y, verbose=0, validation_data=Batches(X, Y), validation_steps=99), "validation_steps"),
+        (lambda m: m.fit(X, Y, verbose=0, validation_data=(X, Y), validation_steps=99), "validation_steps"),
+        (lambda m: m.evaluate(iter(batches(X, Y)))["loss"], "steps"),
+        (lambda m: m.evaluate(Batches(X, Y), steps=99)["loss"], "steps"),
+        (lambda m: m.evaluate(X, Y, steps=99)["loss"], "steps"),
+        (lambda m: m.predict(iter(batches(X, Y))), "steps"),
+        (lambda m: m.fit(Batches(X, Y), steps_per_epoch=99, verbose=0), "steps_per_epoch"),
+    ],
+)
+def test_errors_about_the_number_of_batches_name_the_argument_given(call, field):
+    with pytest.raises(ConfigError) as info:
+        call(build())
+    assert info.value.field == field and "steps_per_epoch" not in str(info.value).replace(field, "")
 
 
 PEAK_SCRIPT = """
