@@ -43,7 +43,7 @@ import numpy as np
 
 from . import names
 from ._version import __version__
-from .atomic import atomic_write, checked_path, is_temporary
+from .atomic import atomic_write, checked_path, is_temporary, save_directory
 from .errors import ConfigError, FileFormatError, IntegrityError, RegnetError, WeightsMismatchError
 from .text import escape
 
@@ -676,7 +676,7 @@ def check_writable(path: "str | os.PathLike[str]") -> str:
     missing or not writable, or ``path`` is a directory): commands check this before long work.
     Probes by creating and removing a temporary file next to ``path``."""
     path = _path(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = save_directory(path)
     if os.path.isdir(path):
         raise FileFormatError(f"cannot save to {escape(path)}: it is a directory")
     if not os.path.isdir(directory):
