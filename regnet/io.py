@@ -159,7 +159,10 @@ class ModelRecord:
 
 
 def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
-    """Write ``record`` to one HDF5 file at ``path``, atomically (see ``atomic_write``)."""
+    """Write ``record`` to one HDF5 file at ``path``, atomically (see ``atomic_write``). Anything
+    the reader would refuse (a JSON document over ``MAX_JSON_BYTES``, a tree over ``MAX_ENTRIES``
+    entries, an attribute over ``MAX_ATTR_BYTES``) raises ``ConfigError`` before the file is
+    touched, so a file that was there stays as it was."""
     docs = {
         "model_spec": _dumps(record.spec, "model spec"),
         "rng_state": _dumps(record.rng_state, "rng state"),
@@ -175,8 +178,14 @@ def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
     state = None if record.optimizer_state is None else dict(record.optimizer_state)
     _check_keys(record.weights, "weights", 2)
     _check_keys(record.callback_weights, "callback weights", 3)
+    slots = {} if state is None else {k: v for k, v in state.items() if k != "iterations"}
     if state is not None:
-        _check_keys({k: v for k, v in state.items() if k != "iterations"}, "optimizer", 3)
+        _check_keys(slots, "optimizer", 3)
+    _check_readable(
+        path, docs, {"weights": record.weights, "optimizer": slots, "callback weights": record.callback_weights}
+    )
+    if state is not None:
+        _check_attr(path, "optimizer type", record.optimizer_type or "")
     with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, FORMAT, record.epoch)
         _set_attr(f, "untrained", int(record.untrained))
@@ -197,11 +206,62 @@ def write_weights(path: "str | os.PathLike[str]", spec: dict, weights: dict, epo
     """Write a weights-only file (the spec for reference, and the tensors by name), atomically."""
     text = _dumps(spec, "model spec")
     _check_keys(weights, "weights", 2)
+    _check_readable(path, {"model_spec": text}, {"weights": weights})
     with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, WEIGHTS_FORMAT, epoch)
         _write_json(f, "model_spec", text)
         _write_tensors(f.create_group("weights"), weights)
     return _path(path)
+
+
+#: the record field each JSON document of a file comes from (what a ``ConfigError`` names)
+_DOC_FIELDS = {
+    "model_spec": "model spec",
+    "rng_state": "rng state",
+    "metadata/history": "history",
+    "metadata/components": "components",
+    "metadata/user": "metadata",
+    "training_config": "training config",
+    "callbacks/state": "callback state",
+}
+
+
+def _not_saved(path: "str | os.PathLike[str]") -> str:
+    return f"it is not saved (the reader would refuse the file) and {escape(str(path))} is left as it was"
+
+
+def _check_readable(path: "str | os.PathLike[str]", docs: dict[str, str], trees: dict[str, dict]) -> None:
+    """Raise ``ConfigError`` if the reader would refuse what is about to be written: a JSON
+    document over ``MAX_JSON_BYTES`` or a tensor tree over ``MAX_ENTRIES`` entries (groups and
+    datasets, as ``ModelFile.tensors`` counts them)."""
+    for name, text in docs.items():
+        size = len(text.encode("utf-8"))
+        if size > MAX_JSON_BYTES:
+            field = _DOC_FIELDS.get(name, name)
+            raise ConfigError(
+                f"{field} is {size} bytes as JSON, more than the {MAX_JSON_BYTES} bytes a file may hold "
+                f"(io.MAX_JSON_BYTES); {_not_saved(path)}",
+                field=field,
+            )
+    for field, tensors in trees.items():
+        groups = {key.rsplit("/", i)[0] for key in tensors for i in range(1, key.count("/") + 1)}
+        entries = len(tensors) + len(groups)
+        if entries > MAX_ENTRIES:
+            raise ConfigError(
+                f"{field} would take {entries} entries (tensors and the groups that hold them), more than the "
+                f"{MAX_ENTRIES} a file may hold (io.MAX_ENTRIES); {_not_saved(path)}",
+                field=field,
+            )
+
+
+def _check_attr(path: "str | os.PathLike[str]", field: str, value: str) -> None:
+    size = len(value.encode("utf-8"))
+    if size > MAX_ATTR_BYTES:
+        raise ConfigError(
+            f"{field} is {size} bytes, more than the {MAX_ATTR_BYTES} a file attribute may hold "
+            f"(io.MAX_ATTR_BYTES); {_not_saved(path)}",
+            field=field,
+        )
 
 
 def _check_keys(tensors: dict, where: str, parts: int) -> None:
