@@ -233,7 +233,9 @@ def apply(model: Any, staged: Staged) -> None:
 
 
 # -- the public entry points --------------------------------------------------------------------
-def load(model_class: Any, path: PathLike, *, compile: bool = True, allow_non_finite: bool = False) -> Any:
+def load(
+    model_class: Any, path: "PathLike | io.FileData", *, compile: bool = True, allow_non_finite: bool = False
+) -> Any:
     """The model saved at ``path``, built with ``model_class.from_spec``: weights, epoch, history
     and RNG state; with ``compile`` also its loss, optimizer (with its state) and metrics, so that
     training resumes exactly. ``regnet.load(path)`` is this with ``regnet.Model``. A file whose
@@ -352,8 +354,9 @@ def load_weights(
 SOURCES: dict[str, Any] = {}
 
 
-def source_path(source: PathLike) -> str:
-    """The file behind a weight source: a path, or ``"<scheme>:<name>"`` (``"zoo:lenet5-mnist"``)."""
+def source_path(source: PathLike) -> "str | io.FileData":
+    """The file behind a weight source: a path, or ``"<scheme>:<name>"`` (``"zoo:lenet5-mnist"``),
+    which a scheme may give as the checked bytes of its file (``io.FileData``)."""
     if isinstance(source, str):
         scheme, sep, name = source.partition(":")
         if sep and scheme in SOURCES:
@@ -369,10 +372,10 @@ def transfer(model: Any, source: PathLike, *, skip_mismatch: bool = False) -> io
     A shared tensor of another shape raises ``WeightsMismatchError`` (before anything changes)
     unless ``skip_mismatch``, which keeps the model's own and warns. So does a file sharing no
     tensor with the model. Returns the ``WeightsReport``."""
-    path = source_path(source)
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    with io.open_file(path, (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
+    with io.open_file(source_path(source), (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
         values, report = f.weights(expected, strict=False)
+        path = f.shown
     if not report.loaded and not report.mismatched:
         raise WeightsMismatchError(
             f"{path}: no tensor of the file has a name of the model (the file's layers are named otherwise)"

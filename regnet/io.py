@@ -29,6 +29,7 @@ names of the one grammar (``regnet.names``).
 import contextlib
 import datetime
 import hashlib
+import io as stdio
 import json
 import os
 import secrets
@@ -642,13 +643,46 @@ class ModelFile:
 _LOW_LEVEL = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError, OverflowError)
 
 
+@attrs.frozen
+class FileData:
+    """The bytes of a model file, read once (and checked by whoever read them, e.g. against a
+    SHA-256), with the path they came from. ``open_file`` reads a ``FileData`` from memory, so
+    what is loaded is exactly what was checked, whatever happens to the file afterwards."""
+
+    path: str
+    data: bytes = attrs.field(repr=False)
+
+
 @contextlib.contextmanager
-def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT,)) -> Iterator[ModelFile]:
+def open_file(path: "str | os.PathLike[str] | FileData", formats: tuple[str, ...] = (FORMAT,)) -> Iterator[ModelFile]:
     """Open a model file for checked reading (a context manager yielding a ``ModelFile``); the
     root ``format`` must be one of ``formats`` and the version one this regnet reads. A path
-    that is not a regular file, or names the temporary file of a save, is refused."""
-    path = _path(path)
+    that is not a regular file, or names the temporary file of a save, is refused. A
+    ``FileData`` is read from its bytes, with the same checks of everything inside."""
+    data = path.data if isinstance(path, FileData) else None
+    path = path.path if isinstance(path, FileData) else _path(path)
     shown = escape(path)
+    if data is None:
+        _check_readable_path(path, shown)
+    try:
+        f = h5py.File(path if data is None else stdio.BytesIO(data), "r")
+    except _LOW_LEVEL as exc:
+        raise FileFormatError(_not_hdf5(path, exc, data)) from None
+    try:
+        reader = ModelFile(f, path)
+        reader.header(formats)
+        yield reader
+    except RegnetError:
+        raise
+    except _LOW_LEVEL as exc:
+        raise FileFormatError(f"{shown} is corrupted or unreadable: {type(exc).__name__}: {escape(exc)}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            f.close()
+
+
+def _check_readable_path(path: str, shown: str) -> None:
+    """Refuse a path that is not a regular file, or that names the temporary file of a save."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -663,30 +697,19 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT
             f"{shown} is the temporary file of a save that did not finish (a name like "
             ".regnet.<hash>.<random>.tmp); load the file the save was writing instead"
         )
-    try:
-        f = h5py.File(path, "r")
-    except _LOW_LEVEL as exc:
-        raise FileFormatError(_not_hdf5(path, exc)) from None
-    try:
-        reader = ModelFile(f, path)
-        reader.header(formats)
-        yield reader
-    except RegnetError:
-        raise
-    except _LOW_LEVEL as exc:
-        raise FileFormatError(f"{shown} is corrupted or unreadable: {type(exc).__name__}: {escape(exc)}") from exc
-    finally:
-        with contextlib.suppress(Exception):
-            f.close()
 
 
-def _not_hdf5(path: str, exc: BaseException) -> str:
-    """Why ``path`` cannot be opened as a model file, in a user's words when it is a JSON spec."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_SNIFF).lstrip()
-    except OSError:
-        head = b""
+def _not_hdf5(path: str, exc: BaseException, data: bytes | None = None) -> str:
+    """Why ``path`` (or its ``data``) cannot be opened as a model file, in a user's words when it
+    is a JSON spec."""
+    if data is not None:
+        head = data[:_SNIFF].lstrip()
+    else:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(_SNIFF).lstrip()
+        except OSError:
+            head = b""
     if head.startswith((b"{", b"[")):
         try:
             doc = json.loads(head.decode("utf-8"))
@@ -758,6 +781,7 @@ def read_metadata(path: "str | os.PathLike[str]") -> dict:
 
 
 __all__ = [
+    "FileData",
     "ModelRecord",
     "ModelFile",
     "WeightsReport",

@@ -584,3 +584,17 @@ def test_tensor_trees_over_the_entry_limit_are_refused_and_the_old_file_stays(tm
     with pytest.raises(ConfigError, match=f"weights would take {entries} entries") as err:
         model.save(path)
     assert err.value.field == "weights" and path.read_bytes() == before
+
+
+def test_open_file_reads_checked_bytes_with_the_same_checks(tmp_path):
+    model = Model.from_spec(MLP, seed=0)
+    model.save(tmp_path / "m.h5")
+    data = io.FileData(str(tmp_path / "m.h5"), (tmp_path / "m.h5").read_bytes())
+    (tmp_path / "m.h5").unlink()  # only the bytes are read
+    assert_same_weights(model, regnet.load(data))
+    with pytest.raises(FileFormatError, match=r"spec\.json is a model spec"):
+        regnet.load(io.FileData(str(tmp_path / "spec.json"), json.dumps(MLP).encode()))
+    broken = bytearray(data.data)
+    broken[len(broken) // 2 :] = b"\0" * (len(broken) - len(broken) // 2)
+    with pytest.raises(FileFormatError, match=r"m\.h5"):
+        regnet.load(io.FileData(data.path, bytes(broken)))
