@@ -361,8 +361,21 @@ class ModelFile:
             raise self.fail(f"attribute '{name}' of '{where}' must be a scalar, has {shape}")
         dt = aid.dtype
         if kind == "str":
-            if h5py.check_string_dtype(dt) is None or dt.itemsize > MAX_ATTR_BYTES:
-                raise self.fail(f"attribute '{name}' of '{where}' must be a string of at most {MAX_ATTR_BYTES} bytes")
+            info = h5py.check_string_dtype(dt)
+            # a variable-length string declares no length: its itemsize is that of a pointer, and
+            # reading it would allocate whatever the file holds, so only fixed-length is read
+            if info is None or info.length is None or dt.itemsize > MAX_ATTR_BYTES:
+                found = (
+                    "not a string"
+                    if info is None
+                    else "variable-length"
+                    if info.length is None
+                    else f"{dt.itemsize} bytes"
+                )
+                raise self.fail(
+                    f"attribute '{name}' of '{where}' must be a string of at most {MAX_ATTR_BYTES} bytes, stored "
+                    f"fixed-length (found {found})"
+                )
         elif dt.kind not in "iu":
             raise self.fail(f"attribute '{name}' of '{where}' must be an integer, found {dt}")
         value = obj.attrs[name]
