@@ -368,7 +368,8 @@ class ModelFile:
                 found = (
                     "not a string"
                     if info is None
-                    else "variable-length"
+                    else "a variable-length string, which regnet never writes: not a file regnet wrote, or one "
+                    "another program edited; it is not read"
                     if info.length is None
                     else f"{dt.itemsize} bytes"
                 )

@@ -452,8 +452,12 @@ def test_future_format_version_is_refused(tmp_path):
 
 def test_other_format_is_refused(tmp_path):
     with h5py.File(tmp_path / "k.h5", "w") as f:
-        f.attrs["format"] = "keras"
+        f.attrs["format"] = np.bytes_("keras")  # fixed-length, as regnet writes its own
     with pytest.raises(FileFormatError, match="format is 'keras'"):
+        regnet.load(tmp_path / "k.h5")
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        f.attrs["format"] = "keras"  # h5py's default: variable-length, never read
+    with pytest.raises(FileFormatError, match="'format'.*variable-length string.*not a file regnet wrote"):
         regnet.load(tmp_path / "k.h5")
     with h5py.File(tmp_path / "e.h5", "w"):
         pass
