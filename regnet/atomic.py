@@ -68,6 +68,19 @@ def checked_path(path: object, *, error: type[Exception] = FileFormatError, what
     return text
 
 
+def real_directory(path: str) -> str:
+    """The real (symbolic-link free, absolute) directory that holds the file ``path`` names,
+    resolved the way the kernel does: each link is followed before a following ``..`` applies,
+    which ``os.path.abspath`` (a textual simplification) gets wrong."""
+    return os.path.realpath(os.path.dirname(path) or os.curdir)
+
+
+def save_directory(path: "str | os.PathLike[str]") -> str:
+    """The real directory a save to ``path`` writes its temporary file in: that of the file
+    ``path`` names once its own symbolic links are followed (see ``real_directory``)."""
+    return real_directory(_resolve(checked_path(path)))
+
+
 def is_temporary(path: "str | os.PathLike[str]") -> bool:
     """Whether ``path`` names the temporary file of a save (finished or not)."""
     return TEMP_NAME.fullmatch(os.path.basename(os.fspath(path))) is not None
@@ -91,7 +104,9 @@ def atomic_write(path: "str | os.PathLike[str]", *, lock: bool = True) -> Iterat
     given = checked_path(path)
     target = _resolve(given)
     old = _check_target(given, target)
-    directory = os.path.dirname(os.path.abspath(target))
+    # The directory the kernel resolves: symbolic links in it are followed before any "..", so
+    # "run/../shared" is the "shared" beside the directory that "run" points to.
+    directory = real_directory(target)
     key = temp_key(os.path.basename(target))
     remove_stale(directory, key)
     fd, tmp = _create_temp(given, directory, key, old, lock)

@@ -134,14 +134,21 @@ class Staged:
 
 
 def stage(
-    model: Any, f: io.ModelFile, *, training: bool, optimizer: Any = None, allow_non_finite: bool = False
+    model: Any,
+    f: io.ModelFile,
+    *,
+    training: bool,
+    optimizer: Any = None,
+    allow_non_finite: bool = False,
+    callbacks: bool = False,
 ) -> Staged:
     """Read and check everything ``apply`` needs for ``model`` from the open file ``f``.
 
     With ``training``, the loss, optimizer and metrics come from the file's training config
-    (or, when ``optimizer`` is given, the model keeps its own and receives the stored state),
-    and the callbacks' saved state is read too. Tensors holding NaN or infinities are refused
-    unless ``allow_non_finite``.
+    (or, when ``optimizer`` is given, the model keeps its own and receives the stored state).
+    With ``callbacks`` (resuming training: nothing else uses them) the callbacks' saved state and
+    weight snapshots are read too. Tensors holding NaN or infinities are refused unless
+    ``allow_non_finite``.
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
     staged = Staged(f.weights(expected, allow_non_finite=True)[0])
@@ -160,7 +167,7 @@ def stage(
         f.check_finite(tensors)
     staged.rng_state = _rng_state(f, model.rng)
     staged.epoch, staged.history = f.progress()
-    if training:
+    if callbacks:
         staged.callbacks = _callback_states(f, expected, allow_non_finite)
     return staged
 
@@ -233,7 +240,9 @@ def apply(model: Any, staged: Staged) -> None:
 
 
 # -- the public entry points --------------------------------------------------------------------
-def load(model_class: Any, path: PathLike, *, compile: bool = True, allow_non_finite: bool = False) -> Any:
+def load(
+    model_class: Any, path: "PathLike | io.FileData", *, compile: bool = True, allow_non_finite: bool = False
+) -> Any:
     """The model saved at ``path``, built with ``model_class.from_spec``: weights, epoch, history
     and RNG state; with ``compile`` also its loss, optimizer (with its state) and metrics, so that
     training resumes exactly. ``regnet.load(path)`` is this with ``regnet.Model``. A file whose
@@ -265,15 +274,18 @@ def restore(model: Any, path: PathLike, *, allow_non_finite: bool = False) -> An
     file's training config; a compiled one keeps its optimizer and receives the stored state.
     Everything is checked before the model is changed (NaN or infinities are refused unless
     ``allow_non_finite``)."""
-    restore_training(model, path, allow_non_finite=allow_non_finite)
+    restore_training(model, path, allow_non_finite=allow_non_finite, callbacks=False)
     return model
 
 
-def restore_training(model: Any, path: PathLike, *, allow_non_finite: bool = False) -> dict:
+def restore_training(model: Any, path: PathLike, *, allow_non_finite: bool = False, callbacks: bool = True) -> dict:
     """``restore``, returning the saved state of the callbacks (``{key: state}``, for
-    ``apply_callback_states``): what ``fit(resume_from=path)`` does first."""
+    ``apply_callback_states``; ``{}`` without ``callbacks``, which leaves them unread): what
+    ``fit(resume_from=path)`` does first."""
     with io.open_file(path) as f:
-        staged = stage(model, f, training=True, optimizer=model.optimizer, allow_non_finite=allow_non_finite)
+        staged = stage(
+            model, f, training=True, optimizer=model.optimizer, allow_non_finite=allow_non_finite, callbacks=callbacks
+        )
         shown = f.shown
     if staged.loss is None and model.optimizer is None:
         raise FileFormatError(f"{shown}: holds no training config; compile the model before resuming")
@@ -352,8 +364,9 @@ def load_weights(
 SOURCES: dict[str, Any] = {}
 
 
-def source_path(source: PathLike) -> str:
-    """The file behind a weight source: a path, or ``"<scheme>:<name>"`` (``"zoo:lenet5-mnist"``)."""
+def source_path(source: PathLike) -> "str | io.FileData":
+    """The file behind a weight source: a path, or ``"<scheme>:<name>"`` (``"zoo:lenet5-mnist"``),
+    which a scheme may give as the checked bytes of its file (``io.FileData``)."""
     if isinstance(source, str):
         scheme, sep, name = source.partition(":")
         if sep and scheme in SOURCES:
@@ -369,10 +382,10 @@ def transfer(model: Any, source: PathLike, *, skip_mismatch: bool = False) -> io
     A shared tensor of another shape raises ``WeightsMismatchError`` (before anything changes)
     unless ``skip_mismatch``, which keeps the model's own and warns. So does a file sharing no
     tensor with the model. Returns the ``WeightsReport``."""
-    path = source_path(source)
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    with io.open_file(path, (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
+    with io.open_file(source_path(source), (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
         values, report = f.weights(expected, strict=False)
+        path = f.shown
     if not report.loaded and not report.mismatched:
         raise WeightsMismatchError(
             f"{path}: no tensor of the file has a name of the model (the file's layers are named otherwise)"

@@ -29,6 +29,7 @@ names of the one grammar (``regnet.names``).
 import contextlib
 import datetime
 import hashlib
+import io as stdio
 import json
 import os
 import secrets
@@ -43,7 +44,7 @@ import numpy as np
 
 from . import names
 from ._version import __version__
-from .atomic import atomic_write, checked_path, is_temporary
+from .atomic import atomic_write, checked_path, is_temporary, save_directory
 from .errors import ConfigError, FileFormatError, IntegrityError, RegnetError, WeightsMismatchError
 from .text import escape
 
@@ -159,7 +160,10 @@ class ModelRecord:
 
 
 def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
-    """Write ``record`` to one HDF5 file at ``path``, atomically (see ``atomic_write``)."""
+    """Write ``record`` to one HDF5 file at ``path``, atomically (see ``atomic_write``). Anything
+    the reader would refuse (a JSON document over ``MAX_JSON_BYTES``, a tree over ``MAX_ENTRIES``
+    entries, an attribute over ``MAX_ATTR_BYTES``) raises ``ConfigError`` before the file is
+    touched, so a file that was there stays as it was."""
     docs = {
         "model_spec": _dumps(record.spec, "model spec"),
         "rng_state": _dumps(record.rng_state, "rng state"),
@@ -175,8 +179,14 @@ def write(path: "str | os.PathLike[str]", record: ModelRecord) -> str:
     state = None if record.optimizer_state is None else dict(record.optimizer_state)
     _check_keys(record.weights, "weights", 2)
     _check_keys(record.callback_weights, "callback weights", 3)
+    slots = {} if state is None else {k: v for k, v in state.items() if k != "iterations"}
     if state is not None:
-        _check_keys({k: v for k, v in state.items() if k != "iterations"}, "optimizer", 3)
+        _check_keys(slots, "optimizer", 3)
+    _check_readable(
+        path, docs, {"weights": record.weights, "optimizer": slots, "callback weights": record.callback_weights}
+    )
+    if state is not None:
+        _check_attr(path, "optimizer type", record.optimizer_type or "")
     with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, FORMAT, record.epoch)
         _set_attr(f, "untrained", int(record.untrained))
@@ -197,11 +207,62 @@ def write_weights(path: "str | os.PathLike[str]", spec: dict, weights: dict, epo
     """Write a weights-only file (the spec for reference, and the tensors by name), atomically."""
     text = _dumps(spec, "model spec")
     _check_keys(weights, "weights", 2)
+    _check_readable(path, {"model_spec": text}, {"weights": weights})
     with atomic_write(path, lock=not _hdf5_forces_locks()) as tmp, h5py.File(tmp, "w", **_H5_WRITE) as f:
         _write_header(f, WEIGHTS_FORMAT, epoch)
         _write_json(f, "model_spec", text)
         _write_tensors(f.create_group("weights"), weights)
     return _path(path)
+
+
+#: the record field each JSON document of a file comes from (what a ``ConfigError`` names)
+_DOC_FIELDS = {
+    "model_spec": "model spec",
+    "rng_state": "rng state",
+    "metadata/history": "history",
+    "metadata/components": "components",
+    "metadata/user": "metadata",
+    "training_config": "training config",
+    "callbacks/state": "callback state",
+}
+
+
+def _not_saved(path: "str | os.PathLike[str]") -> str:
+    return f"it is not saved (the reader would refuse the file) and {escape(str(path))} is left as it was"
+
+
+def _check_readable(path: "str | os.PathLike[str]", docs: dict[str, str], trees: dict[str, dict]) -> None:
+    """Raise ``ConfigError`` if the reader would refuse what is about to be written: a JSON
+    document over ``MAX_JSON_BYTES`` or a tensor tree over ``MAX_ENTRIES`` entries (groups and
+    datasets, as ``ModelFile.tensors`` counts them)."""
+    for name, text in docs.items():
+        size = len(text.encode("utf-8"))
+        if size > MAX_JSON_BYTES:
+            field = _DOC_FIELDS.get(name, name)
+            raise ConfigError(
+                f"{field} is {size} bytes as JSON, more than the {MAX_JSON_BYTES} bytes a file may hold "
+                f"(io.MAX_JSON_BYTES); {_not_saved(path)}",
+                field=field,
+            )
+    for field, tensors in trees.items():
+        groups = {key.rsplit("/", i)[0] for key in tensors for i in range(1, key.count("/") + 1)}
+        entries = len(tensors) + len(groups)
+        if entries > MAX_ENTRIES:
+            raise ConfigError(
+                f"{field} would take {entries} entries (tensors and the groups that hold them), more than the "
+                f"{MAX_ENTRIES} a file may hold (io.MAX_ENTRIES); {_not_saved(path)}",
+                field=field,
+            )
+
+
+def _check_attr(path: "str | os.PathLike[str]", field: str, value: str) -> None:
+    size = len(value.encode("utf-8"))
+    if size > MAX_ATTR_BYTES:
+        raise ConfigError(
+            f"{field} is {size} bytes, more than the {MAX_ATTR_BYTES} a file attribute may hold "
+            f"(io.MAX_ATTR_BYTES); {_not_saved(path)}",
+            field=field,
+        )
 
 
 def _check_keys(tensors: dict, where: str, parts: int) -> None:
@@ -300,8 +361,22 @@ class ModelFile:
             raise self.fail(f"attribute '{name}' of '{where}' must be a scalar, has {shape}")
         dt = aid.dtype
         if kind == "str":
-            if h5py.check_string_dtype(dt) is None or dt.itemsize > MAX_ATTR_BYTES:
-                raise self.fail(f"attribute '{name}' of '{where}' must be a string of at most {MAX_ATTR_BYTES} bytes")
+            info = h5py.check_string_dtype(dt)
+            # a variable-length string declares no length: its itemsize is that of a pointer, and
+            # reading it would allocate whatever the file holds, so only fixed-length is read
+            if info is None or info.length is None or dt.itemsize > MAX_ATTR_BYTES:
+                found = (
+                    "not a string"
+                    if info is None
+                    else "a variable-length string, which regnet never writes: not a file regnet wrote, or one "
+                    "another program edited; it is not read"
+                    if info.length is None
+                    else f"{dt.itemsize} bytes"
+                )
+                raise self.fail(
+                    f"attribute '{name}' of '{where}' must be a string of at most {MAX_ATTR_BYTES} bytes, stored "
+                    f"fixed-length (found {found})"
+                )
         elif dt.kind not in "iu":
             raise self.fail(f"attribute '{name}' of '{where}' must be an integer, found {dt}")
         value = obj.attrs[name]
@@ -582,13 +657,46 @@ class ModelFile:
 _LOW_LEVEL = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError, OverflowError)
 
 
+@attrs.frozen
+class FileData:
+    """The bytes of a model file, read once (and checked by whoever read them, e.g. against a
+    SHA-256), with the path they came from. ``open_file`` reads a ``FileData`` from memory, so
+    what is loaded is exactly what was checked, whatever happens to the file afterwards."""
+
+    path: str
+    data: bytes = attrs.field(repr=False)
+
+
 @contextlib.contextmanager
-def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT,)) -> Iterator[ModelFile]:
+def open_file(path: "str | os.PathLike[str] | FileData", formats: tuple[str, ...] = (FORMAT,)) -> Iterator[ModelFile]:
     """Open a model file for checked reading (a context manager yielding a ``ModelFile``); the
     root ``format`` must be one of ``formats`` and the version one this regnet reads. A path
-    that is not a regular file, or names the temporary file of a save, is refused."""
-    path = _path(path)
+    that is not a regular file, or names the temporary file of a save, is refused. A
+    ``FileData`` is read from its bytes, with the same checks of everything inside."""
+    data = path.data if isinstance(path, FileData) else None
+    path = path.path if isinstance(path, FileData) else _path(path)
     shown = escape(path)
+    if data is None:
+        _check_readable_path(path, shown)
+    try:
+        f = h5py.File(path if data is None else stdio.BytesIO(data), "r")
+    except _LOW_LEVEL as exc:
+        raise FileFormatError(_not_hdf5(path, exc, data)) from None
+    try:
+        reader = ModelFile(f, path)
+        reader.header(formats)
+        yield reader
+    except RegnetError:
+        raise
+    except _LOW_LEVEL as exc:
+        raise FileFormatError(f"{shown} is corrupted or unreadable: {type(exc).__name__}: {escape(exc)}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            f.close()
+
+
+def _check_readable_path(path: str, shown: str) -> None:
+    """Refuse a path that is not a regular file, or that names the temporary file of a save."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -603,30 +711,19 @@ def open_file(path: "str | os.PathLike[str]", formats: tuple[str, ...] = (FORMAT
             f"{shown} is the temporary file of a save that did not finish (a name like "
             ".regnet.<hash>.<random>.tmp); load the file the save was writing instead"
         )
-    try:
-        f = h5py.File(path, "r")
-    except _LOW_LEVEL as exc:
-        raise FileFormatError(_not_hdf5(path, exc)) from None
-    try:
-        reader = ModelFile(f, path)
-        reader.header(formats)
-        yield reader
-    except RegnetError:
-        raise
-    except _LOW_LEVEL as exc:
-        raise FileFormatError(f"{shown} is corrupted or unreadable: {type(exc).__name__}: {escape(exc)}") from exc
-    finally:
-        with contextlib.suppress(Exception):
-            f.close()
 
 
-def _not_hdf5(path: str, exc: BaseException) -> str:
-    """Why ``path`` cannot be opened as a model file, in a user's words when it is a JSON spec."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_SNIFF).lstrip()
-    except OSError:
-        head = b""
+def _not_hdf5(path: str, exc: BaseException, data: bytes | None = None) -> str:
+    """Why ``path`` (or its ``data``) cannot be opened as a model file, in a user's words when it
+    is a JSON spec."""
+    if data is not None:
+        head = data[:_SNIFF].lstrip()
+    else:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(_SNIFF).lstrip()
+        except OSError:
+            head = b""
     if head.startswith((b"{", b"[")):
         try:
             doc = json.loads(head.decode("utf-8"))
@@ -676,7 +773,7 @@ def check_writable(path: "str | os.PathLike[str]") -> str:
     missing or not writable, or ``path`` is a directory): commands check this before long work.
     Probes by creating and removing a temporary file next to ``path``."""
     path = _path(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = save_directory(path)
     if os.path.isdir(path):
         raise FileFormatError(f"cannot save to {escape(path)}: it is a directory")
     if not os.path.isdir(directory):
@@ -698,6 +795,7 @@ def read_metadata(path: "str | os.PathLike[str]") -> dict:
 
 
 __all__ = [
+    "FileData",
     "ModelRecord",
     "ModelFile",
     "WeightsReport",

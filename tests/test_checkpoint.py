@@ -201,3 +201,38 @@ def test_kill_during_checkpoint_write_keeps_previous_checkpoint(tmp_path):
     fresh = Model.from_spec(io_worker.SMALL, seed=1).compile(optimizer={"type": "SGD", "momentum": 0.9})
     fresh.fit(x, y, epochs=4, batch_size=16, seed=4, verbose=0, resume_from=path)
     assert_bit_identical(fresh, reference)
+
+
+def test_load_does_not_read_callback_snapshots_that_only_resuming_uses(tmp_path, monkeypatch):
+    import h5py
+
+    from regnet import io
+    from regnet.callbacks import EarlyStopping
+
+    x, y = data()
+    model = make()
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[EarlyStopping(monitor="loss", restore_best_weights=True)])
+    path = tmp_path / "cb.h5"
+    model.save(path)
+    with h5py.File(path, "r") as f:
+        snapshots = []
+        f["callbacks/weights"].visititems(
+            lambda name, obj: snapshots.append(name) if isinstance(obj, h5py.Dataset) else None
+        )
+    assert snapshots, "the checkpoint should hold a weight snapshot"
+    calls = []
+    original = io.ModelFile.callback_weights
+    monkeypatch.setattr(
+        io.ModelFile, "callback_weights", lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1]
+    )
+    regnet.load(path)
+    assert calls == []
+    with h5py.File(path, "a") as f:
+        del f["callbacks/weights/" + snapshots[0]]  # a damaged snapshot
+    loaded = regnet.load(path)  # compile=True: weights, optimizer and history load as before
+    assert loaded.optimizer is not None
+    assert_bit_identical(loaded, regnet.load(path, compile=False))
+    assert_bit_identical(loaded, model)
+    assert_bit_identical(regnet.checkpoint.restore(Model.from_spec(SPEC, seed=0), path), model)
+    with pytest.raises(WeightsMismatchError, match="callbacks' weight snapshots"):
+        make().fit(x, y, epochs=3, verbose=0, resume_from=path, callbacks=[EarlyStopping(monitor="loss")])

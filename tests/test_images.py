@@ -182,8 +182,18 @@ def test_blank_images(tmp_path, noise):
     ramp = np.linspace(0.6, 0.9, 300, dtype=np.float32)[None, :] * np.ones((200, 1), np.float32)
     gray = np.clip(ramp + rng.normal(0, noise, ramp.shape), 0, 1)
     Image.fromarray((gray * 255).astype(np.uint8)).save(tmp_path / "blank.png")
-    with pytest.raises(DataError, match="no digits found"):
+    with pytest.raises(DataError, match=r"blank\.png: no digits found"):
         images.load_digits(tmp_path / "blank.png")
+    with pytest.raises(DataError, match=r"blank\.png: no digits found"):
+        images.find_digits(str(tmp_path / "blank.png").encode())
+
+
+def test_a_path_with_a_nul_byte_says_so(tmp_path):
+    for path in (str(tmp_path / "a\0b.png"), tmp_path / "a\0b.png"):
+        with pytest.raises(DataError, match="contains a NUL byte"):
+            images.load_digits(path)
+        with pytest.raises(DataError, match="contains a NUL byte"):
+            images.decode.read_gray(path)
 
 
 def test_missing_file_and_directory(tmp_path):

@@ -452,8 +452,12 @@ def test_future_format_version_is_refused(tmp_path):
 
 def test_other_format_is_refused(tmp_path):
     with h5py.File(tmp_path / "k.h5", "w") as f:
-        f.attrs["format"] = "keras"
+        f.attrs["format"] = np.bytes_("keras")  # fixed-length, as regnet writes its own
     with pytest.raises(FileFormatError, match="format is 'keras'"):
+        regnet.load(tmp_path / "k.h5")
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        f.attrs["format"] = "keras"  # h5py's default: variable-length, never read
+    with pytest.raises(FileFormatError, match="'format'.*variable-length string.*not a file regnet wrote"):
         regnet.load(tmp_path / "k.h5")
     with h5py.File(tmp_path / "e.h5", "w"):
         pass
@@ -533,3 +537,68 @@ def test_plain_h5py_reader_following_format_doc(tmp_path):
         out = activation[entry["activation"]](out)
     np.testing.assert_allclose(out, model.predict(x), rtol=1e-5, atol=1e-6)
     assert (out.argmax(1) == model.predict(x).argmax(1)).all()
+
+
+# -- the writer never saves a file its own reader refuses ---------------------------------------
+def _saved_once(tmp_path):
+    model = Model.from_spec(MLP, seed=0).compile(loss="categorical_crossentropy", optimizer="adam")
+    path = tmp_path / "m.h5"
+    model.save(path, metadata={"run": 1})
+    return model, path, path.read_bytes()
+
+
+@pytest.mark.parametrize("field", ["metadata", "history"])
+def test_json_documents_over_the_reader_limit_are_refused_and_the_old_file_stays(tmp_path, monkeypatch, field):
+    model, path, before = _saved_once(tmp_path)
+    limit = 4096
+    monkeypatch.setattr(io, "MAX_JSON_BYTES", limit)
+    fits = {"blob": "x" * (limit - len('{"blob":""}'))}  # exactly the limit as compact JSON
+    model.save(path, metadata=fits)
+    assert io.read_metadata(path) == fits
+    before = path.read_bytes()
+    too_big = {"blob": "x" * limit}
+    if field == "history":
+        model.history = [too_big]
+    size = len(json.dumps([too_big] if field == "history" else too_big, separators=(",", ":")))
+    with pytest.raises(ConfigError, match=f"{field} is {size} bytes as JSON.*m\\.h5 is left as it was") as err:
+        model.save(path, metadata=too_big if field == "metadata" else None)
+    assert err.value.field == field
+    assert path.read_bytes() == before
+    assert regnet.load(path).state_dict().keys() == model.state_dict().keys()
+
+
+def test_a_weights_file_with_a_spec_over_the_limit_is_refused(tmp_path, monkeypatch):
+    model = Model.from_spec(MLP, seed=0)
+    monkeypatch.setattr(io, "MAX_JSON_BYTES", 16)
+    with pytest.raises(ConfigError, match="model spec is") as err:
+        model.save_weights(tmp_path / "w.h5")
+    assert err.value.field == "model spec" and not (tmp_path / "w.h5").exists()
+
+
+def test_tensor_trees_over_the_entry_limit_are_refused_and_the_old_file_stays(tmp_path, monkeypatch):
+    model, path, _ = _saved_once(tmp_path)
+    entries = len(model.state_dict()) + len({k.split("/")[0] for k in model.state_dict()})
+    monkeypatch.setattr(io, "MAX_ENTRIES", entries)  # the reader accepts exactly this many
+    model.save(path)
+    regnet.load(path, compile=False)
+    before = path.read_bytes()
+    monkeypatch.setattr(io, "MAX_ENTRIES", entries - 1)
+    with pytest.raises(FileFormatError, match="more than"):
+        regnet.load(path, compile=False)
+    with pytest.raises(ConfigError, match=f"weights would take {entries} entries") as err:
+        model.save(path)
+    assert err.value.field == "weights" and path.read_bytes() == before
+
+
+def test_open_file_reads_checked_bytes_with_the_same_checks(tmp_path):
+    model = Model.from_spec(MLP, seed=0)
+    model.save(tmp_path / "m.h5")
+    data = io.FileData(str(tmp_path / "m.h5"), (tmp_path / "m.h5").read_bytes())
+    (tmp_path / "m.h5").unlink()  # only the bytes are read
+    assert_same_weights(model, regnet.load(data))
+    with pytest.raises(FileFormatError, match=r"spec\.json is a model spec"):
+        regnet.load(io.FileData(str(tmp_path / "spec.json"), json.dumps(MLP).encode()))
+    broken = bytearray(data.data)
+    broken[len(broken) // 2 :] = b"\0" * (len(broken) - len(broken) // 2)
+    with pytest.raises(FileFormatError, match=r"m\.h5"):
+        regnet.load(io.FileData(data.path, bytes(broken)))

@@ -1,7 +1,9 @@
 """The model zoo: every model loads, matches its hash and its recorded accuracy; tampering is caught."""
 
+import hashlib
 import importlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -142,6 +144,75 @@ def test_swapped_for_another_valid_model(zoo_copy, no_reading):
     (zoo_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IntegrityError, match="SHA-256"):
         zoo.load("mlp-moons")
+
+
+@pytest.fixture
+def swapped_after_hashing(zoo_copy, monkeypatch, tmp_path):
+    """Replace the mlp-moons file with another valid model (every weight 666) the moment its
+    SHA-256 has been computed: what is then loaded must be what was hashed."""
+    path = weights(zoo_copy, "mlp-moons")
+    good = regnet.load(path).state_dict()
+    evil = regnet.load(path)
+    evil.load_state_dict({k: np.full_like(v, 666) for k, v in evil.state_dict().items()})
+    evil.save(tmp_path / "evil.h5")
+    real = hashlib.sha256
+    swaps = []
+
+    class HashThenSwap:  # the first digest taken (the zoo's check) swaps the file
+        def __init__(self, *args):
+            self.h = real(*args)
+
+        def update(self, data):
+            self.h.update(data)
+
+        def hexdigest(self):
+            digest = self.h.hexdigest()
+            if not swaps:
+                swaps.append(os.replace(tmp_path / "evil.h5", path))
+            return digest
+
+    monkeypatch.setattr(hashlib, "sha256", HashThenSwap)
+    yield good
+    assert swaps, "the file was never hashed"
+
+
+def test_a_file_replaced_after_hashing_is_not_what_loads(swapped_after_hashing):
+    loaded = zoo.load("mlp-moons").state_dict()
+    assert all(np.array_equal(loaded[k], v) for k, v in swapped_after_hashing.items())
+
+
+def test_weights_from_zoo_load_the_hashed_bytes(swapped_after_hashing):
+    spec = json.loads((Path(zoo.info("mlp-moons")["spec_path"])).read_text())
+    model = regnet.Model.from_spec(spec, weights_from="zoo:mlp-moons")
+    loaded = model.state_dict()
+    assert all(np.array_equal(loaded[k], v) for k, v in swapped_after_hashing.items())
+
+
+def test_verified_reads_the_file_once_and_no_more_than_the_manifest_size(zoo_copy, monkeypatch):
+    reads = []
+    real_open = open
+
+    class Counting:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def fileno(self):
+            return self.fh.fileno()
+
+        def read(self, n=-1):
+            reads.append(n)
+            return self.fh.read(n)
+
+    monkeypatch.setattr(zoo, "open", lambda *a, **k: Counting(real_open(*a, **k)), raising=False)
+    data = zoo.verified("mlp-moons")
+    size = zoo.info("mlp-moons")["size"]
+    assert len(data.data) == size and reads == [size + 1]
 
 
 def test_missing_file(zoo_copy):

@@ -7,12 +7,15 @@ uncompressed size and compression method, checked before the member is opened. R
 ``DataError`` naming the file: object and other non-numeric dtypes (nothing is unpickled),
 payloads or archives declaring more than ``max_bytes``, members compressed more than
 ``MAX_RATIO`` to one (more than deflate can achieve: the declared size is a lie) or with another
-method than stored or deflate, and payloads that do not match their header.
+method than stored or deflate, encrypted members, negative dimensions, headers numpy cannot
+parse, damaged compressed data, and payloads that do not match their header.
 """
 
 import math
 import os
+import tokenize
 import zipfile
+import zlib
 from types import TracebackType
 from typing import IO
 
@@ -30,6 +33,13 @@ MAX_RATIO = 1100
 #: the dtype kinds accepted: booleans, signed and unsigned integers, floats
 KINDS = "biuf"
 _HEADER_BYTES = 10_000  # numpy's own limit on a header
+# what numpy's header parser (tokenize + ast.literal_eval) raises on a damaged header, besides
+# ValueError: an unclosed bracket, a bytes key compared with str ones, an invalid literal, ...
+_HEADER_ERRORS = (ValueError, TypeError, SyntaxError, tokenize.TokenError, RecursionError, MemoryError)
+# what reading a zip member raises on damaged data: a bad CRC, damaged deflate data, features
+# zipfile does not implement
+_MEMBER_ERRORS = (OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error, NotImplementedError)
+_ENCRYPTED = 0x1  # general purpose flag bit 0 of a zip entry
 
 
 def read_npy(path: "str | os.PathLike[str]", *, max_bytes: int | None = None) -> np.ndarray:
@@ -73,6 +83,8 @@ class NpzFile:
             raise DataError(
                 f"{where} uses zip compression method {info.compress_type}; only stored and deflate are read"
             )
+        if info.flag_bits & _ENCRYPTED:
+            raise DataError(f"{where} is encrypted; encrypted .npz members are not read")
         if info.file_size > self.budget:
             raise DataError(
                 f"{where} declares {info.file_size} bytes uncompressed, more than the {self.budget} bytes left "
@@ -86,7 +98,7 @@ class NpzFile:
         try:
             with self.zip.open(info) as fh:
                 arr = _read(fh, info.file_size, where, self.budget)
-        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        except _MEMBER_ERRORS as exc:
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"{where} is damaged: {escape(exc)}") from None
@@ -118,12 +130,14 @@ def _read(fh: IO[bytes], size: int, where: str, max_bytes: int) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=_HEADER_BYTES)
         else:
             raise DataError(f"{where}: .npy format version {version} is not read (1.0 and 2.0 are)")
-    except ValueError as exc:
+    except _HEADER_ERRORS as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{where} is not a valid .npy array: {exc}") from None
+        raise DataError(f"{where} is not a valid .npy array: its header cannot be read: {escape(exc)}") from None
     if dtype.hasobject or dtype.kind not in KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise DataError(f"{where} holds dtype {dtype}; only booleans, integers and floats are read (never objects)")
+    if any(d < 0 for d in shape):
+        raise DataError(f"{where} declares shape {list(shape)}, with a negative dimension")
     n = math.prod(shape) * dtype.itemsize
     if n > max_bytes:
         raise DataError(

@@ -15,8 +15,9 @@ import os
 import attrs
 import numpy as np
 
-from ..errors import ShapeError
-from ..text import shape
+from ..atomic import checked_path
+from ..errors import DataError, ShapeError
+from ..text import escape, shape
 from .decode import MAX_PIXELS, read_gray
 from .segment import SIDE, Digits, segment
 
@@ -28,7 +29,12 @@ __all__ = ["load_digits", "find_digits", "read_digits", "Reading", "Digits", "is
 
 def find_digits(path: "str | os.PathLike[str]", *, max_pixels: int = MAX_PIXELS) -> Digits:
     """The digits in the image file ``path``: MNIST samples, boxes and polarity (see ``Digits``)."""
-    return segment(read_gray(path, max_pixels=max_pixels))
+    path = checked_path(path, error=DataError, what="an image file")
+    gray = read_gray(path, max_pixels=max_pixels)
+    try:
+        return segment(gray)
+    except DataError as exc:  # "no digits found: ..." says nothing of which image
+        raise DataError(f"{escape(path)}: {exc}") from None
 
 
 def load_digits(path: "str | os.PathLike[str]", *, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from ..atomic import checked_path
 from ..errors import DataError, MissingDependencyError, RegnetError
 from ..text import escape
 
@@ -31,7 +32,7 @@ def read_gray(path: "str | os.PathLike[str]", *, max_pixels: int = MAX_PIXELS, s
     """The image at ``path`` as float32 ``(H, W)`` gray levels in [0, 1] (1 is white), its longer
     side reduced to at most ``side`` pixels."""
     Image, ImageOps = pillow()
-    path = os.fspath(path)
+    path = checked_path(path, error=DataError, what="an image file")
     if os.path.isdir(path):
         raise DataError(f"{escape(path)} is a directory, not an image file")
     if not os.path.isfile(path):

@@ -14,15 +14,15 @@ the rest.
 import builtins
 import copy
 import difflib
+import hashlib
 import os
 from pathlib import Path
 
 import attrs
 
-from .. import checkpoint
+from .. import checkpoint, io
 from .._version import __version__
 from ..datasets import sources
-from ..datasets.download import sha256_file
 from ..errors import FileFormatError, IntegrityError, PluginError, UnknownComponentError
 from ..model import Model
 from ..registry import Broken, Provider
@@ -31,7 +31,19 @@ from . import providers
 from .manifest import MANIFEST, REQUIRED, resolve
 from .manifest import read as read_manifest
 
-__all__ = ["root", "manifest", "list", "info", "broken", "verify", "load", "evaluate", "MANIFEST", "REQUIRED"]
+__all__ = [
+    "root",
+    "manifest",
+    "list",
+    "info",
+    "broken",
+    "verify",
+    "verified",
+    "load",
+    "evaluate",
+    "MANIFEST",
+    "REQUIRED",
+]
 
 #: where a wheel keeps the built-in zoo (copied there from model_zoo/ at build time, see setup.py)
 SHIPPED = Path(__file__).resolve().parent / "models"
@@ -160,30 +172,41 @@ def _unknown(name, found):
 
 
 def verify(name: str) -> str:
-    """Check the weights file's size and SHA-256 against the manifest; returns its path."""
+    """Check the weights file's size and SHA-256 against the manifest; returns its path. (To
+    load what was checked, use ``verified``: the file could change after this returns.)"""
+    return verified(name).path
+
+
+def verified(name: str) -> io.FileData:
+    """The bytes of zoo model ``name``'s weights file, read once (no more than the manifest's
+    size) and checked against the manifest's size and SHA-256. Loading these bytes, not the path
+    again, means what is loaded is what was checked, even if the file is replaced meanwhile."""
     entry = info(name)
     path = entry["weights_path"]
     try:
-        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = fh.read(entry["size"] + 1) if size == entry["size"] else b""
     except OSError as exc:
         raise FileFormatError(f"zoo model '{name}': cannot read {path}: {exc.strerror or exc}") from None
-    if size != entry["size"]:
+    if size != entry["size"] or len(data) != entry["size"]:
+        found = size if size != entry["size"] else len(data)
         raise IntegrityError(
-            f"zoo model '{name}': {path} holds {size} bytes, the manifest records "
+            f"zoo model '{name}': {path} holds {found} bytes, the manifest records "
             f"{entry['size']} (truncated or modified file, not loaded)"
         )
-    digest = sha256_file(path)
+    digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:
         raise IntegrityError(
             f"zoo model '{name}': SHA-256 of {path} is {digest}, the manifest records "
             f"{entry['sha256']} (modified file, not loaded)"
         )
-    return path
+    return io.FileData(os.fspath(path), data)
 
 
 def load(name: str, compile: bool = True) -> Model:
-    """The zoo model ``name``, after verifying its file."""
-    return Model.load(verify(name), compile=compile)
+    """The zoo model ``name``, loaded from the very bytes whose SHA-256 was checked."""
+    return Model.load(verified(name), compile=compile)
 
 
 def evaluate(name: str, data: "str | None" = None, split: str = "test") -> dict:
@@ -196,5 +219,5 @@ def evaluate(name: str, data: "str | None" = None, split: str = "test") -> dict:
 
 
 # ``Model.from_spec(spec, weights_from="zoo:NAME")`` and ``regnet train --init-from NAME`` take
-# weights from a zoo model (checked by ``verify``)
-checkpoint.SOURCES["zoo"] = verify
+# weights from a zoo model (the bytes checked by ``verified``)
+checkpoint.SOURCES["zoo"] = verified

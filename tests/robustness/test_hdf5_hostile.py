@@ -223,6 +223,23 @@ def test_root_attributes_of_the_wrong_type(saved, name, value, match):
         regnet.load(saved)
 
 
+@pytest.mark.parametrize("where, name", [("/", "format"), ("weights/out/kernel", "sha256"), ("model_spec", "sha256")])
+def test_variable_length_string_attributes_are_refused_unread(saved, where, name):
+    """A variable-length string declares no length (its itemsize is a pointer's): 20 MB of it
+    must be refused before it is read, not allocated and then compared."""
+    edit(saved, lambda f: f[where].attrs.create(name, "a" * (20 << 20), dtype=h5py.string_dtype()))
+
+    def check():
+        with pytest.raises(FileFormatError, match=rf"attribute '{name}'.*variable-length") as info:
+            regnet.load(saved)
+        assert str(saved) in str(info.value)
+
+    assert _peak_bytes(check) < 10 << 20
+    edit(saved, lambda f: f[where].attrs.create(name, "short", dtype=h5py.string_dtype()))
+    with pytest.raises(FileFormatError, match="variable-length"):
+        regnet.load(saved)
+
+
 def test_optimizer_iterations_of_the_wrong_type(saved):
     edit(saved, lambda f: f["optimizer"].attrs.__setitem__("iterations", "many"))
     with pytest.raises(FileFormatError, match="'iterations' of '/optimizer' must be an integer"):

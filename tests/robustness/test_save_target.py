@@ -159,6 +159,67 @@ def test_symlink_chain_replaces_the_final_file_and_stays_a_link(short_dir):
     assert strays(short_dir) == [] and strays(real.parent) == []
 
 
+def linked_run(short_dir):
+    """``work/run`` is a link to ``data/runs/run1``, so ``work/run/..`` is ``data/runs``, not ``work``;
+    ``work/shared`` exists too, to catch a save that simplifies ``..`` textually."""
+    (short_dir / "data" / "runs" / "run1").mkdir(parents=True)
+    (short_dir / "data" / "runs" / "shared").mkdir()
+    (short_dir / "work" / "shared").mkdir(parents=True)
+    os.symlink(short_dir / "data" / "runs" / "run1", short_dir / "work" / "run")
+    return short_dir / "work", short_dir / "data" / "runs" / "shared"
+
+
+def spy_temp_directories(monkeypatch):
+    used = []
+    original = atomic._create_temp
+
+    def spy(given, directory, *args):
+        used.append(os.path.realpath(directory))
+        return original(given, directory, *args)
+
+    monkeypatch.setattr(atomic, "_create_temp", spy)
+    return used
+
+
+def test_dot_dot_after_a_symlinked_directory_is_resolved_like_the_kernel(short_dir, monkeypatch):
+    work, shared = linked_run(short_dir)
+    monkeypatch.chdir(work)
+    used = spy_temp_directories(monkeypatch)
+    m = model(5)
+    m.save("run/../shared/m.h5")
+    assert used == [str(shared)]
+    assert same_weights(shared / "m.h5", m)
+    assert not (work / "shared" / "m.h5").exists()
+    assert io.check_writable("run/../shared/m.h5") == "run/../shared/m.h5"
+    assert strays(shared) == [] and strays(work / "shared") == []
+
+
+def test_relative_link_inside_a_symlinked_directory(short_dir, monkeypatch):
+    work, shared = linked_run(short_dir)
+    monkeypatch.chdir(work)
+    os.symlink(os.path.join("..", "shared", "model.h5"), "run/model.h5")
+    used = spy_temp_directories(monkeypatch)
+    first, second = model(1), model(2)
+    first.save("run/model.h5")  # creates the file the dangling link names
+    second.save("run/model.h5")  # and replaces it
+    assert used == [str(shared), str(shared)]
+    assert os.path.islink(short_dir / "data" / "runs" / "run1" / "model.h5")
+    assert same_weights(shared / "model.h5", second)
+    assert not (work / "shared" / "model.h5").exists()
+    assert strays(shared) == [] and strays(work / "shared") == []
+
+
+def test_check_writable_probes_the_real_directory(short_dir, monkeypatch):
+    work, shared = linked_run(short_dir)
+    monkeypatch.chdir(work)
+    os.rmdir(shared)  # "run/../shared" does not exist, though "work/shared" does
+    with pytest.raises(FileFormatError, match="does not exist"):
+        io.check_writable("run/../shared/m.h5")
+    with pytest.raises(FileFormatError):
+        model().save("run/../shared/m.h5")
+    assert list((work / "shared").iterdir()) == []
+
+
 def test_dangling_symlink_creates_the_file_it_names(short_dir):
     os.symlink("made.h5", short_dir / "link.h5")
     m = model(3)
