@@ -122,7 +122,7 @@ FIT_CASES = [
     ("object labels", fit(y=Y.astype(object)), DataError, ["y must be numeric", "object"]),
     ("complex labels", fit(y=Y.astype(complex)), DataError, ["y must be real"]),
     ("scalar y", fit(y=2), DataError, ["y is a single value", "10 samples"]),
-    ("None y", fit(y=None), DataError, ["y must be a NumPy array"]),
+    ("None y", fit(y=None), DataError, ["y is missing", "targets must be given as y"]),
     ("ragged y", fit(y=[[0, 1], [1]] + [[0, 1]] * 8), DataError, ["ragged"]),
     # -- batch size and epochs -------------------------------------------------------------------
     ("batch_size 0", fit(batch_size=0), DataError, ["batch_size must be a positive integer", "got 0"]),
