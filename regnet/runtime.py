@@ -64,7 +64,8 @@ class Strategy:
       process's shard, gradients and loss summed over the processes); also what the divergence
       guard replays, so every decision it takes is the same everywhere;
     * ``totals(model, loss, outputs, yb, sample_weight)``: the batch's ``(loss sum, samples,
-      metric statistics)`` for the logs; ``step_done(model)`` after each step;
+      metric statistics)`` for the logs; ``step_done(model)`` after each step, and
+      ``epoch_done(model)`` after an epoch's last batch;
     * ``local(xb, yb, sample_weight)``: the rows of a validation batch evaluated here, and
       ``reduce_totals(loss_sum, seen, metrics)`` the sums over every process;
     * ``chief``: whether this process prints; ``any(flag)``: a stop decision every process shares.
@@ -91,6 +92,9 @@ class Strategy:
         return loss * len(out), len(out), batch_statistics(model, out, yb)
 
     def step_done(self, model):
+        pass
+
+    def epoch_done(self, model):
         pass
 
     def local(self, xb, yb, sample_weight):
@@ -385,6 +389,7 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
         except DataError as exc:
             progress.end(epoch, {})
             raise DataError(f"epoch {epoch}: {exc}; the model is left as it was after the previous batch") from None
+        strategy.epoch_done(model)
         if seen == 0:  # an iterator that ran out exactly at the end of the previous epoch
             break
         logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}}

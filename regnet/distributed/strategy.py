@@ -35,7 +35,8 @@ from .totals import Layout, add
 #: steps between two replica checksums
 CHECK_EVERY = 64
 
-#: loss sum and sample count, then the metric statistics, after the gradients
+#: loss sum and sample count, then the metric statistics, after the gradients; every exchange of
+#: a step ends with one more slot, the processes taking part (see ``_check_present``)
 _LOSS, _COUNT, _HEAD = 0, 1, 2
 
 
@@ -74,6 +75,8 @@ class DataParallel(runtime.Strategy):
         self._buffer: FlatBuffer | None = None
         self._stats: Layout | None = None
         self._last: tuple[float, int, list] = (0.0, 0, [])
+        self._first: int | None = None  # size of this step's first exchange, once made
+        self._first_size: int | None = None  # that of the last step
 
     @property
     def chief(self) -> bool:  # type: ignore[override]
@@ -162,13 +165,24 @@ class DataParallel(runtime.Strategy):
         replicas.check(self.comm, model, f"at the end of training, after {self.steps} steps")
 
     # -- a step ---------------------------------------------------------------------------------
+    def _exchange(self, data: np.ndarray, what: str, kind: str) -> None:
+        """Sum ``data`` (whose last slot is 1: this process takes part) over the processes and
+        check that all took part; remember the size of a step's first exchange."""
+        data[-1] = 1
+        if self._first is None:
+            self._first = data.size
+        self.comm.allreduce(data, what, kind=kind)
+        self._check_present(data, self.size, "has a batch for this step")
+
     def _sum(self, values: np.ndarray) -> np.ndarray:
-        return self.comm.allreduce(
-            np.ascontiguousarray(values, dtype=np.float32), "a BatchNorm statistic", kind="batchnorm"
-        )
+        data = np.empty(values.size + 1, dtype=np.float32)
+        data[:-1] = values.reshape(-1)
+        self._exchange(data, "a BatchNorm statistic", "batchnorm")
+        return data[:-1].reshape(values.shape)
 
     def gradients(self, model: Any, xb: Any, yb: Any, sample_weight: Any) -> tuple[float, Any]:
         n = len(xb)
+        self._first = None
         if n < self.size:
             raise DataError(
                 f"a batch of {n} sample(s) cannot be shared by {self.size} processes (each needs at least one)"
@@ -187,8 +201,9 @@ class DataParallel(runtime.Strategy):
         buf.extra[_LOSS] = loss * local
         buf.extra[_COUNT] = local
         if self._stats is not None:
-            self._stats.flatten(stats, buf.extra[_HEAD:])
-        self.comm.allreduce(buf.data, f"the gradient exchange of step {self.steps + 1}", kind="gradients")
+            self._stats.flatten(stats, buf.extra[_HEAD:-1])
+        self._exchange(buf.data, f"the gradient exchange of step {self.steps + 1}", "gradients")
+        self._first_size = self._first
         count = int(round(float(buf.extra[_COUNT])))
         if count != n:
             raise DistributedError(
@@ -197,18 +212,42 @@ class DataParallel(runtime.Strategy):
             )
         buf.unpack(grads)
         loss_sum = float(buf.extra[_LOSS])
-        self._last = (loss_sum, n, [] if self._stats is None else self._stats.unflatten(buf.extra[_HEAD:]))
+        self._last = (loss_sum, n, [] if self._stats is None else self._stats.unflatten(buf.extra[_HEAD:-1]))
         return loss_sum / n, out
 
     def _layout(self, grads: dict, stats: list) -> FlatBuffer:
         if self._buffer is None:
             self._stats = Layout(stats) if stats else None
-            extra = _HEAD + (0 if self._stats is None else self._stats.size)
+            extra = _HEAD + (0 if self._stats is None else self._stats.size) + 1
             self._buffer = FlatBuffer({k: g.shape for k, g in grads.items()}, extra)
         return self._buffer
 
     def totals(self, model: Any, loss: float, out: Any, yb: Any, sample_weight: Any) -> tuple[float, int, list]:
         return self._last
+
+    def _check_present(self, data: np.ndarray, expected: int, mine: str) -> None:
+        """The processes that took part in an exchange of a step (its last slot) must be all (or,
+        at an epoch's end, none): a process whose data ran out early meets the others' first
+        exchange of the next step with its end-of-epoch one, of the same size, so that every
+        process learns it from the sum."""
+        present = int(round(float(data[-1])))
+        if present != expected:
+            raise faults.collective(
+                DistributedError(
+                    f"the processes ran out of batches at different steps: after step {self.steps}, "
+                    f"{present} of {self.size} processes had another batch (this one {mine}); every process "
+                    f"must read the same number of batches"
+                )
+            )
+
+    def epoch_done(self, model: Any) -> None:
+        """Meet the other processes once more with an empty exchange: they must all be at the
+        epoch's end too."""
+        if self._first_size is None:  # no step yet: no exchange to meet
+            return
+        data = np.zeros(self._first_size, dtype=np.float32)
+        self.comm.allreduce(data, f"the end of the epoch after step {self.steps}", kind="gradients")
+        self._check_present(data, 0, "has none")
 
     def step_done(self, model: Any) -> None:
         self.steps += 1

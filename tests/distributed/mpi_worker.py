@@ -169,6 +169,14 @@ def bad(out, case):
         x, y = x[:193], y[:193]  # 6 batches of 32, then one sample
     elif case == "batch_sizes":
         options["batch_size"] = 32 + comm.rank
+    elif case == "generator":  # an iterable of unknown length that runs out sooner on rank 1
+
+        def batches(count, x=x, y=y):
+            for i in range(count):
+                yield x[32 * i : 32 * (i + 1)], y[32 * i : 32 * (i + 1)]
+
+        x, y = batches(5 if comm.rank == 0 else 3), None
+        options["steps_per_epoch"] = 5
     try:
         model.fit(x, y, epochs=1, verbose=0, **options)
     except regnet.RegnetError as exc:

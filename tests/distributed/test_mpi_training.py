@@ -77,6 +77,7 @@ def test_a_non_finite_gradient_on_one_process_rewinds_every_process_alike(mpirun
         ("small_batch", "ConfigError", "a global batch of 1 samples cannot be shared by 2 processes"),
         ("last_batch", "DataError", "the last one holds 1 sample(s), fewer than the 2 processes"),
         ("batch_sizes", "DistributedError", "the processes have different batch sizes: rank(s) 1 differ"),
+        ("generator", "DistributedError", "ran out of batches at different steps: after step 3, 1 of 2 processes"),
     ],
 )
 def test_bad_input_is_one_clear_error_on_every_process(mpirun, tmp_path, case, error, words):
