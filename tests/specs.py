@@ -3,6 +3,10 @@
 Each is a plain JSON-ready dict; tests that change one copy it first (``copy.deepcopy``).
 """
 
+import numpy as np
+
+from regnet import Model
+
 #: 4 inputs -> Dense 8 relu ('hidden') -> Dense 3 softmax ('out'): the smallest classifier
 MLP = {
     "input_shape": [4],
@@ -32,3 +36,13 @@ MLP_BN_DROPOUT = {
         {"type": "Dense", "name": "out", "units": 3, "activation": "softmax"},
     ],
 }
+
+
+def trained_sgd_file(spec, path):
+    """``spec`` built (seed 1), compiled with SGD and momentum, fitted one epoch on 16 random
+    samples of 4 features and saved to ``path``: a file with weights and optimizer slots."""
+    model = Model.from_spec(spec, seed=1).compile(optimizer={"type": "SGD", "momentum": 0.9})
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    model.fit(x, np.arange(16) % 3, epochs=1, batch_size=8, verbose=0)
+    model.save(path)
+    return path

@@ -158,8 +158,7 @@ def _same_activation(a: Any, b: Any, rank: int) -> bool:
 
 def _pads(entry: Entry, padding: Any) -> list:
     geo = entry.geometry
-    strides = geo["kernel"] if padding is None else geo["strides"]
-    return [windows.padding_amounts(padding, n, k, s) for n, k, s in zip(geo["hw"], geo["kernel"], strides)]
+    return [windows.padding_amounts(padding, n, k, s) for n, k, s in zip(geo["hw"], geo["kernel"], geo["strides"])]
 
 
 def _equivalent(entry: Entry, key: str, mine: Any, theirs: Any) -> bool:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import regnet
 from regnet import FileFormatError, Model, io
+from tests.specs import trained_sgd_file
 
 SPEC = {
     "input_shape": [4],
@@ -34,11 +35,7 @@ def fresh():
 
 @pytest.fixture
 def saved(tmp_path):
-    model = fresh()
-    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
-    model.fit(x, np.arange(16) % 3, epochs=1, batch_size=8, verbose=0)
-    path = tmp_path / "model.h5"
-    model.save(path)
+    path = trained_sgd_file(SPEC, tmp_path / "model.h5")
     with h5py.File(path, "r") as f:
         tensors = [f"weights/{k}" for k in io.ModelFile(f, str(path)).tensors("weights")]
         tensors += [f"optimizer/{k}" for k in io.ModelFile(f, str(path)).tensors("optimizer")]

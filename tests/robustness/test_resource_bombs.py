@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import regnet
 from regnet import DataError, FileFormatError, Model, cli
 from regnet.datasets import npy, read_inputs, sources
+from tests.specs import trained_sgd_file
 
 SPEC = {
     "input_shape": [4],
@@ -54,11 +55,7 @@ def fresh():
 
 @pytest.fixture
 def saved(tmp_path):
-    model = fresh()
-    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
-    model.fit(x, np.arange(16) % 3, epochs=1, batch_size=8, verbose=0)
-    path = tmp_path / "model.h5"
-    model.save(path)
+    path = trained_sgd_file(SPEC, tmp_path / "model.h5")
     return path
 
 
