@@ -76,14 +76,22 @@ def chwn_copy(x):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("stored", ["nchw", "chwn"])
 @pytest.mark.parametrize("bands", ["whole", "rows"])
-def test_conv_matches_naive(cfg, training, stored, bands, monkeypatch):
+@pytest.mark.parametrize("method", ["im2col", "shift"])
+def test_conv_matches_naive(cfg, training, stored, bands, method, monkeypatch):
+    from regnet.ops import blas, shift
     from regnet.ops import conv as conv_ops
 
     if bands == "rows":  # columns built one or two output rows at a time, none kept
         monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 2000)
         monkeypatch.setattr(conv_ops, "KEEP_COLUMN_BYTES", 0)
+    if method == "shift":  # every stride-1 case through shifted products, whatever its channels
+        if not blas.available():
+            pytest.skip(blas.reason())
+        monkeypatch.setattr(shift, "MIN_CHANNELS", 1)
+        monkeypatch.setattr(shift, "MAX_WIDTH_RATIO", 100)
     rng = np.random.default_rng(1)
     layer = build(Conv2D(**cfg), (3, 9, 8))
+    assert layer._shift == (method == "shift" and layer.strides == (1, 1))
     x = rng.standard_normal((5, 3, 9, 8))
     if stored == "chwn":
         x = chwn_copy(x)
@@ -322,6 +330,33 @@ def test_threaded_adam_is_bit_identical_to_the_plain_rule(monkeypatch, threads):
     np.testing.assert_array_equal(p, ref_p)
     np.testing.assert_array_equal(opt.slots["m"]["w"], ref_m)
     np.testing.assert_array_equal(opt.slots["v"]["w"], ref_v)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("keep", [True, False])
+def test_shifted_products_match_im2col_on_a_resnet_stage(training, keep, monkeypatch):
+    """16 channels at 32x32 (the benchmark's ResNet-8 stage 1) choose ``ops.shift`` where BLAS
+    accumulates in place; float32 results agree with the im2col method's."""
+    from regnet.ops import blas
+    from regnet.ops import conv as conv_ops
+
+    if not blas.available():
+        pytest.skip(blas.reason())
+    if not keep:
+        monkeypatch.setattr(conv_ops, "KEEP_COLUMN_BYTES", 0)
+    rng = np.random.default_rng(5)
+    fast = build(Conv2D(filters=16, kernel_size=3, padding=1), (16, 32, 32), np.float32)
+    plain = build(Conv2D(filters=16, kernel_size=3, padding=1), (16, 32, 32), np.float32)
+    plain._shift = False
+    assert fast._shift
+    x = chwn_copy(rng.standard_normal((12, 16, 32, 32)).astype(np.float32))
+    y, z = fast.forward(x, training), plain.forward(x, training)
+    assert y.dtype == np.float32 and layout.is_chwn(y)
+    np.testing.assert_allclose(y, z, rtol=1e-4, atol=1e-4)
+    r = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(fast.backward(r), plain.backward(r), rtol=1e-4, atol=1e-4)
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(fast.grads[name], plain.grads[name], rtol=1e-4, atol=1e-3)
 
 
 def test_input_gradient_method_follows_the_layer_shape():

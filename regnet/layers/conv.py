@@ -6,7 +6,7 @@ import numpy as np
 from .. import fields
 from ..errors import ConfigError, ShapeError
 from ..ops import conv as conv_ops
-from ..ops import layout, windows
+from ..ops import layout, shift, windows
 from .base import MAX_SAMPLE_ELEMENTS, Layer, layer, require_rank
 
 
@@ -82,25 +82,44 @@ class Conv2D(Layer):
             self.add_weight("bias", (self.filters,), self.bias_initializer, rng)
         self._geo = conv_ops.Geometry(input_shape, self.kernel_size, self.strides, self._pads, (ho, wo))
         self._transposed = self._geo.transposed(self.filters)  # the input gradient's method
+        self._shift = shift.worthwhile(self._geo, self.filters)  # shifted products, no columns
         self._ws = layout.Workspace()  # padded buffers reused from batch to batch
         return (self.filters, ho, wo)
 
+    def _shifted_forward(self, x, training):
+        """Whether this forward pass goes through ``ops.shift``: always when the layer shape is
+        worth it, except in training when the im2col columns are small enough to keep (the
+        kernel gradient is then one product with them)."""
+        if not self._shift:
+            return False
+        k = self._geo.rows + self.use_bias
+        dtype = np.result_type(x.dtype, self.params["kernel"].dtype)
+        return not (training and conv_ops.keeps_columns(self._geo, k, x.shape[0], dtype))
+
     def forward(self, x, training=False):
         bias = self.params["bias"] if self.use_bias else None
-        y, kept = conv_ops.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
-        self.cache.x, self.cache.kept = x, kept
+        shifted = self._shifted_forward(x, training)
+        method = shift if shifted else conv_ops
+        y, kept = method.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
+        self.cache.x, self.cache.kept, self.cache.shifted = x, kept, shifted
         return y
 
     def backward(self, grad, *, need_input_grad=True):
         geo, kernel = self._geo, self.params["kernel"]
         bias = self.params["bias"] if self.use_bias else None
-        kept = self.cache.kept
+        kept, shifted = self.cache.kept, self.cache.shifted
         if kept is None:  # the forward pass ran in inference mode: pad the input now
             dtype = np.result_type(self.cache.x.dtype, kernel.dtype)
-            kept = geo.padded(self.cache.x.astype(dtype, copy=False), self._ws)
-        dk, db, dx = conv_ops.backward(
-            grad, kept, kernel, bias, geo, self._ws, need_input_grad=need_input_grad, transposed=self._transposed
-        )
+            x = self.cache.x.astype(dtype, copy=False)
+            kept = shift.padded(x, geo, self._ws) if shifted else geo.padded(x, self._ws)
+        if self._shift:
+            dk, db, dx = shift.backward(
+                grad, kernel, bias, geo, self._ws, need_input_grad, **{"buf" if shifted else "columns": kept}
+            )
+        else:
+            dk, db, dx = conv_ops.backward(
+                grad, kept, kernel, bias, geo, self._ws, need_input_grad=need_input_grad, transposed=self._transposed
+            )
         self.grads["kernel"][...] = dk
         if self.use_bias:
             self.grads["bias"][...] = db

@@ -180,6 +180,11 @@ def _ones_row(rows):
     return init
 
 
+def keeps_columns(geo, k, n, dtype):
+    """Whether training keeps the whole ``k``-row columns of an ``n``-image batch."""
+    return k * geo.ho * geo.wo * n * np.dtype(dtype).itemsize <= KEEP_COLUMN_BYTES
+
+
 def forward(x, kernel, bias, geo, ws, training):
     """Convolve the NCHW batch ``x``; returns the output (NCHW, stored CHWN) and, in training,
     what ``backward`` reads: the whole columns up to ``KEEP_COLUMN_BYTES`` (not built again), else
@@ -190,7 +195,7 @@ def forward(x, kernel, bias, geo, ws, training):
     wk = _weights(kernel, bias).astype(dtype, copy=False)
     f, k = wk.shape
     y = np.empty((f, geo.ho * geo.wo * n), dtype)
-    if training and k * geo.ho * geo.wo * n * np.dtype(dtype).itemsize <= KEEP_COLUMN_BYTES:
+    if training and keeps_columns(geo, k, n, dtype):
         cols = geo.columns(xp, ws.get("columns", (k, geo.ho * geo.wo * n), dtype, init=_ones_row(geo.rows)))
         np.matmul(wk, cols, out=y)
         return layout.from_chwn(y.reshape(f, geo.ho, geo.wo, n)), cols

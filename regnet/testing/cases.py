@@ -71,6 +71,9 @@ BUILTIN_EXTRA_CASES: dict[str, list[tuple[dict, dict]]] = {
             ("Conv2D", {"filters": 2, "kernel_size": [2, 3], "padding": 1}, (3, 4, 5)),
             ("Conv2D", {"filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False}, (2, 6, 6)),
             ("Conv2D", {"filters": 2, "kernel_size": 1, "activation": "tanh"}, (3, 3, 3)),
+            # enough channels for the shifted products (ops.shift) where direct BLAS calls work
+            ("Conv2D", {"filters": 8, "kernel_size": 3, "padding": "same"}, (8, 4, 5)),
+            ("Conv2D", {"filters": 8, "kernel_size": [2, 3], "padding": "same", "use_bias": False}, (9, 3, 4)),
             ("MaxPool2D", {"pool_size": 3, "strides": 2, "padding": "same"}, (2, 5, 5)),
             ("MaxPool2D", {"pool_size": 3, "strides": 1}, (1, 5, 5)),
             ("MaxPool2D", {"pool_size": 2, "padding": 1}, (2, 5, 5)),

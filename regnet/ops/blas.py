@@ -1,0 +1,160 @@
+"""Matrix products into an existing result: ``out = a @ b`` or ``out += a @ b``.
+
+``np.matmul`` cannot accumulate into its output (BLAS ``beta = 1``); the shift-GEMM convolution
+(``ops.shift``) needs exactly that, nine times per 3x3 layer, on operands that are plain strided
+views of one padded buffer. ``gemm`` calls the ``cblas_?gemm`` of the OpenBLAS that NumPy's own
+wheels ship and load (the same library, threads and settings as ``np.matmul``), through ctypes,
+with the views' pointers and row strides: no copy of an operand and no temporary for the sum.
+
+Where that library is not found (NumPy built against another BLAS), does not pass a self-test
+against ``np.matmul``, or ``REGNET_DIRECT_BLAS=0`` is set, ``gemm`` computes the same products
+with ``np.matmul`` and an add (correct, slower) and ``available()`` is False, so that layers
+choose their other methods. ``reason()`` says why.
+
+Operands are NumPy arrays, so every pointer and stride passed on comes from a view that NumPy
+has bounds-checked; ``gemm`` refuses overlapping output rows and outputs that share memory with
+an operand (an error in the caller, never undefined memory).
+"""
+
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_INT = ctypes.c_int64  # the ILP64 interface of NumPy's bundled OpenBLAS ('64_' symbol suffix)
+#: symbol names tried, NumPy's bundled build first: (prefix, suffix) of ``cblas_?gemm``
+_SYMBOLS = (("scipy_", "64_"), ("", "64_"))
+
+_funcs = None  # {dtype: ctypes function} once found, {} if not
+_reason = "not looked up yet"
+
+
+def _candidates():
+    """Shared libraries shipped inside the NumPy package (wheels put OpenBLAS there)."""
+    root = os.path.dirname(np.__file__)
+    names = []
+    for folder in (os.path.join(root, os.pardir, "numpy.libs"), os.path.join(root, ".dylibs")):
+        names += sorted(glob.glob(os.path.join(folder, "*openblas*")))
+    return names
+
+
+def _bind(lib, name, ctype):
+    fn = getattr(lib, name)
+    ptr = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, _INT, _INT, _INT, ctype, ptr, _INT, ptr, _INT]
+    fn.argtypes += [ctype, ptr, _INT]
+    fn.restype = None
+    return fn
+
+
+def _load():
+    if os.environ.get("REGNET_DIRECT_BLAS", "1").strip() == "0":
+        return {}, "turned off by REGNET_DIRECT_BLAS=0"
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in _SYMBOLS:
+            try:
+                funcs = {
+                    np.dtype(np.float32): _bind(lib, f"{prefix}cblas_sgemm{suffix}", ctypes.c_float),
+                    np.dtype(np.float64): _bind(lib, f"{prefix}cblas_dgemm{suffix}", ctypes.c_double),
+                }
+            except AttributeError:
+                continue
+            return funcs, f"{os.path.basename(path)} ({prefix}cblas_?gemm{suffix})"
+    return {}, "no OpenBLAS with an ILP64 cblas_?gemm inside the NumPy package"
+
+
+def _self_test(funcs):
+    """The direct calls agree with ``np.matmul`` on transposed, strided and accumulated operands."""
+    rng = np.random.default_rng(0)
+    for dtype in funcs:
+        a = rng.standard_normal((7, 12)).astype(dtype)
+        b = rng.standard_normal((9, 11)).astype(dtype)
+        out = rng.standard_normal((6, 13)).astype(dtype)
+        av, bv, ov = a[1:6, 2:9], b[1:5, 2:9].T, out[1:, 3:7]  # (5, 7) @ (7, 4) -> (5, 4)
+        want = out.copy()
+        want[1:, 3:7] += av @ bv
+        _call(funcs[np.dtype(dtype)], av, bv, ov, 1.0)
+        if not np.allclose(out, want, rtol=1e-4, atol=1e-4):  # also: nothing outside the view written
+            return False
+    return True
+
+
+def _functions():
+    global _funcs, _reason
+    if _funcs is None:
+        funcs, why = _load()
+        if funcs and not _self_test(funcs):
+            funcs, why = {}, f"{why} disagrees with np.matmul in the self-test"
+        _funcs, _reason = funcs, (f"direct: {why}" if funcs else why)
+    return _funcs
+
+
+def available():
+    """True when ``gemm`` calls BLAS directly (float32 and float64)."""
+    return bool(_functions())
+
+
+def reason():
+    """Which library ``gemm`` calls, or why it falls back to ``np.matmul``."""
+    _functions()
+    return _reason
+
+
+def _layout(x):
+    """``(transposed, leading dimension)`` of a 2-D view that BLAS can read in place, else None."""
+    rows, cols = x.shape
+    s0, s1 = x.strides
+    size = x.itemsize
+    if (s1 == size or cols == 1) and s0 % size == 0 and s0 >= size * max(cols, 1):
+        return False, s0 // size
+    if (s0 == size or rows == 1) and s1 % size == 0 and s1 >= size * max(rows, 1):
+        return True, s1 // size
+    return None
+
+
+def _call(fn, a, b, out, beta):
+    (ta, lda), (tb, ldb), (_, ldc) = _layout(a), _layout(b), _layout(out)
+    m, k = a.shape
+    n = b.shape[1]
+    fn(
+        _ROW_MAJOR,
+        _TRANS if ta else _NO_TRANS,
+        _TRANS if tb else _NO_TRANS,
+        m,
+        n,
+        k,
+        1.0,
+        a.ctypes.data,
+        lda,
+        b.ctypes.data,
+        ldb,
+        beta,
+        out.ctypes.data,
+        ldc,
+    )
+
+
+def gemm(a, b, out, beta=0.0):
+    """``out = a @ b`` (``beta`` 0) or ``out += a @ b`` (``beta`` 1), for 2-D float arrays; ``a``
+    and ``b`` may be transposed or strided views, ``out`` a view with rows in order."""
+    if a.ndim != 2 or b.ndim != 2 or out.ndim != 2 or a.shape[1] != b.shape[0] or out.shape != (a.shape[0], b.shape[1]):
+        raise ValueError(f"gemm shapes {a.shape} @ {b.shape} -> {out.shape}")
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        raise ValueError("gemm output shares memory with an operand")
+    fn = _functions().get(out.dtype) if a.dtype == b.dtype == out.dtype else None
+    lay = _layout(out)
+    usable = fn is not None and lay is not None and not lay[0] and _layout(a) is not None and _layout(b) is not None
+    if not usable or 0 in out.shape or a.shape[1] == 0:
+        if beta:
+            out += a @ b
+        else:
+            np.matmul(a, b, out=out)
+        return out
+    _call(fn, a, b, out, float(beta))
+    return out
