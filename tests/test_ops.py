@@ -384,3 +384,22 @@ def test_steady_heap_sets_the_thresholds_once():
     assert on[1] == "False" and off == ["False", "False"]
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert on[0] == "True"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("form", ["contiguous", "strided", "long rows"])
+def test_row_sums_and_dots_match_numpy(dtype, form, monkeypatch):
+    from regnet.ops import reduce
+
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((5, 3000)).astype(dtype)
+    b = rng.standard_normal((5, 3000)).astype(dtype)
+    if form == "strided":
+        a, b = a[:, ::2], b[:, ::2]
+    if form == "long rows":
+        monkeypatch.setattr(reduce, "MAX_ROW", 100)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    sums, dots = reduce.row_sums(a), reduce.row_dots(a, b)
+    assert sums.shape == dots.shape == (5,) and sums.dtype == dots.dtype == dtype
+    np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=1), rtol=tol, atol=tol * 100)
+    np.testing.assert_allclose(dots, (a.astype(np.float64) * b).sum(axis=1), rtol=tol, atol=tol * 100)

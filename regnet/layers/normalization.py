@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import fields, sharding
-from ..ops import layout
+from ..ops import layout, reduce
 from .base import Layer, layer, require_rank
 
 
@@ -64,9 +64,9 @@ class BatchNorm(Layer):
         shard = sharding.current() if training else None
         count = np.asarray(v.size // x.shape[1] if shard is None else _global_count(x, shard), x.dtype)
         if training:
-            mean = _summed(v.sum(axis=axes), shard) / count
+            mean = _summed(_sums(v, axes), shard) / count
             xc = v - mean.reshape(b)
-            var = _summed(np.square(xc).sum(axis=axes), shard) / count
+            var = _summed(_dots(xc, xc, axes), shard) / count
             m = self.momentum
             mm, mv = self.buffers["moving_mean"], self.buffers["moving_variance"]
             mm *= m
@@ -99,10 +99,10 @@ class BatchNorm(Layer):
         if not training:  # after an inference pass the statistics are constants
             xv = self._view(self.cache.x, chwn)[0]
             xc = xv - self.buffers["moving_mean"].astype(xv.dtype).reshape(b)
-        sum_g = gv.sum(axis=axes)
+        sum_g = _sums(gv, axes)
         if self.center:
             self.grads["beta"][...] = sum_g
-        dot = np.multiply(gv, xc).sum(axis=axes)  # sum of g * xhat is dot * inv_std
+        dot = _dots(gv, xc, axes)  # sum of g * xhat is dot * inv_std
         if self.scale:
             self.grads["gamma"][...] = dot * inv_std
         if not need_input_grad:
@@ -117,6 +117,16 @@ class BatchNorm(Layer):
             dx += xc * (-scale * inv_std * inv_std * dot / count).astype(gv.dtype, copy=False).reshape(b)
             dx -= (scale * sum_g / count).astype(gv.dtype, copy=False).reshape(b)
         return back(dx)
+
+
+def _sums(v, axes):
+    """Per-channel sums; channels on rows (images stored CHWN) go through BLAS."""
+    return reduce.row_sums(v) if axes == (1,) else v.sum(axis=axes)
+
+
+def _dots(a, b, axes):
+    """Per-channel sums of ``a * b``."""
+    return reduce.row_dots(a, b) if axes == (1,) else np.multiply(a, b).sum(axis=axes)
 
 
 def _global_count(x, shard):
