@@ -208,8 +208,11 @@ class Model:
         return sum(int(v.size) for v in self.state_dict().values())
 
     # -- passes ---------------------------------------------------------------------------------
-    def forward(self, x, training=False, logits=False):
-        """Output for a batch ``x``; with ``logits`` the output layer's activation is skipped."""
+    def forward(self, x, training=False, logits=False, release=False):
+        """Output for a batch ``x``; with ``logits`` the output layer's activation is skipped.
+        With ``release`` (inference loops that call no ``backward``) each layer drops what it
+        kept for ``backward`` as soon as it has run, so that every intermediate array is freed
+        once its last reader has run (peak memory: a few activations, not all of them)."""
         values = {spec.INPUT: x}
         for i, node in enumerate(self.nodes):
             xs = [values[s] for s in node.inputs]
@@ -218,6 +221,8 @@ class Model:
                 values[node.name] = node.layer.forward(arg, training)
             else:
                 values[node.name] = node.layer(arg, training)
+            if release:
+                node.layer.release()
             for s in set(node.inputs):
                 if self._last_use.get(s) == i:
                     del values[s]

@@ -422,7 +422,7 @@ def _evaluate(model, source, strategy=LOCAL):
         xb, yb, wb = strategy.local(*batch)
         if not len(xb):
             continue
-        out = model.forward(xb, training=False, logits=fused)
+        out = model.forward(xb, training=False, logits=fused, release=True)
         if wb is None:
             loss = model.training_loss.value(out, yb)
         else:
@@ -473,13 +473,13 @@ def predict(model, x, *, batch_size=256, steps=None):
             out = np.empty((source.n_samples, *model.output_shape), dtype=np.float32)
             start = 0
             for xb, _, _ in source.epoch(model.rng, False):
-                out[start : start + len(xb)] = model.forward(xb, training=False)
+                out[start : start + len(xb)] = model.forward(xb, training=False, release=True)
                 start += len(xb)
                 model.release()
             return out
         parts = []
         for xb, _, _ in source.epoch(model.rng, False):
-            parts.append(model.forward(xb, training=False).copy())
+            parts.append(model.forward(xb, training=False, release=True).copy())
             model.release()
         return np.concatenate(parts) if parts else np.empty((0, *model.output_shape), np.float32)
     finally:
@@ -520,7 +520,7 @@ def test_on_batch(model, x, y, *, sample_weight=None):
     _require_compiled(model)
     xb, yb, wb = _one_batch(model, x, y, sample_weight)
     _warn_untrained(model)
-    out = model.forward(xb, training=False, logits=model._fused_loss is not None)
+    out = model.forward(xb, training=False, logits=model._fused_loss is not None, release=True)
     loss = model.training_loss.value(out, yb) if wb is None else model.training_loss.weighted_value(out, yb, wb)
     logs = _batch_logs(model, loss, out, yb)
     model.release()
@@ -531,6 +531,4 @@ def predict_on_batch(model, x):
     """Model outputs for one batch (see ``Model.predict_on_batch``)."""
     xb = validation.inputs(model, x)
     _warn_untrained(model)
-    out = model.forward(xb, training=False)
-    model.release()
-    return out
+    return model.forward(xb, training=False, release=True)

@@ -89,6 +89,7 @@ def test_conv_matches_naive(cfg, training, stored, bands, method, monkeypatch):
             pytest.skip(blas.reason())
         monkeypatch.setattr(shift, "MIN_CHANNELS", 1)
         monkeypatch.setattr(shift, "MAX_WIDTH_RATIO", 100)
+        monkeypatch.setattr(shift, "MIN_LENGTH", 0)
     rng = np.random.default_rng(1)
     layer = build(Conv2D(**cfg), (3, 9, 8))
     assert layer._shift == (method == "shift" and layer.strides == (1, 1))
@@ -357,6 +358,36 @@ def test_shifted_products_match_im2col_on_a_resnet_stage(training, keep, monkeyp
     np.testing.assert_allclose(fast.backward(r), plain.backward(r), rtol=1e-4, atol=1e-4)
     for name in ("kernel", "bias"):
         np.testing.assert_allclose(fast.grads[name], plain.grads[name], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "cfg, shape",
+    [
+        ({"filters": 8, "kernel_size": 3, "padding": "same"}, (8, 4, 5)),
+        ({"filters": 8, "kernel_size": [2, 3], "padding": "same", "use_bias": False}, (9, 3, 4)),
+    ],
+)
+def test_shifted_products_pass_the_gradient_check(cfg, shape, monkeypatch):
+    """The kit's numerical gradient check through ``ops.shift`` (small batches forced onto it)."""
+    from regnet.ops import blas, shift
+    from regnet.testing import check_layer
+
+    if not blas.available():
+        pytest.skip(blas.reason())
+    monkeypatch.setattr(shift, "MIN_LENGTH", 0)
+    layer = build(Conv2D(**cfg), shape)
+    assert layer._shifted(2)
+    report = check_layer({"type": "Conv2D", **cfg}, input_shape=shape, checks=["gradient"])
+    assert report.passed == ["gradient"]
+
+
+def test_small_batches_take_im2col_columns():
+    from regnet.ops import blas
+
+    if not blas.available():
+        pytest.skip(blas.reason())
+    layer = build(Conv2D(filters=16, kernel_size=3, padding=1), (16, 32, 32))
+    assert layer._shift and not layer._shifted(1) and layer._shifted(64)
 
 
 def test_input_gradient_method_follows_the_layer_shape():

@@ -86,19 +86,17 @@ class Conv2D(Layer):
         self._ws = layout.Workspace()  # padded buffers reused from batch to batch
         return (self.filters, ho, wo)
 
-    def _shifted_forward(self, x, training):
-        """Whether this forward pass goes through ``ops.shift``: always when the layer shape is
-        worth it, except in training when the im2col columns are small enough to keep (the
-        kernel gradient is then one product with them)."""
-        if not self._shift:
-            return False
-        k = self._geo.rows + self.use_bias
-        dtype = np.result_type(x.dtype, self.params["kernel"].dtype)
-        return not (training and conv_ops.keeps_columns(self._geo, k, x.shape[0], dtype))
+    def _shifted(self, n):
+        """Whether a batch of ``n`` goes through ``ops.shift`` (the layer shape is worth it and the
+        batch is large enough), else through im2col columns (``ops.conv``)."""
+        return self._shift and shift.long_enough(self._geo, n)
 
     def forward(self, x, training=False):
         bias = self.params["bias"] if self.use_bias else None
-        shifted = self._shifted_forward(x, training)
+        shifted = self._shifted(x.shape[0])
+        if shifted and training:  # columns small enough to keep give the kernel gradient in one product
+            dtype = np.result_type(x.dtype, self.params["kernel"].dtype)
+            shifted = not conv_ops.keeps_columns(self._geo, self._geo.rows + self.use_bias, x.shape[0], dtype)
         method = shift if shifted else conv_ops
         y, kept = method.forward(x, self.params["kernel"], bias, self._geo, self._ws, training)
         self.cache.x, self.cache.kept, self.cache.shifted = x, kept, shifted
@@ -112,7 +110,7 @@ class Conv2D(Layer):
             dtype = np.result_type(self.cache.x.dtype, kernel.dtype)
             x = self.cache.x.astype(dtype, copy=False)
             kept = shift.padded(x, geo, self._ws) if shifted else geo.padded(x, self._ws)
-        if self._shift:
+        if self._shifted(grad.shape[0]):
             dk, db, dx = shift.backward(
                 grad, kernel, bias, geo, self._ws, need_input_grad, **{"buf" if shifted else "columns": kept}
             )

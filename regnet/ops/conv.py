@@ -134,7 +134,7 @@ def flipped(kernel):
     return np.ascontiguousarray(kernel[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, f * kh * kw)
 
 
-def _shared_buffer(shape, dtype):
+def shared_buffer(shape, dtype):
     """A scratch array of ``shape`` from this thread's buffer (grown as needed, never shrunk)."""
     size = shape[0] * shape[1]
     if size * np.dtype(dtype).itemsize > 2 * LARGE_BANDS:  # one output row of a huge batch: not kept
@@ -145,9 +145,11 @@ def _shared_buffer(shape, dtype):
     return flat[:size].reshape(shape)
 
 
-def bands(geo, k, n, dtype):
-    """``(r0, r1)`` bands of output rows whose ``k``-row columns fit ``band_bytes()`` (equal bands)."""
-    band = max(1, min(geo.ho, band_bytes() // (k * geo.wo * n * np.dtype(dtype).itemsize)))
+def bands(geo, k, n, dtype, width=None):
+    """``(r0, r1)`` bands of output rows whose ``k``-row columns fit ``band_bytes()`` (equal bands);
+    ``width`` is the positions per row (``geo.wo`` unless given)."""
+    width = geo.wo if width is None else width
+    band = max(1, min(geo.ho, band_bytes() // (k * width * n * np.dtype(dtype).itemsize)))
     band = -(-geo.ho // -(-geo.ho // band))
     return [(r0, min(geo.ho, r0 + band)) for r0 in range(0, geo.ho, band)]
 
@@ -155,7 +157,7 @@ def bands(geo, k, n, dtype):
 def _band_columns(geo, xp, k, r0, r1, dtype):
     """The columns of output rows ``[r0, r1)`` in the shared buffer (a row of ones after the
     ``geo.rows`` kernel rows when ``k`` is one more)."""
-    part = _shared_buffer((k, (r1 - r0) * geo.wo * xp.shape[3]), dtype)
+    part = shared_buffer((k, (r1 - r0) * geo.wo * xp.shape[3]), dtype)
     if k > geo.rows:
         part[geo.rows] = 1
     return geo.columns(xp, part, r0, r1)
@@ -235,7 +237,7 @@ def backward(grad, kept, kernel, bias, geo, ws, need_input_grad=True, transposed
     kt = kernel.reshape(f, -1).T
     dxp = np.zeros((geo.c, geo.hp, geo.wp, n), dtype)
     for r0, r1 in bands(geo, geo.rows, n, dtype):
-        dcols = _shared_buffer((geo.rows, (r1 - r0) * step), dtype)
+        dcols = shared_buffer((geo.rows, (r1 - r0) * step), dtype)
         np.matmul(kt, g2[:, r0 * step : r1 * step], out=dcols)
         geo.scatter_add(dcols, dxp, r0, r1)
     return dk, db, layout.from_chwn(geo.unpad(dxp))

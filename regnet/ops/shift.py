@@ -21,12 +21,15 @@ one product overlap.
 
 import numpy as np
 
-from . import blas, layout
+from . import blas, conv, layout
 
 #: channels (the inner dimension of each product) from which the shifted products beat im2col
 MIN_CHANNELS = 8
 #: most of the computed width that may be discarded (the padded width over the output width)
 MAX_WIDTH_RATIO = 1.5
+#: output values per filter (``Ho*Wp*N``) from which a batch is computed this way: each product
+#: is one more call (tens of microseconds), which small batches do not win back
+MIN_LENGTH = 8192
 
 
 def worthwhile(geo, filters):
@@ -39,6 +42,11 @@ def worthwhile(geo, filters):
         and geo.wp <= MAX_WIDTH_RATIO * geo.wo
         and blas.available()
     )
+
+
+def long_enough(geo, n):
+    """Whether a batch of ``n`` is large enough for this method (see ``MIN_LENGTH``)."""
+    return geo.ho * geo.wp * n >= MIN_LENGTH
 
 
 def _sizes(geo, n):
@@ -73,21 +81,26 @@ def taps(kernel):
 
 def forward(x, kernel, bias, geo, ws, training):
     """Convolve the NCHW batch ``x``; returns the output (NCHW, stored CHWN) and, in training,
-    the padded input buffer that ``backward`` reads (``None`` in inference)."""
+    the padded input buffer that ``backward`` reads (``None`` in inference). The products are
+    computed for a band of output rows at a time, in the buffer ``ops.conv`` shares between
+    layers, so that memory does not grow with the batch beyond the input and output."""
     n = x.shape[0]
     dtype = np.result_type(x.dtype, kernel.dtype)
     buf = padded(x.astype(dtype, copy=False), geo, ws)
     w = taps(kernel.astype(dtype, copy=False))
-    f, length = kernel.shape[0], _sizes(geo, n)[2]
-    full = ws.get("shifted_output", (f, length), dtype)
-    for t, (i, j, off) in enumerate(_offsets(geo, n)):
-        blas.gemm(w[i, j], buf[:, off : off + length], full, beta=1.0 if t else 0.0)
+    f, step = kernel.shape[0], geo.wp * n
+    offsets = _offsets(geo, n)
     y = np.empty((f, geo.ho, geo.wo, n), dtype)
-    kept = full.reshape(f, geo.ho, geo.wp, n)[:, :, : geo.wo]
-    if bias is None:
-        np.copyto(y, kept)
-    else:
-        np.add(kept, bias.astype(dtype, copy=False).reshape(f, 1, 1, 1), out=y)
+    b = None if bias is None else bias.astype(dtype, copy=False).reshape(f, 1, 1, 1)
+    for r0, r1 in conv.bands(geo, f, n, dtype, width=geo.wp):
+        part = conv.shared_buffer((f, (r1 - r0) * step), dtype)
+        for t, (i, j, off) in enumerate(offsets):
+            blas.gemm(w[i, j], buf[:, off + r0 * step : off + r1 * step], part, beta=1.0 if t else 0.0)
+        rows = part.reshape(f, r1 - r0, geo.wp, n)[:, :, : geo.wo]
+        if b is None:
+            np.copyto(y[:, r0:r1], rows)
+        else:
+            np.add(rows, b, out=y[:, r0:r1])
     return layout.from_chwn(y), (buf if training else None)
 
 
