@@ -15,7 +15,7 @@ from . import metrics as _metrics
 from .errors import ConfigError, RegnetError, WeightsMismatchError
 from .history import History
 from .io import Mismatch, WeightsReport
-from .ops import memory
+from .ops import blas, memory
 from .registry import registered_name, to_plain
 from .text import shape as shape_text
 from .text import show
@@ -54,6 +54,7 @@ class Model:
         self._fused_loss = None
         self._build()
         memory.steady_heap()  # per-step arrays reused from the heap, not faulted in afresh
+        blas.short_spin()  # BLAS helper threads that sleep between products instead of spinning
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod

@@ -99,3 +99,38 @@ def test_switch_turns_direct_calls_off_and_convolutions_follow():
     env = {**os.environ, "REGNET_DIRECT_BLAS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False turned off by REGNET_DIRECT_BLAS=0"
+
+
+SPIN_CODE = """
+import os, threading
+import numpy as np
+import regnet
+from regnet.ops import blas
+{before}
+model = regnet.Model([{{"type": "Dense", "units": 4}}], input_shape=(3,))
+a = np.random.default_rng(0).random((300, 300))
+ok = np.allclose(a @ a, np.einsum("ij,jk->ik", a, a))  # products still right after the restart
+seen = blas._lib.openblas_thread_timeout() if blas.available() else None
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), seen, blas.short_spin(), ok)
+"""
+
+
+def _spin_run(env=None, before=""):
+    environ = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "REGNET_BLAS_TUNING")}
+    code = SPIN_CODE.format(before=before)
+    run = subprocess.run([sys.executable, "-c", code], env={**environ, **(env or {})}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+@needs_direct
+def test_building_a_model_shortens_the_blas_spin_once():
+    assert _spin_run() == [str(blas.SPIN_EXPONENT), str(blas.SPIN_EXPONENT), "False", "True"]
+
+
+@needs_direct
+def test_the_spin_is_left_alone_when_set_or_switched_off_or_threads_run():
+    assert _spin_run({"OPENBLAS_THREAD_TIMEOUT": "20"}) == ["20", "20", "False", "True"]
+    assert _spin_run({"REGNET_BLAS_TUNING": "0"}) == ["None", "0", "False", "True"]
+    other = "stop = threading.Event(); threading.Thread(target=stop.wait, daemon=True).start()"
+    assert _spin_run(before=other) == ["None", "0", "False", "True"]
