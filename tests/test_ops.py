@@ -173,7 +173,12 @@ POOL_CASES = [
 @pytest.mark.parametrize("cfg", POOL_CASES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("stored", ["nchw", "chwn"])
-def test_maxpool_matches_naive(cfg, training, stored):
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_maxpool_matches_naive(cfg, training, stored, threads, monkeypatch):
+    from regnet.ops import parallel
+
+    monkeypatch.setenv("REGNET_NUM_THREADS", threads)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 50)  # the channels split over threads
     rng = np.random.default_rng(5)
     layer = build(MaxPool2D(**cfg), (3, 7, 9))
     x = rng.integers(-3, 3, (4, 3, 7, 9)).astype(np.float64)  # many ties
@@ -234,6 +239,25 @@ def test_adam_in_slices_matches_the_reference_rule(monkeypatch, threads):
     assert p.dtype == np.float32
     np.testing.assert_allclose(p, ref_p, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(opt.slots["v"]["w"], ref_v, rtol=1e-5, atol=1e-9)
+
+
+def test_channel_slices_cover_every_channel_once(monkeypatch):
+    from regnet.ops import parallel
+
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 10)
+    monkeypatch.setenv("REGNET_NUM_THREADS", "3")
+    x = chwn_copy(np.random.default_rng(11).standard_normal((4, 7, 3, 2)))
+    out = np.zeros_like(x)
+    seen = []
+
+    def rule(a, none, b):
+        assert none is None
+        seen.append(a.shape[1])
+        np.multiply(a, 2, out=b)
+
+    parallel.for_channels(rule, x, None, out)
+    assert sorted(seen) == [1, 3, 3]
+    np.testing.assert_array_equal(out, 2 * x)
 
 
 def test_slices_are_bit_identical_to_one_thread(monkeypatch):
@@ -434,3 +458,25 @@ def test_row_sums_and_dots_match_numpy(dtype, form, monkeypatch):
     assert sums.shape == dots.shape == (5,) and sums.dtype == dots.dtype == dtype
     np.testing.assert_allclose(sums, a.astype(np.float64).sum(axis=1), rtol=tol, atol=tol * 100)
     np.testing.assert_allclose(dots, (a.astype(np.float64) * b).sum(axis=1), rtol=tol, atol=tol * 100)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_over_threads_is_bit_identical_to_one_thread(training, monkeypatch):
+    """BatchNorm's per-channel passes (split by channel over threads) give the same bits on one
+    thread and on three."""
+    from regnet.layers.normalization import BatchNorm
+    from regnet.ops import parallel
+
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 64)
+    rng = np.random.default_rng(12)
+    x = chwn_copy(rng.standard_normal((6, 5, 4, 4)).astype(np.float32))
+    r = chwn_copy(rng.standard_normal((6, 5, 4, 4)).astype(np.float32))
+    results = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("REGNET_NUM_THREADS", threads)
+        layer = build(BatchNorm(activation="relu"), (5, 4, 4), np.float32)
+        y = layer(x, training)
+        results.append((y.copy(), layer.call_backward(r), layer.grads["gamma"].copy()))
+    for one, three in zip(*results):
+        np.testing.assert_array_equal(one, three)
+    assert (results[0][0] == 0).any() and (results[0][0] > 0).any()

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import fields, sharding
-from ..ops import layout, reduce
+from ..ops import layout, parallel, reduce
 from .base import Layer, layer, require_rank
 
 
@@ -65,7 +65,7 @@ class BatchNorm(Layer):
         count = np.asarray(v.size // x.shape[1] if shard is None else _global_count(x, shard), x.dtype)
         if training:
             mean = _summed(_sums(v, axes), shard) / count
-            xc = v - mean.reshape(b)
+            xc = _centred(v, mean.reshape(b), axes)
             var = _summed(_dots(xc, xc, axes), shard) / count
             m = self.momentum
             mm, mv = self.buffers["moving_mean"], self.buffers["moving_variance"]
@@ -79,9 +79,8 @@ class BatchNorm(Layer):
         inv_std = (1.0 / np.sqrt(var + np.asarray(self.epsilon, x.dtype))).astype(x.dtype, copy=False)
         scale = inv_std * self.params["gamma"] if self.scale else inv_std
         if training:
-            y = xc * scale.reshape(b)
-            if self.center:
-                y += self.params["beta"].reshape(b)
+            beta = self.params["beta"].reshape(b) if self.center else None
+            y = _affine(xc, scale.reshape(b), beta, axes)
         else:  # one affine map per channel
             shift = -mean * scale
             if self.center:
@@ -108,15 +107,63 @@ class BatchNorm(Layer):
         if not need_input_grad:
             return None
         scale = (inv_std * self.params["gamma"] if self.scale else inv_std).astype(gv.dtype, copy=False)
-        dx = gv * scale.reshape(b)
         shard = sharding.current() if training else None
         if shard is not None:  # the means below are over the global batch
             sum_g, dot = _global_gradient_sums(sum_g, dot, shard)
-        if training:  # dx = scale * (g - mean(g) - xhat * mean(g * xhat))
-            count = gv.size // inv_std.size if shard is None else _global_count(grad, shard)
-            dx += xc * (-scale * inv_std * inv_std * dot / count).astype(gv.dtype, copy=False).reshape(b)
-            dx -= (scale * sum_g / count).astype(gv.dtype, copy=False).reshape(b)
-        return back(dx)
+        if not training:
+            return back(gv * scale.reshape(b))
+        # dx = scale * (g - mean(g) - xhat * mean(g * xhat)) = scale * g + a * xc + c
+        count = gv.size // inv_std.size if shard is None else _global_count(grad, shard)
+        a = (-scale * inv_std * inv_std * dot / count).astype(gv.dtype, copy=False).reshape(b)
+        c = (-scale * sum_g / count).astype(gv.dtype, copy=False).reshape(b)
+        return back(_input_gradient(gv, xc, scale.reshape(b), a, c, axes))
+
+
+def _rows(axes):
+    """Whether the view has one channel per row (images stored CHWN): the element-wise work then
+    splits over threads by channel (``parallel.for_rows``)."""
+    return axes == (1,)
+
+
+def _centred(v, mean, axes):
+    """``v - mean``."""
+    if not _rows(axes):
+        return v - mean
+    out = np.empty_like(v)
+    parallel.for_rows(lambda v, mean, out: np.subtract(v, mean, out=out), v, mean, out)
+    return out
+
+
+def _affine(xc, scale, beta, axes):
+    """``xc * scale (+ beta)``, a new array."""
+    out = np.empty_like(xc)
+
+    def rule(xc, scale, beta, out):
+        np.multiply(xc, scale, out=out)
+        if beta is not None:
+            out += beta
+
+    if _rows(axes):
+        parallel.for_rows(rule, xc, scale, beta, out)
+    else:
+        rule(xc, scale, beta, out)
+    return out
+
+
+def _input_gradient(g, xc, scale, a, c, axes):
+    """``scale * g + a * xc + c``, a new array."""
+    out = np.empty_like(g)
+
+    def rule(g, xc, scale, a, c, out):
+        np.multiply(g, scale, out=out)
+        out += xc * a
+        out += c
+
+    if _rows(axes):
+        parallel.for_rows(rule, g, xc, scale, a, c, out)
+    else:
+        rule(g, xc, scale, a, c, out)
+    return out
 
 
 def _sums(v, axes):

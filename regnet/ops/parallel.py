@@ -64,3 +64,42 @@ def for_slices(fn, *arrays):
     finally:
         for f in futures:
             f.result()
+
+
+def _split(fn, arrays, axis):
+    """``fn(*parts)`` over aligned slices of ``axis`` of ``arrays`` (``None`` entries stay
+    ``None``), on several threads when the first array is large."""
+    first = arrays[0]
+    length = first.shape[axis]
+    n = 1 if first.size < 2 * MIN_ELEMENTS_PER_THREAD else min(threads(), length, first.size // MIN_ELEMENTS_PER_THREAD)
+    if n <= 1:
+        fn(*arrays)
+        return
+    step = -(-length // n)
+    bounds = [(i, min(length, i + step)) for i in range(0, length, step)]
+    index = (slice(None),) * axis
+
+    def part(i0, i1):
+        return [None if a is None else a[(*index, slice(i0, i1))] for a in arrays]
+
+    pool = _executor(n)
+    futures = [pool.submit(fn, *part(i0, i1)) for i0, i1 in bounds[1:]]
+    try:
+        fn(*part(*bounds[0]))
+    finally:
+        for f in futures:
+            f.result()
+
+
+def for_channels(fn, *arrays):
+    """``fn(*parts)`` over aligned slices of axis 1 (the channels) of NCHW ``arrays`` (``None``
+    entries stay ``None``), on several threads when the first array is large. Channels of a
+    batch stored CHWN (see ``layout``) are contiguous blocks, so each thread works on its own
+    memory. Channels are independent in the element-wise and window operations this serves."""
+    _split(fn, arrays, 1)
+
+
+def for_rows(fn, *arrays):
+    """``fn(*parts)`` over aligned slices of axis 0 of ``arrays`` (per-row work on ``(rows, n)``
+    arrays and their ``(rows, 1)`` parameters), on several threads when the first is large."""
+    _split(fn, arrays, 0)

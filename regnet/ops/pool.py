@@ -10,7 +10,7 @@ makes its maximum NaN (as ``np.maximum`` does).
 
 import numpy as np
 
-from . import layout, windows
+from . import layout, parallel, windows
 
 
 def _views(a, axis, k, stride, count, length=None):
@@ -71,8 +71,12 @@ def max_forward(x, pool, stride, pads, out_hw, training):
     out = layout.empty_like_layout(x, (n, c, ho, wo))
     a1 = layout.empty_like_layout(x, m1.shape, np.int8) if training else None
     a2 = layout.empty_like_layout(x, out.shape, np.int8) if training else None
-    _max(_views(xp, 3, pw, sw, wo, length=rows), m1, a1)
-    _max(_views(m1, 2, ph, sh, ho), out, a2)
+
+    def run(xp, m1, out, a1, a2):  # on a slice of the channels
+        _max(_views(xp, 3, pw, sw, wo, length=rows), m1, a1)
+        _max(_views(m1, 2, ph, sh, ho), out, a2)
+
+    parallel.for_channels(run, xp, m1, out, a1, a2)
     return out, ((a1, a2) if training else None)
 
 
@@ -85,11 +89,15 @@ def max_backward(grad, arg, in_shape, pool, stride, pads, out_hw):
     hp, wp = h + top + bottom, w + left + right
     rows = a1.shape[2]
     dm1 = layout.empty_like_layout(a1, a1.shape, grad.dtype)
-    if sh != ph:  # rows overlap or leave gaps: start from zero
-        dm1[...] = 0
-    _route(grad, a2, _views(dm1, 2, ph, sh, ho), sh < ph)
     dx = layout.empty_like_layout(a1, (n, c, hp, wp), grad.dtype)
-    if sw != pw or rows != hp or sw * wo != wp:
-        dx[...] = 0
-    _route(dm1, a1, _views(dx, 3, pw, sw, wo, length=rows), sw < pw)
+
+    def run(dx, dm1, grad, a1, a2):  # on a slice of the channels
+        if sh != ph:  # rows overlap or leave gaps: start from zero
+            dm1[...] = 0
+        _route(grad, a2, _views(dm1, 2, ph, sh, ho), sh < ph)
+        if sw != pw or rows != hp or sw * wo != wp:
+            dx[...] = 0
+        _route(dm1, a1, _views(dx, 3, pw, sw, wo, length=rows), sw < pw)
+
+    parallel.for_channels(run, dx, dm1, grad, a1, a2)
     return windows.unpad(dx, pads)
