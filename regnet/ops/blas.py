@@ -34,8 +34,10 @@ _reason = "not looked up yet"
 _lib = None  # the library the functions come from
 
 #: how long OpenBLAS's helper threads spin for the next product before they sleep: 2**N cycles of
-#: the time-stamp counter (OpenBLAS's own default, 28, is about 0.1 s)
-SPIN_EXPONENT = 8
+#: the time-stamp counter (OpenBLAS's own default, 28, is about 0.1 s; 20 about 0.4 ms: long enough
+#: to span the gaps between the products of one forward pass, so batch-1 latency keeps its
+#: spinning threads, short against the milliseconds of element-wise work in a training step)
+SPIN_EXPONENT = 20
 _spin_done = False
 
 
