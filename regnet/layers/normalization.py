@@ -168,12 +168,12 @@ def _input_gradient(g, xc, scale, a, c, axes):
 
 def _sums(v, axes):
     """Per-channel sums; channels on rows (images stored CHWN) go through BLAS."""
-    return reduce.row_sums(v) if axes == (1,) else v.sum(axis=axes)
+    return reduce.row_sums(v) if _rows(axes) else v.sum(axis=axes)
 
 
 def _dots(a, b, axes):
     """Per-channel sums of ``a * b``."""
-    return reduce.row_dots(a, b) if axes == (1,) else np.multiply(a, b).sum(axis=axes)
+    return reduce.row_dots(a, b) if _rows(axes) else np.multiply(a, b).sum(axis=axes)
 
 
 def _global_count(x, shard):

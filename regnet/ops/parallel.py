@@ -49,26 +49,13 @@ if hasattr(os, "register_at_fork"):
 def for_slices(fn, *arrays):
     """``fn(*parts)`` over aligned slices of the equally long 1-D ``arrays``, on several threads
     when they are large; exceptions propagate."""
-    size = len(arrays[0])
-    n = 1 if size < 2 * MIN_ELEMENTS_PER_THREAD else min(threads(), size // MIN_ELEMENTS_PER_THREAD)
-    if n <= 1:
-        fn(*arrays)
-        return
-    step = -(-size // n)
-    bounds = [(s, min(size, s + step)) for s in range(0, size, step)]
-    pool = _executor(n)
-    futures = [pool.submit(fn, *(a[s:e] for a in arrays)) for s, e in bounds[1:]]
-    s, e = bounds[0]
-    try:
-        fn(*(a[s:e] for a in arrays))
-    finally:
-        for f in futures:
-            f.result()
+    _split(fn, arrays, 0)
 
 
 def _split(fn, arrays, axis):
     """``fn(*parts)`` over aligned slices of ``axis`` of ``arrays`` (``None`` entries stay
-    ``None``), on several threads when the first array is large."""
+    ``None``), on several threads when the first array is large: at least
+    ``MIN_ELEMENTS_PER_THREAD`` elements of it per thread, else all on the calling thread."""
     first = arrays[0]
     length = first.shape[axis]
     n = 1 if first.size < 2 * MIN_ELEMENTS_PER_THREAD else min(threads(), length, first.size // MIN_ELEMENTS_PER_THREAD)
