@@ -91,7 +91,7 @@ def _self_test(funcs):
         av, bv, ov = a[1:6, 2:9], b[1:5, 2:9].T, out[1:, 3:7]  # (5, 7) @ (7, 4) -> (5, 4)
         want = out.copy()
         want[1:, 3:7] += av @ bv
-        _call(funcs[np.dtype(dtype)], av, bv, ov, 1.0)
+        _call(funcs[np.dtype(dtype)], av, bv, ov, 1.0, (_layout(av), _layout(bv), _layout(ov)))
         if not np.allclose(out, want, rtol=1e-4, atol=1e-4):  # also: nothing outside the view written
             return False
     return True
@@ -165,8 +165,9 @@ def _layout(x):
     return None
 
 
-def _call(fn, a, b, out, beta):
-    (ta, lda), (tb, ldb), (_, ldc) = _layout(a), _layout(b), _layout(out)
+def _call(fn, a, b, out, beta, layouts):
+    """The BLAS call, given the ``_layout`` of ``a``, ``b`` and ``out``."""
+    (ta, lda), (tb, ldb), (_, ldc) = layouts
     m, k = a.shape
     n = b.shape[1]
     fn(
@@ -195,13 +196,13 @@ def gemm(a, b, out, beta=0.0):
     if np.may_share_memory(out, a) or np.may_share_memory(out, b):
         raise ValueError("gemm output shares memory with an operand")
     fn = _functions().get(out.dtype) if a.dtype == b.dtype == out.dtype else None
-    lay = _layout(out)
-    usable = fn is not None and lay is not None and not lay[0] and _layout(a) is not None and _layout(b) is not None
+    layouts = (_layout(a), _layout(b), _layout(out))
+    usable = fn is not None and None not in layouts and not layouts[2][0]
     if not usable or 0 in out.shape or a.shape[1] == 0:
         if beta:
             out += a @ b
         else:
             np.matmul(a, b, out=out)
         return out
-    _call(fn, a, b, out, float(beta))
+    _call(fn, a, b, out, float(beta), layouts)
     return out

@@ -205,6 +205,25 @@ def forward(x, kernel, bias, geo, ws, training):
     return layout.from_chwn(y.reshape(f, geo.ho, geo.wo, n)), (xp if training else None)
 
 
+def kernel_gradient(g2, kept, kernel_shape, has_bias, geo):
+    """``(d_kernel, d_bias or None)`` from the CHWN output gradient ``g2 (F, Ho*Wo*N)`` and what
+    ``forward`` kept: the whole columns (2-D, one product) or the padded input (4-D: columns
+    built again band by band, their products summed)."""
+    f, dtype = g2.shape[0], g2.dtype
+    if kept.ndim == 2:
+        dw = g2 @ kept.T
+    else:
+        n = kept.shape[3]
+        k, step = geo.rows + has_bias, geo.wo * n
+        dw = np.zeros((f, k), dtype)
+        tmp = np.empty_like(dw)
+        for r0, r1 in bands(geo, k, n, dtype):
+            part = _band_columns(geo, kept, k, r0, r1, dtype)
+            np.matmul(g2[:, r0 * step : r1 * step], part.T, out=tmp)
+            dw += tmp
+    return dw[:, : geo.rows].reshape(kernel_shape), (dw[:, geo.rows] if has_bias else None)
+
+
 def backward(grad, kept, kernel, bias, geo, ws, need_input_grad=True, transposed=None):
     """Gradients ``(d_kernel, d_bias, d_x)`` for the output gradient ``grad`` (NCHW, any layout)
     given what ``forward`` kept (columns, 2-D, or the padded input, 4-D); ``d_x`` is NCHW stored
@@ -213,19 +232,8 @@ def backward(grad, kept, kernel, bias, geo, ws, need_input_grad=True, transposed
     n, f = grad.shape[0], grad.shape[1]
     dtype = np.result_type(grad.dtype, kernel.dtype)
     g2 = layout.contiguous_chwn(grad.astype(dtype, copy=False)).reshape(f, -1)
-    k = geo.rows + (bias is not None)
+    dk, db = kernel_gradient(g2, kept, kernel.shape, bias is not None, geo)
     step = geo.wo * n
-    if kept.ndim == 2:  # the whole columns
-        dw = g2 @ kept.T
-    else:  # the padded input: columns band by band, their products summed
-        dw = np.zeros((f, k), dtype)
-        tmp = np.empty_like(dw)
-        for r0, r1 in bands(geo, k, n, dtype):
-            part = _band_columns(geo, kept, k, r0, r1, dtype)
-            np.matmul(g2[:, r0 * step : r1 * step], part.T, out=tmp)
-            dw += tmp
-    dk = dw[:, : geo.rows].reshape(kernel.shape)
-    db = dw[:, geo.rows] if bias is not None else None
     if not need_input_grad:
         return dk, db, None
     kernel = kernel.astype(dtype, copy=False)

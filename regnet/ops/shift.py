@@ -119,8 +119,8 @@ def backward(grad, kernel, bias, geo, ws, need_input_grad=True, *, buf=None, col
     g = g.reshape(f, length)
     offsets = _offsets(geo, n)
     if columns is not None:
-        dw = layout.contiguous_chwn(grad).reshape(f, -1) @ columns.T
-        dk, db = dw[:, : geo.rows].reshape(kernel.shape), (dw[:, geo.rows] if bias is not None else None)
+        g2 = layout.contiguous_chwn(grad).reshape(f, -1)
+        dk, db = conv.kernel_gradient(g2, columns, kernel.shape, bias is not None, geo)
     else:
         dk = np.empty((geo.kh, geo.kw, f, geo.c), dtype)
         for i, j, off in offsets:
