@@ -90,11 +90,12 @@ class Model:
                 raise spec.with_layer_context(exc, node) from exc
             node.layer.name = node.name
         self.output_shape = shapes[self.output_node.name]
-        consumers = {}
+        last_use = {}
         for i, node in enumerate(self.nodes):
             for s in node.inputs:
-                consumers[s] = i
-        self._last_use = consumers
+                last_use[s] = i
+        #: per node, the values no later node reads (forward drops them once the node has run)
+        self._done_after = [sorted({s for s in node.inputs if last_use[s] == i}) for i, node in enumerate(self.nodes)]
 
     def to_spec(self):
         layers = []
@@ -215,7 +216,7 @@ class Model:
         kept for ``backward`` as soon as it has run, so that every intermediate array is freed
         once its last reader has run (peak memory: a few activations, not all of them)."""
         values = {spec.INPUT: x}
-        for i, node in enumerate(self.nodes):
+        for node, done in zip(self.nodes, self._done_after):
             xs = [values[s] for s in node.inputs]
             arg = xs if node.layer.n_inputs is None else xs[0]
             if logits and node is self.output_node:
@@ -224,9 +225,8 @@ class Model:
                 values[node.name] = node.layer(arg, training)
             if release:
                 node.layer.release()
-            for s in set(node.inputs):
-                if self._last_use.get(s) == i:
-                    del values[s]
+            for s in done:
+                del values[s]
         self._logits = logits
         return values[self.output_node.name]
 

@@ -433,7 +433,6 @@ def _evaluate(model, source, strategy=LOCAL):
             shown = _outputs(model, out)
             for m in model.metrics:
                 m.update(shown, yb)
-        model.release()
     loss_sum, seen = strategy.reduce_totals(loss_sum, seen, model.metrics)
     if seen == 0:
         raise DataError("the data yielded no batch to evaluate")
@@ -475,12 +474,10 @@ def predict(model, x, *, batch_size=256, steps=None):
             for xb, _, _ in source.epoch(model.rng, False):
                 out[start : start + len(xb)] = model.forward(xb, training=False, release=True)
                 start += len(xb)
-                model.release()
             return out
         parts = []
         for xb, _, _ in source.epoch(model.rng, False):
             parts.append(model.forward(xb, training=False, release=True).copy())
-            model.release()
         return np.concatenate(parts) if parts else np.empty((0, *model.output_shape), np.float32)
     finally:
         source.close()
@@ -522,9 +519,7 @@ def test_on_batch(model, x, y, *, sample_weight=None):
     _warn_untrained(model)
     out = model.forward(xb, training=False, logits=model._fused_loss is not None, release=True)
     loss = model.training_loss.value(out, yb) if wb is None else model.training_loss.weighted_value(out, yb, wb)
-    logs = _batch_logs(model, loss, out, yb)
-    model.release()
-    return logs
+    return _batch_logs(model, loss, out, yb)
 
 
 def predict_on_batch(model, x):

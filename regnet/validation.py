@@ -138,8 +138,11 @@ def inputs(model, x, what="x"):
     check_shape(model, x.shape, what)
     if x.shape[0] == 0:
         raise DataError(f"{what} is empty (0 samples)")
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.dtype == np.float32:
+        x = np.ascontiguousarray(x)
+    else:
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+            x = np.ascontiguousarray(x, dtype=np.float32)
     finite(x, what)
     return x
 
