@@ -149,7 +149,10 @@ def bands(geo, k, n, dtype, width=None):
     """``(r0, r1)`` bands of output rows whose ``k``-row columns fit ``band_bytes()`` (equal bands);
     ``width`` is the positions per row (``geo.wo`` unless given)."""
     width = geo.wo if width is None else width
-    band = max(1, min(geo.ho, band_bytes() // (k * width * n * np.dtype(dtype).itemsize)))
+    row_bytes = k * width * n * np.dtype(dtype).itemsize
+    if COLUMN_BYTES is None and row_bytes * geo.ho <= SMALL_BANDS:  # one band at any thread count
+        return [(0, geo.ho)]  # (and no look-up of that count, which reads the environment)
+    band = max(1, min(geo.ho, band_bytes() // row_bytes))
     band = -(-geo.ho // -(-geo.ho // band))
     return [(r0, min(geo.ho, r0 + band)) for r0 in range(0, geo.ho, band)]
 
