@@ -7,6 +7,7 @@ import attrs
 import numpy as np
 
 from . import fields, registry
+from .ops import parallel
 
 
 class Activation:
@@ -69,7 +70,22 @@ class ReLU(Activation):
         return np.maximum(x, 0, dtype=x.dtype)
 
     def backward(self, grad, x, y):
-        return grad * (x > 0)
+        out = np.empty_like(grad)
+        parallel.for_blocks(_relu_gradient, grad, x, out, per_thread=RELU_ELEMENTS_PER_THREAD)
+        return out
+
+
+#: the ReLU gradient goes to several threads from this many elements per thread (below, starting
+#: the threads costs more than they save: measured on (64, 64, 11, 11) and (64, 16, 32, 32))
+RELU_ELEMENTS_PER_THREAD = 1 << 19
+
+
+def _relu_gradient(grad, x, out):
+    """``out = grad * (x > 0)``: the comparison written straight into the float output (0 or 1)
+    and multiplied in place, two plain float passes where ``grad * (x > 0)`` multiplies a float
+    array by a boolean one (a mixed-type loop, about 1.6x slower)."""
+    np.greater(x, 0, out=out)
+    out *= grad
 
 
 @activation("leaky_relu")

@@ -279,6 +279,41 @@ def test_slices_are_bit_identical_to_one_thread(monkeypatch):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+def test_blocks_split_the_axis_outermost_in_memory(monkeypatch):
+    from regnet.ops import parallel
+
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_THREAD", 10)
+    monkeypatch.setenv("REGNET_NUM_THREADS", "2")
+    stored_chwn = chwn_copy(np.zeros((6, 4, 3, 3)))
+    c_ordered = np.zeros((6, 4, 3, 3))
+    for x, axis, parts in ((stored_chwn, 1, [2, 2]), (c_ordered, 0, [3, 3])):
+        shapes = []
+        parallel.for_blocks(lambda a: shapes.append(a.shape), x)
+        assert sorted(s[axis] for s in shapes) == parts
+        assert all(s[1 - axis] == x.shape[1 - axis] for s in shapes)
+
+
+@pytest.mark.parametrize("stored", ["chwn", "nchw", "dense"])
+def test_relu_gradient_on_threads_is_the_product_with_the_mask(monkeypatch, stored):
+    from regnet import activations
+
+    monkeypatch.setattr(activations, "RELU_ELEMENTS_PER_THREAD", 50)
+    rng = np.random.default_rng(12)
+    shape = (64, 5) if stored == "dense" else (5, 4, 3, 6)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0] = np.nan  # a NaN input passes no gradient, as in grad * (x > 0)
+    g = rng.standard_normal(shape).astype(np.float32)
+    if stored == "chwn":
+        x, g = chwn_copy(x), chwn_copy(g)
+    want = g * (x > 0)
+    for threads in ("1", "3"):
+        monkeypatch.setenv("REGNET_NUM_THREADS", threads)
+        got = activations.ReLU().backward(g, x, np.maximum(x, 0))
+        assert got.dtype == np.float32 and got.shape == g.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))  # -0.0 where g < 0 and x <= 0
+
+
 def test_inference_pieces_share_one_buffer_across_layers(monkeypatch):
     from regnet.ops import conv as conv_ops
 

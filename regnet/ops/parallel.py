@@ -52,13 +52,15 @@ def for_slices(fn, *arrays):
     _split(fn, arrays, 0)
 
 
-def _split(fn, arrays, axis):
+def _split(fn, arrays, axis, per_thread=None):
     """``fn(*parts)`` over aligned slices of ``axis`` of ``arrays`` (``None`` entries stay
-    ``None``), on several threads when the first array is large: at least
-    ``MIN_ELEMENTS_PER_THREAD`` elements of it per thread, else all on the calling thread."""
+    ``None``), on several threads when the first array is large: at least ``per_thread``
+    (default ``MIN_ELEMENTS_PER_THREAD``) elements of it per thread, else all on the calling
+    thread."""
+    per_thread = MIN_ELEMENTS_PER_THREAD if per_thread is None else per_thread
     first = arrays[0]
     length = first.shape[axis]
-    n = 1 if first.size < 2 * MIN_ELEMENTS_PER_THREAD else min(threads(), length, first.size // MIN_ELEMENTS_PER_THREAD)
+    n = 1 if first.size < 2 * per_thread else min(threads(), length, first.size // per_thread)
     if n <= 1:
         fn(*arrays)
         return
@@ -84,6 +86,19 @@ def for_channels(fn, *arrays):
     batch stored CHWN (see ``layout``) are contiguous blocks, so each thread works on its own
     memory. Channels are independent in the element-wise and window operations this serves."""
     _split(fn, arrays, 1)
+
+
+def for_blocks(fn, *arrays, per_thread=None):
+    """``fn(*parts)`` over aligned slices of the axis that is outermost in the first array's memory
+    (the largest stride: the channels of a batch stored CHWN, the samples of a C-ordered one), so
+    that each thread works on contiguous blocks; on several threads when the first is large (at
+    least ``per_thread`` elements per thread, default ``MIN_ELEMENTS_PER_THREAD``)."""
+    first = arrays[0]
+    if first.ndim == 0 or first.size < 2 * (per_thread or MIN_ELEMENTS_PER_THREAD):
+        fn(*arrays)
+        return
+    axis = max(range(first.ndim), key=lambda i: first.strides[i])
+    _split(fn, arrays, axis, per_thread)
 
 
 def for_rows(fn, *arrays):
