@@ -29,11 +29,13 @@ import numpy as np
 from . import layout, parallel
 
 #: columns are built for at most this many bytes at a time (a band of output rows of the whole
-#: batch), in one buffer per thread shared by every convolution. Small bands stay in cache; but
-#: each multi-threaded BLAS call is a synchronisation of its threads, which is slow when the cores
-#: are busy, so with several BLAS threads the bands are larger (fewer calls).
+#: batch), in one buffer per thread shared by every convolution. Small bands stay in cache; each
+#: multi-threaded BLAS call is also a synchronisation of its threads, so with several BLAS threads
+#: the bands are somewhat larger (fewer calls). Measured with 2 threads (benchmarks/README.md):
+#: 8 MiB against 32 MiB bands gave LeNet-5 inference (batch 1000) 20,000-21,000 img/s against
+#: 16,500-18,000 at 43 MiB peak memory against 94, and no slower training.
 COLUMN_BYTES = None  # None: the two defaults below, by BLAS thread count
-SMALL_BANDS, LARGE_BANDS = 4 << 20, 32 << 20
+SMALL_BANDS, LARGE_BANDS = 4 << 20, 8 << 20
 #: in training, whole columns up to this size are kept for the backward pass (larger ones are
 #: built again there, band by band)
 KEEP_COLUMN_BYTES = 32 << 20
