@@ -320,7 +320,7 @@ class Adam(Optimizer):
             np.subtract(p, tmp, out=p)
 
         if same and all(a.flags.c_contiguous for a in arrays):
-            parallel.for_slices(rule, *(a.reshape(-1) for a in arrays))
+            parallel.for_rows(rule, *(a.reshape(-1) for a in arrays))
         else:
             rule(*arrays)
 

@@ -274,7 +274,7 @@ def test_slices_are_bit_identical_to_one_thread(monkeypatch):
     for threads in ("1", "4"):
         monkeypatch.setenv("REGNET_NUM_THREADS", threads)
         out = np.empty_like(x)
-        parallel.for_slices(rule, x, out)
+        parallel.for_rows(rule, x, out)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
 

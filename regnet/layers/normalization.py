@@ -125,12 +125,18 @@ def _rows(axes):
     return axes == (1,)
 
 
+def _apply(rule, axes, *arrays):
+    """``rule(*arrays)``, split over threads by channel when the view has one channel per row."""
+    if _rows(axes):
+        parallel.for_rows(rule, *arrays)
+    else:
+        rule(*arrays)
+
+
 def _centred(v, mean, axes):
-    """``v - mean``."""
-    if not _rows(axes):
-        return v - mean
+    """``v - mean``, a new array."""
     out = np.empty_like(v)
-    parallel.for_rows(lambda v, mean, out: np.subtract(v, mean, out=out), v, mean, out)
+    _apply(lambda v, mean, out: np.subtract(v, mean, out=out), axes, v, mean, out)
     return out
 
 
@@ -143,10 +149,7 @@ def _affine(xc, scale, beta, axes):
         if beta is not None:
             out += beta
 
-    if _rows(axes):
-        parallel.for_rows(rule, xc, scale, beta, out)
-    else:
-        rule(xc, scale, beta, out)
+    _apply(rule, axes, xc, scale, beta, out)
     return out
 
 
@@ -159,10 +162,7 @@ def _input_gradient(g, xc, scale, a, c, axes):
         out += xc * a
         out += c
 
-    if _rows(axes):
-        parallel.for_rows(rule, g, xc, scale, a, c, out)
-    else:
-        rule(g, xc, scale, a, c, out)
+    _apply(rule, axes, g, xc, scale, a, c, out)
     return out
 
 

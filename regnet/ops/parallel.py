@@ -46,12 +46,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def for_slices(fn, *arrays):
-    """``fn(*parts)`` over aligned slices of the equally long 1-D ``arrays``, on several threads
-    when they are large; exceptions propagate."""
-    _split(fn, arrays, 0)
-
-
 def _split(fn, arrays, axis, per_thread=None):
     """``fn(*parts)`` over aligned slices of ``axis`` of ``arrays`` (``None`` entries stay
     ``None``), on several threads when the first array is large: at least ``per_thread``
@@ -94,14 +88,14 @@ def for_blocks(fn, *arrays, per_thread=None):
     that each thread works on contiguous blocks; on several threads when the first is large (at
     least ``per_thread`` elements per thread, default ``MIN_ELEMENTS_PER_THREAD``)."""
     first = arrays[0]
-    if first.ndim == 0 or first.size < 2 * (per_thread or MIN_ELEMENTS_PER_THREAD):
+    if first.ndim == 0:
         fn(*arrays)
         return
-    axis = max(range(first.ndim), key=lambda i: first.strides[i])
-    _split(fn, arrays, axis, per_thread)
+    _split(fn, arrays, max(range(first.ndim), key=lambda i: first.strides[i]), per_thread)
 
 
 def for_rows(fn, *arrays):
     """``fn(*parts)`` over aligned slices of axis 0 of ``arrays`` (per-row work on ``(rows, n)``
-    arrays and their ``(rows, 1)`` parameters), on several threads when the first is large."""
+    arrays and their ``(rows, 1)`` parameters, or slices of equally long 1-D arrays), on several
+    threads when the first is large; exceptions propagate."""
     _split(fn, arrays, 0)
