@@ -18,7 +18,9 @@ import time
 
 import numpy as np
 
-from regnet import Model, divergence, runtime
+from regnet import Model
+from regnet.training import divergence
+from regnet.training import loop as runtime
 
 ARCHS = {
     "mlp-784-128-10": [128],
@@ -34,7 +36,7 @@ def build(hidden, optimizer):
 
 
 def plain_step(model, xb, yb, _guard=None):
-    out = model.forward(xb, training=True, logits=model._fused_loss is not None)
+    out = model.forward(xb, training=True, logits=model.fused_loss is not None)
     loss, grad = model.training_loss.value_and_grad(out, yb)
     model.backward(grad, input_grad=False)  # as runtime.train_step does
     model.optimizer.step(model.params, model.grads)

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ARCHS, SCALING_ARCHS, input_shape, regnet_model
 
-from regnet import divergence
+from regnet.training import divergence
 from regnet.layers.base import Layer
 
 
@@ -62,7 +62,7 @@ def profile(arch, batch, steps, training=True, stat=min, clock=time.process_time
     Layer.backward_only = timer.wrap(lambda a: (names[id(a[0])], "bwd"), saved[2])
     out_layer = model.output_node.layer
     out_layer.forward = timer.wrap(lambda a: (names[id(out_layer)], "fwd"), out_layer.forward)
-    fused = model._fused_loss is not None
+    fused = model.fused_loss is not None
     try:
         for _ in range(steps):
             t0 = clock()

@@ -2,7 +2,8 @@
 
 Public API: ``Model``, ``load``/``save``, the component registries and their decorators, the
 callbacks and the error hierarchy. Submodules, all available after ``import regnet``:
-``datasets``, ``zoo``, ``metrics``, ``schedules``, ``data`` (data in every form ``fit`` takes),
+``datasets``, ``zoo``, ``metrics``, ``schedules``, ``training`` (the loop behind ``fit``, its
+callbacks, and ``training.data``: data in every form ``fit`` takes),
 ``images`` (digits from a photo), ``plot`` (pictures of training), ``testing`` (the conformance
 kit), ``io`` (the file format), ``checkpoint`` (model state to and from files) and ``distributed``
 (data-parallel training on MPI, which needs the optional extra ``regnet[mpi]`` once used);
@@ -16,7 +17,6 @@ from typing import Any
 from . import (  # registers the built-ins
     activations,
     checkpoint,
-    data,
     datasets,
     distributed,
     images,
@@ -29,11 +29,12 @@ from . import (  # registers the built-ins
     plot,
     schedules,
     testing,
+    training,
     zoo,
 )
 from ._version import __version__
 from .activations import Activation, activation
-from .callbacks import (
+from .training.callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
@@ -66,17 +67,10 @@ from .losses import Loss, loss
 from .metrics import Metric, metric
 from .model import Model
 from .optimizers import Optimizer, optimizer
-from .registry import (
-    REGISTRIES,
-    register_activation,
-    register_initializer,
-    register_layer,
-    register_loss,
-    register_metric,
-    register_optimizer,
-    register_schedule,
-)
+from .ops.tuning import tune
+from .registry import REGISTRIES
 from .schedules import Schedule, schedule
+from .training.data import Dataset
 
 
 def load(path, compile=True, *, allow_non_finite=False):
@@ -134,16 +128,11 @@ __all__ = [
     "schedule",
     "Metric",
     "metric",
-    "register_layer",
-    "register_activation",
-    "register_loss",
-    "register_optimizer",
-    "register_initializer",
-    "register_schedule",
-    "register_metric",
     "activations",
     "checkpoint",
-    "data",
+    "training",
+    "Dataset",
+    "tune",
     "datasets",
     "distributed",
     "images",

@@ -261,7 +261,7 @@ def load(
     apply(model, staged)
     if untrained:
         model.initial_weights = True  # saved again, it is still untrained
-        model._untrained_warning = (
+        model.untrained_warning = (
             f"{f.shown} holds a model that was never trained (its weights are the initial ones): its outputs "
             f"mean nothing yet"
         )
@@ -341,6 +341,34 @@ def apply_callback_states(callbacks: Any, states: dict) -> None:
             )
             continue
         cb.load_state_dict(entry["state"])
+
+
+def load_state(model: Any, state: dict[str, Any], *, strict: bool = True) -> io.WeightsReport:
+    """Copy ``{"layer/tensor": array}`` into ``model``'s weights by name (``Model.load_state_dict``).
+
+    Every name, shape and dtype (a real floating-point type) is checked before anything is
+    assigned; ``strict`` raises ``WeightsMismatchError`` listing every problem, otherwise the
+    matching tensors are copied and the returned ``WeightsReport`` lists the rest."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    loaded, mismatched = [], []
+    for key in sorted(set(own) & set(state)):
+        value = np.asarray(state[key])
+        if value.shape != own[key].shape or value.dtype.kind != "f":
+            mismatched.append(io.Mismatch(key, value.shape, str(value.dtype), own[key].shape))
+        else:
+            loaded.append(key)
+    report = io.WeightsReport(loaded, missing, unexpected, mismatched)
+    if strict and not report.ok:
+        raise WeightsMismatchError(
+            f"the state does not fit the model ({len(report.problems())} problem(s)): " + "; ".join(report.problems())
+        )
+    for key in loaded:
+        np.copyto(own[key], state[key], casting="same_kind")
+    if loaded:
+        model.initial_weights = False
+    return report
 
 
 def load_weights(

@@ -2,7 +2,7 @@
 
 A model's state is ``state_dict()`` (every weight and buffer by ``"layer/tensor"``), the
 optimizer's own ``state_dict()``, the generator ``rng``, ``epoch`` and ``history``; files are
-``regnet.checkpoint``'s business and training is ``regnet.runtime``'s.
+``regnet.checkpoint``'s business and training is ``regnet.training``'s.
 """
 
 import difflib
@@ -10,12 +10,10 @@ import json
 
 import numpy as np
 
-from . import activations, checkpoint, losses, optimizers, runtime, spec
+from . import activations, checkpoint, losses, optimizers, spec, training
 from . import metrics as _metrics
-from .errors import ConfigError, RegnetError, WeightsMismatchError
+from .errors import ConfigError, RegnetError
 from .history import History
-from .io import Mismatch, WeightsReport
-from .ops import blas, memory
 from .registry import registered_name, to_plain
 from .text import shape as shape_text
 from .text import show
@@ -51,10 +49,11 @@ class Model:
         self.loss = self.optimizer = None
         self.metrics = []
         self.stop_training = False
-        self._fused_loss = None
+        #: the loss fused with the output activation (softmax + cross-entropy), set by ``compile``
+        self.fused_loss = None
+        #: a warning the first prediction gives once (a file saved before any training), or None
+        self.untrained_warning = None
         self._build()
-        memory.steady_heap()  # per-step arrays reused from the heap, not faulted in afresh
-        blas.short_spin()  # BLAS helper threads that sleep between products instead of spinning
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -71,8 +70,6 @@ class Model:
         if weights_from is not None:
             model.weights_report = checkpoint.transfer(model, weights_from, skip_mismatch=skip_mismatch)
         return model
-
-    from_json = from_spec
 
     @classmethod
     def load(cls, path, compile=True, *, allow_non_finite=False):
@@ -183,28 +180,8 @@ class Model:
         Every name, shape and dtype (a real floating-point type) is checked before anything is
         assigned. ``strict`` raises ``WeightsMismatchError`` listing every missing, unexpected
         and mismatched tensor; otherwise the matching ones are copied and the returned
-        ``WeightsReport`` lists the rest."""
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        loaded, mismatched = [], []
-        for key in sorted(set(own) & set(state)):
-            value = np.asarray(state[key])
-            if value.shape != own[key].shape or value.dtype.kind != "f":
-                mismatched.append(Mismatch(key, value.shape, str(value.dtype), own[key].shape))
-            else:
-                loaded.append(key)
-        report = WeightsReport(loaded, missing, unexpected, mismatched)
-        if strict and not report.ok:
-            raise WeightsMismatchError(
-                f"the state does not fit the model ({len(report.problems())} problem(s)): "
-                + "; ".join(report.problems())
-            )
-        for key in loaded:
-            np.copyto(own[key], state[key], casting="same_kind")
-        if loaded:
-            self.initial_weights = False
-        return report
+        ``WeightsReport`` lists the rest (``regnet.checkpoint.load_state``)."""
+        return checkpoint.load_state(self, state, strict=strict)
 
     def count_params(self):
         return sum(int(v.size) for v in self.state_dict().values())
@@ -286,7 +263,7 @@ class Model:
             names.add(m.name)
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         act = self.output_activation
-        self._fused_loss = self.loss.fused_with(act)
+        self.fused_loss = self.loss.fused_with(act)
         return self
 
     @property
@@ -302,106 +279,15 @@ class Model:
     @property
     def training_loss(self):
         """The loss as applied in training: fused with the output activation when possible."""
-        return self._fused_loss or self.loss
+        return self.fused_loss or self.loss
 
-    # -- runtime (see runtime.py) ---------------------------------------------------------------
-    def fit(
-        self,
-        x=None,
-        y=None,
-        *,
-        batch_size=32,
-        epochs=1,
-        verbose=1,
-        callbacks=(),
-        validation_split=None,
-        validation_data=None,
-        shuffle=True,
-        class_weight=None,
-        sample_weight=None,
-        initial_epoch=None,
-        steps_per_epoch=None,
-        validation_steps=None,
-        seed=None,
-        resume_from=None,
-        strategy=None,
-    ):
-        """Train for ``epochs`` more epochs; returns the ``History`` of the epochs run (also
-        appended to ``model.history``).
-
-        ``x``, ``y``: arrays; an array on disk (``numpy.memmap``, ``h5py.Dataset``) read in
-        shuffled chunks; or, with ``y=None``, a ``regnet.data.Dataset`` or an iterable of ``(x, y)``
-        / ``(x, y, sample_weight)`` batches (``steps_per_epoch`` batches per epoch, required when
-        it has no ``len()``). See ``regnet.data``.
-
-        ``validation_data``: ``(x, y)``, ``(x, y, sample_weight)``, or a dataset / iterable
-        (``validation_steps``); or ``validation_split``: the last fraction of ``x`` and ``y``
-        (taken before shuffling), in (0, 1). Validation logs are prefixed ``val_``.
-
-        ``class_weight``: ``{class: weight}`` or ``"balanced"``; ``sample_weight``: one weight >= 0
-        per sample. The loss of a batch becomes ``sum w_i loss_i / N`` (metrics stay unweighted).
-
-        ``seed`` resets the model's generator (shuffling, dropout): the same seed on the same model
-        gives bit-identical weights; without it the generator goes on from its state, which
-        ``regnet.save`` stores. ``initial_epoch`` sets the epoch counter first and makes
-        ``epochs`` the total to reach, as in Keras. ``resume_from`` (a file written by
-        ``regnet.save`` or ``ModelCheckpoint``) first restores weights, optimizer state,
-        generator, epoch, history and the state of the callbacks it saved; ``epochs`` is then the
-        total to reach and ``seed`` is ignored, so re-running the same call after an interruption
-        continues bit-identically.
-
-        ``callbacks``: ``regnet.Callback`` objects (``EarlyStopping``, ``ModelCheckpoint``, ...).
-        ``verbose``: 0 silent, 1 a progress bar (one line per epoch when not on a terminal).
-        ``strategy``: where training runs, this process by default;
-        ``regnet.distributed.DataParallel()`` spreads it over the processes of an MPI run.
-        """
-        return runtime.fit(
-            self,
-            x,
-            y,
-            batch_size=batch_size,
-            epochs=epochs,
-            verbose=verbose,
-            callbacks=callbacks,
-            validation_split=validation_split,
-            validation_data=validation_data,
-            shuffle=shuffle,
-            class_weight=class_weight,
-            sample_weight=sample_weight,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps,
-            seed=seed,
-            resume_from=resume_from,
-            strategy=strategy,
-        )
-
-    def evaluate(self, x=None, y=None, *, batch_size=256, sample_weight=None, steps=None, verbose=0):
-        """``{"loss": ..., <metric>: ...}`` over the whole set, in inference mode. ``x``, ``y`` as
-        for ``fit`` (``steps``: batches to take from an unsized iterable); ``sample_weight``
-        weights the loss."""
-        return runtime.evaluate(
-            self, x, y, batch_size=batch_size, sample_weight=sample_weight, steps=steps, verbose=verbose
-        )
-
-    def predict(self, x, *, batch_size=256, steps=None):
-        """Outputs for the inputs ``x`` (an array, an array on disk, a dataset or an iterable of
-        batches: ``x`` or ``(x, ...)``), computed in batches in inference mode; float32 of shape
-        ``(N, *output_shape)``."""
-        return runtime.predict(self, x, batch_size=batch_size, steps=steps)
-
-    def train_on_batch(self, x, y, *, sample_weight=None, class_weight=None):
-        """One optimisation step on one batch, under the divergence guard; returns ``{"loss":
-        ..., <metric>: ...}`` of that batch (computed during the step)."""
-        return runtime.train_on_batch(self, x, y, sample_weight=sample_weight, class_weight=class_weight)
-
-    def test_on_batch(self, x, y, *, sample_weight=None):
-        """``{"loss": ..., <metric>: ...}`` of one batch in inference mode."""
-        return runtime.test_on_batch(self, x, y, sample_weight=sample_weight)
-
-    def predict_on_batch(self, x):
-        """The outputs for one batch, in inference mode."""
-        return runtime.predict_on_batch(self, x)
+    # -- training (regnet.training: one signature and docstring, bound here) --------------------
+    fit = training.method(training.fit)
+    evaluate = training.method(training.evaluate)
+    predict = training.method(training.predict)
+    train_on_batch = training.method(training.train_on_batch)
+    test_on_batch = training.method(training.test_on_batch)
+    predict_on_batch = training.method(training.predict_on_batch)
 
     def summary(self, print_fn=None):
         """A table of layers, output shapes and parameter counts, returned as text (it shows as

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import io
-from .callbacks import History
+from .training.callbacks import History
 from .errors import DataError, MissingDependencyError
 from .text import escape, show
 

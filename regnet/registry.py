@@ -91,18 +91,24 @@ class Registry:
         """Raise ``TypeError`` unless ``obj`` is a subclass of the kind's base class."""
         if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
             raise TypeError(f"{obj!r} is not a subclass of {self.base.__module__}.{self.base.__qualname__}")
+        if self.base is not None and attrs.has(self.base) and "__attrs_attrs__" not in vars(obj):
+            # a plain subclass would save only its base's fields: its own would be lost on load
+            raise TypeError(
+                f"{obj.__qualname__} is not an attrs class, so its fields would not be saved: declare it "
+                f"with the {self.kind} decorator (e.g. @regnet.{self.kind.rstrip('s')}(\"Name\"))"
+            )
 
     # -- registration ---------------------------------------------------------------------------
-    def register(self, obj=None, *, name=None, aliases=(), override=False, provider=None):
+    def register(self, obj=None, *, name=None, aliases=(), provider=None):
         """Register ``obj`` (usable as ``@register`` or ``@register(name=..., aliases=...)``)."""
 
         def decorate(obj):
             key = name or getattr(obj, "__name__", None)
             if not isinstance(key, str) or not key:
                 raise ConfigError(f"cannot register {obj!r} in {self.kind}: it needs a name")
-            self._add(key, obj, provider or Provider(BUILTIN, _regnet_version()), override)
+            self._add(key, obj, provider or Provider(BUILTIN, _regnet_version()))
             for alias in aliases:
-                if alias in self._items and not override:
+                if alias in self._items:
                     raise PluginError(f"{self.kind} alias '{alias}' is already a registered name")
                 self._aliases[alias] = key
             try:
@@ -113,8 +119,8 @@ class Registry:
 
         return decorate if obj is None else decorate(obj)
 
-    def _add(self, key, obj, provider, override):
-        if key in self._items and not override and self._items[key] is not obj:
+    def _add(self, key, obj, provider):
+        if key in self._items and self._items[key] is not obj:
             raise PluginError(
                 f"{self.kind} name '{key}' is provided twice: by "
                 f"{_describe(self._providers[key])} and by {_describe(provider)}"
@@ -200,7 +206,7 @@ class Registry:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         try:
-            self._add(name, obj, prov, override=False)
+            self._add(name, obj, prov)
         except (TypeError, PluginError) as exc:
             self._mark_broken(name, prov, str(exc))
             raise PluginError(
@@ -442,15 +448,6 @@ def define(
         return cls
 
     return wrap(name) if isinstance(name, type) else wrap
-
-
-register_layer = layers.register
-register_activation = activations.register
-register_loss = losses.register
-register_optimizer = optimizers.register
-register_initializer = initializers.register
-register_schedule = schedules.register
-register_metric = metrics.register
 
 
 def registered_name(obj):

@@ -31,7 +31,7 @@ def test_torch_twin_has_the_same_function(bench):
 
 def test_training_steps_move_both_alike(bench):
     torch = pytest.importorskip("torch")
-    from regnet import runtime
+    from regnet.training import loop as runtime
 
     model = bench.regnet_model("mlp_370_115_50")
     twin = bench.torch_model(model)

@@ -20,8 +20,8 @@ from regnet import (
     ModelCheckpoint,
     ReduceLROnPlateau,
     TerminateOnNaN,
-    runtime,
 )
+from regnet.training import loop as runtime
 
 SPEC = {
     "input_shape": [4],

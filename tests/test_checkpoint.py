@@ -207,7 +207,7 @@ def test_load_does_not_read_callback_snapshots_that_only_resuming_uses(tmp_path,
     import h5py
 
     from regnet import io
-    from regnet.callbacks import EarlyStopping
+    from regnet.training.callbacks import EarlyStopping
 
     x, y = data()
     model = make()

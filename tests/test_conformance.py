@@ -93,7 +93,7 @@ class ScaleBase(Layer):
     """``y = x * w`` per feature: a correct layer the broken ones below bend."""
 
     def build(self, input_shape, rng):
-        self.add_param("w", input_shape, "glorot_uniform", rng)
+        self.add_weight("w", input_shape, "glorot_uniform", rng)
         return tuple(input_shape)
 
     def forward(self, x, training=False):

@@ -88,5 +88,8 @@ def test_release_drops_every_cache():
     assert not vars(layer.cache)
 
 
-def test_add_param_is_the_old_name_of_add_weight():
-    assert regnet.Layer.add_param is regnet.Layer.add_weight
+def test_dead_aliases_are_gone():
+    """One name per thing: the earlier aliases and the attrs-less register_* functions are removed."""
+    assert not hasattr(regnet.Layer, "add_param")
+    assert not hasattr(regnet.Model, "from_json")
+    assert not [n for n in dir(regnet) if n.startswith("register_")]

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from regnet import ConfigError, DataError, History, Model, runtime
+from regnet import ConfigError, DataError, History, Model
+from regnet.training import loop as runtime
 
 SPEC = {
     "input_shape": [4],

@@ -81,8 +81,8 @@ class DtypeSpy(Layer):
     seen = []
 
     def build(self, input_shape, rng):
-        self.add_param("w", input_shape, "ones", rng)
-        self.add_param("shift", input_shape, "zeros", rng, trainable=False)
+        self.add_weight("w", input_shape, "ones", rng)
+        self.add_weight("shift", input_shape, "zeros", rng, trainable=False)
         return tuple(input_shape)
 
     def forward(self, x, training=False):

@@ -345,7 +345,7 @@ class Scale(Layer):
     factor: float = 2.0
 
     def build(self, input_shape, rng):
-        self.add_param("gain", input_shape, "ones", rng)
+        self.add_weight("gain", input_shape, "ones", rng)
         return tuple(input_shape)
 
     def forward(self, x, training=False):

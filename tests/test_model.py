@@ -43,7 +43,7 @@ def _to_float64(model):
 def _model_gradcheck(model, x, y, eps=1e-6):
     """Max relative error of backprop vs central differences for every parameter and the input."""
     loss = model.training_loss
-    fused = model._fused_loss is not None
+    fused = model.fused_loss is not None
 
     def value(xx):
         return loss.value_and_grad(model.forward(xx, training=True, logits=fused), y)[0]

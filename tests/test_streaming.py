@@ -11,8 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from regnet import Callback, ConfigError, DataError, Model, TrainingDivergedError, data, runtime
-from regnet.data import Dataset
+from regnet import Callback, ConfigError, DataError, Model, TrainingDivergedError
+from regnet.training import data
+from regnet.training import loop as runtime
+from regnet.training.data import Dataset
 
 SPEC = {
     "input_shape": [4],

@@ -31,7 +31,7 @@ def test_model_methods_have_real_signatures_and_docstrings(method):
     kinds = {p.kind for p in inspect.signature(fn).parameters.values()}
     assert inspect.Parameter.VAR_KEYWORD not in kinds and inspect.Parameter.VAR_POSITIONAL not in kinds
     assert fn.__doc__ and len(fn.__doc__) > 40
-    assert set(inspect.signature(getattr(regnet.runtime, method, fn)).parameters) <= set(
+    assert set(inspect.signature(getattr(regnet.training, method, fn)).parameters) <= set(
         inspect.signature(fn).parameters
     ) | {"model"}
 

@@ -37,8 +37,36 @@ def _resolve(current: str, is_package: bool, level: int, target: str | None) -> 
     return ".".join([*base, target] if target else base)
 
 
-def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int, bool]]:
-    """``(imported regnet module, line, inside a function)`` for every import in the file."""
+def reexports(mods: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """``{package: {name: module that defines it}}`` for the names a package's ``__init__`` takes
+    from its own submodules (``from .core import Dense``), followed through nested packages."""
+    table: dict[str, dict[str, str]] = {}
+    for name, path in mods.items():
+        if path.name != "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                source = f"{name}.{node.module}"
+                if source in mods:
+                    for alias in node.names:
+                        table.setdefault(name, {})[alias.asname or alias.name] = source
+    for names in table.values():  # a name re-exported from a nested package: to its defining module
+        for key, source in names.items():
+            seen = set()
+            while source in table and key in table[source] and source not in seen:
+                seen.add(source)
+                source = table[source][key]
+            names[key] = source
+    return table
+
+
+def imports(
+    name: str, path: Path, known: set[str], reexported: dict[str, dict[str, str]] | None = None
+) -> list[tuple[str, int, bool]]:
+    """``(imported regnet module, line, inside a function)`` for every import in the file; a name
+    taken from a package that re-exports it counts as an import of the module that defines it."""
+    reexported = reexported or {}
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     is_package = path.name == "__init__.py"
     found = []
@@ -55,7 +83,11 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int, bool
                 if base == PACKAGE or base.startswith(PACKAGE + "."):
                     for alias in child.names:
                         full = f"{base}.{alias.name}"
-                        target = full if full in known else _longest_known(base, known)
+                        if full in known:
+                            target = full
+                        else:
+                            package = _longest_known(base, known)
+                            target = reexported.get(package, {}).get(alias.name, package)
                         found.append((target, child.lineno, in_function))
             visit(child, nested)
 
@@ -74,16 +106,14 @@ def graph(root: Path = ROOT) -> dict[str, list[tuple[str, int, bool]]]:
     """``{module: [(imported module, line, in a function), ...]}`` for every module of the package."""
     mods = modules(root)
     known = set(mods)
-    return {name: [i for i in imports(name, path, known) if i[0] != name] for name, path in mods.items()}
+    table = reexports(mods)
+    return {name: [i for i in imports(name, path, known, table) if i[0] != name] for name, path in mods.items()}
 
 
-def edges(g: dict, include_packages: bool = False) -> dict[str, set[str]]:
-    """Module -> imported modules, leaving out a package's imports of its own submodules (an
-    ``__init__`` that re-exports is not a dependency of what it re-exports)."""
-    out: dict[str, set[str]] = {}
-    for src, targets in g.items():
-        out[src] = {t for t, _, _ in targets if include_packages or not t.startswith(src + ".")}
-    return out
+def edges(g: dict) -> dict[str, set[str]]:
+    """Module -> imported modules. A package depends on the submodules its ``__init__`` imports, so
+    a module that imports the package itself sits above all of them."""
+    return {src: {t for t, _, _ in targets} for src, targets in g.items()}
 
 
 def cycle(e: dict[str, set[str]]) -> list[str] | None:
@@ -130,9 +160,9 @@ BEGIN, END = "<!-- imports:begin (tools/imports.py --update) -->", "<!-- imports
 
 def render(e: dict[str, set[str]] | None = None) -> str:
     """The graph as docs/design.md shows it: modules by depth (0 imports no regnet module), each
-    with the regnet modules it imports. Packages whose ``__init__`` only re-exports are left out."""
+    with the regnet modules it imports (a package: the submodules its ``__init__`` imports)."""
     e = edges(graph()) if e is None else e
-    shown = {m: t for m, t in e.items() if not (modules()[m].name == "__init__.py" and not t)}
+    shown = e
     d = depths(shown)
     short = lambda m: m.removeprefix(PACKAGE + ".") or PACKAGE
     lines = ["```", "depth  module  <-  the regnet modules it imports"]

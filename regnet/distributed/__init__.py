@@ -5,7 +5,7 @@ Needs the optional extra ``regnet[mpi]`` (mpi4py, and the mpich wheel with ``mpi
 imported when the first ``Communicator`` is made, so importing this package costs nothing. See
 docs/distributed.md.
 
-* ``strategy``: ``DataParallel``, the hooks ``fit`` calls (``regnet.runtime.Strategy``);
+* ``strategy``: ``DataParallel``, the hooks ``fit`` calls (``regnet.training.Strategy``);
 * ``mpi``: the ``Communicator`` (rank, size, the few collectives, each under a deadline);
 * ``flat``: one float32 buffer for every gradient, one ``Allreduce`` per step;
 * ``batches``: global batches and their shards; ``replicas``: rank 0's state to every process

@@ -5,7 +5,7 @@ checkpoint was trained with (with ``batch="per_rank"`` it grows with the number 
 import warnings
 from typing import Any
 
-from ..callbacks import Callback
+from ..training.callbacks import Callback
 
 
 class RunRecord(Callback):

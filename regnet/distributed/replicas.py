@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import divergence
+from ..training import divergence
 from ..errors import ReplicaDriftError
 from . import faults
 from .mpi import Communicator

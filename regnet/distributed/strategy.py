@@ -3,7 +3,7 @@
 Every process holds a replica of the model and reads the same data. Per step, each one:
 
 1. takes its shard of the global batch (``batches.bounds``: consecutive rows);
-2. runs forward and backward on it (``runtime.compute_gradients``) with the shard active
+2. runs forward and backward on it (``loop.compute_gradients``) with the shard active
    (``regnet.sharding``: BatchNorm uses global statistics, Dropout global masks);
 3. packs its gradients, weighted by its share of the batch, with its loss sum, its sample count
    and its metric statistics into one float32 vector (``flat.FlatBuffer``) and sums that vector
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import runtime, sharding
+from .. import sharding
+from ..training import loop
 from ..errors import ConfigError, DataError, DistributedError, TrainingDivergedError
 from ..text import show
 from . import batches, faults, replicas
@@ -40,7 +41,7 @@ CHECK_EVERY = 64
 _LOSS, _COUNT, _HEAD = 0, 1, 2
 
 
-class DataParallel(runtime.Strategy):
+class DataParallel(loop.Strategy):
     """Data-parallel training over the processes of an MPI run (``mpiexec -n N ...``).
 
     ``batch``: ``"per_rank"`` (default) reads ``fit``'s ``batch_size`` as each process's batch, so
@@ -192,8 +193,8 @@ class DataParallel(runtime.Strategy):
         wb = None if sample_weight is None else sample_weight[rows]
         shard = sharding.BatchShard(start, stop, n, self._sum)
         with sharding.active(shard):
-            loss, out = runtime.compute_gradients(model, xb[rows], yb[rows], wb)
-        stats = runtime.batch_statistics(model, out, yb[rows])
+            loss, out = loop.compute_gradients(model, xb[rows], yb[rows], wb)
+        stats = loop.batch_statistics(model, out, yb[rows])
         grads = model.trainable_grads
         buf = self._layout(grads, stats)
         buf.pack(grads, shard.share)

@@ -157,8 +157,6 @@ class Layer:
             self.buffers[name] = value
         return value
 
-    add_param = add_weight  # the earlier name
-
     # -- what the model calls -------------------------------------------------------------------
     def setup(self, input_shape: Any, rng: np.random.Generator) -> Shape:
         """Build and record shapes (the model calls this; layers implement ``build``)."""

@@ -8,7 +8,9 @@ replays the steps since an older one.
 import numpy as np
 import pytest
 
-from regnet import Callback, LearningRateScheduler, Model, TrainingDivergedError, divergence, runtime
+from regnet import Callback, LearningRateScheduler, Model, TrainingDivergedError
+from regnet.training import divergence
+from regnet.training import loop as runtime
 
 MLP = {
     "input_shape": [4],

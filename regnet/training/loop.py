@@ -4,7 +4,7 @@ per-batch ``train_on_batch`` / ``test_on_batch`` / ``predict_on_batch``.
 A step is split in two so that a data-parallel wrapper can combine gradients in between:
 ``compute_gradients`` (forward, loss, backward: fills ``model.grads``) and ``apply_gradients``
 (the optimizer's update of the trainable parameters). ``train_step`` runs both under the
-divergence guard (``regnet.divergence``).
+divergence guard (``regnet.training.divergence``).
 
 ``fit`` runs on one process unless given a ``Strategy`` (``regnet.distributed.DataParallel``
 spreads it over the processes of an MPI run): the one hook point where the loop asks how a batch
@@ -17,12 +17,15 @@ import warnings
 
 import numpy as np
 
-from . import checkpoint, data, divergence, losses, validation, weighting
+from .. import checkpoint, losses
+
+from . import data, divergence, validation, weighting
 from .callbacks import Callback
-from .errors import ConfigError, DataError, TrainingDivergedError
-from .history import History, plain_logs
+from ..errors import ConfigError, DataError, TrainingDivergedError
+from ..history import History, plain_logs
+from ..ops.tuning import tune
 from .progress import Progress
-from .text import show
+from ..text import show
 
 
 def _require_compiled(model):
@@ -32,7 +35,7 @@ def _require_compiled(model):
 
 def _outputs(model, logits):
     """Model outputs as the user sees them (probabilities where the loss was fused)."""
-    if model._fused_loss is None:
+    if model.fused_loss is None:
         return logits
     return losses.probabilities(logits, model.output_activation)
 
@@ -45,9 +48,9 @@ def _count(value, what):
 
 def _warn_untrained(model):
     """Warn once when a model loaded from a file that was never trained is used."""
-    if getattr(model, "_untrained_warning", None):
-        warnings.warn(model._untrained_warning, UserWarning, stacklevel=4)
-        model._untrained_warning = None
+    if model.untrained_warning:
+        warnings.warn(model.untrained_warning, UserWarning, stacklevel=4)
+        model.untrained_warning = None
 
 
 # -- where the loop runs ----------------------------------------------------------------------------
@@ -121,7 +124,7 @@ def batch_statistics(model, out, yb):
 
 # -- one step ---------------------------------------------------------------------------------------
 def _forward_backward(model, xb, yb, sample_weight):
-    out = model.forward(xb, training=True, logits=model._fused_loss is not None)
+    out = model.forward(xb, training=True, logits=model.fused_loss is not None)
     if sample_weight is None:
         loss, grad = model.training_loss.value_and_grad(out, yb)
     else:
@@ -263,8 +266,37 @@ def fit(
     resume_from=None,
     strategy=None,
 ):
-    """Train ``model``; returns the ``History`` of the epochs run (see ``Model.fit``), on this
-    process or as ``strategy`` says (see ``Strategy``)."""
+    """Train for ``epochs`` more epochs; returns the ``History`` of the epochs run (also
+    appended to ``model.history``).
+
+    ``x``, ``y``: arrays; an array on disk (``numpy.memmap``, ``h5py.Dataset``) read in
+    shuffled chunks; or, with ``y=None``, a ``regnet.Dataset`` or an iterable of ``(x, y)``
+    / ``(x, y, sample_weight)`` batches (``steps_per_epoch`` batches per epoch, required when
+    it has no ``len()``). See ``regnet.training.data``.
+
+    ``validation_data``: ``(x, y)``, ``(x, y, sample_weight)``, or a dataset / iterable
+    (``validation_steps``); or ``validation_split``: the last fraction of ``x`` and ``y``
+    (taken before shuffling), in (0, 1). Validation logs are prefixed ``val_``.
+
+    ``class_weight``: ``{class: weight}`` or ``"balanced"``; ``sample_weight``: one weight >= 0
+    per sample. The loss of a batch becomes ``sum w_i loss_i / N`` (metrics stay unweighted).
+
+    ``seed`` resets the model's generator (shuffling, dropout): the same seed on the same model
+    gives bit-identical weights; without it the generator goes on from its state, which
+    ``regnet.save`` stores. ``initial_epoch`` sets the epoch counter first and makes
+    ``epochs`` the total to reach, as in Keras. ``resume_from`` (a file written by
+    ``regnet.save`` or ``ModelCheckpoint``) first restores weights, optimizer state,
+    generator, epoch, history and the state of the callbacks it saved; ``epochs`` is then the
+    total to reach and ``seed`` is ignored, so re-running the same call after an interruption
+    continues bit-identically.
+
+    ``callbacks``: ``regnet.Callback`` objects (``EarlyStopping``, ``ModelCheckpoint``, ...).
+    ``verbose``: 0 silent, 1 a progress bar (one line per epoch when not on a terminal).
+    ``strategy``: where training runs, this process by default;
+    ``regnet.distributed.DataParallel()`` spreads it over the processes of an MPI run (see
+    ``Strategy``).
+    """
+    tune()
     strategy = LOCAL if strategy is None else strategy
     initial_epoch = _initial_epoch(initial_epoch, resume_from)
     callback_states = {}
@@ -325,7 +357,7 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
     """The epoch loop of ``fit`` on checked sources."""
     callbacks = strategy.begin(model, source, val, callbacks)
     verbose = verbose if strategy.chief else 0
-    model._untrained_warning = None
+    model.untrained_warning = None
     if not isinstance(model.history, History):
         model.history = History(model.history)
     history = History()
@@ -414,7 +446,7 @@ def _train(model, source, val, epochs, shuffle, verbose, callbacks, callback_sta
 def _evaluate(model, source, strategy=LOCAL):
     """``{"loss", <metric>: ...}`` over a source (inference mode; the loss weighted when the
     batches carry weights), shared among processes as ``strategy`` says."""
-    fused = model._fused_loss is not None
+    fused = model.fused_loss is not None
     loss_sum, seen = 0.0, 0
     for m in model.metrics:
         m.reset()
@@ -440,7 +472,10 @@ def _evaluate(model, source, strategy=LOCAL):
 
 
 def evaluate(model, x=None, y=None, *, batch_size=256, sample_weight=None, steps=None, verbose=0):
-    """``{"loss": ..., <metric>: ...}`` over the whole set (see ``Model.evaluate``)."""
+    """``{"loss": ..., <metric>: ...}`` over the whole set, in inference mode. ``x``, ``y`` as
+    for ``fit`` (``steps``: batches to take from an unsized iterable); ``sample_weight``
+    weights the loss."""
+    tune()
     _require_compiled(model)
     batch_size = validation.batch_size(batch_size)
     validation.verbosity(verbose)
@@ -461,7 +496,10 @@ def evaluate(model, x=None, y=None, *, batch_size=256, sample_weight=None, steps
 
 
 def predict(model, x, *, batch_size=256, steps=None):
-    """Model outputs for ``x``, computed in batches (see ``Model.predict``)."""
+    """Outputs for the inputs ``x`` (an array, an array on disk, a dataset or an iterable of
+    batches: ``x`` or ``(x, ...)``), computed in batches in inference mode; float32 of shape
+    ``(N, *output_shape)``."""
+    tune()
     batch_size = validation.batch_size(batch_size)
     source = data.open_source(
         model, x, batch_size=batch_size, steps=data.steps(steps, "steps"), targets=False, steps_field="steps"
@@ -505,7 +543,9 @@ def _batch_logs(model, loss, out, yb):
 
 
 def train_on_batch(model, x, y, *, sample_weight=None, class_weight=None):
-    """One guarded optimisation step on one batch; returns its logs (see ``Model.train_on_batch``)."""
+    """One optimisation step on one batch, under the divergence guard; returns ``{"loss":
+    ..., <metric>: ...}`` of that batch (computed during the step)."""
+    tune()
     _require_compiled(model)
     xb, yb, wb = _one_batch(model, x, y, sample_weight, class_weight)
     loss, out = train_step(model, xb, yb, sample_weight=wb)
@@ -513,17 +553,19 @@ def train_on_batch(model, x, y, *, sample_weight=None, class_weight=None):
 
 
 def test_on_batch(model, x, y, *, sample_weight=None):
-    """Loss and metrics on one batch, in inference mode (see ``Model.test_on_batch``)."""
+    """``{"loss": ..., <metric>: ...}`` of one batch in inference mode."""
+    tune()
     _require_compiled(model)
     xb, yb, wb = _one_batch(model, x, y, sample_weight)
     _warn_untrained(model)
-    out = model.forward(xb, training=False, logits=model._fused_loss is not None, release=True)
+    out = model.forward(xb, training=False, logits=model.fused_loss is not None, release=True)
     loss = model.training_loss.value(out, yb) if wb is None else model.training_loss.weighted_value(out, yb, wb)
     return _batch_logs(model, loss, out, yb)
 
 
 def predict_on_batch(model, x):
-    """Model outputs for one batch (see ``Model.predict_on_batch``)."""
+    """The outputs for one batch, in inference mode."""
+    tune()
     xb = validation.inputs(model, x)
     _warn_untrained(model)
     return model.forward(xb, training=False, release=True)

@@ -11,7 +11,7 @@
   read do not stay mapped in the process (its resident memory stays at a few chunks). Targets
   ``y`` and ``sample_weight`` are arrays of the same length (``y`` may be on disk too); the
   targets are checked in one pass before training.
-* **A batch dataset**: a ``regnet.data.Dataset`` or any object with ``__len__`` and
+* **A batch dataset**: a ``regnet.Dataset`` or any object with ``__len__`` and
   ``__getitem__`` (a ``keras.utils.Sequence`` works): ``len(ds)`` batches per epoch, ``ds[i]``
   the ``i``-th batch ``(x, y)`` or ``(x, y, sample_weight)`` (``x`` alone for ``predict``). With
   ``shuffle`` an epoch visits the batches in a random order; ``ds.on_epoch_end()`` is called
@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from . import validation, weighting
-from .errors import ConfigError, DataError
-from .text import shape as shape_text
-from .text import show
+from ..errors import ConfigError, DataError
+from ..text import shape as shape_text
+from ..text import show
 
 #: bytes of samples read from disk at a time (one chunk); the working memory is a few chunks
 CHUNK_BYTES = 32 << 20
@@ -86,7 +86,7 @@ def kind(x: object) -> str:
 
 def _not_data(x: object, what: str) -> DataError:
     return DataError(
-        f"{what} must be a NumPy array (or an array on disk, a regnet.data.Dataset or an iterable of "
+        f"{what} must be a NumPy array (or an array on disk, a regnet.Dataset or an iterable of "
         f"batches), got {type(x).__name__}"
     )
 

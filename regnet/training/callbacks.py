@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
-from .errors import ConfigError
-from .history import History, plain_logs
-from .text import show
+from .. import checkpoint
+from ..errors import ConfigError
+from ..history import History, plain_logs
+from ..text import show
 
 __all__ = [
     "Callback",

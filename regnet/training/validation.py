@@ -4,9 +4,9 @@ import numbers
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .text import shape as shape_text
-from .text import show
+from ..errors import ConfigError, DataError
+from ..text import shape as shape_text
+from ..text import show
 
 
 def batch_size(value, what="batch_size"):

@@ -12,9 +12,9 @@ import numbers
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .text import shape as shape_text
-from .text import show
+from ..errors import ConfigError, DataError
+from ..text import shape as shape_text
+from ..text import show
 
 
 def sample_weights(value: object, n: int, what: str = "sample_weight") -> np.ndarray:
