@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ARCHS, SCALING_ARCHS, input_shape, regnet_model
 
-from regnet.training import divergence
 from regnet.layers.base import Layer
+from regnet.training import divergence
 
 
 class Timer:

@@ -34,17 +34,6 @@ from . import (  # registers the built-ins
 )
 from ._version import __version__
 from .activations import Activation, activation
-from .training.callbacks import (
-    Callback,
-    CSVLogger,
-    EarlyStopping,
-    History,
-    LambdaCallback,
-    LearningRateScheduler,
-    ModelCheckpoint,
-    ReduceLROnPlateau,
-    TerminateOnNaN,
-)
 from .errors import (
     ConfigError,
     DataError,
@@ -66,10 +55,21 @@ from .layers import Layer, layer
 from .losses import Loss, loss
 from .metrics import Metric, metric
 from .model import Model
-from .optimizers import Optimizer, optimizer
 from .ops.tuning import tune
+from .optimizers import Optimizer, optimizer
 from .registry import REGISTRIES
 from .schedules import Schedule, schedule
+from .training.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
 from .training.data import Dataset
 
 

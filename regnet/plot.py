@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import io
-from .training.callbacks import History
 from .errors import DataError, MissingDependencyError
 from .text import escape, show
+from .training.callbacks import History
 
 #: one panel of ``history``: inches; a figure is ``PANEL_WIDTH`` per metric by ``PANEL_HEIGHT``
 PANEL_WIDTH, PANEL_HEIGHT = 4.8, 3.6

@@ -95,7 +95,7 @@ class Registry:
             # a plain subclass would save only its base's fields: its own would be lost on load
             raise TypeError(
                 f"{obj.__qualname__} is not an attrs class, so its fields would not be saved: declare it "
-                f"with the {self.kind} decorator (e.g. @regnet.{self.kind.rstrip('s')}(\"Name\"))"
+                f'with the {self.kind} decorator (e.g. @regnet.{self.kind.rstrip("s")}("Name"))'
             )
 
     # -- registration ---------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..training import divergence
 from ..errors import ReplicaDriftError
+from ..training import divergence
 from . import faults
 from .mpi import Communicator
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from .. import sharding
-from ..training import loop
 from ..errors import ConfigError, DataError, DistributedError, TrainingDivergedError
 from ..text import show
+from ..training import loop
 from . import batches, faults, replicas
 from .flat import FlatBuffer
 from .mpi import Communicator, world

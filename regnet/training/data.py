@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from . import validation, weighting
 from ..errors import ConfigError, DataError
 from ..text import shape as shape_text
 from ..text import show
+from . import validation, weighting
 
 #: bytes of samples read from disk at a time (one chunk); the working memory is a few chunks
 CHUNK_BYTES = 32 << 20

@@ -18,14 +18,13 @@ import warnings
 import numpy as np
 
 from .. import checkpoint, losses
-
-from . import data, divergence, validation, weighting
-from .callbacks import Callback
 from ..errors import ConfigError, DataError, TrainingDivergedError
 from ..history import History, plain_logs
 from ..ops.tuning import tune
-from .progress import Progress
 from ..text import show
+from . import data, divergence, validation, weighting
+from .callbacks import Callback
+from .progress import Progress
 
 
 def _require_compiled(model):
