@@ -94,7 +94,8 @@ class Registry:
         if self.base is not None and attrs.has(self.base) and "__attrs_attrs__" not in vars(obj):
             # a plain subclass would save only its base's fields: its own would be lost on load
             raise TypeError(
-                f"{obj.__qualname__} is not an attrs class, so its fields would not be saved: declare it "
+                f"{getattr(obj, '__qualname__', obj)} is not an attrs class, so its fields would not be "
+                "saved: declare it "
                 f'with the {self.kind} decorator (e.g. @regnet.{self.kind.rstrip("s")}("Name"))'
             )
 

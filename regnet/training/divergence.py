@@ -55,7 +55,7 @@ def _copy_into(buffers, arrays):
         del buffers[key]
 
 
-_FIELD_NAMES = {}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _field_names(cls):

@@ -528,6 +528,7 @@ def _one_batch(model, x, y, sample_weight, class_weight=None):
     table = weighting.class_table(class_weight, tuple(model.output_shape))
     if isinstance(table, str):
         k = weighting.n_classes(tuple(model.output_shape))
+        assert k is not None  # class_table accepts "balanced" only for class scores
         table = weighting.balanced(np.bincount(weighting.class_indices(yb, k), minlength=k))
     return xb, yb, weighting.combine(table, yb, wb)
 
