@@ -58,7 +58,7 @@ def cpu_time(fn, repeat):
 
 def guard_work(model, guard, xb, yb):
     hyper = divergence.hyperparameters(model.optimizer)
-    divergence.non_finite(model.get_weights())
+    divergence.non_finite(model.state_dict())
     guard.record(xb, yb, hyper)
     guard._steps.clear()
 

@@ -80,7 +80,7 @@ def profile(arch, batch, steps, training=True, stat=min, clock=time.process_time
             model.optimizer.step(model.params, model.grads)
             timer.add(("optimizer", type(model.optimizer).__name__), clock() - t1)
             t1 = clock()
-            divergence.non_finite(model.get_weights())
+            divergence.non_finite(model.state_dict())
             timer.add(("guard check", ""), clock() - t1)
             timer.add(("step", "total"), clock() - t0)
     finally:

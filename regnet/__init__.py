@@ -19,6 +19,7 @@ from . import (  # registers the built-ins
     checkpoint,
     datasets,
     distributed,
+    functional,
     images,
     initializers,
     io,
@@ -50,11 +51,14 @@ from .errors import (
     UnknownComponentError,
     WeightsMismatchError,
 )
+from .functional import Input
 from .initializers import Initializer, initializer
 from .layers import Layer, layer
+from .layers.block import Block
+from .layers.derived import DerivedLayer
 from .losses import Loss, loss
 from .metrics import Metric, metric
-from .model import Model
+from .model import Model, Sequential
 from .ops.tuning import tune
 from .optimizers import Optimizer, optimizer
 from .registry import REGISTRIES
@@ -88,6 +92,9 @@ def save(model, path, *, metadata=None):
 __all__ = [
     "__version__",
     "Model",
+    "Sequential",
+    "Input",
+    "functional",
     "load",
     "save",
     "Callback",
@@ -116,6 +123,8 @@ __all__ = [
     "REGISTRIES",
     "Layer",
     "layer",
+    "Block",
+    "DerivedLayer",
     "Activation",
     "activation",
     "Loss",

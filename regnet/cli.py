@@ -222,10 +222,10 @@ def cmd_predict(args, argv):
 
 def cmd_summary(args, argv):
     if not _is_model_file(args.model):
-        print(Model.from_spec(args.model).summary())
+        Model.from_spec(args.model).summary()
         return 0
     model = Model.load(args.model, compile=False)
-    print(model.summary())
+    model.summary()
     meta = io.read_metadata(args.model)
     print(f"Trained epochs: {model.epoch}")
     if model.history:

@@ -10,32 +10,41 @@ import json
 
 import numpy as np
 
-from . import activations, checkpoint, losses, optimizers, spec, training
+from . import activations, checkpoint, functional, losses, optimizers, spec, training
 from . import metrics as _metrics
-from .errors import ConfigError, RegnetError
+from .errors import ConfigError, RegnetError, WeightsMismatchError
 from .history import History
+from .layers.symbolic import SymbolicTensor, is_symbolic
 from .registry import registered_name, to_plain
 from .text import shape as shape_text
 from .text import show
 
-
-class Text(str):
-    """A string that shows as itself (``summary()`` in an interactive session prints the table once)."""
-
-    def __repr__(self) -> str:
-        return str(self)
+_checked_inputs = training.validation.inputs
 
 
 class Model:
     """A directed acyclic graph of layers with one input and one output (the last layer).
 
-    ``layers`` is a list of ``Layer`` instances and/or spec entries (dicts with ``type``, and
-    optionally ``name`` and ``inputs``). ``seed`` fixes weight initialisation, dropout and
-    shuffling: the same seed gives the same weights, bit for bit.
+    Three ways to build one, all giving the same model, JSON and saved file:
+
+    * ``Model.from_spec(path_or_dict)``: a JSON spec;
+    * ``Model(layers, input_shape)``: a list of ``Layer`` instances and/or spec entries (dicts
+      with ``type``, and optionally ``name`` and ``inputs``); ``Sequential(layers, input_shape)``
+      is the same for a chain;
+    * ``Model(inputs, outputs)``: the functional API, ``inputs = regnet.Input(shape)`` and
+      ``outputs`` what the layers called on it return (see ``regnet.functional``).
+
+    ``seed`` fixes weight initialisation, dropout and shuffling: the same seed gives the same
+    weights, bit for bit.
     """
 
-    def __init__(self, layers, input_shape, *, seed=None, name=None):
-        self.input_shape = spec._input_shape(list(input_shape) if isinstance(input_shape, tuple) else input_shape)
+    def __init__(self, layers, input_shape=None, *, seed=None, name=None):
+        if isinstance(layers, SymbolicTensor):  # Model(inputs, outputs)
+            shape, layers = functional.entries(layers, input_shape)
+            input_shape = shape
+        elif input_shape is None:
+            raise ConfigError("Model(layers, input_shape): give the input shape (without the batch axis)")
+        self.input_shape = spec.parse_input_shape(list(input_shape) if isinstance(input_shape, tuple) else input_shape)
         self.name = name
         self.nodes = spec.build_nodes(list(layers))
         self.output_node = max(self.nodes, key=lambda n: n.index)
@@ -172,7 +181,19 @@ class Model:
         The arrays are the model's own (no copy): copy them to keep a snapshot."""
         return {f"{n.name}/{k}": v for n in self.nodes for k, v in n.layer.weights.items()}
 
-    get_weights = state_dict  # the earlier name
+    def get_weights(self):
+        """Every weight as a list of arrays (copies), in layer order and, within a layer, in the
+        order the layer created them: Keras's ``get_weights``. ``state_dict()`` gives them by name."""
+        return [v.copy() for v in self.state_dict().values()]
+
+    def set_weights(self, weights):
+        """Set every weight from a list in ``get_weights()`` order (Keras's ``set_weights``); the
+        count, each shape and dtype are checked before anything changes."""
+        own = self.state_dict()
+        weights = list(weights)
+        if len(weights) != len(own):
+            raise WeightsMismatchError(f"set_weights got {len(weights)} arrays; the model has {len(own)} weights")
+        return checkpoint.load_state(self, dict(zip(own, weights)), strict=True)
 
     def load_state_dict(self, state, strict=True):
         """Copy tensors from ``{"layer/tensor": array}`` into the model's weights, by name.
@@ -289,9 +310,9 @@ class Model:
     test_on_batch = training.method(training.test_on_batch)
     predict_on_batch = training.method(training.predict_on_batch)
 
-    def summary(self, print_fn=None):
-        """A table of layers, output shapes and parameter counts, returned as text (it shows as
-        the table in an interactive session); ``print_fn`` (e.g. ``print``) also receives it."""
+    def summary(self, print_fn=print):
+        """Print a table of layers, output shapes and parameter counts (Keras's ``summary``);
+        ``print_fn`` receives the table as one string instead (``lines.append`` keeps it)."""
         rows = [("Layer (type)", "Output shape", "Params", "Inputs")]
         for node in sorted(self.nodes, key=lambda n: n.index):
             frozen = " frozen" if not node.layer.trainable and node.layer.params else ""
@@ -316,10 +337,17 @@ class Model:
             f"Input shape: {shape_text(self.input_shape)}",
             f"Total params: {total:,} (trainable {trainable:,}, non-trainable {total - trainable:,})",
         ]
-        text = Text("\n".join(out))
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        print_fn("\n".join(out))
+
+    def __call__(self, x, training=False):
+        """The outputs for a batch ``x`` (``forward`` with the inputs checked as ``predict``
+        checks them): ``model(x)`` as in Keras and PyTorch."""
+        if is_symbolic(x):
+            raise ConfigError(
+                "a Model is not called on symbolic tensors: build one graph from the layers, or wrap "
+                "the layers in a registered block (see docs/plugins.md)"
+            )
+        return self.forward(_checked_inputs(self, x), training=training)
 
     def __repr__(self):
         return f"<regnet.Model {len(self.nodes)} layers, {self.count_params():,} params>"
@@ -346,3 +374,72 @@ class Model:
             "optimizer": to_plain(self.optimizer),
             "metrics": [_metrics.to_plain(m) for m in self.metrics],
         }
+
+
+class Sequential(Model):
+    """A chain of layers, each reading the one before: ``Sequential([Conv2D(8, 3), Flatten(),
+    Dense(10)], input_shape=(1, 28, 28))``, or with ``regnet.Input(shape)`` as the first element.
+    ``add(layer)`` appends a layer (its weights drawn from the model's generator); the model is a
+    ``Model`` in every other way, and saves and loads as one."""
+
+    def __init__(self, layers=(), input_shape=None, *, seed=None, name=None):
+        layers = list(layers)
+        if layers and isinstance(layers[0], SymbolicTensor):
+            if layers[0].layer is not None:
+                raise ConfigError("Sequential takes regnet.Input(shape) first, not another layer's output")
+            if input_shape is not None:
+                raise ConfigError("give the input shape once: regnet.Input(shape) or input_shape")
+            input_shape = layers.pop(0).shape
+        for i, entry in enumerate(layers):
+            if isinstance(entry, dict) and "inputs" in entry:
+                raise ConfigError(
+                    "a Sequential layer reads the layer before: no 'inputs'", layer=f"#{i}", field="inputs"
+                )
+        self._pending = layers
+        self._seed, self._name = seed, name
+        if input_shape is not None:
+            self.build(input_shape)
+
+    @property
+    def built(self):
+        return "nodes" in self.__dict__
+
+    def build(self, input_shape):
+        """Build for samples of ``input_shape`` (the constructor does it when it knows the shape)."""
+        if not self._pending:
+            raise ConfigError("a Sequential model needs at least one layer before it is built")
+        Model.__init__(self, self._pending, input_shape, seed=self._seed, name=self._name)
+
+    def add(self, layer):
+        """Append ``layer`` (an instance or a spec entry) after the current output."""
+        if not self.built:
+            self._pending.append(layer)
+            return self
+        entry = spec.build_nodes([layer])[0].layer if isinstance(layer, dict) else layer
+        shape = self.output_shape
+        name = entry.name or spec.fresh_name(entry, spec.Names() | {n.name for n in self.nodes})
+        if name in {n.name for n in self.nodes}:
+            raise ConfigError(f"duplicate layer name '{name}'", layer=name, field="name")
+        try:
+            out = entry.setup(shape, self.rng)
+        except (RegnetError, ValueError, TypeError, MemoryError) as exc:
+            raise ConfigError(str(exc), layer=f"#{len(self.nodes)} '{name}'") from exc
+        entry.name = name
+        node = spec.Node(name, entry, [self.output_node.name], len(self.nodes))
+        self._pending.append(entry)
+        self.nodes.append(node)
+        self.output_node = node
+        self.output_shape = out
+        self._done_after.append([node.inputs[0]])
+        if self.loss is not None:  # the output activation may have changed the fused loss
+            self.fused_loss = self.loss.fused_with(self.output_activation)
+        return self
+
+    def __getattr__(self, name):
+        # only attributes a build sets reach here (and unknown ones)
+        if name.startswith("__") or "nodes" in self.__dict__:
+            raise AttributeError(name)
+        raise ConfigError(
+            "this Sequential model is not built yet: give input_shape, start the layer list with "
+            "regnet.Input(shape), or call build(input_shape)"
+        )

@@ -16,6 +16,7 @@ Policy
 
 import difflib
 import fnmatch
+import functools
 import importlib.metadata as metadata
 import os
 import re
@@ -377,32 +378,59 @@ def _describe(provider):
     return escape(f"{provider.distribution} {provider.version or ''}".strip(), 200)
 
 
+def check_arguments(cls: type, config: dict, *, what: str) -> None:
+    """Raise ``ConfigError`` for fields ``cls`` does not have (naming the closest one) or for
+    required fields ``config`` lacks."""
+    if not attrs.has(cls):
+        return
+    known = {a.alias or a.name for a in attrs.fields(cls) if a.init}
+    unknown = sorted(set(config) - known, key=str)
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0])[:100], sorted(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"{what} has no field {', '.join(show(u) for u in unknown[:5])}{hint}; "
+            f"its fields are {', '.join(sorted(known)) or 'none'}",
+            field=unknown[0],
+        )
+    missing = [
+        a.name for a in attrs.fields(cls) if a.init and a.default is attrs.NOTHING and (a.alias or a.name) not in config
+    ]
+    if missing:
+        raise ConfigError(f"{what} needs field(s) {', '.join(missing)}", field=missing[0])
+
+
 def construct(cls, config, *, what):
     """``cls(**config)`` with unknown or missing fields reported as ``ConfigError``."""
-    if attrs.has(cls):
-        known = {a.alias or a.name for a in attrs.fields(cls) if a.init}
-        unknown = sorted(set(config) - known, key=str)
-        if unknown:
-            close = difflib.get_close_matches(str(unknown[0])[:100], sorted(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(
-                f"{what} has no field {', '.join(show(u) for u in unknown[:5])}{hint}; "
-                f"its fields are {', '.join(sorted(known)) or 'none'}",
-                field=unknown[0],
-            )
-        missing = [
-            a.name
-            for a in attrs.fields(cls)
-            if a.init and a.default is attrs.NOTHING and (a.alias or a.name) not in config
-        ]
-        if missing:
-            raise ConfigError(f"{what} needs field(s) {', '.join(missing)}", field=missing[0])
+    check_arguments(cls, config, what=what)
     try:
         return cls(**config)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what}: {exc}") from exc
+
+
+def _checked_init(cls: type, what: str) -> None:
+    """Make ``cls(...)`` with a wrong keyword, a missing field or too many positional values raise
+    ``ConfigError`` naming the field (not attrs' bare ``TypeError``)."""
+    init = cls.__init__  # type: ignore[misc]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except TypeError:
+            positional = [a.alias or a.name for a in attrs.fields(cls) if a.init and not a.kw_only]
+            if len(args) > len(positional):
+                raise ConfigError(
+                    f"{what} takes at most {len(positional)} positional value(s) "
+                    f"({', '.join(positional) or 'none'}), got {len(args)}; name the others"
+                ) from None
+            check_arguments(cls, {**dict(zip(positional, args)), **kwargs}, what=what)
+            raise
+
+    cls.__init__ = __init__  # type: ignore[misc]
 
 
 layers = Registry("layers")
@@ -444,6 +472,7 @@ def define(
         cls = attrs.define(cls, **define_options)
         key = name if isinstance(name, str) else cls.__name__
         cls.registered_name = key  # type: ignore[attr-defined]
+        _checked_init(cls, f"{registry.kind.rstrip('s')} type '{key}'")
         if register:
             registry.register(cls, name=key, aliases=aliases)
         return cls

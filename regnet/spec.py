@@ -120,7 +120,7 @@ def normalise(spec):
         )
     if not isinstance(spec.get("name", ""), str):
         raise ConfigError(f"'name' must be a string, got {fields.show(spec['name'])}", field="name")
-    input_shape = _input_shape(spec.get("input_shape"))
+    input_shape = parse_input_shape(spec.get("input_shape"))
     entries = spec.get("layers")
     if not isinstance(entries, list) or not entries:
         raise ConfigError("'layers' must be a non-empty list of layer objects", field="layers")
@@ -129,7 +129,7 @@ def normalise(spec):
     return input_shape, entries
 
 
-def _input_shape(value):
+def parse_input_shape(value):
     holder = attrs.make_class("InputShape", {"input_shape": fields.shape()})
     if value is None:
         raise ConfigError("the spec needs an 'input_shape' (without the batch axis)", field="input_shape")
@@ -145,12 +145,14 @@ def _input_shape(value):
 
 def build_nodes(entries):
     """Create layers from entries and wire them; returns nodes in topological order."""
-    nodes, names = [], _Names()
+    nodes, names = [], Names()
     prev = INPUT
     for i, entry in enumerate(entries):
         where = _where(i, entry, names)
         if isinstance(entry, Layer):
             layer, inputs = entry, None
+        elif isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], Layer):
+            layer, inputs = entry  # (layer, [input names]): what the functional API gives
         elif isinstance(entry, dict):
             odd = [k for k in entry if not isinstance(k, str)]
             if odd:
@@ -162,7 +164,7 @@ def build_nodes(entries):
                 raise _with_layer(exc, where) from exc
         else:
             raise ConfigError(f"a layer entry must be an object, got {type(entry).__name__}", layer=f"#{i}")
-        name = layer.name or check_name(_fresh_name(layer, names), layer=f"#{i}")
+        name = layer.name or check_name(fresh_name(layer, names), layer=f"#{i}")
         where = f"#{i} '{name}'"
         if name in names or name == INPUT:
             raise ConfigError(f"duplicate layer name '{name}'", layer=where, field="name")
@@ -188,12 +190,12 @@ def _where(i, entry, taken):
     if isinstance(entry.get("name"), str):
         return f"#{i} {fields.show(entry['name'], 120)}"
     try:
-        return f"#{i} '{_fresh_name(layers.get(entry.get('type')), taken)}'"
+        return f"#{i} '{fresh_name(layers.get(entry.get('type')), taken)}'"
     except RegnetError:  # no usable type: say what was given
         return f"#{i} (type {fields.show(entry['type'])})" if "type" in entry else f"#{i} (no type)"
 
 
-class _Names(set):
+class Names(set):
     """Taken layer names, with the lowest number that may still be free per base name: names are
     only ever added, so generating one stays O(1) however many layers there are."""
 
@@ -202,7 +204,7 @@ class _Names(set):
         self.next = {}
 
 
-def _fresh_name(layer, taken):
+def fresh_name(layer, taken):
     cls = layer if isinstance(layer, type) else type(layer)
     base = _snake(getattr(cls, "registered_name", cls.__name__))
     hints = getattr(taken, "next", {})

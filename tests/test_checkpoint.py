@@ -29,7 +29,7 @@ def make(optimizer=None):
 
 
 def assert_bit_identical(a, b):
-    wa, wb = a.get_weights(), b.get_weights()
+    wa, wb = a.state_dict(), b.state_dict()
     assert sorted(wa) == sorted(wb)
     for k in wa:
         assert wa[k].tobytes() == wb[k].tobytes(), f"{k} differs"
@@ -143,12 +143,12 @@ def test_resume_from_incompatible_checkpoint_leaves_model_untouched(tmp_path):
     make().save(tmp_path / "c.h5")
     wider = dict(SPEC, layers=[dict(SPEC["layers"][0], units=13), *SPEC["layers"][1:]])
     model = Model.from_spec(wider, seed=0).compile()
-    before = {k: v.copy() for k, v in model.get_weights().items()}
+    before = {k: v.copy() for k, v in model.state_dict().items()}
     state = model.rng.bit_generator.state
     with pytest.raises(WeightsMismatchError, match=r"weights/h/kernel.*\[6, 12\].*\[6, 13\]"):
         model.fit(x, y, epochs=2, verbose=0, resume_from=tmp_path / "c.h5")
     assert model.epoch == 0 and model.rng.bit_generator.state == state
-    for k, v in model.get_weights().items():
+    for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
     with pytest.raises(FileFormatError, match="does not exist"):
         model.fit(x, y, epochs=2, verbose=0, resume_from=tmp_path / "missing.h5")

@@ -148,7 +148,7 @@ def test_train_is_reproducible(spec_2d, tmp_path, capsys):
             "--quiet",
         ]
         assert main(argv) == 0
-        outs.append(regnet.load(tmp_path / name).get_weights())
+        outs.append(regnet.load(tmp_path / name).state_dict())
     for k in outs[0]:
         np.testing.assert_array_equal(outs[0][k], outs[1][k])
     assert "saved" in capsys.readouterr().out

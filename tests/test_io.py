@@ -58,12 +58,12 @@ def data(n=40, d=4, k=3, seed=0):
 def perturb(model, seed=1):
     """Move every tensor (buffers included) away from its initial value, keeping variances > 0."""
     rng = np.random.default_rng(seed)
-    for w in model.get_weights().values():
+    for w in model.state_dict().values():
         w[...] = w * rng.uniform(0.5, 1.5, w.shape).astype(np.float32) + rng.uniform(0, 0.1, w.shape).astype(np.float32)
 
 
 def assert_same_weights(a, b):
-    wa, wb = a.get_weights(), b.get_weights()
+    wa, wb = a.state_dict(), b.state_dict()
     assert sorted(wa) == sorted(wb)
     for k in wa:
         assert wa[k].dtype == wb[k].dtype == np.float32
@@ -134,7 +134,7 @@ def test_weights_only_round_trip_every_layer(name, tmp_path):
     model.save_weights(path)
     fresh = layer_model(name, seed=99)
     report = fresh.load_weights(path)
-    assert report.ok and sorted(report.loaded) == sorted(model.get_weights())
+    assert report.ok and sorted(report.loaded) == sorted(model.state_dict())
     x = inputs_for(model)
     np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
 
@@ -167,8 +167,8 @@ def test_weights_are_matched_by_name_not_position(tmp_path):
     model.save_weights(tmp_path / "w.h5")
     reordered = dict(GRAPH, layers=[GRAPH["layers"][1], GRAPH["layers"][0], *GRAPH["layers"][2:]])
     other = Model.from_spec(reordered, seed=2)
-    assert [n.name for n in other.nodes][:2] != [n.name for n in model.nodes][:2] or list(other.get_weights()) != list(
-        model.get_weights()
+    assert [n.name for n in other.nodes][:2] != [n.name for n in model.nodes][:2] or list(other.state_dict()) != list(
+        model.state_dict()
     )
     other.load_weights(tmp_path / "w.h5")
     assert_same_weights(model, other)
@@ -290,7 +290,7 @@ def _other_mlp():
 def test_strict_load_weights_lists_every_mismatch_and_leaves_model_untouched(tmp_path):
     Model.from_spec(MLP, seed=0).save_weights(tmp_path / "w.h5")
     model = _other_mlp()
-    before = {k: v.copy() for k, v in model.get_weights().items()}
+    before = {k: v.copy() for k, v in model.state_dict().items()}
     with pytest.raises(WeightsMismatchError) as info:
         model.load_weights(tmp_path / "w.h5")
     msg = str(info.value)
@@ -300,7 +300,7 @@ def test_strict_load_weights_lists_every_mismatch_and_leaves_model_untouched(tmp
     assert "'extra/kernel' is missing" in msg and "'extra/bias' is missing" in msg
     assert "'out/bias' is in the file but not in the model" in msg
     assert "weights/out/kernel" in msg and "[8, 3]" in msg and "[5, 3]" in msg
-    for k, v in model.get_weights().items():
+    for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
 
 

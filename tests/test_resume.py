@@ -39,7 +39,7 @@ def make(optimizer):
 
 
 def weights_of(model):
-    return {k: v.copy() for k, v in model.get_weights().items()}
+    return {k: v.copy() for k, v in model.state_dict().items()}
 
 
 def assert_bit_identical(a, b):

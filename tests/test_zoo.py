@@ -61,7 +61,7 @@ def test_model_matches_manifest(name):
     assert sha256_file(e["weights_path"]) == e["sha256"]
     model = zoo.load(name)
     assert model.count_params() == e["params"]
-    assert all(v.dtype == np.float32 for v in model.get_weights().values())
+    assert all(v.dtype == np.float32 for v in model.state_dict().values())
     spec = regnet.Model.from_spec(e["spec_path"]).to_spec()
     assert [layer["type"] for layer in spec["layers"]] == [layer["type"] for layer in model.to_spec()["layers"]]
     x, y = data_for(e)

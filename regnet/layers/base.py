@@ -75,6 +75,7 @@ from .. import fields, names, registry
 from .. import initializers as _initializers
 from ..errors import ConfigError, ShapeError
 from ..text import shape as shape_text
+from . import symbolic
 
 #: the largest tensor a layer may allocate (elements); protects against absurd configs
 MAX_PARAM_ELEMENTS = 1 << 28
@@ -182,7 +183,11 @@ class Layer:
         return self.output_shape
 
     def __call__(self, x: Any, training: bool = False) -> Any:
-        """``forward`` followed by the layer's activation (if it has one)."""
+        """``forward`` followed by the layer's activation (if it has one). On symbolic tensors
+        (``regnet.Input(...)`` or another layer's symbolic output) it records the call for the
+        functional API instead and returns the symbolic output."""
+        if symbolic.is_symbolic(x):
+            return symbolic.call(self, x)
         z = self.forward(x, training)
         act = self.activation_fn
         if act is None:

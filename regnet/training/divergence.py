@@ -89,7 +89,7 @@ class Guard:
 
     def checkpoint(self):
         model = self.model
-        _copy_into(self._weights, model.get_weights())
+        _copy_into(self._weights, model.state_dict())
         if self.replayable:
             _copy_into(self._optimizer, model.optimizer.state_dict())
         self._rng = copy.deepcopy(model.rng.bit_generator.state)
@@ -113,7 +113,7 @@ class Guard:
         recorded steps with ``step(model, xb, yb, sample_weight)`` (each under the hyperparameters
         it had)."""
         model, opt = self.model, self.model.optimizer
-        for key, arr in model.get_weights().items():
+        for key, arr in model.state_dict().items():
             np.copyto(arr, self._weights[key])
         if self.replayable:
             opt.load_state_dict(self._optimizer)

@@ -185,7 +185,7 @@ def train_step(model, xb, yb, guard=None, *, sample_weight=None, strategy=LOCAL)
     if not np.isfinite(loss):
         guard.rewind(step)  # the forward pass moved BatchNorm's running statistics
         raise TrainingDivergedError(f"the loss is {loss}")
-    bad = divergence.non_finite(model.get_weights())
+    bad = divergence.non_finite(model.state_dict())
     if bad:
         bad_grads = divergence.non_finite(model.grads)
         guard.rewind(step)

@@ -182,8 +182,8 @@ def test_kill_in_the_middle_of_saving_over_an_existing_file(tmp_path):
     assert path.read_bytes() == before
     assert len(strays(tmp_path)) == 1  # the half file, under a temporary name
     again = regnet.load(path)
-    for k, v in old.get_weights().items():
-        np.testing.assert_array_equal(again.get_weights()[k], v)
+    for k, v in old.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[k], v)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -197,6 +197,6 @@ def test_kill_at_a_random_moment_of_repeated_saves(tmp_path, seed):
     time.sleep(random.Random(seed).uniform(0.0, 0.8))
     kill(proc)
     assert len(strays(tmp_path)) <= 1
-    loaded = regnet.load(path).get_weights()
-    matches = [all(np.array_equal(loaded[k], v) for k, v in m.get_weights().items()) for m in (old, new)]
+    loaded = regnet.load(path).state_dict()
+    matches = [all(np.array_equal(loaded[k], v) for k, v in m.state_dict().items()) for m in (old, new)]
     assert any(matches), "the file holds neither the old nor a complete new model"

@@ -37,7 +37,7 @@ def model(loss="categorical_crossentropy", units=3, activation="softmax", compil
 def state(m):
     opt = m.optimizer.state_dict() if m.optimizer is not None else {}
     return (
-        {k: v.copy() for k, v in m.get_weights().items()},
+        {k: v.copy() for k, v in m.state_dict().items()},
         {k: np.array(v) for k, v in opt.items()},
         m.epoch,
         list(m.history),
@@ -300,11 +300,11 @@ def test_random_arrays_train_or_are_refused(fuzz_cases):
             fuzz_cases("random_data, refused")
             return
         except TrainingDivergedError:  # finite but huge inputs (1e38) can overflow a layer
-            assert all(np.isfinite(v).all() for v in m.get_weights().values())
+            assert all(np.isfinite(v).all() for v in m.state_dict().values())
             fuzz_cases("random_data, diverged")
             return
         fuzz_cases("random_data, trained")
-        weights = m.get_weights()
+        weights = m.state_dict()
         assert all(np.isfinite(v).all() for v in weights.values())
 
     random_data()

@@ -43,7 +43,7 @@ class Recorder(Callback):
         self.weights.append(self.copy())
 
     def copy(self):
-        return {k: v.copy() for k, v in self.model.get_weights().items()}
+        return {k: v.copy() for k, v in self.model.state_dict().items()}
 
 
 def build(spec=MLP, optimizer=None):
@@ -61,11 +61,11 @@ def assert_states_equal(a, b):
 
 
 def weights_of(model):
-    return {k: v.copy() for k, v in model.get_weights().items()}
+    return {k: v.copy() for k, v in model.state_dict().items()}
 
 
 def assert_weights_equal(model, expected):
-    now = model.get_weights()
+    now = model.state_dict()
     assert now.keys() == expected.keys()
     for k in now:
         assert np.isfinite(now[k]).all(), f"{k} is not finite"
@@ -175,7 +175,7 @@ def test_training_goes_on_after_a_divergence_with_a_sane_learning_rate():
     diverge(model, x=100 * X)
     model.optimizer.learning_rate = 0.05
     history = model.fit(X, Y, epochs=3, batch_size=16, verbose=0)
-    assert all(np.isfinite(v).all() for v in model.get_weights().values())
+    assert all(np.isfinite(v).all() for v in model.state_dict().values())
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 

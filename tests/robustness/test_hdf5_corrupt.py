@@ -58,7 +58,7 @@ def fresh():
 
 
 def signature(model, full):
-    weights = sorted((k, v.tobytes()) for k, v in model.get_weights().items())
+    weights = sorted((k, v.tobytes()) for k, v in model.state_dict().items())
     if not full:
         return weights
     state = model.optimizer.state_dict() if model.optimizer is not None else {}

@@ -1,0 +1,57 @@
+"""Symbolic tensors: what a layer called on ``regnet.Input(...)`` (or on another layer's output)
+returns. They record the graph the functional API builds (``regnet.functional``)."""
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ..errors import ConfigError, RegnetError
+from ..text import shape as shape_text
+
+
+@attrs.define(eq=False, repr=False)
+class SymbolicTensor:
+    """A placeholder for the batch a layer will see: its shape (no batch axis), the layer that
+    produces it (``None`` for the model input) and that layer's inputs."""
+
+    shape: tuple[int, ...]
+    layer: Any = None
+    parents: tuple["SymbolicTensor", ...] = ()
+
+    def __repr__(self) -> str:
+        what = "Input" if self.layer is None else type(self.layer).__name__
+        return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}) from {what}>"
+
+
+def is_symbolic(x: Any) -> bool:
+    return isinstance(x, SymbolicTensor) or (
+        isinstance(x, (list, tuple)) and bool(x) and all(isinstance(t, SymbolicTensor) for t in x)
+    )
+
+
+def call(layer: Any, x: Any) -> SymbolicTensor:
+    """``layer(x)`` on symbolic tensors: check the shapes on a fresh copy of the layer (the model
+    draws the real weights when it is built) and return the output tensor."""
+    if getattr(layer, "_symbolic_output", None) is not None:
+        raise ConfigError(
+            f"{type(layer).__name__} {layer.name or ''} is already used in a graph: each layer object "
+            "is called once (create another layer for another place; weights are not shared)".replace("  ", " "),
+            layer=layer.name,
+        )
+    parents = (x,) if isinstance(x, SymbolicTensor) else tuple(x)
+    many = layer.n_inputs is None
+    if many and len(parents) < 2:
+        raise ConfigError(f"{type(layer).__name__} takes a list of two or more tensors", layer=layer.name)
+    if not many and len(parents) != 1:
+        raise ConfigError(f"{type(layer).__name__} takes one tensor, got {len(parents)}", layer=layer.name)
+    probe = type(layer).from_config(layer.get_config())
+    shapes = [p.shape for p in parents]
+    try:
+        out = probe.setup(shapes if many else shapes[0], np.random.default_rng(0))
+    except (RegnetError, ValueError, TypeError) as exc:  # name the layer, as a spec's build does
+        where = f"{layer.name or type(layer).__name__} (called on {', '.join(shape_text(s) for s in shapes)})"
+        raise ConfigError(getattr(exc, "message", str(exc)), layer=where, field=getattr(exc, "field", None)) from exc
+    tensor = SymbolicTensor(tuple(out), layer, parents)
+    layer._symbolic_output = tensor
+    return tensor
