@@ -1,4 +1,4 @@
-"""The ``regnet`` command: train, evaluate, predict, plot, summary, zoo and plugins.
+"""The ``regnet`` command: train, evaluate, predict, plot, summary, zoo, plugins and describe.
 
 Every failure prints one line, ``regnet: error: ...``, on stderr and exits with status 1
 (2 for usage errors); ``--debug`` shows the traceback instead.
@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from . import checkpoint, images, io, metrics, plot, zoo
+from . import checkpoint, images, io, metrics, plot, reference, zoo
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
 from .distributed import cli as distributed
-from .errors import DataError, MissingDependencyError, RegnetError
+from .errors import ConfigError, DataError, MissingDependencyError, RegnetError
 from .model import Model
 from .registry import plugin_report
 from .schedules import CLI_KINDS as SCHEDULES
@@ -296,6 +296,17 @@ def cmd_plugins(args, argv):
     return 0
 
 
+def cmd_describe(args, argv):
+    if args.all == (args.name is not None):
+        raise ConfigError("give one component name, or --all")
+    entries = reference.builtin_entries() if args.all else reference.find(args.name)
+    if args.markdown:
+        print(reference.markdown(entries) if args.all else "\n".join(map(reference.markdown_entry, entries)), end="")
+    else:
+        print("\n\n".join(map(reference.text_entry, entries)))
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def _positive_int(text):
     try:
@@ -467,6 +478,15 @@ def build_parser():
     g.add_argument("--plugins-only", action="store_true", help="leave out the built-in names")
     g.add_argument("--all", action="store_true", help=argparse.SUPPRESS)  # the earlier flag: now the default
     g.set_defaults(func=cmd_plugins)
+    d = sub.add_parser(
+        "describe",
+        parents=[debug],
+        help="a component's reference: what it is, its aliases and every field (plugins' too)",
+    )
+    d.add_argument("name", nargs="?", help="a component's name or alias (any kind, any case)")
+    d.add_argument("--all", action="store_true", help="every built-in component (docs/components.md)")
+    d.add_argument("--markdown", action="store_true", help="as Markdown")
+    d.set_defaults(func=cmd_describe)
     add_onnx_commands(sub, [debug])
     return p
 

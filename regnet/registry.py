@@ -302,6 +302,11 @@ class Registry:
         names = set(self._items) | set(self._pending)
         return sorted(n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower()))
 
+    def aliases(self, name):
+        """The other names of the component ``name`` (its aliases), sorted."""
+        key = self.canonical(name)
+        return sorted(a for a, k in self._aliases.items() if k == key)
+
     def provider(self, name):
         key = self.canonical(name)
         if key in self._providers:

@@ -94,9 +94,15 @@ def _check_name(_: object, attribute: attrs.Attribute, value: Any) -> None:
 class Layer:
     """Base class of every layer (see the module docstring for the contract)."""
 
-    name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
+    name: str | None = fields.field(
+        None,
+        kw_only=True,
+        validator=_check_name,
+        doc="the layer's name in the model (unique; generated as <type>_<n> when absent)",
+        accepts="a name without '/' or null",
+    )
     #: False freezes the layer: its parameters get no updates (and no optimizer state)
-    trainable: bool = fields.boolean(True, kw_only=True)
+    trainable: bool = fields.boolean(True, kw_only=True, doc="false freezes the layer's parameters")
 
     n_inputs: ClassVar[int | None] = 1
     batch_independent: ClassVar[bool] = True
