@@ -277,3 +277,46 @@ def test_a_block_computes_what_its_layers_compute_in_a_flat_graph(custom_layers)
         runs.append((model.fit(x, y, epochs=2, batch_size=8, verbose=0).history["loss"], model.predict(x)))
     assert runs[0][0] == runs[1][0]
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+# -- the docs' examples run as written -------------------------------------------------------------
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _python_block(path, heading):
+    text = (ROOT / path).read_text(encoding="utf-8")
+    return text.split(heading, 1)[1].split("```python", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_builds_its_spec_model_three_ways(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    scope = {}
+    exec(_python_block("README.md", "### Three ways to build a model"), scope)
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    spec = json.loads(text.split("## The JSON spec", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+    assert scope["model"].to_spec() == Model.from_spec(spec, seed=0).to_spec()
+    assert "residual (Add)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("heading", "name", "config", "shape"),
+    [
+        ("### A block: a layer made of layers", "ResidualBlock", {"filters": 3}, (2, 5, 5)),
+        ("### A forward-only layer", "GatedUnit", {"units": 3}, (4,)),
+    ],
+)
+def test_the_plugin_guide_block_and_forward_only_layer_pass_the_kit_and_train(heading, name, config, shape):
+    pytest.importorskip("autograd")
+    scope = {}
+    exec(_python_block("docs/plugins.md", heading), scope)
+    registry.layers.register(scope[name], name=name)  # what the plugin's entry point does
+    try:
+        report = check_layer({"type": name, **config}, shape)
+        assert {"gradient", "hdf5", "config"} <= set(report.passed)
+        model = Model([{"type": name, **config}, {"type": "Flatten"}, {"type": "Dense", "units": 2}], shape, seed=0)
+        model.compile(loss="mean_squared_error", optimizer="adam")
+        x = np.random.default_rng(0).random((16, *shape), dtype=np.float32)
+        losses = model.fit(x, np.ones((16, 2), np.float32), epochs=5, batch_size=4, verbose=0).history["loss"]
+        assert losses[-1] < losses[0]
+    finally:
+        registry.layers.unregister(name)
