@@ -17,6 +17,7 @@ from typing import Any
 
 from . import spec
 from .errors import ConfigError
+from .layers import symbolic
 from .layers.symbolic import SymbolicTensor
 
 __all__ = ["Input", "SymbolicTensor", "entries"]
@@ -63,5 +64,5 @@ def entries(inputs: SymbolicTensor, outputs: SymbolicTensor) -> tuple[tuple[int,
             names.add(layer.name)
         result.append((layer, [spec.INPUT if p.layer is None else p.layer.name for p in t.parents]))
     for layer, _ in result:
-        layer._symbolic_output = None  # the model owns the layers now; each may join one model
+        symbolic.release(layer)  # the model owns the layers now
     return inputs.shape, result

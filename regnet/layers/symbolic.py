@@ -1,6 +1,7 @@
 """Symbolic tensors: what a layer called on ``regnet.Input(...)`` (or on another layer's output)
 returns. They record the graph the functional API builds (``regnet.functional``)."""
 
+import weakref
 from typing import Any
 
 import attrs
@@ -8,6 +9,9 @@ import numpy as np
 
 from ..errors import ConfigError, RegnetError
 from ..text import shape as shape_text
+
+#: layers already called on a symbolic tensor (each takes one place in one graph)
+_placed: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 @attrs.define(eq=False, repr=False)
@@ -33,7 +37,7 @@ def is_symbolic(x: Any) -> bool:
 def call(layer: Any, x: Any) -> SymbolicTensor:
     """``layer(x)`` on symbolic tensors: check the shapes on a fresh copy of the layer (the model
     draws the real weights when it is built) and return the output tensor."""
-    if getattr(layer, "_symbolic_output", None) is not None:
+    if layer in _placed:
         raise ConfigError(
             f"{type(layer).__name__} {layer.name or ''} is already used in a graph: each layer object "
             "is called once (create another layer for another place; weights are not shared)".replace("  ", " "),
@@ -53,5 +57,10 @@ def call(layer: Any, x: Any) -> SymbolicTensor:
         where = f"{layer.name or type(layer).__name__} (called on {', '.join(shape_text(s) for s in shapes)})"
         raise ConfigError(getattr(exc, "message", str(exc)), layer=where, field=getattr(exc, "field", None)) from exc
     tensor = SymbolicTensor(tuple(out), layer, parents)
-    layer._symbolic_output = tensor
+    _placed.add(layer)
     return tensor
+
+
+def release(layer: Any) -> None:
+    """``layer`` may be called again (it became part of a model, which now owns it)."""
+    _placed.discard(layer)
