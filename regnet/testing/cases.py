@@ -102,6 +102,8 @@ BUILTIN_EXTRA_CASES: dict[str, list[tuple[dict, dict]]] = {
             ("leaky_relu", {"alpha": 0.3}),
             ("elu", {"alpha": 0.5}),
             ("softmax", {"axis": 1}),
+            ("log_softmax", {"axis": 1}),
+            ("gelu", {"approximate": True}),
         ]
     ],
     "losses": [
