@@ -180,7 +180,9 @@ def _approximate(value: Any) -> Any:
 
 def _check_approximate(_: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, bool):
-        raise ConfigError(f"expected true or false (or 'tanh' or 'none'), got {fields.show(value)}", field=attribute.name)
+        raise ConfigError(
+            f"expected true or false (or 'tanh' or 'none'), got {fields.show(value)}", field=attribute.name
+        )
 
 
 @activation("gelu")

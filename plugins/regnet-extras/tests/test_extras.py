@@ -136,7 +136,11 @@ def _data(n=256, seed=0):
 def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
     x, y = _data()
     model = regnet.Model.from_spec(SPEC, seed=0)
-    model.compile(loss={"type": "pinball", "quantile": 0.7}, optimizer={"type": "SignSGD", "learning_rate": 3e-3, "momentum": 0.9}, metrics=[])
+    model.compile(
+        loss={"type": "pinball", "quantile": 0.7},
+        optimizer={"type": "SignSGD", "learning_rate": 3e-3, "momentum": 0.9},
+        metrics=[],
+    )
     before = model.evaluate(x, y)["loss"]
     model.fit(x, y, epochs=8, batch_size=32, verbose=0, seed=0)
     after = model.evaluate(x, y)["loss"]
