@@ -20,9 +20,9 @@ import attrs
 
 from . import fields
 from .errors import ConfigError, RegnetError
-from .registry import activations as activation_registry
 from .layers.base import MAX_SAMPLE_ELEMENTS, Layer, create
 from .names import check as check_name
+from .registry import activations as activation_registry
 from .registry import layers
 
 FORMAT = "regnet.model"
