@@ -138,40 +138,6 @@ def normalise(spec):
     return input_shape, entries
 
 
-def _is_gelu(value):
-    try:
-        return activation_registry.canonical(value) == "gelu"
-    except RegnetError:
-        return False
-
-
-def _tanh_gelu(entry):
-    """A version-1 layer entry with each ``gelu`` in its activation fields made the tanh form
-    (``approximate: true``) that version meant; other entries are returned as they are."""
-    if not isinstance(entry, dict):
-        return entry
-    try:
-        cls = layers.get(entry.get("type"))
-    except RegnetError:
-        return entry  # reported when the layer is built
-    if not attrs.has(cls):
-        return entry
-    out = entry
-    for a in attrs.fields(cls):
-        key = a.alias or a.name
-        value = entry.get(key)
-        if fields.kind_of(a) != "activations" or value is None:
-            continue
-        if isinstance(value, str) and _is_gelu(value):
-            value = {"type": value, "approximate": True}
-        elif isinstance(value, dict) and _is_gelu(value.get("type")) and "approximate" not in value:
-            value = {**value, "approximate": True}
-        else:
-            continue
-        out = {**out, key: value}
-    return out
-
-
 def _input_shape(value):
     holder = attrs.make_class("InputShape", {"input_shape": fields.shape()})
     if value is None:
@@ -329,3 +295,37 @@ def with_layer_context(exc, node):
     if isinstance(exc, RegnetError):
         return ConfigError(str(exc), layer=where, field=getattr(exc, "field", None))
     return ConfigError(f"{type(exc).__name__}: {exc}", layer=where)
+
+
+def _is_gelu(value):
+    try:
+        return activation_registry.canonical(value) == "gelu"
+    except RegnetError:
+        return False
+
+
+def _tanh_gelu(entry):
+    """A version-1 layer entry with each ``gelu`` in its activation fields made the tanh form
+    (``approximate: true``) that version meant; other entries are returned as they are."""
+    if not isinstance(entry, dict):
+        return entry
+    try:
+        cls = layers.get(entry.get("type"))
+    except RegnetError:
+        return entry  # reported when the layer is built
+    if not attrs.has(cls):
+        return entry
+    out = entry
+    for a in attrs.fields(cls):
+        key = a.alias or a.name
+        value = entry.get(key)
+        if fields.kind_of(a) != "activations" or value is None:
+            continue
+        if isinstance(value, str) and _is_gelu(value):
+            value = {"type": value, "approximate": True}
+        elif isinstance(value, dict) and _is_gelu(value.get("type")) and "approximate" not in value:
+            value = {**value, "approximate": True}
+        else:
+            continue
+        out = {**out, key: value}
+    return out
