@@ -7,7 +7,8 @@ import attrs
 import numpy as np
 
 from . import fields, registry
-from .ops import parallel
+from .errors import ConfigError
+from .ops import parallel, special
 
 
 class Activation:
@@ -172,18 +173,202 @@ class Softmax(Activation):
         return y * (grad - (grad * y).sum(axis=self.axis, keepdims=True))
 
 
+def _approximate(value: Any) -> Any:
+    """PyTorch's spelling of GELU's form (``"tanh"``, ``"none"``) as Keras's boolean."""
+    return {"tanh": True, "none": False}.get(value, value) if isinstance(value, str) else value
+
+
+def _check_approximate(_: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"expected true or false (or 'tanh' or 'none'), got {fields.show(value)}", field=attribute.name
+        )
+
+
 @activation("gelu")
 class GELU(Activation):
-    """Gaussian error linear unit, tanh approximation (as in BERT/GPT-2 and Keras approximate)."""
+    """Gaussian error linear unit ``x * Phi(x)``: exact (``erf``, the default, as in Keras and
+    PyTorch) or, with ``approximate``, the tanh approximation of BERT/GPT-2.
+
+    Model specs of version 1 (written before ``approximate`` existed) meant the tanh form by
+    ``"gelu"``; ``regnet.spec`` reads them so (see docs/format.md).
+
+    >>> x = np.array([-1.0, 0.0, 1.0], np.float32)
+    >>> GELU().forward(x).round(5), GELU(approximate=True).forward(x).round(5)
+    (array([-0.15866,  0.     ,  0.84134], dtype=float32), array([-0.15881,  0.     ,  0.84119], dtype=float32))
+    """
 
     C = math.sqrt(2 / math.pi)
+    #: ``1 / sqrt(2 pi)``, the standard normal density at 0
+    PDF0 = 1 / math.sqrt(2 * math.pi)
+
+    approximate: bool = fields.field(
+        False,
+        doc="the tanh approximation instead of the exact erf form (PyTorch's 'tanh' and 'none' accepted)",
+        accepts="true or false ('tanh' or 'none')",
+        validator=_check_approximate,
+        converter=_approximate,
+    )
 
     def forward(self, x):
+        if not self.approximate:
+            return x * special.normal_cdf(x)
         c = _f32(self.C, x.dtype)
         return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x**3)))
 
     def backward(self, grad, x, y):
+        if not self.approximate:
+            pdf = np.exp(-0.5 * x * x) * _f32(self.PDF0, x.dtype)
+            return grad * (special.normal_cdf(x) + x * pdf)
         c = _f32(self.C, x.dtype)
         t = np.tanh(c * (x + 0.044715 * x**3))
         dt = (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
         return grad * (0.5 * (1 + t) + 0.5 * x * dt)
+
+
+@activation("relu6")
+class ReLU6(Activation):
+    """``min(max(x, 0), 6)``.
+
+    >>> ReLU6().forward(np.array([-1.0, 3.0, 7.0], np.float32))
+    array([0., 3., 6.], dtype=float32)
+    """
+
+    def forward(self, x):
+        return np.clip(x, 0, 6).astype(x.dtype, copy=False)
+
+    def backward(self, grad, x, y):
+        return np.where((x > 0) & (x < 6), grad, np.zeros((), grad.dtype))
+
+
+@activation("silu", aliases=("swish",))
+class SiLU(Activation):
+    """``x * sigmoid(x)`` (Keras's ``swish`` is the same function).
+
+    >>> SiLU().forward(np.array([-1.0, 0.0, 2.0], np.float32)).round(4)
+    array([-0.2689,  0.    ,  1.7616], dtype=float32)
+    """
+
+    def forward(self, x):
+        return x * sigmoid(x)
+
+    def backward(self, grad, x, y):
+        s = sigmoid(x)
+        return grad * (s * (1 + x * (1 - s)))
+
+
+@activation("hard_sigmoid", aliases=("hardsigmoid",))
+class HardSigmoid(Activation):
+    """``relu6(x + 3) / 6``: 0 below -3, 1 above 3, linear between (Keras 3, PyTorch).
+
+    >>> HardSigmoid().forward(np.array([-4.0, 0.0, 1.5], np.float32))
+    array([0.  , 0.5 , 0.75], dtype=float32)
+    """
+
+    def forward(self, x):
+        return np.clip(x * _f32(1 / 6, x.dtype) + _f32(0.5, x.dtype), 0, 1).astype(x.dtype, copy=False)
+
+    def backward(self, grad, x, y):
+        return np.where((x > -3) & (x < 3), grad * _f32(1 / 6, grad.dtype), np.zeros((), grad.dtype))
+
+
+@activation("hard_swish", aliases=("hard_silu", "hardswish"))
+class HardSwish(Activation):
+    """``x * hard_sigmoid(x)``.
+
+    >>> HardSwish().forward(np.array([-4.0, 1.0, 4.0], np.float32)).round(4)
+    array([-0.    ,  0.6667,  4.    ], dtype=float32)
+    """
+
+    def forward(self, x):
+        return x * np.clip(x * _f32(1 / 6, x.dtype) + _f32(0.5, x.dtype), 0, 1).astype(x.dtype, copy=False)
+
+    def backward(self, grad, x, y):
+        inner = x * _f32(1 / 3, x.dtype) + _f32(0.5, x.dtype)  # d/dx x (x + 3) / 6
+        return grad * np.where(x <= -3, 0, np.where(x >= 3, 1, inner)).astype(grad.dtype, copy=False)
+
+
+def softplus(x):
+    """``log(1 + exp(x))`` without overflow."""
+    return np.logaddexp(np.zeros((), x.dtype), x)
+
+
+@activation("mish")
+class Mish(Activation):
+    """``x * tanh(softplus(x))``.
+
+    >>> Mish().forward(np.array([-1.0, 0.0, 2.0], np.float32)).round(4)
+    array([-0.3034,  0.    ,  1.944 ], dtype=float32)
+    """
+
+    def forward(self, x):
+        return x * np.tanh(softplus(x))
+
+    def backward(self, grad, x, y):
+        t = np.tanh(softplus(x))
+        return grad * (t + x * (1 - t * t) * sigmoid(x))
+
+
+@activation("softplus")
+class Softplus(Activation):
+    """``log(1 + exp(x))``.
+
+    >>> Softplus().forward(np.array([-1.0, 0.0, 30.0], np.float32)).round(4)
+    array([ 0.3133,  0.6931, 30.    ], dtype=float32)
+    """
+
+    def forward(self, x):
+        return softplus(x)
+
+    def backward(self, grad, x, y):
+        return grad * sigmoid(x)
+
+
+@activation("softsign")
+class Softsign(Activation):
+    """``x / (1 + |x|)``.
+
+    >>> Softsign().forward(np.array([-3.0, 0.0, 1.0], np.float32))
+    array([-0.75,  0.  ,  0.5 ], dtype=float32)
+    """
+
+    def forward(self, x):
+        return x / (1 + np.abs(x))
+
+    def backward(self, grad, x, y):
+        d = 1 + np.abs(x)
+        return grad / (d * d)
+
+
+@activation("exponential", aliases=("exp",))
+class Exponential(Activation):
+    """``exp(x)``.
+
+    >>> Exponential().forward(np.array([0.0, 1.0], np.float32)).round(4)
+    array([1.    , 2.7183], dtype=float32)
+    """
+
+    test_input_range = (-2.5, 2.0)
+
+    def forward(self, x):
+        return np.exp(x)
+
+    def backward(self, grad, x, y):
+        return grad * y
+
+
+@activation("log_softmax", aliases=("logsoftmax",))
+class LogSoftmax(Activation):
+    """``x - log(sum(exp(x)))`` over ``axis`` (the log of softmax, computed stably).
+
+    >>> LogSoftmax().forward(np.array([[0.0, 0.0]], np.float32))
+    array([[-0.6931472, -0.6931472]], dtype=float32)
+    """
+
+    axis: int = fields.integer(-1, min=None, doc="the axis the probabilities are normalised over")
+
+    def forward(self, x):
+        return log_softmax(x, self.axis)
+
+    def backward(self, grad, x, y):
+        return grad - np.exp(y) * grad.sum(axis=self.axis, keepdims=True)

@@ -159,7 +159,11 @@ def stage(
                 staged.loss, optimizer, staged.metrics = _training_components(config, f)
                 staged.optimizer = optimizer
         if optimizer is not None:
-            slots = {f"{slot}/{key}": p.shape for slot in optimizer.slot_names for key, p in model.params.items()}
+            slots = {
+                f"{slot}/{key}": shape
+                for key, p in model.params.items()
+                for slot, shape in optimizer.slot_shapes(p.shape).items()
+            }
             staged.optimizer_state = f.optimizer_state(slots, registered_name(optimizer), allow_non_finite=True)
     if not allow_non_finite:  # one error naming every bad tensor, weights and optimizer state
         tensors = {f"weights/{k}": v for k, v in staged.weights.items()}

@@ -5,6 +5,7 @@ ends in softmax (or sigmoid) and the loss is the matching cross-entropy on proba
 model hands the loss its logits instead (see ``fused_with``), which is exact and stable.
 """
 
+import math
 from typing import Any, ClassVar
 
 import attrs
@@ -12,7 +13,7 @@ import numpy as np
 
 from . import fields, registry
 from .activations import log_softmax, sigmoid, softmax
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .text import shape as shape_text
 
 
@@ -238,6 +239,192 @@ class MeanSquaredError(Loss):
     def per_sample(self, pred, target):
         d = pred - target.reshape(pred.shape).astype(pred.dtype, copy=False)
         return (d * d).reshape(len(pred), -1).mean(axis=1)
+
+
+class _ElementWise(Loss):
+    """A loss that is the mean over every element of ``f(pred, target)``: subclasses give
+    ``elements(pred, target) -> (f, df/dpred)`` on targets already shaped like ``pred``."""
+
+    def check_target(self, target, pred_shape):
+        _check_same_shape(target, pred_shape)
+
+    def elements(self, pred: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _target(self, pred, target):
+        return target.reshape(pred.shape).astype(pred.dtype, copy=False)
+
+    def value_and_grad(self, pred, target):
+        f, df = self.elements(pred, self._target(pred, target))
+        return float(np.mean(f, dtype=np.float64)), (df / np.asarray(max(df.size, 1), pred.dtype)).astype(
+            pred.dtype, copy=False
+        )
+
+    def per_sample(self, pred, target):
+        f, _ = self.elements(pred, self._target(pred, target))
+        return f.reshape(len(pred), -1).mean(axis=1)
+
+
+@loss("mean_absolute_error", aliases=("mae", "MeanAbsoluteError", "L1Loss"))
+class MeanAbsoluteError(_ElementWise):
+    """Mean over every element of ``|pred - target|`` (the gradient at 0 is 0)."""
+
+    def elements(self, pred, t):
+        d = pred - t
+        return np.abs(d), np.sign(d)
+
+
+@loss("huber", aliases=("huber_loss", "HuberLoss"))
+class Huber(_ElementWise):
+    """Mean over every element of ``d**2 / 2`` where ``|d| <= delta``, else ``delta * (|d| -
+    delta / 2)``, with ``d = pred - target`` (Keras's ``Huber``, PyTorch's ``HuberLoss``)."""
+
+    delta: float = fields.number(1.0, min=0.0, min_open=True, doc="where the loss turns from quadratic to linear")
+
+    def elements(self, pred, t):
+        d = pred - t
+        delta = np.asarray(self.delta, pred.dtype)
+        a = np.abs(d)
+        f = np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+        return f, np.clip(d, -delta, delta)
+
+
+@loss("log_cosh", aliases=("logcosh", "LogCosh"))
+class LogCosh(_ElementWise):
+    """Mean over every element of ``log(cosh(pred - target))``, computed as ``|d| + log1p(exp(-2|d|))
+    - log 2`` (no overflow); the gradient is ``tanh(d)``."""
+
+    def elements(self, pred, t):
+        d = pred - t
+        a = np.abs(d)
+        f = a + np.log1p(np.exp(-2 * a)) - np.asarray(math.log(2), pred.dtype)
+        return f, np.tanh(d)
+
+
+def _hinge_targets(t):
+    """Keras's hinge targets: 0/1 labels become -1/1 (when every target is 0 or 1)."""
+    if t.size and np.all((t == 0) | (t == 1)):
+        return 2 * t - 1
+    return t
+
+
+@loss("hinge", aliases=("Hinge",))
+class Hinge(_ElementWise):
+    """Mean over every element of ``max(1 - target * pred, 0)``, targets -1 or 1 (0/1 labels are
+    read as -1/1 when every target is 0 or 1, as in Keras)."""
+
+    def elements(self, pred, t):
+        t = _hinge_targets(t)
+        margin = 1 - t * pred
+        return np.maximum(margin, 0), np.where(margin > 0, -t, np.zeros((), pred.dtype))
+
+
+@loss("squared_hinge", aliases=("SquaredHinge",))
+class SquaredHinge(_ElementWise):
+    """Mean over every element of ``max(1 - target * pred, 0)**2`` (targets as for ``hinge``)."""
+
+    def elements(self, pred, t):
+        t = _hinge_targets(t)
+        m = np.maximum(1 - t * pred, 0)
+        return m * m, -2 * t * m
+
+
+@loss("poisson", aliases=("Poisson",))
+class Poisson(_ElementWise):
+    """Mean over every element of ``pred - target * log(pred + 1e-7)`` (Keras's ``Poisson``; the
+    predictions are rates, targets counts >= 0). A negative prediction is read as 0 (its loss is
+    ``pred - target * log(1e-7)`` and its gradient 1), where Keras's would be NaN."""
+
+    EPS = 1e-7
+
+    def check_target(self, target, pred_shape):
+        _check_same_shape(target, pred_shape)
+        if target.size and target.min() < 0:
+            raise DataError(f"Poisson targets are counts >= 0, found values down to {target.min()}")
+
+    def elements(self, pred, t):
+        rate = np.maximum(pred, 0) + np.asarray(self.EPS, pred.dtype)
+        return pred - t * np.log(rate), 1 - np.where(pred > 0, t / rate, np.zeros((), pred.dtype))
+
+
+class _OverAxis(Loss):
+    """A loss that sums (or reduces) over one axis of each output and averages the rest: ``rows``
+    gives ``(per-row loss with the axis reduced, gradient)``."""
+
+    def check_target(self, target, pred_shape):
+        _check_same_shape(target, pred_shape)
+        if len(pred_shape) < 2:
+            raise DataError(f"{registry.registered_name(self)} needs outputs with an axis besides the batch axis")
+
+    def rows(self, pred, t):
+        raise NotImplementedError
+
+    def value_and_grad(self, pred, target):
+        f, df = self.rows(pred, target.reshape(pred.shape).astype(pred.dtype, copy=False))
+        return float(np.mean(f, dtype=np.float64)), (df / np.asarray(max(f.size, 1), pred.dtype)).astype(
+            pred.dtype, copy=False
+        )
+
+    def per_sample(self, pred, target):
+        f, _ = self.rows(pred, target.reshape(pred.shape).astype(pred.dtype, copy=False))
+        return f.reshape(len(pred), -1).mean(axis=1)
+
+
+@loss("kl_divergence", aliases=("kld", "KLDivergence", "kullback_leibler_divergence"))
+class KLDivergence(_OverAxis):
+    """``sum(target * log(target / pred))`` over the last axis, averaged over the batch (and any
+    other axes), with ``target`` and ``pred`` clipped to ``[1e-7, 1]`` as in Keras: probability
+    rows in, ``pred`` typically a softmax output."""
+
+    EPS = 1e-7
+
+    def check_target(self, target, pred_shape):
+        super().check_target(target, pred_shape)
+        if target.size and (target.min() < 0 or target.max() > 1):
+            raise DataError(
+                f"KL divergence targets are probabilities in [0, 1], found [{target.min()}, {target.max()}]"
+            )
+
+    def rows(self, pred, t):
+        eps = np.asarray(self.EPS, pred.dtype)
+        tc, pc = np.clip(t, eps, 1), np.clip(pred, eps, 1)
+        f = (tc * np.log(tc / pc)).sum(axis=-1)
+        inside = (pred > eps) & (pred < 1)
+        return f, np.where(inside, -tc / pc, np.zeros((), pred.dtype))
+
+
+def _axis(_, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value == 0:
+        raise ConfigError(
+            f"expected a non-zero integer axis (0 is the batch axis), got {value!r}", field=attribute.name
+        )
+
+
+@loss("cosine_similarity", aliases=("CosineSimilarity",))
+class CosineSimilarity(_OverAxis):
+    """``-cos(pred, target)`` along ``axis`` (both L2-normalised, norms at least 1e-6 as in
+    Keras's ``l2_normalize``), averaged over the batch and the other axes: -1 when they point the
+    same way, 0 when orthogonal."""
+
+    axis: int = fields.field(-1, doc="the axis the vectors lie along", accepts="a non-zero integer", validator=_axis)
+    #: Keras normalises by ``sqrt(max(sum(x**2), 1e-12))``
+    MIN_SQUARE = 1e-12
+
+    def check_target(self, target, pred_shape):
+        super().check_target(target, pred_shape)
+        rank = len(pred_shape)
+        if not -rank <= self.axis < rank:
+            raise DataError(f"axis {self.axis} does not fit outputs of rank {rank} (batch axis included)")
+
+    def rows(self, pred, t):
+        ax, floor = self.axis, np.asarray(self.MIN_SQUARE, pred.dtype)
+        sq = (pred * pred).sum(axis=ax, keepdims=True)
+        n = np.sqrt(np.maximum(sq, floor))
+        tn = t / np.sqrt(np.maximum((t * t).sum(axis=ax, keepdims=True), floor))
+        u = pred / n
+        cos = (tn * u).sum(axis=ax, keepdims=True)
+        grad = np.where(sq > floor, -(tn - cos * u) / n, -tn / n)
+        return -np.squeeze(cos, axis=ax), grad
 
 
 def probabilities(logits, activation_name):

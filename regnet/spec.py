@@ -1,9 +1,13 @@
 """Model specs: JSON text ⇄ validated layer configs wired into a graph.
 
-A spec is ``{"format": "regnet.model", "version": 1, "input_shape": [...], "layers": [...]}``;
+A spec is ``{"format": "regnet.model", "version": 2, "input_shape": [...], "layers": [...]}``;
 a bare list of layers whose first entry is ``{"type": "Input", "shape": [...]}`` is accepted too.
 Each layer entry may give a ``name`` (unique; generated when absent) and ``inputs`` (names;
 default: the previous entry, or the model input for the first). The output is the last entry.
+
+Versions: 2 since the ``gelu`` activation has an ``approximate`` field and means the exact (erf)
+form by default; in a version-1 spec ``gelu`` meant the tanh form, so ``normalise`` reads every
+``gelu`` there without ``approximate`` as ``{"type": "gelu", "approximate": true}``.
 """
 
 import json
@@ -18,10 +22,13 @@ from . import fields
 from .errors import ConfigError, RegnetError
 from .layers.base import MAX_SAMPLE_ELEMENTS, Layer, create
 from .names import check as check_name
+from .registry import activations as activation_registry
 from .registry import layers
 
 FORMAT = "regnet.model"
-VERSION = 1
+VERSION = 2
+#: the spec version whose ``gelu`` was the tanh approximation
+TANH_GELU_VERSION = 1
 INPUT = "input"
 #: refuse spec documents larger than this many bytes (a model spec is a few kB)
 MAX_SPEC_BYTES = 16 << 20
@@ -126,6 +133,8 @@ def normalise(spec):
         raise ConfigError("'layers' must be a non-empty list of layer objects", field="layers")
     if len(entries) > MAX_LAYERS:
         raise ConfigError(f"{len(entries)} layers is more than the limit of {MAX_LAYERS}", field="layers")
+    if version <= TANH_GELU_VERSION:
+        entries = [_tanh_gelu(entry) for entry in entries]
     return input_shape, entries
 
 
@@ -288,3 +297,37 @@ def with_layer_context(exc, node):
     if isinstance(exc, RegnetError):
         return ConfigError(str(exc), layer=where, field=getattr(exc, "field", None))
     return ConfigError(f"{type(exc).__name__}: {exc}", layer=where)
+
+
+def _is_gelu(value):
+    try:
+        return activation_registry.canonical(value) == "gelu"
+    except RegnetError:
+        return False
+
+
+def _tanh_gelu(entry):
+    """A version-1 layer entry with each ``gelu`` in its activation fields made the tanh form
+    (``approximate: true``) that version meant; other entries are returned as they are."""
+    if not isinstance(entry, dict):
+        return entry
+    try:
+        cls = layers.get(entry.get("type"))
+    except RegnetError:
+        return entry  # reported when the layer is built
+    if not attrs.has(cls):
+        return entry
+    out = entry
+    for a in attrs.fields(cls):
+        key = a.alias or a.name
+        value = entry.get(key)
+        if fields.kind_of(a) != "activations" or value is None:
+            continue
+        if isinstance(value, str) and _is_gelu(value):
+            value = {"type": value, "approximate": True}
+        elif isinstance(value, dict) and _is_gelu(value.get("type")) and "approximate" not in value:
+            value = {**value, "approximate": True}
+        else:
+            continue
+        out = {**out, key: value}
+    return out

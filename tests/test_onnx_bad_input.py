@@ -86,8 +86,28 @@ def pool(op="MaxPool", **attrs):
             ["'s' (Softmax)", "axis=0"],
         ),
         (
-            make([helper.make_node("Gelu", ["x"], ["y"], name="erf_gelu")], ["N", 4], opset=20),
-            ["'erf_gelu' (Gelu)", "approximate='none' is unsupported"],
+            make([helper.make_node("Gelu", ["x"], ["y"], name="odd_gelu", approximate="sigmoid")], ["N", 4], opset=20),
+            ["'odd_gelu' (Gelu)", "approximate='sigmoid' is unsupported"],
+        ),
+        (
+            make(
+                [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip")],
+                ["N", 4],
+                [("lo", np.float32(-1.0)), ("hi", np.float32(1.0))],
+            ),
+            ["'clip' (Clip)", "[-1.0, 1.0] is unsupported", "relu6"],
+        ),
+        (
+            make([helper.make_node("HardSigmoid", ["x"], ["y"], name="hs")], ["N", 4]),
+            ["'hs' (HardSigmoid)", "alpha=0.2", "relu6(x + 3) / 6"],
+        ),
+        (
+            make([helper.make_node("Swish", ["x"], ["y"], name="sw", alpha=2.0)], ["N", 4], opset=24),
+            ["'sw' (Swish)", "alpha=2.0 is unsupported"],
+        ),
+        (
+            make([helper.make_node("LogSoftmax", ["x"], ["y"], name="ls", axis=0)], ["N", 4]),
+            ["'ls' (LogSoftmax)", "axis=0"],
         ),
         (
             make([helper.make_node("Selu", ["x"], ["y"], name="s", alpha=2.0)], ["N", 4]),

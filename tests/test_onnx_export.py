@@ -176,13 +176,20 @@ def test_structure_names_batch_and_hints():
         assert run_onnx(proto, x).shape == (batch_size, 4)
 
 
-def test_gelu_is_the_tanh_form_at_every_opset():
-    model = regnet.Model.from_spec({"input_shape": [50], "layers": [{"type": "Activation", "activation": "gelu"}]})
+@pytest.mark.parametrize(("approximate", "attribute"), [(True, b"tanh"), (False, None)])
+def test_gelu_forms_at_every_opset(approximate, attribute):
+    spec = {
+        "input_shape": [50],
+        "layers": [{"type": "Activation", "activation": {"type": "gelu", "approximate": approximate}}],
+    }
+    model = regnet.Model.from_spec(spec)
     x = np.linspace(-6, 6, 100, dtype=np.float32).reshape(2, 50)
     old, new = ronnx.to_proto(model, 17), ronnx.to_proto(model, 20)
     assert "Gelu" not in {n.op_type for n in old.graph.node}
+    assert ("Erf" in {n.op_type for n in old.graph.node}) is not approximate
     assert [n.op_type for n in new.graph.node] == ["Gelu"]
-    assert onnx.helper.get_attribute_value(new.graph.node[0].attribute[0]) == b"tanh"
+    values = [onnx.helper.get_attribute_value(a) for a in new.graph.node[0].attribute]
+    assert values == ([attribute] if attribute else [])
     for proto in (old, new):
         assert max_diff(model, proto, x) <= TOLERANCE
 
@@ -269,11 +276,11 @@ def _extras_specs(extras):
         {
             "input_shape": [2, 3, 3],
             "layers": [
-                {"type": "Conv2D", "filters": 3, "kernel_size": 2, "activation": "swish"},
+                {"type": "Conv2D", "filters": 3, "kernel_size": 2, "activation": "squareplus"},
                 {"type": "Flatten"},
                 {"type": "Dense", "units": 8, "activation": "mish"},
                 {"type": "LayerNorm"},
-                {"type": "Dense", "units": 3, "activation": {"type": "swish", "beta": 1.7}},
+                {"type": "Dense", "units": 3, "activation": {"type": "squareplus", "b": 0.5}},
             ],
         }
     )

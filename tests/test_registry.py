@@ -27,9 +27,40 @@ BUILTINS = {
         "Add",
         "Concatenate",
     },
-    "activations": {"linear", "relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "softmax", "gelu"},
-    "losses": {"categorical_crossentropy", "binary_crossentropy", "mean_squared_error"},
-    "optimizers": {"SGD", "AdaGrad", "RMSprop", "Adam", "AdamW"},
+    "activations": {
+        "linear",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "tanh",
+        "sigmoid",
+        "softmax",
+        "gelu",
+        "relu6",
+        "silu",
+        "hard_sigmoid",
+        "hard_swish",
+        "mish",
+        "softplus",
+        "softsign",
+        "exponential",
+        "log_softmax",
+    },
+    "losses": {
+        "categorical_crossentropy",
+        "binary_crossentropy",
+        "mean_squared_error",
+        "mean_absolute_error",
+        "huber",
+        "kl_divergence",
+        "hinge",
+        "squared_hinge",
+        "log_cosh",
+        "poisson",
+        "cosine_similarity",
+    },
+    "optimizers": {"SGD", "AdaGrad", "RMSprop", "Adam", "AdamW", "Adamax", "Nadam", "Adadelta", "Lion", "Adafactor"},
     "initializers": {
         "zeros",
         "ones",
@@ -81,6 +112,7 @@ def test_lookup_resolves_aliases_and_any_case_to_the_canonical_name():
 def test_list_filters_with_a_glob_in_any_case():
     assert registry.layers.list("*pool*") == ["AvgPool2D", "GlobalAveragePooling2D", "MaxPool2D"]
     assert registry.activations.list("?ELU") == ["gelu", "relu", "selu"]
+    assert registry.activations.list("hard_*") == ["hard_sigmoid", "hard_swish"]
 
 
 @pytest.mark.parametrize(

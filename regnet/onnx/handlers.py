@@ -416,24 +416,72 @@ def selu(st: ImportState, node: Node, attrs: dict) -> None:
     st.activation(node, "selu")
 
 
-def softmax(st: ImportState, node: Node, attrs: dict) -> None:
-    x = st.tensor(node, 0)
-    rank = len(x.shape) + 1
-    axis = int(attrs.get("axis", -1 if st.opset >= 13 else 1))
-    ax = axis + rank if axis < 0 else axis
-    if ax == 0:
-        raise st.fail(node, "axis=0 (the batch axis) is unsupported")
-    if st.opset < 13 and ax != rank - 1:
-        raise st.fail(node, f"Softmax before opset 13 with axis={axis} on a rank-{rank} input is unsupported")
-    st.activation(node, "softmax" if ax == rank - 1 else {"type": "softmax", "axis": axis})
+def _softmax_like(name: str):
+    """``Softmax`` or ``LogSoftmax`` over one axis (from opset 13; before, over the last axis only)."""
+
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        x = st.tensor(node, 0)
+        rank = len(x.shape) + 1
+        axis = int(attrs.get("axis", -1 if st.opset >= 13 else 1))
+        ax = axis + rank if axis < 0 else axis
+        if ax == 0:
+            raise st.fail(node, "axis=0 (the batch axis) is unsupported")
+        if st.opset < 13 and ax != rank - 1:
+            raise st.fail(
+                node, f"{node.op_type} before opset 13 with axis={axis} on a rank-{rank} input is unsupported"
+            )
+        st.activation(node, name if ax == rank - 1 else {"type": name, "axis": axis})
+
+    return handler
+
+
+softmax = _softmax_like("softmax")
 
 
 def gelu(st: ImportState, node: Node, attrs: dict) -> None:
     mode = attrs.get("approximate", b"none")
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
-    if mode != "tanh":
-        raise st.fail(node, f"approximate='{mode}' is unsupported (regnet's gelu is the tanh approximation)")
-    st.activation(node, "gelu")
+    if mode not in ("none", "tanh"):
+        raise st.fail(node, f"approximate='{mode}' is unsupported (expected 'none' or 'tanh')")
+    st.activation(node, "gelu" if mode == "none" else {"type": "gelu", "approximate": True})
+
+
+def _clip_bound(st: ImportState, node: Node, index: int, what: str) -> float | None:
+    value = st.input(node, index)
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        raise st.fail(node, f"{what} (input {index}) is computed at run time; regnet needs a constant")
+    if value.size != 1:
+        raise st.fail(node, f"{what} (input {index}) has shape {list(value.shape)}; expected a scalar")
+    return float(value.ravel()[0])
+
+
+def clip(st: ImportState, node: Node, attrs: dict) -> None:
+    """``Clip(x, 0, 6)`` is relu6 (PyTorch's ReLU6), ``Clip(x, 0)`` relu; other bounds are refused."""
+    lo, hi = _clip_bound(st, node, 1, "min"), _clip_bound(st, node, 2, "max")
+    if lo == 0.0 and hi == 6.0:
+        st.activation(node, "relu6")
+    elif lo == 0.0 and hi is None:
+        st.activation(node, "relu")
+    else:
+        raise st.fail(node, f"Clip to [{lo}, {hi}] is unsupported (regnet reads [0, 6] as relu6 and [0, none] as relu)")
+
+
+def hard_sigmoid(st: ImportState, node: Node, attrs: dict) -> None:
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    if not (math.isclose(alpha, 1 / 6, rel_tol=1e-6) and math.isclose(beta, 0.5, rel_tol=1e-6)):
+        raise st.fail(
+            node, f"alpha={alpha}, beta={beta} are unsupported (regnet's hard_sigmoid is relu6(x + 3) / 6: 1/6 and 0.5)"
+        )
+    st.activation(node, "hard_sigmoid")
+
+
+def swish(st: ImportState, node: Node, attrs: dict) -> None:
+    alpha = float(attrs.get("alpha", 1.0))
+    if alpha != 1.0:
+        raise st.fail(node, f"alpha={alpha} is unsupported (regnet's silu is x * sigmoid(x): alpha 1)")
+    st.activation(node, "silu")
 
 
 HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
@@ -460,4 +508,13 @@ HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "Sigmoid": _activation("sigmoid"),
     "Softmax": softmax,
     "Gelu": gelu,
+    "LogSoftmax": _softmax_like("log_softmax"),
+    "Clip": clip,
+    "HardSigmoid": hard_sigmoid,
+    "HardSwish": _activation("hard_swish"),
+    "Swish": swish,
+    "Mish": _activation("mish"),
+    "Softplus": _activation("softplus"),
+    "Softsign": _activation("softsign"),
+    "Exp": _activation("exponential"),
 }

@@ -36,6 +36,9 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Transpose", "ConstantOfShape"], 25),
     **dict.fromkeys(["Neg"], 13),
     **dict.fromkeys(["Cast"], 25),
+    **dict.fromkeys(["Clip", "Exp", "LogSoftmax"], 13),
+    **dict.fromkeys(["HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish"], 22),
+    **dict.fromkeys(["Swish"], 24),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 

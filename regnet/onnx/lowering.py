@@ -29,7 +29,7 @@ from ..layers import (
 from ..ops import windows
 from .builder import LoweringContext
 
-#: the opset from which ONNX has ``Gelu`` (with ``approximate="tanh"``)
+#: the opset from which ONNX has ``Gelu`` (exact, or ``approximate="tanh"``)
 GELU_OPSET = 20
 
 
@@ -142,15 +142,49 @@ LAYERS: dict[type, Callable[..., str]] = {
 
 
 def gelu(ctx: LoweringContext, fn: act.GELU, x: str) -> str:
-    """regnet's GELU is the tanh approximation: ``Gelu(approximate="tanh")`` from opset 20, else
-    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` written out."""
+    """``Gelu`` from opset 20 (``approximate="tanh"`` for the tanh form), else written out: the
+    exact form as ``x * 0.5 * (1 + erf(x / sqrt 2))`` (the pattern PyTorch writes), the tanh form
+    as ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
     if ctx.opset >= GELU_OPSET:
-        return ctx.node("Gelu", [x], approximate="tanh")
+        return ctx.node("Gelu", [x], approximate="tanh") if fn.approximate else ctx.node("Gelu", [x])
+    if not fn.approximate:
+        scaled = ctx.node("Div", [x, ctx.constant(np.float32(math.sqrt(2)), "gelu_sqrt2")])
+        one_plus = ctx.node("Add", [ctx.node("Erf", [scaled]), ctx.constant(np.float32(1.0), "gelu_one")])
+        return ctx.node("Mul", [ctx.node("Mul", [x, one_plus]), ctx.constant(np.float32(0.5), "gelu_half")])
     cube = ctx.node("Mul", [ctx.node("Mul", [x, x]), x])
     inner = ctx.node("Add", [x, ctx.node("Mul", [cube, ctx.constant(np.float32(0.044715), "gelu_k")])])
     t = ctx.node("Tanh", [ctx.node("Mul", [inner, ctx.constant(np.float32(math.sqrt(2 / math.pi)), "gelu_c")])])
     half_x = ctx.node("Mul", [x, ctx.constant(np.float32(0.5), "gelu_half")])
     return ctx.node("Mul", [half_x, ctx.node("Add", [t, ctx.constant(np.float32(1.0), "gelu_one")])])
+
+
+#: the opset from which ONNX has ``HardSwish``
+HARD_SWISH_OPSET = 14
+#: the opset from which ONNX has ``Mish``
+MISH_OPSET = 18
+
+
+def relu6(ctx: LoweringContext, fn: act.ReLU6, x: str) -> str:
+    """``Clip(x, 0, 6)``, as PyTorch writes ``ReLU6``."""
+    return ctx.node("Clip", [x, ctx.constant(np.float32(0.0), "relu6_min"), ctx.constant(np.float32(6.0), "relu6_max")])
+
+
+def hard_sigmoid(ctx: LoweringContext, x: str) -> str:
+    return ctx.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)
+
+
+def hard_swish(ctx: LoweringContext, fn: act.HardSwish, x: str) -> str:
+    """``HardSwish`` from opset 14, else ``Mul(x, HardSigmoid(x))``."""
+    if ctx.opset >= HARD_SWISH_OPSET:
+        return ctx.node("HardSwish", [x])
+    return ctx.node("Mul", [x, hard_sigmoid(ctx, x)])
+
+
+def mish(ctx: LoweringContext, fn: act.Mish, x: str) -> str:
+    """``Mish`` from opset 18, else ``Mul(x, Tanh(Softplus(x)))`` (as PyTorch writes it)."""
+    if ctx.opset >= MISH_OPSET:
+        return ctx.node("Mish", [x])
+    return ctx.node("Mul", [x, ctx.node("Tanh", [ctx.node("Softplus", [x])])])
 
 
 ACTIVATIONS: dict[type, Callable[..., str]] = {
@@ -163,4 +197,13 @@ ACTIVATIONS: dict[type, Callable[..., str]] = {
     act.Softmax: lambda ctx, fn, x: ctx.node("Softmax", [x], axis=int(fn.axis)),
     act.GELU: gelu,
     act.Linear: lambda ctx, fn, x: x,
+    act.ReLU6: relu6,
+    act.SiLU: lambda ctx, fn, x: ctx.node("Mul", [x, ctx.node("Sigmoid", [x])]),
+    act.HardSigmoid: lambda ctx, fn, x: hard_sigmoid(ctx, x),
+    act.HardSwish: hard_swish,
+    act.Mish: mish,
+    act.Softplus: lambda ctx, fn, x: ctx.node("Softplus", [x]),
+    act.Softsign: lambda ctx, fn, x: ctx.node("Softsign", [x]),
+    act.Exponential: lambda ctx, fn, x: ctx.node("Exp", [x]),
+    act.LogSoftmax: lambda ctx, fn, x: ctx.node("LogSoftmax", [x], axis=int(fn.axis)),
 }

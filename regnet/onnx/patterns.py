@@ -1,6 +1,15 @@
-"""Subgraphs that stand for one regnet activation: GELU (tanh form) written out with Mul, Add,
-Tanh (and Pow), as regnet exports it before opset 20 and PyTorch does for
-``GELU(approximate="tanh")``. Each match becomes one synthetic ``Gelu(approximate="tanh")`` node."""
+"""Subgraphs that stand for one regnet activation, as regnet exports them at older opsets and
+PyTorch writes them, each replaced by one synthetic node of the operator it computes:
+
+* GELU, tanh form: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` with Mul, Add, Tanh (and
+  Pow) -> ``Gelu(approximate="tanh")``;
+* GELU, exact form: ``x * 0.5 * (1 + erf(x / sqrt 2))`` (Div by sqrt 2 or Mul by 1/sqrt 2; the
+  factors in any order) -> ``Gelu``;
+* ``Mul(x, Sigmoid(x))`` -> ``Swish`` (alpha 1: silu); ``Mul(x, Tanh(Softplus(x)))`` -> ``Mish``;
+  ``Mul(x, HardSigmoid(x))`` (alpha 1/6, beta 1/2) -> ``HardSwish``;
+* ``Div(x, Add(Abs(x), 1))`` -> ``Softsign``.
+
+Inner nodes must feed nothing else (``x`` may, being the input)."""
 
 import math
 from collections import Counter
@@ -14,6 +23,7 @@ Const = Callable[[str], "np.ndarray | None"]
 
 GELU_C = math.sqrt(2 / math.pi)
 GELU_K = 0.044715
+SQRT2 = math.sqrt(2)
 
 
 class _Graph:
@@ -102,25 +112,119 @@ def _match_gelu(g: _Graph, root: onnx.NodeProto) -> tuple[str, list[onnx.NodePro
     return None
 
 
+Match = tuple[str, list[onnx.NodeProto], str, dict]
+
+
+def _erf_gelu(g: _Graph, root: onnx.NodeProto) -> Match | None:
+    seen: list[onnx.NodeProto] = []
+    rest = _split(g, g.factors(root.output[0], seen), [0.5])
+    if rest is None or len(rest) != 2:
+        return None
+    for x, s in (rest, rest[::-1]):
+        trial = list(seen)
+        terms = g.terms(s, trial)
+        tail = terms and _split(g, terms, [1.0])
+        erf = tail and len(tail) == 1 and g.op(tail[0], "Erf")
+        if not erf:
+            continue
+        trial.append(erf)
+        div = g.op(erf.input[0], "Div")
+        if div is not None:
+            scalar = g.scalar(div.input[1])
+            if div.input[0] == x and scalar is not None and math.isclose(scalar, SQRT2, rel_tol=1e-5):
+                return x, [*trial, div], "Gelu", {}
+            return None
+        scaled = _split(g, g.factors(erf.input[0], trial, True), [1 / SQRT2])
+        if scaled == [x]:
+            return x, trial, "Gelu", {}
+        return None
+    return None
+
+
+def _tanh_gelu(g: _Graph, root: onnx.NodeProto) -> Match | None:
+    found = _match_gelu(g, root)
+    return None if found is None else (found[0], found[1], "Gelu", {"approximate": "tanh"})
+
+
+def _gated(g: _Graph, root: onnx.NodeProto, chain: tuple[str, ...]) -> tuple[str, list[onnx.NodeProto]] | None:
+    """``Mul(x, chain(x))``: ``chain`` names the single-use operators from the gate back to x."""
+    if len(root.input) != 2:
+        return None
+    for x, gate in (root.input, root.input[::-1]):
+        seen, name = [root], gate
+        for op in chain:
+            node = g.op(name, op)
+            if node is None or not node.input:
+                break
+            seen.append(node)
+            name = node.input[0]
+        else:
+            if name == x:
+                return x, seen
+    return None
+
+
+def _silu(g: _Graph, root: onnx.NodeProto) -> Match | None:
+    found = _gated(g, root, ("Sigmoid",))
+    return None if found is None else (*found, "Swish", {"alpha": 1.0})
+
+
+def _mish(g: _Graph, root: onnx.NodeProto) -> Match | None:
+    found = _gated(g, root, ("Tanh", "Softplus"))
+    return None if found is None else (*found, "Mish", {})
+
+
+def _hard_swish(g: _Graph, root: onnx.NodeProto) -> Match | None:
+    found = _gated(g, root, ("HardSigmoid",))
+    if found is None:
+        return None
+    values = {a.name: helper.get_attribute_value(a) for a in found[1][1].attribute}
+    alpha, beta = float(values.get("alpha", 0.2)), float(values.get("beta", 0.5))
+    if math.isclose(alpha, 1 / 6, rel_tol=1e-6) and math.isclose(beta, 0.5, rel_tol=1e-6):
+        return (*found, "HardSwish", {})
+    return None
+
+
+def _softsign(g: _Graph, root: onnx.NodeProto) -> Match | None:
+    if len(root.input) != 2:
+        return None
+    x, seen = root.input[0], [root]
+    terms = g.terms(root.input[1], seen)
+    rest = terms and _split(g, terms, [1.0])
+    absolute = rest and len(rest) == 1 and g.op(rest[0], "Abs")
+    if absolute and absolute.input[0] == x:
+        return x, [*seen, absolute], "Softsign", {}
+    return None
+
+
+#: the patterns tried on a node of each operator (the root: the node that makes the output)
+MATCHERS: dict[str, tuple[Callable[[_Graph, onnx.NodeProto], Match | None], ...]] = {
+    "Mul": (_tanh_gelu, _erf_gelu, _silu, _mish, _hard_swish),
+    "Div": (_softsign,),
+}
+
+
 def rewrite(nodes: list[onnx.NodeProto], const: Const, outputs: set[str]) -> tuple[list[onnx.NodeProto], set[int]]:
-    """``nodes`` with every written-out tanh-GELU replaced by one ``Gelu`` node, and the ``id`` of
-    each node made so (they exist in no opset before 20)."""
+    """``nodes`` with every pattern above replaced by one node, and the ``id`` of each node made
+    so (their operator may be newer than the file's opset)."""
     g = _Graph(nodes, const, outputs)
     replaced: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     for root in nodes:
-        if root.op_type != "Mul" or id(root) in removed:
+        if id(root) in removed:
             continue
-        found = _match_gelu(g, root)
-        if found is None:
-            continue
-        x, seen = found
-        inner = {id(n) for n in seen} - {id(root)}
-        if inner & removed or any(o in outputs for n in seen if n is not root for o in n.output):
-            continue
-        gelu = helper.make_node("Gelu", [x], [root.output[0]], name=root.name, approximate="tanh")
-        gelu.doc_string = root.doc_string
-        replaced[id(root)] = gelu
-        removed |= inner
+        for matcher in MATCHERS.get(root.op_type, ()):
+            found = matcher(g, root)
+            if found is None:
+                continue
+            x, seen, op_type, attributes = found
+            inner = {id(n) for n in seen} - {id(root)}
+            if inner & (removed | set(replaced)) or any(o in outputs for n in seen if n is not root for o in n.output):
+                continue
+            node = helper.make_node(op_type, [x], [root.output[0]], name=root.name, **attributes)
+            node.doc_string = root.doc_string
+            replaced[id(root)] = node
+            removed |= inner
+            break
     made = {id(n) for n in replaced.values()}
     return [replaced.get(id(n), n) for n in nodes if id(n) not in removed], made

@@ -102,6 +102,8 @@ BUILTIN_EXTRA_CASES: dict[str, list[tuple[dict, dict]]] = {
             ("leaky_relu", {"alpha": 0.3}),
             ("elu", {"alpha": 0.5}),
             ("softmax", {"axis": 1}),
+            ("log_softmax", {"axis": 1}),
+            ("gelu", {"approximate": True}),
         ]
     ],
     "losses": [
@@ -122,6 +124,11 @@ BUILTIN_EXTRA_CASES: dict[str, list[tuple[dict, dict]]] = {
             ("AdaGrad", {"initial_accumulator_value": 0.1}),
             ("RMSprop", {"learning_rate": 0.01}),
             ("AdamW", {"weight_decay": 0.1}),
+            ("Adamax", {"weight_decay": 0.01}),
+            ("Nadam", {"weight_decay": 0.01, "momentum_decay": 0.01}),
+            ("Adadelta", {"epsilon": 1e-4, "rho": 0.95, "weight_decay": 0.01}),
+            ("Lion", {"weight_decay": 0.1}),
+            ("Adafactor", {"weight_decay": 0.01, "epsilon_1": 1e-30, "clip_threshold": 2.0}),
         ]
     ],
     "initializers": [({"type": "constant", "value": 0.5}, {})],

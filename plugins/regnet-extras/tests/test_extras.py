@@ -32,10 +32,9 @@ def test_one_component_of_every_kind_comes_from_the_distribution():
     version = importlib.metadata.version(DIST)
     for kind, name in [
         ("layers", "LayerNorm"),
-        ("activations", "swish"),
-        ("activations", "mish"),
-        ("losses", "huber"),
-        ("optimizers", "Lion"),
+        ("activations", "squareplus"),
+        ("losses", "pinball"),
+        ("optimizers", "SignSGD"),
         ("initializers", "orthogonal"),
         ("initializers", "truncated_normal"),
         ("schedules", "inverse_sqrt"),
@@ -47,23 +46,30 @@ def test_one_component_of_every_kind_comes_from_the_distribution():
 
 
 def test_hand_checked_values():
-    from regnet_extras import BalancedAccuracy, Huber, InverseSqrt, Lion, Mish, Swish
+    from regnet_extras import BalancedAccuracy, InverseSqrt, Pinball, SignSGD, Squareplus
 
-    x = np.array([-1.0, 0.0, 2.0], dtype=np.float32)
-    np.testing.assert_allclose(Swish().forward(x), [-0.2689414, 0.0, 1.7615942], rtol=1e-6)
-    np.testing.assert_allclose(Mish().forward(x), [-0.3034014, 0.0, 1.9439589], rtol=1e-6)
-    # d = [0.5, -3]: 0.5*0.25 = 0.125 and 1*(3 - 0.5) = 2.5 -> mean 1.3125; grad clip(d)/2 = [0.25, -0.5]
-    value, grad = Huber().value_and_grad(np.array([[0.5, -3.0]], np.float32), np.zeros((1, 2), np.float32))
-    assert value == pytest.approx(1.3125)
-    np.testing.assert_allclose(grad, [[0.25, -0.5]])
-    # Lion, lr 0.1: c = 0.1*g -> sign = [1, -1]; p = [0.9, -1.9]; m = 0.01*g = [0.01, -0.02]
-    # step 2, g = [-1, -1]: c = 0.9*m + 0.1*g = [-0.091, -0.118] -> p = [1.0, -1.8]
-    opt, p = Lion(learning_rate=0.1), np.array([1.0, -2.0], np.float32)
-    opt.step({"w": p}, {"w": np.array([1.0, -2.0], np.float32)})
+    x = np.array([-1.5, 0.0, 2.0], dtype=np.float32)
+    # (x + sqrt(x^2 + 4)) / 2: (-1.5 + 2.5) / 2 = 0.5, 2 / 2 = 1, (2 + sqrt 8) / 2
+    np.testing.assert_allclose(Squareplus().forward(x), [0.5, 1.0, 1 + 2**0.5], rtol=1e-6)
+    # q = 0.9, d = target - pred = [2, -1]: 0.9*2 = 1.8 and 0.1*1 = 0.1 -> mean 0.95; grad [-0.9, 0.1]/2
+    value, grad = Pinball(quantile=0.9).value_and_grad(np.array([[0.0, 1.0]], np.float32), np.array([[2.0, 0.0]]))
+    assert value == pytest.approx(0.95)
+    np.testing.assert_allclose(grad, [[-0.45, 0.05]], rtol=1e-6)
+    assert Pinball(quantile=0.9).per_sample(np.zeros((2, 1), np.float32), np.array([[1.0], [-1.0]])) == pytest.approx(
+        [0.9, 0.1]
+    )
+    # SignSGD, lr 0.1: p = [1, -2] - 0.1*sign([3, -0.5]) = [0.9, -1.9]; a zero gradient moves nothing
+    opt, p = SignSGD(learning_rate=0.1), np.array([1.0, -2.0], np.float32)
+    opt.step({"w": p}, {"w": np.array([3.0, -0.5], np.float32)})
     np.testing.assert_allclose(p, [0.9, -1.9], rtol=1e-6)
-    np.testing.assert_allclose(opt.slots["m"]["w"], [0.01, -0.02], rtol=1e-5)
-    opt.step({"w": p}, {"w": np.array([-1.0, -1.0], np.float32)})
-    np.testing.assert_allclose(p, [1.0, -1.8], rtol=1e-6)
+    opt.step({"w": p}, {"w": np.zeros(2, np.float32)})
+    np.testing.assert_allclose(p, [0.9, -1.9], rtol=1e-6)
+    # Signum, momentum 0.5: m = 0.5*g1 = [0.5, 0.5]; then m = 0.25 + 0.5*[-1, -2] = [-0.25, -0.75]
+    opt, p = SignSGD(learning_rate=0.1, momentum=0.5), np.zeros(2, np.float32)
+    opt.step({"w": p}, {"w": np.array([1.0, 1.0], np.float32)})
+    opt.step({"w": p}, {"w": np.array([-1.0, -2.0], np.float32)})
+    np.testing.assert_allclose(opt.slots["m"]["w"], [-0.25, -0.75])
+    np.testing.assert_allclose(p, [0.0, 0.0], atol=1e-7)
     # inverse_sqrt, peak 1, 4 warm-up steps: 0.25, 0.5, 0.75, 1, then sqrt(4/5), sqrt(4/9)
     rate = InverseSqrt(peak=1.0, warmup_steps=4)
     assert [rate(s) for s in (0, 1, 2, 3, 4, 8)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 0.8**0.5, (4 / 9) ** 0.5])
@@ -96,12 +102,12 @@ SPEC = json.dumps(
         "version": 1,
         "input_shape": [2],
         "layers": [
-            {"type": "Dense", "units": 16, "activation": "swish", "kernel_initializer": "orthogonal"},
+            {"type": "Dense", "units": 16, "activation": "squareplus", "kernel_initializer": "orthogonal"},
             {"type": "LayerNorm"},
             {
                 "type": "Dense",
                 "units": 16,
-                "activation": {"type": "mish"},
+                "activation": {"type": "squareplus", "b": 1.0},
                 "kernel_initializer": {"type": "truncated_normal", "stddev": 0.3},
             },
             {"type": "Dense", "units": 1},
@@ -130,7 +136,11 @@ def _data(n=256, seed=0):
 def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
     x, y = _data()
     model = regnet.Model.from_spec(SPEC, seed=0)
-    model.compile(loss={"type": "huber", "delta": 0.5}, optimizer={"type": "Lion", "learning_rate": 3e-3}, metrics=[])
+    model.compile(
+        loss={"type": "pinball", "quantile": 0.7},
+        optimizer={"type": "SignSGD", "learning_rate": 3e-3, "momentum": 0.9},
+        metrics=[],
+    )
     before = model.evaluate(x, y)["loss"]
     model.fit(x, y, epochs=8, batch_size=32, verbose=0, seed=0)
     after = model.evaluate(x, y)["loss"]
@@ -143,10 +153,9 @@ def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
     providers = {(c["kind"], c["name"]): c["distribution"] for c in recorded}
     for key in [
         ("layers", "LayerNorm"),
-        ("activations", "swish"),
-        ("activations", "mish"),
-        ("losses", "huber"),
-        ("optimizers", "Lion"),
+        ("activations", "squareplus"),
+        ("losses", "pinball"),
+        ("optimizers", "SignSGD"),
         ("initializers", "orthogonal"),
         ("initializers", "truncated_normal"),
     ]:
@@ -164,7 +173,7 @@ def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
     assert np.array_equal(np.load(tmp_path / "pred.npy"), model.predict(x))
     state = json.loads(out.stdout.strip().splitlines()[-1])
     assert state["optimizer"] == model.optimizer.get_config()
-    assert state["loss"] == {"type": "huber", "delta": 0.5}
+    assert state["loss"] == {"type": "pinball", "quantile": 0.7}
     assert state["iterations"] == model.optimizer.iterations
 
 

@@ -3,22 +3,21 @@
 Nothing here registers itself on import: regnet loads each class when a model first names it.
 """
 
-from .activations import Mish, Swish
 from .balanced_accuracy import BalancedAccuracy
-from .huber import Huber
 from .initializers import Orthogonal, TruncatedNormal
 from .inverse_sqrt import InverseSqrt
 from .layer_norm import LayerNorm
-from .lion import Lion
+from .pinball import Pinball
+from .sign_sgd import SignSGD
+from .squareplus import Squareplus
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LayerNorm",
-    "Swish",
-    "Mish",
-    "Huber",
-    "Lion",
+    "Squareplus",
+    "Pinball",
+    "SignSGD",
     "Orthogonal",
     "TruncatedNormal",
     "InverseSqrt",
