@@ -91,7 +91,7 @@ def _relu_gradient(grad, x, out):
 
 @activation("leaky_relu")
 class LeakyReLU(Activation):
-    alpha: float = fields.number(0.01, min=0)
+    alpha: float = fields.number(0.01, min=0, doc="the slope for negative inputs")
 
     def forward(self, x):
         return np.where(x > 0, x, x * _f32(self.alpha, x.dtype))
@@ -102,7 +102,7 @@ class LeakyReLU(Activation):
 
 @activation("elu")
 class ELU(Activation):
-    alpha: float = fields.number(1.0, min=0)
+    alpha: float = fields.number(1.0, min=0, doc="the value approached for large negative inputs (-alpha)")
 
     def forward(self, x):
         a = _f32(self.alpha, x.dtype)
@@ -164,7 +164,7 @@ def softmax(x, axis=-1):
 
 @activation("softmax")
 class Softmax(Activation):
-    axis: int = fields.integer(-1, min=None)
+    axis: int = fields.integer(-1, min=None, doc="the axis the probabilities sum to 1 over (axis 0 is the batch)")
 
     def forward(self, x):
         return softmax(x, self.axis)

@@ -64,7 +64,7 @@ class Ones(Initializer):
 
 @initializer("constant")
 class Constant(Initializer):
-    value: float = fields.number(0.0)
+    value: float = fields.number(0.0, doc="the value every element takes")
 
     def __call__(self, shape, rng, dtype=np.float32):
         return np.full(shape, self.value, dtype)
@@ -75,9 +75,11 @@ class VarianceScaling(Initializer):
     """Variance ``scale / fan`` (``mode``: fan_in, fan_out or fan_avg), from a normal or a uniform
     distribution (limit ``sqrt(3 * variance)``). The named schemes below fix the three fields."""
 
-    scale: float = fields.number(1.0, min=0.0, min_open=True)
-    mode: str = fields.choice("fan_in", "fan_in", "fan_out", "fan_avg")
-    distribution: str = fields.choice("normal", "normal", "uniform")
+    scale: float = fields.number(1.0, min=0.0, min_open=True, doc="the variance is scale / n")
+    mode: str = fields.choice(
+        "fan_in", "fan_in", "fan_out", "fan_avg", doc="n: the inputs, outputs or their mean per unit"
+    )
+    distribution: str = fields.choice("normal", "normal", "uniform", doc="draw from a truncated normal or a uniform")
 
     def __call__(self, shape, rng, dtype=np.float32):
         fan_in, fan_out = fans(tuple(shape))

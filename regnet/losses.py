@@ -126,7 +126,7 @@ def _labels(target, k):
 class CategoricalCrossentropy(Loss):
     """Cross-entropy over the last axis; targets are integer labels ``(N,)`` or rows ``(N, K)``."""
 
-    from_logits: bool = fields.boolean(False)
+    from_logits: bool = fields.boolean(False, doc="true when the predictions are logits (no softmax/sigmoid applied)")
     fuses = "softmax"
     EPS = 1e-7
 
@@ -194,7 +194,7 @@ class CategoricalCrossentropy(Loss):
 class BinaryCrossentropy(Loss):
     """Element-wise binary cross-entropy; targets in [0, 1] of the output's shape (or ``(N,)``)."""
 
-    from_logits: bool = fields.boolean(False)
+    from_logits: bool = fields.boolean(False, doc="true when the predictions are logits (no softmax/sigmoid applied)")
     fuses = "sigmoid"
     EPS = 1e-7
 

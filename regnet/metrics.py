@@ -53,7 +53,13 @@ class Metric:
     logs and the history (default: ``default_name()``). Declare one with ``@metric("name")``.
     """
 
-    name: str | None = attrs.field(default=None, kw_only=True, validator=_check_name)
+    name: str | None = fields.field(
+        None,
+        kw_only=True,
+        validator=_check_name,
+        doc="the key of the metric in logs (default: its type's name)",
+        accepts="a non-empty name other than 'loss', or null",
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.name is None:
@@ -204,7 +210,7 @@ class Accuracy(Metric):
     """Fraction of correct predictions: argmax over the last axis of several outputs, ``>
     threshold`` of one output."""
 
-    threshold: float = fields.number(0.5)
+    threshold: float = fields.number(0.5, doc="a single output above it counts as class 1")
 
     def statistics(self, pred, target, weight):
         if pred.ndim >= 2 and pred.shape[-1] > 1:
@@ -225,7 +231,7 @@ class TopKAccuracy(Metric):
     """Fraction of samples whose true class is among the ``k`` highest outputs (ties count in
     the sample's favour)."""
 
-    k: int = fields.integer(5, min=1)
+    k: int = fields.integer(5, min=1, doc="a hit when the label is among the k highest scores")
 
     def default_name(self):
         return f"top_{self.k}_accuracy"
@@ -290,7 +296,7 @@ def average_scores(confusion: np.ndarray, average: str) -> dict[str, "float | np
 class _ConfusionBased(Metric):
     """A metric computed from the confusion matrix of a classifier's outputs."""
 
-    threshold: float = fields.number(0.5)
+    threshold: float = fields.number(0.5, doc="a single output above it counts as class 1")
 
     def check(self, output_shape):
         _require_classifier(self, output_shape)
@@ -305,7 +311,7 @@ class _ConfusionBased(Metric):
 class _Score(_ConfusionBased):
     """Precision, recall or F1 (``score``), averaged as ``average`` says (see ``average_scores``)."""
 
-    average: str = fields.choice("macro", *AVERAGES)
+    average: str = fields.choice("macro", *AVERAGES, doc="how per-class values combine (macro: mean over classes)")
     score = "f1"
 
     def default_name(self):
@@ -387,7 +393,7 @@ class AUC(Metric):
     positive-negative pairs that do (1/num_bins for scores spread evenly).
     """
 
-    num_bins: int = fields.integer(200, min=2, max=1 << 20)
+    num_bins: int = fields.integer(200, min=2, max=1 << 20, doc="score bins of the ROC curve")
 
     def check(self, output_shape):
         if tuple(output_shape) not in ((), (1,), (2,)):

@@ -73,10 +73,26 @@ class Optimizer(metaclass=_TakesSchedule):
     Declare one with ``@optimizer("Name")``.
     """
 
-    learning_rate: float = fields.number(0.01, min=0.0)
-    clipnorm: float | None = fields.number(None, min=0.0, min_open=True, optional=True, kw_only=True)
-    global_clipnorm: float | None = fields.number(None, min=0.0, min_open=True, optional=True, kw_only=True)
-    clipvalue: float | None = fields.number(None, min=0.0, min_open=True, optional=True, kw_only=True)
+    learning_rate: float = fields.number(0.01, min=0.0, doc='the step size, or a schedule (a name or {"type": ...})')
+    clipnorm: float | None = fields.number(
+        None, min=0.0, min_open=True, optional=True, kw_only=True, doc="scale each gradient tensor down to this L2 norm"
+    )
+    global_clipnorm: float | None = fields.number(
+        None,
+        min=0.0,
+        min_open=True,
+        optional=True,
+        kw_only=True,
+        doc="scale all gradients together to this joint L2 norm",
+    )
+    clipvalue: float | None = fields.number(
+        None,
+        min=0.0,
+        min_open=True,
+        optional=True,
+        kw_only=True,
+        doc="clip each gradient element to [-clipvalue, clipvalue]",
+    )
 
     #: per-parameter state arrays this rule keeps
     slot_names: ClassVar[tuple[str, ...]] = ()
@@ -228,9 +244,9 @@ class SGD(Optimizer):
     ``weight_decay`` adds ``weight_decay * p`` to the gradient (L2 penalty).
     """
 
-    momentum: float = fields.number(0.0, min=0.0)
-    nesterov: bool = fields.boolean(False)
-    weight_decay: float = fields.number(0.0, min=0.0)
+    momentum: float = fields.number(0.0, min=0.0, doc="the momentum factor (0: plain SGD)")
+    nesterov: bool = fields.boolean(False, doc="use Nesterov momentum")
+    weight_decay: float = fields.number(0.0, min=0.0, doc="L2 penalty added to the gradient (weight_decay * p)")
 
     @property  # a rule without momentum keeps no state
     def slot_names(self):  # type: ignore[override]
@@ -253,8 +269,8 @@ class SGD(Optimizer):
 class AdaGrad(Optimizer):
     """``acc += g**2``; ``p -= lr * g / (sqrt(acc) + epsilon)``."""
 
-    epsilon: float = fields.number(1e-10, min=0.0)
-    initial_accumulator_value: float = fields.number(0.0, min=0.0)
+    epsilon: float = fields.number(1e-10, min=0.0, doc="added to the denominator for numerical stability")
+    initial_accumulator_value: float = fields.number(0.0, min=0.0, doc="the starting value of the sum of squares")
     slot_names = ("accumulator",)
 
     def _slot(self, slot, key, p):
@@ -272,9 +288,9 @@ class AdaGrad(Optimizer):
 class RMSprop(Optimizer):
     """``ms = rho*ms + (1-rho)*g**2``; ``p -= lr * g / (sqrt(ms) + epsilon)``."""
 
-    learning_rate: float = fields.number(0.001, min=0.0)
-    rho: float = fields.number(0.9, min=0.0, max=1.0)
-    epsilon: float = fields.number(1e-7, min=0.0)
+    learning_rate: float = fields.number(0.001, min=0.0, doc="the step size, or a schedule")
+    rho: float = fields.number(0.9, min=0.0, max=1.0, doc="the decay of the running mean of squared gradients")
+    epsilon: float = fields.number(1e-7, min=0.0, doc="added to the denominator for numerical stability")
     slot_names = ("mean_square",)
 
     def update(self, p, g, state):
@@ -288,10 +304,12 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Bias-corrected moments: ``p -= lr * m_hat / (sqrt(v_hat) + epsilon)``."""
 
-    learning_rate: float = fields.number(0.001, min=0.0)
-    beta_1: float = fields.number(0.9, min=0.0, max=1.0)
-    beta_2: float = fields.number(0.999, min=0.0, max=1.0)
-    epsilon: float = fields.number(1e-8, min=0.0)
+    learning_rate: float = fields.number(0.001, min=0.0, doc="the step size, or a schedule")
+    beta_1: float = fields.number(0.9, min=0.0, max=1.0, doc="the decay of the first-moment (mean) estimate")
+    beta_2: float = fields.number(
+        0.999, min=0.0, max=1.0, doc="the decay of the second-moment (uncentred variance) estimate"
+    )
+    epsilon: float = fields.number(1e-8, min=0.0, doc="added to the denominator for numerical stability")
     slot_names = ("m", "v")
 
     def decay(self, p):
@@ -335,7 +353,7 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay: ``p -= lr * weight_decay * p`` before the Adam step."""
 
-    weight_decay: float = fields.number(0.01, min=0.0)
+    weight_decay: float = fields.number(0.01, min=0.0, doc="decoupled decay: p -= lr * weight_decay * p each step")
 
     def decay(self, p):
         if self.weight_decay:
