@@ -77,7 +77,7 @@ class Embedding(Layer):
             ids = x.astype(np.int64)
             whole = ids == x
             if not whole.all():
-                bad = x[~whole].flat[0]
+                bad = x[~whole].flat[0].item()
                 raise DataError(f"{_label(self)}: token ids must be whole numbers, got {bad!r}")
         else:
             raise DataError(f"{_label(self)}: token ids must be integers, got dtype {x.dtype}")
