@@ -129,7 +129,7 @@ class PositionEmbedding(Layer):
     sequence_length: int = fields.integer(min=1, doc="the longest sequence the table covers")
     initializer: str | dict = fields.initializer("glorot_uniform", doc="how the position table starts")
 
-    test_config = {"sequence_length": 6}
+    test_config = {"sequence_length": 4}  # as long as the input: ONNX round trips keep only the rows read
     test_input_shape = (4, 3)
 
     def build(self, input_shape, rng):

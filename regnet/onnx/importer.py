@@ -36,6 +36,8 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Transpose", "ConstantOfShape"], 25),
     **dict.fromkeys(["Neg"], 13),
     **dict.fromkeys(["Cast"], 25),
+    **dict.fromkeys(["ReduceMean"], 18),
+    **dict.fromkeys(["ReduceMax"], 20),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 
