@@ -401,13 +401,14 @@ def flatten(st: ImportState, node: Node, attrs: dict) -> None:
     if (axis + rank if axis < 0 else axis) != 1:
         raise st.fail(node, f"axis={axis} is unsupported (regnet flattens each sample: axis 1)")
     src = x.source
-    if (
-        src is not None
-        and src.type in ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
-        and st.sole_consumer(node.input[0])
-    ):  # GlobalAveragePool + Flatten: one layer without keepdims
+    pooled = src is not None and src.type in ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
+    if pooled and hint_type(node) in (None, src.type) and st.sole_consumer(node.input[0]):
+        # GlobalAveragePool + Flatten (not regnet's own Flatten layer): one layer without keepdims
         src.config.pop("keepdims", None)
-        src.shape = x.shape[:1]
+        src.shape, src.hint = x.shape[:1], hint_of(node)
+        name = (src.hint or {}).get("name")
+        if isinstance(name, str):
+            src.names.insert(0, name)
         st.pass_through(node, Tensor(src, src.shape))
         return
     if src is not None and hint_type(node) == "GlobalAveragePooling2D" and _whole_average(st, node, src):
