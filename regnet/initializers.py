@@ -71,13 +71,6 @@ class Constant(Initializer):
         return np.full(shape, self.value, dtype)
 
 
-def _above_minval(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= instance.minval:
-        raise ConfigError(
-            f"expected a number > minval ({instance.minval}), got {fields.show(value)}", field=attribute.name
-        )
-
-
 @initializer("random_uniform", aliases=("RandomUniform", "uniform"))
 class RandomUniform(Initializer):
     """Uniform on ``[minval, maxval)`` whatever the shape (Keras's default for ``Embedding``)."""
@@ -86,7 +79,10 @@ class RandomUniform(Initializer):
     maxval: float = fields.number(0.05, doc="the upper bound (above minval)")
 
     def __attrs_post_init__(self) -> None:
-        _above_minval(self, attrs.fields(type(self)).maxval, self.maxval)
+        if self.maxval <= self.minval:
+            raise ConfigError(
+                f"expected a number > minval ({self.minval}), got {fields.show(self.maxval)}", field="maxval"
+            )
 
     def __call__(self, shape, rng, dtype=np.float32):
         return rng.uniform(self.minval, self.maxval, size=shape).astype(dtype)

@@ -253,7 +253,7 @@ def _sequence_padding(
         what = "alike at both ends or as Keras 'same'" + (" or 'causal' (before only)" if causal else "")
         raise st.fail(node, f"pads {pads} (before, after) are unsupported: regnet pads {what}")
     theirs = (hint_of(node) or {}).get("padding")
-    if not isinstance(theirs, bool) and theirs in options:
+    if isinstance(theirs, (str, int)) and not isinstance(theirs, bool) and theirs in options:
         return theirs
     return options[0]
 
@@ -401,8 +401,13 @@ def flatten(st: ImportState, node: Node, attrs: dict) -> None:
     if (axis + rank if axis < 0 else axis) != 1:
         raise st.fail(node, f"axis={axis} is unsupported (regnet flattens each sample: axis 1)")
     src = x.source
-    pooled = src is not None and src.type in ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
-    if pooled and hint_type(node) in (None, src.type) and st.sole_consumer(node.input[0]):
+    pooled = ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
+    if (
+        src is not None
+        and src.type in pooled
+        and hint_type(node) in (None, src.type)
+        and st.sole_consumer(node.input[0])
+    ):
         # GlobalAveragePool + Flatten (not regnet's own Flatten layer): one layer without keepdims
         src.config.pop("keepdims", None)
         src.shape, src.hint = x.shape[:1], hint_of(node)
