@@ -12,6 +12,7 @@ import attrs
 import numpy as np
 
 from . import fields, registry
+from .errors import ConfigError
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -68,6 +69,23 @@ class Constant(Initializer):
 
     def __call__(self, shape, rng, dtype=np.float32):
         return np.full(shape, self.value, dtype)
+
+
+@initializer("random_uniform", aliases=("RandomUniform", "uniform"))
+class RandomUniform(Initializer):
+    """Uniform on ``[minval, maxval)`` whatever the shape (Keras's default for ``Embedding``)."""
+
+    minval: float = fields.number(-0.05, doc="the lower bound")
+    maxval: float = fields.number(0.05, doc="the upper bound (above minval)")
+
+    def __attrs_post_init__(self) -> None:
+        if self.maxval <= self.minval:
+            raise ConfigError(
+                f"expected a number > minval ({self.minval}), got {fields.show(self.maxval)}", field="maxval"
+            )
+
+    def __call__(self, shape, rng, dtype=np.float32):
+        return rng.uniform(self.minval, self.maxval, size=shape).astype(dtype)
 
 
 @initializer("variance_scaling", aliases=("VarianceScaling",))

@@ -75,8 +75,11 @@ def layer_model(name, seed=0):
     cls = layers.get(name)
     if name in LAYER_EXAMPLES:
         candidates = [LAYER_EXAMPLES[name]]
-    else:
-        candidates = [({}, s) for s in GENERIC_SHAPES]
+    else:  # the layer's own test declarations (see regnet.testing), else generic shapes
+        config = dict(getattr(cls, "test_config", None) or {})
+        declared = getattr(cls, "test_input_shape", None)
+        candidates = [(config, tuple(declared))] if declared is not None else []
+        candidates += [(config, s) for s in GENERIC_SHAPES]
     errors = []
     for config, shape in candidates:
         entries = []
@@ -97,7 +100,11 @@ def layer_model(name, seed=0):
 
 
 def inputs_for(model, n=5, seed=2):
-    return np.random.default_rng(seed).standard_normal((n, *model.input_shape)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    first = model.layers[0]
+    if getattr(first, "test_input_dtype", None):  # token ids (Embedding), as the float32 model input
+        return rng.integers(*first.test_input_range, size=(n, *model.input_shape)).astype(np.float32)
+    return rng.standard_normal((n, *model.input_shape)).astype(np.float32)
 
 
 # -- round trips of every registered layer type ----------------------------------------------------

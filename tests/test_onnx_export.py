@@ -38,6 +38,16 @@ def check_file(path):
     return proto
 
 
+def sample_input(model, n, seed=0):
+    """A float32 batch for ``model``: token ids (whole numbers) where the first layer declares an
+    integer test input (Embedding), else standard normal values."""
+    rng = np.random.default_rng(seed)
+    first = model.layers[0]
+    if getattr(first, "test_input_dtype", None):
+        return rng.integers(*first.test_input_range, size=(n, *model.input_shape)).astype(np.float32)
+    return rng.normal(size=(n, *model.input_shape)).astype(np.float32)
+
+
 def randomise_buffers(model, seed=2):
     """Running statistics other than 0 and 1, so BatchNorm's inference form is really exercised."""
     rng = np.random.default_rng(seed)
@@ -85,7 +95,7 @@ SINGLE_LAYER_CASES = list(_single_layer_cases())
 def test_builtin_configuration_matches_onnxruntime(spec, opset):
     model = regnet.Model.from_spec(spec, seed=1)
     randomise_buffers(model)
-    x = np.random.default_rng(0).normal(size=(5, *model.input_shape)).astype(np.float32)
+    x = sample_input(model, 5)
     proto = ronnx.to_proto(model, opset)
     onnx.checker.check_model(proto, full_check=True)
     assert max_diff(model, proto, x) <= TOLERANCE

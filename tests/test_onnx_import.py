@@ -42,6 +42,16 @@ def round_trip(model, opset=ronnx.DEFAULT_OPSET):
     return back
 
 
+def sample_input(model, n, seed=0):
+    """A float32 batch for ``model``: token ids (whole numbers) where the first layer declares an
+    integer test input (Embedding), else standard normal values."""
+    rng = np.random.default_rng(seed)
+    first = model.layers[0]
+    if getattr(first, "test_input_dtype", None):
+        return rng.integers(*first.test_input_range, size=(n, *model.input_shape)).astype(np.float32)
+    return rng.normal(size=(n, *model.input_shape)).astype(np.float32)
+
+
 def randomise_buffers(model, seed=2):
     rng = np.random.default_rng(seed)
     for node in model.nodes:
@@ -80,7 +90,7 @@ def test_builtin_configuration_round_trips(spec, opset):
     model = regnet.Model.from_spec(spec, seed=1)
     randomise_buffers(model)
     back = round_trip(model, opset)
-    x = np.random.default_rng(0).normal(size=(5, *model.input_shape)).astype(np.float32)
+    x = sample_input(model, 5)
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
     for key, value in model.state_dict().items():  # the weights come back under the same names
         np.testing.assert_array_equal(back.state_dict()[key], value)

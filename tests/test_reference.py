@@ -69,6 +69,7 @@ def test_builtin_layer_docstring_examples_run(cls):
         pytest.skip(f"{cls.registered_name} has no example yet")
     finder = doctest.DocTestFinder(recurse=False)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for test in finder.find(cls, cls.registered_name, globs={"regnet": regnet}):
+    module = sys.modules[cls.__module__]
+    for test in finder.find(cls, cls.registered_name, module=module, globs={**vars(module), "regnet": regnet}):
         runner.run(test)
     assert runner.failures == 0

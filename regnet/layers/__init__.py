@@ -2,7 +2,9 @@
 
 from .base import Layer, create, layer
 from .conv import Conv2D
+from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .embedding import Embedding, PositionEmbedding
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, GlobalAveragePooling2D, MaxPool2D
@@ -23,4 +25,11 @@ __all__ = [
     "BatchNorm",
     "Add",
     "Concatenate",
+    "Embedding",
+    "PositionEmbedding",
+    "Conv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
 ]

@@ -69,6 +69,11 @@ class ImportState:
         self.batch = batch  # the input's fixed batch size, when the file fixes one
         self.consumers: Counter = Counter(name for node in nodes for name in node.input if name)
         self.consumers.update(outputs)
+        self.readers: dict[str, list[onnx.NodeProto]] = {}  # tensor name -> the nodes that read it
+        for node in nodes:
+            for name in dict.fromkeys(node.input):
+                if name:
+                    self.readers.setdefault(name, []).append(node)
 
     # -- errors and inputs ----------------------------------------------------------------------
     def fail(self, node: onnx.NodeProto, message: str) -> OnnxImportError:

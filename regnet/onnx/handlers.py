@@ -219,6 +219,180 @@ def _global_pool(type_name: str):
     return handler
 
 
+# -- sequences: 1-D windows over (N, C, L), embeddings -------------------------------------------------
+def _sequence_pads(st: ImportState, node: Node, attrs: dict, length: int, span: int, stride: int) -> list[int]:
+    """``[before, after]`` from ``pads`` or ``auto_pad`` of a 1-D window covering ``span`` positions."""
+    mode = attrs.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode == "NOTSET":
+        pads = _ints(attrs.get("pads"), [0, 0])
+        if len(pads) != 2 or min(pads) < 0:
+            raise st.fail(node, f"pads {pads} are not two non-negative integers")
+        return pads
+    if mode == "VALID":
+        return [0, 0]
+    if mode == "SAME_UPPER":
+        return list(windows.padding_amounts("same", length, span, stride))
+    raise st.fail(node, f"auto_pad={mode} is unsupported (regnet pads as NOTSET, VALID or SAME_UPPER)")
+
+
+def _sequence_padding(
+    st: ImportState, node: Node, pads: list[int], length: int, span: int, stride: int, *, causal: bool
+) -> str | int:
+    """regnet's spelling of 1-D pads: 'valid', an integer, 'same' or (Conv1D) 'causal'; the
+    exporter's hint picks among the spellings that pad alike."""
+    before, after = pads
+    options: list = []
+    if before == after:
+        options += ["valid", 0] if before == 0 else [before]
+    if (before, after) == windows.padding_amounts("same", length, span, stride):
+        options.append("same")
+    if causal and (before, after) == (span - 1, 0):
+        options.append("causal")
+    if not options:
+        what = "alike at both ends or as Keras 'same'" + (" or 'causal' (before only)" if causal else "")
+        raise st.fail(node, f"pads {pads} (before, after) are unsupported: regnet pads {what}")
+    theirs = (hint_of(node) or {}).get("padding")
+    if isinstance(theirs, (str, int)) and not isinstance(theirs, bool) and theirs in options:
+        return theirs
+    return options[0]
+
+
+def _sequence(st: ImportState, node: Node, what: str = "X") -> Tensor:
+    x = st.tensor(node, 0, what)
+    if len(x.shape) != 2:
+        raise st.fail(node, f"a 1-D window needs an (N, C, L) input; the input is {['N', *x.shape]}")
+    return x
+
+
+def _fits(st: ImportState, node: Node, length: int, span: int, stride: int, pads: list[int], ceil: bool) -> int:
+    total = length + sum(pads) - span
+    if total < 0:
+        raise st.fail(node, f"the window of {span} positions does not fit the input of {length} with pads {pads}")
+    if ceil and math.ceil(total / stride) != total // stride:
+        raise st.fail(node, "ceil_mode=1 is unsupported (here it changes the output size; regnet rounds down)")
+    return total // stride + 1
+
+
+def conv1d(st: ImportState, node: Node, attrs: dict) -> None:
+    x = _sequence(st, node)
+    w = st.const(node, 1, "W")
+    c, length = x.shape
+    group = int(attrs.get("group", 1))
+    if w.ndim != 3 or group < 1 or c % group or w.shape[0] % group or w.shape[1] * group != c:
+        raise st.fail(node, f"W of shape {list(w.shape)} with group={group} does not fit {c} input channels")
+    k = int(w.shape[2])
+    if "kernel_shape" in attrs and _ints(attrs["kernel_shape"], []) != [k]:
+        raise st.fail(node, f"kernel_shape {list(attrs['kernel_shape'])} disagrees with W of shape {list(w.shape)}")
+    (stride,), (dilation,) = _ints(attrs.get("strides"), [1]), _ints(attrs.get("dilations"), [1])
+    span = dilation * (k - 1) + 1
+    pads = _sequence_pads(st, node, attrs, length, span, stride)
+    padding = _sequence_padding(st, node, pads, length, span, stride, causal=True)
+    out = _fits(st, node, length, span, stride, pads, False)
+    weights = {"kernel": w}
+    bias = st.optional_const(node, 2, "B")
+    if bias is not None:
+        weights["bias"] = bias.reshape(-1)
+    config = {"filters": int(w.shape[0]), "kernel_size": k, "strides": stride, "padding": padding}
+    config.update(dilation_rate=dilation, groups=group)
+    if bias is None:
+        config["use_bias"] = False
+    st.add(node, "Conv1D", config, [x], (int(w.shape[0]), out), weights, weight_inputs=(1, 2))
+
+
+def _pool_1d(type_name: str):
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        x = _sequence(st, node)
+        _unused_outputs(st, node, "argmax indices")
+        _require_ones(st, node, attrs, "dilations", "regnet's pooling is not dilated")
+        (k,), (stride,) = _ints(attrs.get("kernel_shape"), [0]), _ints(attrs.get("strides"), [1])
+        c, length = x.shape
+        pads = _sequence_pads(st, node, attrs, length, k, stride)
+        if type_name == "AveragePooling1D" and attrs.get("count_include_pad", 0) and any(pads):
+            raise st.fail(node, "count_include_pad=1 with padding is unsupported (regnet averages real inputs only)")
+        if 2 * max(pads) > k:
+            raise st.fail(node, f"pads {pads} exceed half the window {k}, which regnet's pooling refuses")
+        padding = _sequence_padding(st, node, pads, length, k, stride, causal=False)
+        out = _fits(st, node, length, k, stride, pads, bool(attrs.get("ceil_mode", 0)))
+        config = {"pool_size": k, "padding": padding}
+        if stride != k or (hint_of(node) or {}).get("strides") == stride:
+            config["strides"] = stride
+        st.add(node, type_name, config, [x], (c, out))
+
+    return handler
+
+
+def _global_pool_1d(type_name: str):
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        x = _sequence(st, node)
+        st.add(node, type_name, {"keepdims": True}, [x], (x.shape[0], 1))
+
+    return handler
+
+
+def _reduce_1d(type_name: str):
+    """ReduceMean / ReduceMax over the length axis of (N, C, L) (PyTorch's ``x.mean(-1)``)."""
+
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        x = _sequence(st, node, "data")
+        axes = attrs.get("axes") if st.opset < 18 else None
+        if st.opset >= 18 and len(node.input) > 1 and node.input[1]:
+            axes = st.int_const(node, 1, "axes").ravel()
+        if axes is None or [int(a) % 3 for a in axes] != [2]:
+            raise st.fail(node, f"axes {None if axes is None else list(axes)} are unsupported (regnet reduces axis 2)")
+        keep = bool(attrs.get("keepdims", 1))
+        c = x.shape[0]
+        st.add(node, type_name, {"keepdims": True} if keep else {}, [x], (c, 1) if keep else (c,))
+
+    return handler
+
+
+def _by_rank(image: Callable, sequence: Callable) -> Callable:
+    """The 2-D handler for (N, C, H, W) inputs, the 1-D one for (N, C, L)."""
+
+    def handler(st: ImportState, node: Node, attrs: dict) -> None:
+        x = st.input(node, 0)
+        return (sequence if isinstance(x, Tensor) and len(x.shape) == 2 else image)(st, node, attrs)
+
+    return handler
+
+
+def cast(st: ImportState, node: Node, attrs: dict) -> None:
+    """A float tensor cast to float32, or to integers that only index an embedding (``Gather``)."""
+    x = st.tensor(node, 0)
+    to = int(attrs.get("to", 0))
+    if to == onnx.TensorProto.FLOAT:
+        st.pass_through(node, x)
+        return
+    readers = st.readers.get(node.output[0], [])
+    lookups = [n for n in readers if n.op_type == "Gather" and list(n.input[1:2]) == [node.output[0]]]
+    if to in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) and readers and len(lookups) == len(readers):
+        st.pass_through(node, x)  # Embedding takes whole-number float ids as they are
+        return
+    raise st.fail(node, "a cast at run time is supported only to float32, or to integer ids read by a Gather")
+
+
+def gather(st: ImportState, node: Node, attrs: dict) -> None:
+    """``Gather(table, ids)``: an Embedding (the ids computed from the model input)."""
+    table = st.const(node, 0, "data")
+    ids = st.tensor(node, 1, "indices")
+    if table.ndim != 2 or int(attrs.get("axis", 0)) != 0:
+        raise st.fail(node, f"only row look-ups (axis 0) in a 2-D table are supported; data is {list(table.shape)}")
+    config = {"input_dim": int(table.shape[0]), "output_dim": int(table.shape[1])}
+    mask = (hint_of(node) or {}).get("mask_zero")
+    if mask is True:  # records a mask only: computes the same
+        config["mask_zero"] = True
+    st.add(node, "Embedding", config, [ids], (*ids.shape, int(table.shape[1])), {"embeddings": table}, (0,))
+
+
+def _position_table(st: ImportState, x: Tensor, name: str, c: np.ndarray) -> bool:
+    """Whether ``x + c`` is a PositionEmbedding: an (L, D) table on (N, L, D) that is not the bias
+    of the layer before."""
+    if len(x.shape) != 2 or c.shape[-2:] != x.shape or c.ndim > 3 or (c.ndim == 3 and c.shape[0] != 1):
+        return False
+    return x.source is None or not _takes_bias(st, x.source, name, c, x.shape)
+
+
 # -- shapes -----------------------------------------------------------------------------------------
 def flatten(st: ImportState, node: Node, attrs: dict) -> None:
     x = st.tensor(node, 0)
@@ -227,6 +401,21 @@ def flatten(st: ImportState, node: Node, attrs: dict) -> None:
     if (axis + rank if axis < 0 else axis) != 1:
         raise st.fail(node, f"axis={axis} is unsupported (regnet flattens each sample: axis 1)")
     src = x.source
+    pooled = ("GlobalAveragePooling1D", "GlobalMaxPooling1D")
+    if (
+        src is not None
+        and src.type in pooled
+        and hint_type(node) in (None, src.type)
+        and st.sole_consumer(node.input[0])
+    ):
+        # GlobalAveragePool + Flatten (not regnet's own Flatten layer): one layer without keepdims
+        src.config.pop("keepdims", None)
+        src.shape, src.hint = x.shape[:1], hint_of(node)
+        name = (src.hint or {}).get("name")
+        if isinstance(name, str):
+            src.names.insert(0, name)
+        st.pass_through(node, Tensor(src, src.shape))
+        return
     if src is not None and hint_type(node) == "GlobalAveragePooling2D" and _whole_average(st, node, src):
         # regnet writes GlobalAveragePooling2D as GlobalAveragePool + Flatten: one layer again
         src.type, src.config, src.shape, src.hint, src.geometry = "GlobalAveragePooling2D", {}, x.shape[:1], None, {}
@@ -299,7 +488,13 @@ def add(st: ImportState, node: Node, attrs: dict) -> None:
         st.add(node, "Add", {}, [a, b], a.shape)
         return
     x, index = (a, 0) if isinstance(a, Tensor) else (b, 1)
-    _bias(st, node, x, node.input[index], st.const(node, 1 - index, "the constant addend"))
+    c = st.const(node, 1 - index, "the constant addend")
+    if _position_table(st, x, node.input[index], c):
+        length = x.shape[0]
+        weights = {"embeddings": c.reshape(x.shape)}
+        st.add(node, "PositionEmbedding", {"sequence_length": length}, [x], x.shape, weights, (1 - index,))
+        return
+    _bias(st, node, x, node.input[index], c)
 
 
 def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> None:
@@ -487,12 +682,16 @@ def swish(st: ImportState, node: Node, attrs: dict) -> None:
 HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "Gemm": gemm,
     "MatMul": matmul,
-    "Conv": conv,
+    "Conv": _by_rank(conv, conv1d),
     "BatchNormalization": batch_normalization,
-    "MaxPool": _pool("MaxPool2D"),
-    "AveragePool": _pool("AvgPool2D"),
-    "GlobalMaxPool": _global_pool("MaxPool2D"),
-    "GlobalAveragePool": _global_pool("AvgPool2D"),
+    "MaxPool": _by_rank(_pool("MaxPool2D"), _pool_1d("MaxPooling1D")),
+    "AveragePool": _by_rank(_pool("AvgPool2D"), _pool_1d("AveragePooling1D")),
+    "GlobalMaxPool": _by_rank(_global_pool("MaxPool2D"), _global_pool_1d("GlobalMaxPooling1D")),
+    "GlobalAveragePool": _by_rank(_global_pool("AvgPool2D"), _global_pool_1d("GlobalAveragePooling1D")),
+    "ReduceMean": _reduce_1d("GlobalAveragePooling1D"),
+    "ReduceMax": _reduce_1d("GlobalMaxPooling1D"),
+    "Gather": gather,
+    "Cast": cast,
     "Flatten": flatten,
     "Reshape": reshape,
     "Add": add,

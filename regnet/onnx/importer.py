@@ -39,6 +39,8 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Clip", "Exp", "LogSoftmax"], 13),
     **dict.fromkeys(["HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish"], 22),
     **dict.fromkeys(["Swish"], 24),
+    **dict.fromkeys(["ReduceMean"], 18),
+    **dict.fromkeys(["ReduceMax"], 20),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import onnx
 
 from .. import activations as act
 from ..layers import (
@@ -25,7 +26,9 @@ from ..layers import (
     GlobalAveragePooling2D,
     MaxPool2D,
     Reshape,
+    embedding,
 )
+from ..layers import conv1d as seq
 from ..ops import windows
 from .builder import LoweringContext
 
@@ -125,6 +128,70 @@ def concatenate(ctx: LoweringContext, layer: Concatenate, inputs: list[str]) -> 
     return ctx.node("Concat", inputs, axis=int(layer.axis))
 
 
+# -- sequences: (N, C, L) windows, embeddings -------------------------------------------------------
+def embedding_lookup(ctx: LoweringContext, layer: embedding.Embedding, inputs: list[str]) -> str:
+    """``Gather`` of the table's rows; the ids are cast to int64 first (the model input is float32
+    today; the Cast is a no-op on int64 ids)."""
+    ids = ctx.node("Cast", inputs[:1], to=onnx.TensorProto.INT64)
+    return ctx.node("Gather", [ctx.weight("embeddings"), ids], axis=0)
+
+
+def position_embedding(ctx: LoweringContext, layer: embedding.PositionEmbedding, inputs: list[str]) -> str:
+    """``x + table[:L]``: the rows the model reads, as one initializer (``<layer>/embeddings``)."""
+    length = layer.input_shape[0]
+    return ctx.node("Add", [inputs[0], ctx.weight("embeddings", layer.params["embeddings"][:length])])
+
+
+def _pads_1d(layer: Any, k: int, stride: int, dilation: int = 1) -> list[int]:
+    """ONNX ``pads`` (``[before, after]``) of a 1-D window; 'causal' pads before only."""
+    span = dilation * (k - 1) + 1
+    if layer.padding == "causal":
+        return [span - 1, 0]
+    return list(windows.padding_amounts(layer.padding, layer.input_shape[1], span, stride))
+
+
+def conv1d(ctx: LoweringContext, layer: seq.Conv1D, inputs: list[str]) -> str:
+    bias = [ctx.weight("bias")] if layer.use_bias else []
+    return ctx.node(
+        "Conv",
+        [inputs[0], ctx.weight("kernel"), *bias],
+        kernel_shape=[layer.kernel_size],
+        strides=[layer.strides],
+        dilations=[layer.dilation_rate],
+        group=layer.groups,
+        pads=_pads_1d(layer, layer.kernel_size, layer.strides, layer.dilation_rate),
+    )
+
+
+def max_pooling1d(ctx: LoweringContext, layer: seq.MaxPooling1D, inputs: list[str]) -> str:
+    return ctx.node(
+        "MaxPool",
+        inputs[:1],
+        kernel_shape=[layer.pool_size],
+        strides=[layer.stride],
+        pads=_pads_1d(layer, layer.pool_size, layer.stride),
+    )
+
+
+def average_pooling1d(ctx: LoweringContext, layer: seq.AveragePooling1D, inputs: list[str]) -> str:
+    return ctx.node(
+        "AveragePool",
+        inputs[:1],
+        kernel_shape=[layer.pool_size],
+        strides=[layer.stride],
+        pads=_pads_1d(layer, layer.pool_size, layer.stride),
+        count_include_pad=0,
+    )
+
+
+def _global_pool_1d(op: str) -> Callable[..., str]:
+    def lower(ctx: LoweringContext, layer: Any, inputs: list[str]) -> str:
+        y = ctx.node(op, inputs[:1])  # (N, C, 1)
+        return y if layer.keepdims else ctx.node("Flatten", [y], axis=1)
+
+    return lower
+
+
 LAYERS: dict[type, Callable[..., str]] = {
     Dense: dense,
     Conv2D: conv2d,
@@ -138,6 +205,13 @@ LAYERS: dict[type, Callable[..., str]] = {
     Activation: activation_layer,
     Add: add,
     Concatenate: concatenate,
+    embedding.Embedding: embedding_lookup,
+    embedding.PositionEmbedding: position_embedding,
+    seq.Conv1D: conv1d,
+    seq.MaxPooling1D: max_pooling1d,
+    seq.AveragePooling1D: average_pooling1d,
+    seq.GlobalAveragePooling1D: _global_pool_1d("GlobalAveragePool"),
+    seq.GlobalMaxPooling1D: _global_pool_1d("GlobalMaxPool"),
 }
 
 

@@ -39,6 +39,12 @@ are not config fields): ``test_config`` (a config for required fields), ``test_i
 ``{"config": {...}, **options}`` dicts; options are keyword arguments of the check function),
 ``test_input_range`` (activations) and ``test_pred_shape`` (losses).
 
+A layer that reads integers (token ids, as ``Embedding`` does) declares ``test_input_dtype``
+(e.g. ``"int64"``) and ``test_input_range`` (``(low, high)``, high excluded; ``(0, 2)`` if not
+given): the layer checks then feed it random integers in that range, the gradient property checks
+its parameter gradients but not the input gradient (integers have none), and the hdf5 round trip
+feeds the model the same integers.
+
 Modules: ``report`` (outcomes), ``gradients`` (central differences), ``subjects`` (the component
 under test, the ``config`` property), one per kind (``layers``, ``activations``, ``losses``,
 ``optimizers``, ``initializers``, ``schedules``, ``metrics``), ``cases`` (the registry as test

@@ -96,6 +96,12 @@ class LayerUnderTest:
         self.seed = seed
         self.batch = batch_size
         self.merge = isinstance(input_shape, list)
+        # a layer that reads integers (token ids) declares them: test_input_dtype, test_input_range
+        declared = getattr(subject.cls, "test_input_dtype", None)
+        self.int_dtype = np.dtype(declared) if declared is not None else None
+        if self.int_dtype is not None and self.int_dtype.kind not in "iu":
+            raise ConformanceError(subject.label, [("test_input_dtype", f"{declared!r} is not an integer dtype")])
+        self.int_range = tuple(getattr(subject.cls, "test_input_range", None) or (0, 2))
 
     def build(self, dtype: Any = np.float32, seed: int | None = None) -> Any:
         """A fresh layer set up on the input shape, its tensors converted to ``dtype``."""
@@ -108,9 +114,16 @@ class LayerUnderTest:
         return layer
 
     def inputs(self, rng: np.random.Generator, dtype: Any = np.float32) -> list[np.ndarray]:
-        """One random batch per input."""
+        """One random batch per input (integers in ``test_input_range`` where the layer declares a
+        ``test_input_dtype``, whatever ``dtype``)."""
         shapes = self.shape if self.merge else [self.shape]
-        return [np.ascontiguousarray(rng.standard_normal((self.batch, *s)), dtype=dtype) for s in shapes]
+        return [self.random((self.batch, *s), rng, dtype) for s in shapes]
+
+    def random(self, shape: tuple, rng: np.random.Generator, dtype: Any = np.float32) -> np.ndarray:
+        """Random input values of ``shape``: standard normal, or the declared integers."""
+        if self.int_dtype is not None:
+            return rng.integers(*self.int_range, size=shape).astype(self.int_dtype)
+        return np.ascontiguousarray(rng.standard_normal(shape), dtype=dtype)
 
     def arg(self, xs: list) -> Any:
         """What the layer is called with: the list for a merge layer, else its one input."""
@@ -237,7 +250,9 @@ def _gradients_match_central_differences(t, training, atol, rtol, max_entries, e
         return float(np.sum(layer(arg, training) * r))
 
     tensors: list[tuple[str, Any, Any]] = [
-        (f"input {i}" if t.merge else "input", x, np.asarray(g)) for i, (x, g) in enumerate(zip(xs, gin))
+        (f"input {i}" if t.merge else "input", x, np.asarray(g))
+        for i, (x, g) in enumerate(zip(xs, gin))
+        if x.dtype.kind == "f"  # integer inputs (token ids) have no gradient to check
     ]
     tensors += [(f"parameter '{k}'", p, analytic.get(k)) for k, p in layer.params.items()]
     tolerance = {"atol": atol, "rtol": rtol, "max_entries": max_entries, "eps": eps}
@@ -292,7 +307,7 @@ def _samples_are_independent(t, training):
     xs = t.inputs(rng)
     others = [x.copy() for x in xs]
     for x in others:
-        x[1:] = rng.standard_normal(x[1:].shape).astype(np.float32) * 3
+        x[1:] = t.random(x[1:].shape, rng) * (3 if t.int_dtype is None else 1)
     frozen.restore()
     y1 = layer(t.arg(xs), training)
     frozen.restore()
@@ -337,7 +352,7 @@ def _survives_hdf5_round_trip(t):
     rng = np.random.default_rng(t.seed + 7)
     for p in model.params.values():
         p[...] = p * (1 + 0.1 * rng.uniform(-1, 1, p.shape)) + 0.01 * rng.standard_normal(p.shape)
-    x = rng.standard_normal((t.batch, *input_shape)).astype(np.float32)
+    x = t.random((t.batch, *input_shape), rng)
     model.forward(x, training=True)  # moves buffers such as running statistics away from their init
     y = model.forward(x, training=False)
     with tempfile.TemporaryDirectory() as tmp:
