@@ -487,7 +487,7 @@ def plugin_report(*, load=True):
     """What every registry holds, for ``regnet plugins``: plain JSON-ready data.
 
     ``{kind: {"group": "regnet.<kind>", "components": [...], "broken": [...]}}`` where each
-    component is ``{"name", "distribution", "version", "entry_point", "builtin", "loaded"}`` and
+    component is ``{"name", "aliases", "distribution", "version", "entry_point", "builtin", "loaded"}`` and
     each broken entry is ``{"name", "distribution", "version", "entry_point", "error"}``. With
     ``load`` (the default) every plugin is imported first, so import failures show up as broken.
     """
@@ -496,11 +496,15 @@ def plugin_report(*, load=True):
         if load:
             reg.load_all()
         components = []
+        aliases: dict[str, list[str]] = {}
+        for alias, target in reg._aliases.items():
+            aliases.setdefault(target, []).append(alias)
         for name in reg.list():
             prov = reg.provider(name)
             components.append(
                 {
                     "name": name,
+                    "aliases": sorted(aliases.get(name, ())),
                     "distribution": prov.distribution,
                     "version": prov.version,
                     "entry_point": prov.entry_point,
