@@ -387,8 +387,17 @@ class Model:
     def predict(self, x, *, batch_size=256, steps=None):
         """Outputs for the inputs ``x`` (an array, an array on disk, a dataset or an iterable of
         batches: ``x`` or ``(x, ...)``), computed in batches in inference mode; float32 of shape
-        ``(N, *output_shape)``."""
-        return runtime.predict(self, x, batch_size=batch_size, steps=steps)
+        ``(N, *output_shape)``. A single sample without the batch axis (an array whose shape is
+        exactly ``input_shape``, e.g. ``(1, 28, 28)``) gives a batch of one, ``(1, *output_shape)``.
+        Integer image data (uint8) is taken as it is, with a warning: divide by 255 for a model
+        trained on [0, 1]."""
+        return runtime.predict(self, self._batched(x), batch_size=batch_size, steps=steps)
+
+    def _batched(self, x):
+        """``x[None]`` for one sample without its batch axis (shape exactly ``input_shape``), else ``x``."""
+        if isinstance(x, np.ndarray) and x.shape == tuple(self.input_shape):
+            return x[None]
+        return x
 
     def train_on_batch(self, x, y, *, sample_weight=None, class_weight=None):
         """One optimisation step on one batch, under the divergence guard; returns ``{"loss":
@@ -400,8 +409,9 @@ class Model:
         return runtime.test_on_batch(self, x, y, sample_weight=sample_weight)
 
     def predict_on_batch(self, x):
-        """The outputs for one batch, in inference mode."""
-        return runtime.predict_on_batch(self, x)
+        """The outputs for one batch, in inference mode (one sample without the batch axis gives a
+        batch of one, as for ``predict``)."""
+        return runtime.predict_on_batch(self, self._batched(x))
 
     def summary(self, print_fn=None):
         """A table of layers, output shapes and parameter counts, returned as text (it shows as

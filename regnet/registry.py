@@ -371,16 +371,27 @@ def _describe(provider):
 
 
 def construct(cls, config, *, what):
-    """``cls(**config)`` with unknown or missing fields reported as ``ConfigError``."""
+    """``cls(**config)`` with unknown or missing fields reported as ``ConfigError``. A class's
+    ``field_synonyms`` (``{"other name": "field"}``, e.g. Keras's ``initial_learning_rate`` for a
+    schedule's ``initial``) are accepted in place of the fields they name."""
+    synonyms = getattr(cls, "field_synonyms", None) or {}
+    if any(other in config for other in synonyms):
+        config = dict(config)
+        for other, own in synonyms.items():
+            if other in config:
+                if own in config:
+                    raise ConfigError(f"{what}: give '{own}' or its synonym '{other}', not both", field=own)
+                config[own] = config.pop(other)
     if attrs.has(cls):
         known = {a.alias or a.name for a in attrs.fields(cls) if a.init}
         unknown = sorted(set(config) - known, key=str)
         if unknown:
             close = difflib.get_close_matches(str(unknown[0])[:100], sorted(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
+            also = f" (also {', '.join(f'{o} for {n}' for o, n in synonyms.items())})" if synonyms else ""
             raise ConfigError(
                 f"{what} has no field {', '.join(show(u) for u in unknown[:5])}{hint}; "
-                f"its fields are {', '.join(sorted(known)) or 'none'}",
+                f"its fields are {', '.join(sorted(known)) or 'none'}{also}",
                 field=unknown[0],
             )
         missing = [
