@@ -73,3 +73,58 @@ def test_plugins_guide_and_template_say_to_remove_the_zoo_entry():
     readme = " ".join((ROOT / "plugins" / "regnet-plugin-template" / "README.md").read_text().split())
     for text in (guide, readme):
         assert "remove the" in text.lower() and "zoo" in text and "scaleshift-moons" in text
+
+
+# -- the README's and docs/zoo.md's command lines -------------------------------------------------
+def cli_examples(text):
+    """The ``regnet ...`` commands of a document's plain code blocks (and of ``a && b`` chains), in
+    order, without comments; lines with placeholders (``MODEL.h5``, ``NAME``, ``[...]``, ``a|b``)
+    are a syntax summary, not a command, and are left out."""
+    commands, language = [], None  # the language of the open block, None outside blocks
+    for line in text.splitlines():
+        if line.startswith("```"):
+            language = line[3:].strip() if language is None else None
+            continue
+        if language in ("", "bash"):
+            for part in line.split("#")[0].split("&&"):
+                part = part.strip()
+                if part.startswith("regnet ") and not re.search(r"[\[|]|\b[A-Z]{2,}\b|[A-Z]+\.(h5|json|npy)", part):
+                    commands.append(part)
+    return commands
+
+
+@pytest.fixture
+def offline_docs_folder(tmp_path, monkeypatch):
+    """A fresh folder holding the repository's model_zoo/ and docs/ (the examples' relative paths),
+    no full MNIST anywhere and mirrors that refuse at once: ``--data mnist`` falls back to the
+    bundled sample, as on an offline machine."""
+    for name in ("model_zoo", "docs"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("REGNET_DATA", str(empty))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("REGNET_MNIST_MIRRORS", "http://127.0.0.1:9/")  # the discard port: refused
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_readme_and_zoo_guide_commands_run_as_written(offline_docs_folder, capsys):
+    pytest.importorskip("PIL")
+    pytest.importorskip("scipy")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("onnxruntime")
+    readme = cli_examples((ROOT / "README.md").read_text())
+    guide = cli_examples((ROOT / "docs" / "zoo.md").read_text())
+    assert "regnet predict cnn-mnist docs/images/photo.jpg" in readme and readme[0].startswith("regnet zoo evaluate")
+    assert "regnet predict cnn-mnist docs/images/photo.jpg" in guide and "regnet --version" in readme
+    outputs = {}
+    for command in readme + guide:
+        code, out, err = run(capsys, shlex.split(command)[1:])
+        assert code == 0, f"{command} fails: {err}"
+        outputs[command] = out
+    assert outputs["regnet predict cnn-mnist docs/images/photo.jpg"].startswith("read: 2026")
+    trained = next(out for command, out in outputs.items() if command.startswith("regnet train"))
+    assert "validation accuracy" in trained and "test accuracy" in trained
+    for picture in ("curves.png", "confusion.png"):
+        assert (offline_docs_folder / picture).stat().st_size > 1000
