@@ -139,8 +139,8 @@ def _validation_text(model, how, val):
     last = model.history[-1] if model.history else {}
     if val is None or "val_accuracy" not in last:
         return ""
-    where = "the test split" if how == "test" else "held-out training samples"
-    return f"validation accuracy {last['val_accuracy']:.4f} on {len(val[0])} {where}; "
+    where = f"the test split ({len(val[0])} samples)" if how == "test" else f"{len(val[0])} held-out training samples"
+    return f"validation accuracy {last['val_accuracy']:.4f} on {where}; "
 
 
 def _validation_split(x, y, xt, yt, how, seed):
