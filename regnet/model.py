@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from . import activations, checkpoint, losses, optimizers, runtime, spec, validation, weighting
+from . import activations, checkpoint, losses, optimizers, runtime, spec
 from . import metrics as _metrics
 from .errors import ConfigError, RegnetError, WeightsMismatchError
 from .history import History
@@ -313,32 +313,7 @@ class Model:
         A custom loop: ``out = model.forward(x, training=True)``, ``loss, grad =
         model.loss_and_grad(out, y)``, ``model.backward(grad)``, then
         ``model.optimizer.step(model.trainable_params, model.trainable_grads)``."""
-        if self.loss is None:
-            raise ConfigError("the model is not compiled: call model.compile(loss=..., optimizer=...) first")
-        outputs = np.asarray(outputs)
-        if outputs.ndim == 0 or outputs.shape[1:] != tuple(self.output_shape):
-            raise ConfigError(
-                f"outputs of shape {list(outputs.shape)} are not a batch of this model's outputs "
-                f"{shape_text(self.output_shape)}: pass what forward returned",
-                field="outputs",
-            )
-        loss = self.loss
-        if getattr(self, "_logits", False):
-            if self._fused_loss is None:
-                raise ConfigError(
-                    f"the outputs are logits (forward(..., logits=True)) but the loss "
-                    f"'{registered_name(self.loss)}' does not work on logits of the output activation "
-                    f"'{self.output_activation}': call forward without logits",
-                    field="outputs",
-                )
-            loss = self._fused_loss
-        y = validation.targets(self, y, len(outputs))
-        if sample_weight is None:
-            value, grad = loss.value_and_grad(outputs, y)
-        else:
-            weights = weighting.sample_weights(sample_weight, len(outputs))
-            value, grad = loss.weighted_value_and_grad(outputs, y, weights)
-        return float(value), grad
+        return runtime.loss_and_grad(self, outputs, y, sample_weight=sample_weight)
 
     # -- runtime (see runtime.py) ---------------------------------------------------------------
     def fit(

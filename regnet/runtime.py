@@ -484,6 +484,34 @@ def predict(model, x, *, batch_size=256, steps=None):
 
 
 # -- one batch at a time ----------------------------------------------------------------------------
+def loss_and_grad(model, outputs, y, *, sample_weight=None):
+    """``(loss, d loss / d outputs)`` of a batch for a hand-written loop (see ``Model.loss_and_grad``)."""
+    if model.loss is None:
+        raise ConfigError("the model is not compiled: call model.compile(loss=..., optimizer=...) first")
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 0 or outputs.shape[1:] != tuple(model.output_shape):
+        raise ConfigError(
+            f"outputs of shape {list(outputs.shape)} are not a batch of the model's outputs "
+            f"{[None, *model.output_shape]}: pass what forward returned",
+            field="outputs",
+        )
+    loss = model.loss
+    if getattr(model, "_logits", False):  # the latest forward skipped the output activation
+        if model._fused_loss is None:
+            raise ConfigError(
+                f"the outputs are logits (forward(..., logits=True)), which the loss cannot take with the "
+                f"output activation '{model.output_activation}': call forward without logits",
+                field="outputs",
+            )
+        loss = model._fused_loss
+    y = validation.targets(model, y, len(outputs))
+    if sample_weight is None:
+        value, grad = loss.value_and_grad(outputs, y)
+    else:
+        value, grad = loss.weighted_value_and_grad(outputs, y, weighting.sample_weights(sample_weight, len(outputs)))
+    return float(value), grad
+
+
 def _one_batch(model, x, y, sample_weight, class_weight=None):
     xb = validation.inputs(model, x)
     yb = validation.targets(model, y, len(xb))

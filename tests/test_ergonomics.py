@@ -152,9 +152,14 @@ def test_an_existing_file_wins_over_a_zoo_name(tmp_path, monkeypatch):
 
 def test_unknown_names_and_missing_files_say_what_there_is(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UnknownComponentError, match=r"no file named 'cnn-mnsit' here and no zoo model 'cnn-mnsit'; did you mean 'cnn-mnist'"):
+    with pytest.raises(
+        UnknownComponentError,
+        match=r"no file named 'cnn-mnsit' here and no zoo model 'cnn-mnsit'; did you mean 'cnn-mnist'",
+    ):
         regnet.load("cnn-mnsit")
-    with pytest.raises(FileFormatError, match=r"'cnn-mnist.h5' does not exist; the zoo model 'cnn-mnist' is named without '.h5'"):
+    with pytest.raises(
+        FileFormatError, match=r"'cnn-mnist.h5' does not exist; the zoo model 'cnn-mnist' is named without '.h5'"
+    ):
         regnet.load("cnn-mnist.h5")
     with pytest.raises(FileFormatError, match="does not exist$"):
         regnet.load("other.h5")  # a file name: the plain error
@@ -243,7 +248,8 @@ def test_train_validates_on_held_out_training_data_by_default(tmp_path, capsys, 
     meta = regnet.io.read_metadata(out)
     assert meta["validation"] == "0.1" and meta["validation_samples"] == len(xv) and "test_accuracy" in meta
     code, text, _ = run(
-        capsys, ["train", str(spec), "--data", data, "--epochs", "1", "--out", str(out), "--quiet", "--validation", "test"]
+        capsys,
+        ["train", str(spec), "--data", data, "--epochs", "1", "--out", str(out), "--quiet", "--validation", "test"],
     )
     assert code == 0 and len(seen[-1][1][0]) == len(xte) and n_train < seen[-1][0]
     assert f"on the test split ({len(xte)} samples); test accuracy" in text
@@ -306,7 +312,9 @@ def test_predict_takes_one_sample_without_the_batch_axis(lenet, digits):
     with pytest.raises(regnet.DataError, match=r"reshape\(1, 1, 28, 28\)"):
         lenet.predict(x[3, 0])
     with pytest.raises(regnet.DataError, match="a single sample; add the batch axis"):
-        lenet.evaluate(x[3], np.zeros(1, np.int64))  # evaluate and fit take batches only  # (28, 28): neither a sample nor a batch of this model's inputs
+        lenet.evaluate(
+            x[3], np.zeros(1, np.int64)
+        )  # evaluate and fit take batches only  # (28, 28): neither a sample nor a batch of this model's inputs
 
 
 # -- regnet plugins: aliases listed, no hidden flag ----------------------------------------------
@@ -384,7 +392,10 @@ def test_the_custom_loop_of_the_readme_runs_and_matches_the_training_guide(tmp_p
 
 def test_loss_and_grad_is_the_step_fit_takes(digits):
     x, y = digits
-    spec = {"input_shape": [1, 28, 28], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}
+    spec = {
+        "input_shape": [1, 28, 28],
+        "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}],
+    }
     model = regnet.Model.from_spec(spec, seed=0).compile(optimizer="sgd")
     loss, _ = regnet.runtime.compute_gradients(model, x, y)
     reference = {k: g.copy() for k, g in model.grads.items()}
