@@ -165,6 +165,9 @@ def test_unknown_names_and_missing_files_say_what_there_is(tmp_path, monkeypatch
         regnet.load("other.h5")  # a file name: the plain error
     with pytest.raises(FileFormatError, match="does not exist$"):
         regnet.load(str(tmp_path / "cnn-mnist"))  # a path with a folder is a path
+    monkeypatch.setenv("REGNET_ZOO", str(tmp_path / "no-zoo"))  # an unreadable zoo does not hide the file's error
+    with pytest.raises(FileFormatError, match="^'?other.h5'? does not exist$"):
+        regnet.load("other.h5")
 
 
 def test_every_command_takes_zoo_names(tmp_path, monkeypatch, capsys):

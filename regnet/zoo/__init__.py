@@ -23,7 +23,7 @@ import attrs
 from .. import checkpoint, io
 from .._version import __version__
 from ..datasets import sources
-from ..errors import FileFormatError, IntegrityError, PluginError, UnknownComponentError
+from ..errors import FileFormatError, IntegrityError, PluginError, RegnetError, UnknownComponentError
 from ..model import Model
 from ..registry import Broken, Provider
 from ..text import show
@@ -231,7 +231,11 @@ def resolve_missing(text: str) -> "io.FileData | None":
         return None
     stem, suffix = os.path.splitext(text)
     if suffix.lower() in FILE_SUFFIXES:
-        if stem in catalog().models:
+        try:
+            known = stem in catalog().models
+        except RegnetError:  # an unreadable $REGNET_ZOO: the file's own error is the one to give
+            known = False
+        if known:
             raise FileFormatError(
                 f"{show(text)} does not exist; the zoo model '{stem}' is named without '{suffix}' "
                 f"(e.g. 'regnet predict {stem} ...', regnet.load('{stem}') or 'zoo:{stem}')"
