@@ -250,8 +250,9 @@ def load(
     """The model saved at ``path``, built with ``model_class.from_spec``: weights, epoch, history
     and RNG state; with ``compile`` also its loss, optimizer (with its state) and metrics, so that
     training resumes exactly. ``regnet.load(path)`` is this with ``regnet.Model``. A file whose
-    tensors hold NaN or infinities is refused unless ``allow_non_finite``."""
-    with io.open_file(path) as f:
+    tensors hold NaN or infinities is refused unless ``allow_non_finite``. ``path`` may also be
+    ``"zoo:NAME"``, or a zoo model's bare name when no file of that name exists (``source_path``)."""
+    with io.open_file(source_path(path)) as f:
         spec = f.spec()
         require_components(f.components(), f.path)
         try:
@@ -386,24 +387,38 @@ def load_weights(
     holding NaN or infinities are refused unless ``allow_non_finite``.
     """
     expected = {k: v.shape for k, v in model.state_dict().items()}
-    with io.open_file(path, (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
+    with io.open_file(source_path(path), (io.FORMAT, io.WEIGHTS_FORMAT)) as f:
         values, report = f.weights(expected, strict=strict, allow_non_finite=allow_non_finite)
     model.load_state_dict(values, strict=False)
     return report
 
 
-#: schemes of weight sources other than paths: ``"zoo:NAME"`` (registered by ``regnet.zoo``)
+#: schemes of model and weight sources other than paths: ``"zoo:NAME"`` (registered by ``regnet.zoo``)
 SOURCES: dict[str, Any] = {}
+#: what a path that does not exist may name instead (``regnet.zoo`` registers its models' bare
+#: names): each takes the text and returns the checked file (``io.FileData``), raises a clear
+#: error, or returns ``None`` (the text stays a path)
+RESOLVERS: list[Any] = []
 
 
-def source_path(source: PathLike) -> "str | io.FileData":
-    """The file behind a weight source: a path, or ``"<scheme>:<name>"`` (``"zoo:lenet5-mnist"``),
-    which a scheme may give as the checked bytes of its file (``io.FileData``)."""
-    if isinstance(source, str):
-        scheme, sep, name = source.partition(":")
-        if sep and scheme in SOURCES:
-            return SOURCES[scheme](name)
-    return io.path_text(source)
+def source_path(source: "PathLike | io.FileData") -> "str | io.FileData":
+    """The file behind a model or weight source: a path; ``"<scheme>:<name>"``
+    (``"zoo:lenet5-mnist"``), which a scheme may give as the checked bytes of its file
+    (``io.FileData``); or, when no file of that name exists, a bare name a resolver knows
+    (``"lenet5-mnist"``, a zoo model). A file that exists always wins."""
+    if isinstance(source, io.FileData):
+        return source
+    text = io.path_text(source)
+    if os.path.lexists(text):
+        return text
+    scheme, sep, name = text.partition(":")
+    if sep and scheme in SOURCES:
+        return SOURCES[scheme](name)
+    for resolve in RESOLVERS:
+        found = resolve(text)
+        if found is not None:
+            return found
+    return text
 
 
 def transfer(model: Any, source: PathLike, *, skip_mismatch: bool = False) -> io.WeightsReport:

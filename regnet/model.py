@@ -62,6 +62,8 @@ class Model:
         self.fused_loss = None
         #: a warning the first prediction gives once (a file saved before any training), or None
         self.untrained_warning = None
+        #: True when the latest forward skipped the output activation (``logits=True``)
+        self.output_logits = False
         self._build()
 
     # -- construction ---------------------------------------------------------------------------
@@ -225,7 +227,7 @@ class Model:
                 node.layer.release()
             for s in done:
                 del values[s]
-        self._logits = logits
+        self.output_logits = logits
         return values[self.output_node.name]
 
     def backward(self, grad, input_grad=True):
@@ -245,7 +247,7 @@ class Model:
             if g is None or not wanted[node.name]:
                 continue
             need = any(wanted[s] for s in node.inputs)
-            if self._logits and node is self.output_node:  # the loss took the activation's place
+            if self.output_logits and node is self.output_node:  # the loss took the activation's place
                 gin = node.layer.backward_only(g, need_input_grad=need)
             else:
                 gin = node.layer.call_backward(g, need_input_grad=need)
@@ -309,6 +311,7 @@ class Model:
     train_on_batch = training.method(training.train_on_batch)
     test_on_batch = training.method(training.test_on_batch)
     predict_on_batch = training.method(training.predict_on_batch)
+    loss_and_grad = training.method(training.loss_and_grad)
 
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts (Keras's ``summary``);

@@ -151,10 +151,11 @@ def _save(fig, path):
     return fig
 
 
-def history_of_file(path: "str | os.PathLike[str]") -> "list[dict]":
+def history_of_file(path: "str | os.PathLike[str] | io.FileData") -> "list[dict]":
     """The per-epoch logs saved in a model file, read through the checked reader (no model is built)."""
     with io.open_file(path) as f:
         _, logs = f.progress()
+        shown = f.shown
     if not logs:
-        raise DataError(f"{escape(os.fspath(path))} holds no training history (it was saved before any training)")
+        raise DataError(f"{shown} holds no training history (it was saved before any training)")
     return logs

@@ -383,6 +383,20 @@ def _describe(provider):
     return escape(f"{provider.distribution} {provider.version or ''}".strip(), 200)
 
 
+def apply_synonyms(cls: type, config: dict, *, what: str) -> dict:
+    """``config`` with the class's ``field_synonyms`` renamed to the fields they stand for."""
+    synonyms = getattr(cls, "field_synonyms", None) or {}
+    if not any(other in config for other in synonyms):
+        return config
+    config = dict(config)
+    for other, own in synonyms.items():
+        if other in config:
+            if own in config:
+                raise ConfigError(f"{what}: give '{own}' or its synonym '{other}', not both", field=own)
+            config[own] = config.pop(other)
+    return config
+
+
 def check_arguments(cls: type, config: dict, *, what: str) -> None:
     """Raise ``ConfigError`` for fields ``cls`` does not have (naming the closest one) or for
     required fields ``config`` lacks."""
@@ -393,9 +407,11 @@ def check_arguments(cls: type, config: dict, *, what: str) -> None:
     if unknown:
         close = difflib.get_close_matches(str(unknown[0])[:100], sorted(known), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
+        synonyms = getattr(cls, "field_synonyms", None) or {}
+        also = f" (also {', '.join(f'{o} for {n}' for o, n in synonyms.items())})" if synonyms else ""
         raise ConfigError(
             f"{what} has no field {', '.join(show(u) for u in unknown[:5])}{hint}; "
-            f"its fields are {', '.join(sorted(known)) or 'none'}",
+            f"its fields are {', '.join(sorted(known)) or 'none'}{also}",
             field=unknown[0],
         )
     missing = [
@@ -406,7 +422,10 @@ def check_arguments(cls: type, config: dict, *, what: str) -> None:
 
 
 def construct(cls, config, *, what):
-    """``cls(**config)`` with unknown or missing fields reported as ``ConfigError``."""
+    """``cls(**config)`` with unknown or missing fields reported as ``ConfigError``. A class's
+    ``field_synonyms`` (``{"other name": "field"}``, e.g. Keras's ``initial_learning_rate`` for a
+    schedule's ``initial``) are accepted in place of the fields they name."""
+    config = apply_synonyms(cls, config, what=what)
     check_arguments(cls, config, what=what)
     try:
         return cls(**config)
@@ -423,6 +442,7 @@ def _checked_init(cls: type, what: str) -> None:
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs = apply_synonyms(cls, kwargs, what=what)
         try:
             init(self, *args, **kwargs)
         except TypeError:
@@ -519,7 +539,7 @@ def plugin_report(*, load=True):
     """What every registry holds, for ``regnet plugins``: plain JSON-ready data.
 
     ``{kind: {"group": "regnet.<kind>", "components": [...], "broken": [...]}}`` where each
-    component is ``{"name", "distribution", "version", "entry_point", "builtin", "loaded"}`` and
+    component is ``{"name", "aliases", "distribution", "version", "entry_point", "builtin", "loaded"}`` and
     each broken entry is ``{"name", "distribution", "version", "entry_point", "error"}``. With
     ``load`` (the default) every plugin is imported first, so import failures show up as broken.
     """
@@ -533,6 +553,7 @@ def plugin_report(*, load=True):
             components.append(
                 {
                     "name": name,
+                    "aliases": reg.aliases(name),
                     "distribution": prov.distribution,
                     "version": prov.version,
                     "entry_point": prov.entry_point,

@@ -13,6 +13,12 @@ config in the file holds the schedule's config.
 Built in: ``constant``, ``step``, ``multi_step``, ``exponential``, ``linear``, ``cosine``,
 ``cosine_restarts`` (SGDR), ``warmup`` (a linear warm-up in front of any other schedule) and
 ``one_cycle``. Plugins add schedules through the entry-point group ``regnet.schedules``.
+
+The schedules with a Keras twin (``exponential``: ``ExponentialDecay``, ``linear``:
+``PolynomialDecay`` with ``power=1``, ``cosine``: ``CosineDecay``, ``cosine_restarts``:
+``CosineDecayRestarts``) also take Keras's field names: ``initial_learning_rate`` for ``initial``
+and, for ``linear``, ``end_learning_rate`` for ``final`` (``KERAS_FIELDS``); the saved config
+uses regnet's names.
 """
 
 import bisect
@@ -95,6 +101,10 @@ def _schedule_field() -> Any:
     return attrs.field(converter=_nested, metadata={fields.KIND: "schedules"})
 
 
+#: Keras's names of the fields of the schedules that have a Keras twin (``field_synonyms``)
+KERAS_FIELDS = {"initial_learning_rate": "initial"}
+
+
 @schedule("constant")
 class Constant(Schedule):
     """``value`` at every step."""
@@ -133,6 +143,8 @@ class MultiStep(Schedule):
 class Exponential(Schedule):
     """``initial * decay_rate ** (step / decay_steps)`` (the exponent floored with ``staircase``)."""
 
+    field_synonyms = KERAS_FIELDS
+
     initial: float = fields.number(min=0.0)
     decay_rate: float = fields.number(min=0.0)
     decay_steps: int = _steps(1)
@@ -146,6 +158,8 @@ class Exponential(Schedule):
 @schedule("linear", aliases=("LinearLR", "PolynomialDecay"))
 class Linear(Schedule):
     """From ``initial`` to ``final`` in a straight line over ``decay_steps``, then ``final``."""
+
+    field_synonyms = {**KERAS_FIELDS, "end_learning_rate": "final"}
 
     initial: float = fields.number(min=0.0)
     decay_steps: int = _steps()
@@ -161,6 +175,8 @@ class Cosine(Schedule):
     """Half a cosine from ``initial`` down to ``alpha * initial`` over ``decay_steps``, then flat:
     ``initial * (alpha + (1 - alpha) * (1 + cos(pi * t)) / 2)`` with ``t = min(1, step / decay_steps)``."""
 
+    field_synonyms = KERAS_FIELDS
+
     initial: float = fields.number(min=0.0)
     decay_steps: int = _steps()
     alpha: float = fields.number(0.0, min=0.0, max=1.0)
@@ -174,6 +190,8 @@ class Cosine(Schedule):
 class CosineRestarts(Schedule):
     """Cosine decay with warm restarts (SGDR): periods of ``first_decay_steps * t_mul**i`` steps,
     each starting again at ``initial * m_mul**i`` and falling to ``alpha`` times that."""
+
+    field_synonyms = KERAS_FIELDS
 
     initial: float = fields.number(min=0.0)
     first_decay_steps: int = _steps()

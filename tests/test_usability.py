@@ -42,7 +42,6 @@ def test_model_methods_have_real_signatures_and_docstrings(method):
         (np.zeros((28, 28)), "a single image without channel and batch axes: x.reshape(1, 1, 28, 28)"),
         (np.zeros((5, 28, 28)), "images without the channel axis: x[:, None] adds it"),
         (np.zeros((5, 28, 28, 1)), "channels-last (NHWC); regnet takes NCHW: x.transpose(0, 3, 1, 2)"),
-        (np.zeros((1, 28, 28)), "a single sample; add the batch axis"),
         (np.zeros((5, 3, 28, 28)), "has shape (5, 3, 28, 28), the model expects (N, 1, 28, 28)"),
     ],
 )

@@ -18,6 +18,8 @@ from ..errors import DownloadError
 CHUNK = 1 << 16
 #: stop reading a response after this many bytes (MNIST's largest file is under 10 MB)
 MAX_BYTES = 256 << 20
+#: seconds a mirror may stay silent (connecting, or between two reads) before the next is tried
+TIMEOUT = 10.0
 
 
 def sha256_file(path):
@@ -28,18 +30,33 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def fetch(name, mirrors, dest, sha256, *, timeout=30.0, progress=True, max_bytes=MAX_BYTES, accept=None, on_start=None):
+def fetch(
+    name,
+    mirrors,
+    dest,
+    sha256,
+    *,
+    timeout=TIMEOUT,
+    progress=True,
+    max_bytes=MAX_BYTES,
+    accept=None,
+    on_start=None,
+    on_try=None,
+):
     """Download ``name`` from the first mirror that serves it with a hash in ``sha256``.
 
     ``mirrors`` are base URLs (``name`` is appended), ``dest`` the final path, ``sha256`` one
     hex digest or a collection of accepted ones. ``accept(tmp_path) -> bool`` (optional) is a
     second check for a file whose hash is not listed (e.g. a hash of its decompressed content).
-    ``on_start(url)`` (optional) is called when a server starts sending. Returns ``dest``.
+    ``on_start(url)`` (optional) is called when a server starts sending, ``on_try(url)`` before
+    each mirror is tried (to say what is being waited for). Returns ``dest``.
     """
     accepted = {sha256} if isinstance(sha256, str) else set(sha256)
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + name
+        if on_try is not None:
+            on_try(url)
         try:
             _fetch_one(url, dest, accepted, accept, timeout, progress, max_bytes, on_start)
             return dest

@@ -51,14 +51,15 @@ CLASSES = 10
 SIDE = 28
 
 
-def mnist(path=None, *, download=True, sample=None, mirrors=None, progress=True, timeout=30.0):
+def mnist(path=None, *, download=True, sample=None, mirrors=None, progress=True, timeout=_download.TIMEOUT):
     """``((x_train, y_train), (x_test, y_test))``: float32 ``(N, 1, 28, 28)`` in [0, 1], int64 labels.
 
     ``sample=True`` returns the bundled sample; ``sample=None`` falls back to it (saying so on
     stderr) when no full set is found and none can be downloaded; ``sample=False`` raises
     instead. An explicit ``path`` never falls back: the files are read from there or downloaded
-    into it. ``mirrors`` (base URLs; default ``$REGNET_MNIST_MIRRORS`` or the public ones) are tried
-    in order; each file must match its known SHA-256.
+    into it. ``mirrors`` (base URLs; default ``$REGNET_MNIST_MIRRORS``, space- or comma-separated,
+    or the public ones) are tried in order, each named on stderr (with ``progress``) until one
+    answers, each given ``timeout`` seconds of silence; each file must match its known SHA-256.
     """
     if sample is True:
         return load_sample()
@@ -149,7 +150,7 @@ def mirror_list(mirrors=None):
     return list(MIRRORS)
 
 
-def fetch(dest, *, mirrors=None, progress=True, timeout=30.0):
+def fetch(dest, *, mirrors=None, progress=True, timeout=_download.TIMEOUT):
     """Download the four gzip files into ``dest`` (skipping those already there); ``{key: path}``."""
     mirrors = mirror_list(mirrors)
     told = []
@@ -158,6 +159,15 @@ def fetch(dest, *, mirrors=None, progress=True, timeout=30.0):
         if not told:
             told.append(url)
             print(f"regnet: downloading MNIST into {dest}", file=sys.stderr, flush=True)
+
+    def trying(url):  # until a server answers, each attempt is named: a wait is never silent
+        if progress and not told:
+            print(
+                f"regnet: trying {url} (up to {timeout:g} s; REGNET_MNIST_MIRRORS sets the mirrors, "
+                f"--data mnist-sample skips the network)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     paths = {}
     for key, base in FILES.items():
@@ -174,6 +184,7 @@ def fetch(dest, *, mirrors=None, progress=True, timeout=30.0):
                     progress=progress,
                     accept=lambda p, n=name: content_sha256(p) == CONTENT_SHA256[n],
                     on_start=notice,
+                    on_try=trying,
                 )
             except OSError as exc:
                 raise DownloadError(f"cannot write {target}: {exc.strerror or exc}") from None

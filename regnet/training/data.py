@@ -350,6 +350,7 @@ class ChunkedSource(Source):
         validation.check_shape(model, shape, what)
         if shape[0] == 0:
             raise DataError(f"{what} is empty (0 samples)")
+        validation.warn_integer_images(dtype, len(shape), what)
         sw = None
         if y is not None:
             if kind(y) not in ("array", "disk"):

@@ -494,11 +494,22 @@ def evaluate(model, x=None, y=None, *, batch_size=256, sample_weight=None, steps
         source.close()
 
 
+def _batched(model, x):
+    """``x[None]`` for one sample without its batch axis (shape exactly ``input_shape``), else ``x``."""
+    if isinstance(x, np.ndarray) and x.shape == tuple(model.input_shape):
+        return x[None]
+    return x
+
+
 def predict(model, x, *, batch_size=256, steps=None):
     """Outputs for the inputs ``x`` (an array, an array on disk, a dataset or an iterable of
     batches: ``x`` or ``(x, ...)``), computed in batches in inference mode; float32 of shape
-    ``(N, *output_shape)``."""
+    ``(N, *output_shape)``. A single sample without the batch axis (an array whose shape is
+    exactly ``input_shape``, e.g. ``(1, 28, 28)``) gives a batch of one, ``(1, *output_shape)``.
+    Integer image data (uint8) is taken as it is, with a warning: divide by 255 for a model
+    trained on [0, 1]."""
     tune()
+    x = _batched(model, x)
     batch_size = validation.batch_size(batch_size)
     source = data.open_source(
         model, x, batch_size=batch_size, steps=data.steps(steps, "steps"), targets=False, steps_field="steps"
@@ -521,6 +532,41 @@ def predict(model, x, *, batch_size=256, steps=None):
 
 
 # -- one batch at a time ----------------------------------------------------------------------------
+def loss_and_grad(model, outputs, y, *, sample_weight=None):
+    """``(loss, grad)`` of the compiled loss for a batch: ``outputs`` from the latest
+    ``forward`` and the targets ``y`` (checked as ``fit`` checks them). ``loss`` is the mean
+    over the batch (weighted by ``sample_weight``), a float; ``grad`` is its gradient with
+    respect to ``outputs``, what ``backward`` takes. After ``forward(x, logits=True)`` (the
+    output activation skipped) the loss fused with that activation is used, as ``fit`` does.
+    A custom loop: ``out = model.forward(x, training=True)``, ``loss, grad =
+    model.loss_and_grad(out, y)``, ``model.backward(grad)``, then
+    ``model.optimizer.step(model.trainable_params, model.trainable_grads)``."""
+    if model.loss is None:
+        raise ConfigError("the model is not compiled: call model.compile(loss=..., optimizer=...) first")
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 0 or outputs.shape[1:] != tuple(model.output_shape):
+        raise ConfigError(
+            f"outputs of shape {list(outputs.shape)} are not a batch of the model's outputs "
+            f"{[None, *model.output_shape]}: pass what forward returned",
+            field="outputs",
+        )
+    loss = model.loss
+    if model.output_logits:  # the latest forward skipped the output activation
+        if model.fused_loss is None:
+            raise ConfigError(
+                f"the outputs are logits (forward(..., logits=True)), which the loss cannot take with the "
+                f"output activation '{model.output_activation}': call forward without logits",
+                field="outputs",
+            )
+        loss = model.fused_loss
+    y = validation.targets(model, y, len(outputs))
+    if sample_weight is None:
+        value, grad = loss.value_and_grad(outputs, y)
+    else:
+        value, grad = loss.weighted_value_and_grad(outputs, y, weighting.sample_weights(sample_weight, len(outputs)))
+    return float(value), grad
+
+
 def _one_batch(model, x, y, sample_weight, class_weight=None):
     xb = validation.inputs(model, x)
     yb = validation.targets(model, y, len(xb))
@@ -564,8 +610,9 @@ def test_on_batch(model, x, y, *, sample_weight=None):
 
 
 def predict_on_batch(model, x):
-    """The outputs for one batch, in inference mode."""
+    """The outputs for one batch, in inference mode (one sample without the batch axis gives a
+    batch of one, as for ``predict``)."""
     tune()
-    xb = validation.inputs(model, x)
+    xb = validation.inputs(model, _batched(model, x))
     _warn_untrained(model)
     return model.forward(xb, training=False, release=True)

@@ -1,6 +1,7 @@
 """Checks on user data before any work: clear ``DataError``s instead of deep NumPy failures."""
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -25,6 +26,21 @@ def check_dtype(dtype, what):
 
 def _numeric(a, what):
     check_dtype(a.dtype, what)
+
+
+def warn_integer_images(dtype, ndim, what):
+    """Warn that integer image data (uint8, or integers with an image's 3+ axes) is taken as it is,
+    0-255, by a model that computes in float32: most models, regnet's MNIST ones included, were
+    trained on [0, 1]. Float inputs are never warned about nor changed."""
+    if dtype.kind in "ui" and (dtype == np.uint8 or ndim >= 3):
+        where = what.split(" of ")[0]  # "x of batch 3" -> "x": one warning, not one per batch
+        warnings.warn(
+            f"{where} holds {dtype} integers (image pixels in 0-255?): they are taken as they are; a model "
+            f"trained on [0, 1] (regnet.datasets, every MNIST model of the zoo) wants {where} / 255, "
+            f"and {where}.astype('float32') keeps 0-255 without this warning",
+            UserWarning,
+            stacklevel=6,  # the caller of fit / evaluate / predict
+        )
 
 
 def finite(a, what, first_index=0):
@@ -138,6 +154,7 @@ def inputs(model, x, what="x"):
     check_shape(model, x.shape, what)
     if x.shape[0] == 0:
         raise DataError(f"{what} is empty (0 samples)")
+    warn_integer_images(x.dtype, x.ndim, what)
     if x.dtype == np.float32:
         x = np.ascontiguousarray(x)
     else:

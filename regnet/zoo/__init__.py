@@ -23,7 +23,7 @@ import attrs
 from .. import checkpoint, io
 from .._version import __version__
 from ..datasets import sources
-from ..errors import FileFormatError, IntegrityError, PluginError, UnknownComponentError
+from ..errors import FileFormatError, IntegrityError, PluginError, RegnetError, UnknownComponentError
 from ..model import Model
 from ..registry import Broken, Provider
 from ..text import show
@@ -218,6 +218,37 @@ def evaluate(name: str, data: "str | None" = None, split: str = "test") -> dict:
     return model.evaluate(x, y)
 
 
-# ``Model.from_spec(spec, weights_from="zoo:NAME")`` and ``regnet train --init-from NAME`` take
-# weights from a zoo model (the bytes checked by ``verified``)
+#: endings of the files commands take: a missing ``cnn-mnist.h5`` is a file, not a zoo name
+FILE_SUFFIXES = (".h5", ".hdf5", ".json", ".onnx", ".npz", ".npy")
+
+
+def resolve_missing(text: str) -> "io.FileData | None":
+    """What ``text``, a path that does not exist, names in the zoo: a bare zoo model name gives the
+    model's checked bytes; a bare name the zoo lacks raises ``UnknownComponentError`` naming the
+    zoo's models close to it; a missing ``NAME.h5`` whose ``NAME`` is a zoo model raises an error
+    saying so; anything else (a path with a folder or a file ending) is ``None``, a path."""
+    if not text or "/" in text or os.sep in text or (os.altsep and os.altsep in text):
+        return None
+    stem, suffix = os.path.splitext(text)
+    if suffix.lower() in FILE_SUFFIXES:
+        try:
+            known = stem in catalog().models
+        except RegnetError:  # an unreadable $REGNET_ZOO: the file's own error is the one to give
+            known = False
+        if known:
+            raise FileFormatError(
+                f"{show(text)} does not exist; the zoo model '{stem}' is named without '{suffix}' "
+                f"(e.g. 'regnet predict {stem} ...', regnet.load('{stem}') or 'zoo:{stem}')"
+            )
+        return None
+    found = catalog()
+    if text in found.models:
+        return verified(text)
+    error = _unknown(text, found)
+    raise type(error)(f"no file named {show(text)} here and {error}")
+
+
+# ``Model.from_spec(spec, weights_from="zoo:NAME")``, ``regnet.load("zoo:NAME")`` and every command
+# that takes a model file accept zoo models (the bytes checked by ``verified``), by bare name too
 checkpoint.SOURCES["zoo"] = verified
+checkpoint.RESOLVERS.append(resolve_missing)

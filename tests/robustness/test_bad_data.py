@@ -179,7 +179,7 @@ EVAL_PREDICT_CASES = [
     ("evaluate too few labels", lambda m: m.evaluate(X, Y[:4]), DataError, ["y holds 4 samples"]),
     ("evaluate batch_size 0", lambda m: m.evaluate(X, Y, batch_size=0), DataError, ["batch_size", "0"]),
     ("evaluate NaN", lambda m: m.evaluate(X * np.inf, Y), DataError, ["NaN or infinite"]),
-    ("predict single sample", lambda m: m.predict(X[0]), DataError, ["single sample", "add the batch axis"]),
+    ("evaluate single sample", lambda m: m.evaluate(X[0], Y[:1]), DataError, ["single sample", "add the batch axis"]),
     ("predict strings", lambda m: m.predict(X.astype(str)), DataError, ["x must be numeric"]),
     ("predict empty", lambda m: m.predict(X[:0]), DataError, ["empty"]),
     ("predict batch_size -1", lambda m: m.predict(X, batch_size=-1), DataError, ["batch_size", "-1"]),
