@@ -79,8 +79,8 @@ def _nested(value: Any) -> Schedule:
         raise ConfigError(getattr(exc, "message", str(exc)), field=field) from exc
 
 
-def _steps(default: Any = attrs.NOTHING) -> Any:
-    return fields.integer(default, min=1, max=None)
+def _steps(default: Any = attrs.NOTHING, doc: str = "") -> Any:
+    return fields.integer(default, min=1, max=None, doc=doc)
 
 
 def _milestones(_: object, attribute: attrs.Attribute, value: Any) -> None:
@@ -93,12 +93,24 @@ def _milestones(_: object, attribute: attrs.Attribute, value: Any) -> None:
 
 
 def _milestones_field() -> Any:
-    return attrs.field(converter=lambda v: tuple(v) if isinstance(v, list) else v, validator=_milestones)
+    return fields.field(
+        converter=lambda v: tuple(v) if isinstance(v, list) else v,
+        validator=_milestones,
+        doc="the steps at which the rate is multiplied by gamma",
+        accepts="a list of increasing integers >= 1",
+    )
 
 
 def _schedule_field() -> Any:
     """A field holding another schedule, given as a number, name, dict or instance."""
-    return attrs.field(converter=_nested, metadata={fields.KIND: "schedules"})
+    return attrs.field(
+        converter=_nested,
+        metadata={
+            fields.KIND: "schedules",
+            fields.DOC: "the schedule that follows the warm-up (its step 0 is the first step after it)",
+            fields.ACCEPTS: "a schedule's name or a dict with a 'type'",
+        },
+    )
 
 
 #: Keras's names of the fields of the schedules that have a Keras twin (``field_synonyms``)
@@ -109,7 +121,7 @@ KERAS_FIELDS = {"initial_learning_rate": "initial"}
 class Constant(Schedule):
     """``value`` at every step."""
 
-    value: float = fields.number(min=0.0)
+    value: float = fields.number(min=0.0, doc="the rate at every step")
 
     def __call__(self, step):
         return self.value
@@ -119,9 +131,9 @@ class Constant(Schedule):
 class Step(Schedule):
     """``initial * gamma ** (step // step_size)``: times ``gamma`` every ``step_size`` steps."""
 
-    initial: float = fields.number(min=0.0)
-    step_size: int = _steps()
-    gamma: float = fields.number(0.1, min=0.0)
+    initial: float = fields.number(min=0.0, doc="the rate at step 0")
+    step_size: int = _steps(doc="steps between two multiplications by gamma")
+    gamma: float = fields.number(0.1, min=0.0, doc="the factor applied at each decay")
 
     def __call__(self, step):
         return self.initial * self.gamma ** (step // self.step_size)
@@ -131,9 +143,9 @@ class Step(Schedule):
 class MultiStep(Schedule):
     """``initial * gamma ** k`` after the ``k``-th of the increasing ``milestones`` (steps)."""
 
-    initial: float = fields.number(min=0.0)
+    initial: float = fields.number(min=0.0, doc="the rate at step 0")
     milestones: tuple = _milestones_field()
-    gamma: float = fields.number(0.1, min=0.0)
+    gamma: float = fields.number(0.1, min=0.0, doc="the factor applied at each decay")
 
     def __call__(self, step):
         return self.initial * self.gamma ** bisect.bisect_right(self.milestones, step)
@@ -145,10 +157,10 @@ class Exponential(Schedule):
 
     field_synonyms = KERAS_FIELDS
 
-    initial: float = fields.number(min=0.0)
-    decay_rate: float = fields.number(min=0.0)
-    decay_steps: int = _steps(1)
-    staircase: bool = fields.boolean(False)
+    initial: float = fields.number(min=0.0, doc="the rate at step 0")
+    decay_rate: float = fields.number(min=0.0, doc="the factor applied every decay_steps steps")
+    decay_steps: int = _steps(1, doc="steps over which the rate is multiplied by decay_rate once")
+    staircase: bool = fields.boolean(False, doc="decay in whole steps of decay_steps (not continuously)")
 
     def __call__(self, step):
         t = step // self.decay_steps if self.staircase else step / self.decay_steps
@@ -161,9 +173,9 @@ class Linear(Schedule):
 
     field_synonyms = {**KERAS_FIELDS, "end_learning_rate": "final"}
 
-    initial: float = fields.number(min=0.0)
-    decay_steps: int = _steps()
-    final: float = fields.number(0.0, min=0.0)
+    initial: float = fields.number(min=0.0, doc="the rate at step 0")
+    decay_steps: int = _steps(doc="steps to go from initial to final")
+    final: float = fields.number(0.0, min=0.0, doc="the rate reached after decay_steps, and kept")
 
     def __call__(self, step):
         t = min(1.0, step / self.decay_steps)
@@ -177,9 +189,9 @@ class Cosine(Schedule):
 
     field_synonyms = KERAS_FIELDS
 
-    initial: float = fields.number(min=0.0)
-    decay_steps: int = _steps()
-    alpha: float = fields.number(0.0, min=0.0, max=1.0)
+    initial: float = fields.number(min=0.0, doc="the rate at step 0")
+    decay_steps: int = _steps(doc="steps of the half cosine")
+    alpha: float = fields.number(0.0, min=0.0, max=1.0, doc="the lowest rate, as a fraction of initial")
 
     def __call__(self, step):
         t = min(1.0, step / self.decay_steps)
@@ -193,11 +205,11 @@ class CosineRestarts(Schedule):
 
     field_synonyms = KERAS_FIELDS
 
-    initial: float = fields.number(min=0.0)
-    first_decay_steps: int = _steps()
-    t_mul: float = fields.number(2.0, min=1.0)
-    m_mul: float = fields.number(1.0, min=0.0)
-    alpha: float = fields.number(0.0, min=0.0, max=1.0)
+    initial: float = fields.number(min=0.0, doc="the rate at step 0")
+    first_decay_steps: int = _steps(doc="steps of the first cycle")
+    t_mul: float = fields.number(2.0, min=1.0, doc="each cycle is t_mul times as long as the one before")
+    m_mul: float = fields.number(1.0, min=0.0, doc="each cycle starts at m_mul times the previous start")
+    alpha: float = fields.number(0.0, min=0.0, max=1.0, doc="the lowest rate, as a fraction of initial")
 
     def __call__(self, step):
         done = step / self.first_decay_steps  # in units of the first period
@@ -224,9 +236,9 @@ class Warmup(Schedule):
     ``schedule`` counted from the end of the warm-up: ``start + (schedule(0) - start) * (step + 1)
     / warmup_steps`` for ``step < warmup_steps``, else ``schedule(step - warmup_steps)``."""
 
-    warmup_steps: int = _steps()
+    warmup_steps: int = _steps(doc="steps of the linear warm-up")
     schedule: Schedule = _schedule_field()
-    start: float = fields.number(0.0, min=0.0)
+    start: float = fields.number(0.0, min=0.0, doc="the rate at step 0 of the warm-up")
 
     def __call__(self, step):
         if step < self.warmup_steps:
@@ -242,12 +254,14 @@ class OneCycle(Schedule):
     ``max_lr / (div_factor * final_div_factor)``, along half cosines (``anneal="cos"``) or
     straight lines (``"linear"``); flat at the end value after ``total_steps``."""
 
-    max_lr: float = fields.number(min=0.0)
-    total_steps: int = _steps()
-    pct_start: float = fields.number(0.3, min=0.0, max=1.0)
-    div_factor: float = fields.number(25.0, min=0.0, min_open=True)
-    final_div_factor: float = fields.number(1e4, min=0.0, min_open=True)
-    anneal: str = fields.choice("cos", "cos", "linear")
+    max_lr: float = fields.number(min=0.0, doc="the peak rate")
+    total_steps: int = _steps(doc="the length of the cycle in steps")
+    pct_start: float = fields.number(0.3, min=0.0, max=1.0, doc="the fraction of the cycle spent rising")
+    div_factor: float = fields.number(25.0, min=0.0, min_open=True, doc="the start rate is max_lr / div_factor")
+    final_div_factor: float = fields.number(
+        1e4, min=0.0, min_open=True, doc="the final rate is the start rate / final_div_factor"
+    )
+    anneal: str = fields.choice("cos", "cos", "linear", doc="the shape of both phases")
 
     def __call__(self, step):
         low = self.max_lr / self.div_factor

@@ -73,3 +73,15 @@ def test_builtin_layer_docstring_examples_run(cls):
     for test in finder.find(cls, cls.registered_name, module=module, globs={**vars(module), "regnet": regnet}):
         runner.run(test)
     assert runner.failures == 0
+
+
+@pytest.mark.parametrize("kind", reference.KINDS)
+def test_every_field_of_every_builtin_component_is_documented(kind):
+    undocumented = [
+        f"{e['name']}.{f['name']}"
+        for e in reference.builtin_entries()
+        if e["kind"] == kind
+        for f in e["fields"]
+        if not f["doc"]
+    ]
+    assert undocumented == [], f"fields without doc=: {undocumented}"
