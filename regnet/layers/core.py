@@ -11,13 +11,21 @@ from .base import Layer, layer
 
 @layer("Dense", aliases=("Linear",))
 class Dense(Layer):
-    """``y = x @ kernel + bias`` over the last axis; ``kernel`` is ``(in, units)``."""
+    """``y = x @ kernel + bias`` over the last axis; ``kernel`` is ``(in, units)``.
 
-    units: int = fields.integer(min=1)
+    >>> import numpy as np
+    >>> dense = Dense(units=2, kernel_initializer="ones")
+    >>> dense.setup((3,), np.random.default_rng(0))
+    (2,)
+    >>> dense(np.array([[1.0, 2.0, 3.0]], np.float32))
+    array([[6., 6.]], dtype=float32)
+    """
+
+    units: int = fields.integer(min=1, doc="the number of output features")
     activation: str | dict = fields.activation()
-    use_bias: bool = fields.boolean(True)
-    kernel_initializer: str | dict = fields.initializer("glorot_uniform")
-    bias_initializer: str | dict = fields.initializer("zeros")
+    use_bias: bool = fields.boolean(True, doc="add a learned bias")
+    kernel_initializer: str | dict = fields.initializer("glorot_uniform", doc="how the kernel is drawn")
+    bias_initializer: str | dict = fields.initializer("zeros", doc="how the bias is drawn")
 
     fresh_output = True
 
@@ -45,7 +53,12 @@ class Dense(Layer):
 
 @layer("Flatten")
 class Flatten(Layer):
-    """Each sample as one vector (C order)."""
+    """Each sample as one vector (C order).
+
+    >>> import numpy as np
+    >>> Flatten().setup((2, 3, 4), np.random.default_rng(0))
+    (24,)
+    """
 
     def build(self, input_shape, rng):
         return (math.prod(input_shape),)
@@ -59,9 +72,14 @@ class Flatten(Layer):
 
 @layer("Reshape")
 class Reshape(Layer):
-    """Reshape each sample to ``target_shape`` (one entry may be -1)."""
+    """Reshape each sample to ``target_shape`` (one entry may be -1).
 
-    target_shape: tuple = fields.shape(allow_minus_one=True)
+    >>> import numpy as np
+    >>> Reshape(target_shape=[4, -1]).setup((2, 3, 4), np.random.default_rng(0))
+    (4, 6)
+    """
+
+    target_shape: tuple = fields.shape(allow_minus_one=True, doc="each sample's new shape (batch axis excluded)")
 
     def build(self, input_shape, rng):
         size = math.prod(input_shape)
@@ -88,9 +106,17 @@ class Reshape(Layer):
 
 @layer("Activation")
 class Activation(Layer):
-    """Applies ``activation`` on its own (the work is done by the base class)."""
+    """Applies ``activation`` on its own (the work is done by the base class).
 
-    activation: str | dict = fields.component("activations")
+    >>> import numpy as np
+    >>> relu = Activation(activation="relu")
+    >>> relu.setup((3,), np.random.default_rng(0))
+    (3,)
+    >>> relu(np.array([[-1.0, 0.0, 2.0]], np.float32))
+    array([[0., 0., 2.]], dtype=float32)
+    """
+
+    activation: str | dict = fields.component("activations", doc="the activation to apply")
 
     def forward(self, x, training=False):
         return x
@@ -104,9 +130,19 @@ class Dropout(Layer):
     """Inverted dropout: zero a fraction ``rate`` of inputs in training and scale the rest.
 
     In data-parallel training the mask is drawn for the global batch (``regnet.sharding``), so
-    the masks do not depend on the number of processes."""
+    the masks do not depend on the number of processes.
 
-    rate: float = fields.number(0.5, min=0.0, max=1.0)
+    >>> import numpy as np
+    >>> drop = Dropout(rate=0.5)
+    >>> drop.setup((4,), np.random.default_rng(0))
+    (4,)
+    >>> drop(np.ones((1, 4), np.float32))  # inference: unchanged
+    array([[1., 1., 1., 1.]], dtype=float32)
+    >>> sorted(set(drop(np.ones((1, 1000), np.float32), training=True).ravel().tolist()))
+    [0.0, 2.0]
+    """
+
+    rate: float = fields.number(0.5, min=0.0, max=1.0, doc="the fraction of inputs zeroed in training")
 
     def build(self, input_shape, rng):
         self._rng = rng
