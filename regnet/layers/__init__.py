@@ -1,7 +1,7 @@
 """Built-in layers (each module registers its classes on import)."""
 
 from .base import Layer, create, layer
-from .conv import Conv2D
+from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
@@ -17,6 +17,9 @@ __all__ = [
     "Activation",
     "Dropout",
     "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "Conv2DTranspose",
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAveragePooling2D",
