@@ -5,7 +5,7 @@ from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
-from .pooling import AvgPool2D, GlobalAveragePooling2D, MaxPool2D
+from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
 
 __all__ = [
     "Layer",
@@ -23,6 +23,7 @@ __all__ = [
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
     "BatchNorm",
     "Add",
     "Concatenate",
