@@ -6,6 +6,7 @@ from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .spatial import Cropping2D, UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "Layer",
@@ -24,6 +25,9 @@ __all__ = [
     "AvgPool2D",
     "GlobalAveragePooling2D",
     "GlobalMaxPooling2D",
+    "UpSampling2D",
+    "ZeroPadding2D",
+    "Cropping2D",
     "BatchNorm",
     "Add",
     "Concatenate",

@@ -157,7 +157,10 @@ class Conv2D(Layer):
         {"config": {"filters": 4, "kernel_size": 3, "groups": 2}, "input_shape": (4, 5, 5)},
         {"config": {"filters": 6, "kernel_size": 3, "groups": 3, "strides": 2, "padding": 1}, "input_shape": (3, 6, 6)},
         {"config": {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "padding": "same"}, "input_shape": (2, 6, 6)},
-        {"config": {"filters": 4, "kernel_size": [2, 3], "dilation_rate": [2, 1], "groups": 2}, "input_shape": (2, 6, 5)},
+        {
+            "config": {"filters": 4, "kernel_size": [2, 3], "dilation_rate": [2, 1], "groups": 2},
+            "input_shape": (2, 6, 5),
+        },
     ]
 
     def build(self, input_shape, rng):
@@ -265,8 +268,14 @@ class DepthwiseConv2D(Layer):
     #: not config fields: how the conformance kit tests this layer
     test_cases = [
         {"config": {"kernel_size": 3}, "input_shape": (3, 5, 5)},
-        {"config": {"kernel_size": 3, "depth_multiplier": 2, "strides": 2, "padding": "same"}, "input_shape": (2, 5, 6)},
-        {"config": {"kernel_size": [2, 3], "dilation_rate": 2, "padding": 1, "use_bias": False}, "input_shape": (3, 6, 6)},
+        {
+            "config": {"kernel_size": 3, "depth_multiplier": 2, "strides": 2, "padding": "same"},
+            "input_shape": (2, 5, 6),
+        },
+        {
+            "config": {"kernel_size": [2, 3], "dilation_rate": 2, "padding": 1, "use_bias": False},
+            "input_shape": (3, 6, 6),
+        },
     ]
 
     def build(self, input_shape, rng):
@@ -407,9 +416,15 @@ class Conv2DTranspose(Layer):
     #: not config fields: how the conformance kit tests this layer
     test_cases = [
         {"config": {"filters": 2, "kernel_size": 3}, "input_shape": (3, 4, 4)},
-        {"config": {"filters": 2, "kernel_size": 3, "strides": 2, "padding": 1, "output_padding": 1}, "input_shape": (2, 3, 4)},
+        {
+            "config": {"filters": 2, "kernel_size": 3, "strides": 2, "padding": 1, "output_padding": 1},
+            "input_shape": (2, 3, 4),
+        },
         {"config": {"filters": 3, "kernel_size": [2, 3], "strides": 2, "padding": "same"}, "input_shape": (2, 3, 3)},
-        {"config": {"filters": 4, "kernel_size": 3, "groups": 2, "dilation_rate": 2, "use_bias": False}, "input_shape": (4, 3, 3)},
+        {
+            "config": {"filters": 4, "kernel_size": 3, "groups": 2, "dilation_rate": 2, "use_bias": False},
+            "input_shape": (4, 3, 3),
+        },
         {"config": {"filters": 2, "kernel_size": 1, "strides": 3, "padding": "same"}, "input_shape": (2, 2, 3)},
     ]
 
@@ -429,8 +444,7 @@ class Conv2DTranspose(Layer):
             )
         keff = grouped.effective(self.kernel_size, self.dilation_rate)
         (ho, top, bottom), (wo, left, right) = (
-            _transposed_size(self, n, k, s, e)
-            for n, k, s, e in zip((h, w), keff, self.strides, self.output_padding)
+            _transposed_size(self, n, k, s, e) for n, k, s, e in zip((h, w), keff, self.strides, self.output_padding)
         )
         if ho < 1 or wo < 1:
             raise ShapeError(
