@@ -6,6 +6,7 @@ activation folded into the layer before, a bias folded into a MatMul/Conv, or an
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -234,14 +235,20 @@ def conv_transpose(st: ImportState, node: Node, attrs: dict) -> None:
         s * (n - 1) + e + k - p0 - p1 for s, n, e, k, p0, p1 in zip(strides, (h, wd), extra, keff, pads[:2], pads[2:])
     ]
     filters = int(w.shape[1]) * group
-    base = {"filters": filters, "kernel_size": kernel, "strides": strides, "dilation_rate": dilation, "groups": group}
-    candidates = [{"padding": "same"}]
+    base: dict[str, Any] = {
+        "filters": filters,
+        "kernel_size": kernel,
+        "strides": strides,
+        "dilation_rate": dilation,
+        "groups": group,
+    }
+    candidates: list[dict[str, Any]] = [{"padding": "same"}]
     if pads[0] == pads[1] == pads[2] == pads[3]:
         candidates.insert(0, {"padding": pads[0] or "valid", "output_padding": extra})
     hint = hint_of(node) or {}
     if hint.get("type") == "Conv2DTranspose":  # the exporter's spelling first (checked like the others)
         candidates.insert(0, {"padding": hint.get("padding"), "output_padding": hint.get("output_padding", [0, 0])})
-    config = None
+    found: dict[str, Any] | None = None
     for cand in candidates:  # the regnet spelling whose output window is ONNX's
         try:
             from ..layers import Conv2DTranspose
@@ -251,16 +258,16 @@ def conv_transpose(st: ImportState, node: Node, attrs: dict) -> None:
         except (RegnetError, TypeError, ValueError):
             continue
         top, _, left, _ = layer._pads
-        if list(layer.output_shape[1:]) == out and [top, left] == pads[:2]:
-            config = cand
+        if list(layer.output_shape or ())[1:] == out and [top, left] == pads[:2]:
+            found = cand
             break
-    if config is None:
+    if found is None:
         raise st.fail(
             node,
             f"pads {pads} with output_padding {extra} are unsupported: regnet pads every side alike (output_padding "
             f"below strides) or as Keras 'same'",
         )
-    config = {**base, **config}
+    config = {**base, **found}
     for key, default in (("dilation_rate", [1, 1]), ("groups", 1), ("output_padding", [0, 0])):
         if config.get(key, default) == default:
             config.pop(key, None)
@@ -337,7 +344,7 @@ def _pool_config(st: ImportState, node: Node, type_name: str, shape: tuple, kern
         if type_name == "AvgPool2D" and include:
             config["count_include_pad"] = True
         try:
-            layer = layers.create({"type": type_name, **config})
+            layer: Any = layers.create({"type": type_name, **config})
             layer.setup(shape, np.random.default_rng(0))
         except RegnetError:
             continue
@@ -525,12 +532,13 @@ def _nearest_source(mode: str, rounding: str, n: int, scale: int) -> np.ndarray 
         x = o * (n - 1) / (n * scale - 1) if n * scale > 1 else np.zeros_like(o)
     else:
         return None
-    pick = {
+    rounders: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "round_prefer_floor": lambda v: np.ceil(v - 0.5),
         "round_prefer_ceil": lambda v: np.floor(v + 0.5),
         "floor": np.floor,
         "ceil": np.ceil,
-    }.get(rounding)
+    }
+    pick = rounders.get(rounding)
     return None if pick is None else np.clip(pick(x), 0, n - 1).astype(np.int64)
 
 
@@ -543,7 +551,7 @@ def resize(st: ImportState, node: Node, attrs: dict) -> None:
         raise st.fail(node, "scales and sizes must be constants (or constant shape arithmetic)")
     axes = attrs.get("axes")
     axes = [int(a) % 4 for a in axes] if axes is not None else [0, 1, 2, 3]
-    full = {0: 1, 1: 1, 2: None, 3: None}
+    full: dict[int, float | None] = {0: 1, 1: 1, 2: None, 3: None}
     if scales is not None and np.asarray(scales).size:
         for a, v in zip(axes, np.asarray(scales, np.float64).ravel()):
             full[a] = v
@@ -562,7 +570,7 @@ def resize(st: ImportState, node: Node, attrs: dict) -> None:
         raise st.fail(
             node, f"scales {[full[a] for a in range(4)]} are unsupported: regnet upsamples height and width by integers"
         )
-    sh, sw = int(factors[0]), int(factors[1])
+    sh, sw = int(factors[0] or 1), int(factors[1] or 1)
     mode, coords = _text(attrs, "mode", "nearest"), _text(attrs, "coordinate_transformation_mode", "half_pixel")
     if mode == "nearest":
         rounding = _text(attrs, "nearest_mode", "round_prefer_floor")

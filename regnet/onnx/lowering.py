@@ -101,7 +101,7 @@ def conv2d_transpose(ctx: LoweringContext, layer: Conv2DTranspose, inputs: list[
     extra = [
         out + before + after - (s * (n - 1) + k)
         for out, before, after, s, n, k in zip(
-            layer.output_shape[1:], (top, left), (bottom, right), layer.strides, (h, w), keff
+            (layer.output_shape or ())[1:], (top, left), (bottom, right), layer.strides, (h, w), keff
         )
     ]
     attributes: dict[str, Any] = {"output_padding": extra} if any(extra) else {}
@@ -160,6 +160,7 @@ def global_max_pooling2d(ctx: LoweringContext, layer: GlobalMaxPooling2D, inputs
 
 def upsampling2d(ctx: LoweringContext, layer: UpSampling2D, inputs: list[str]) -> str:
     scales = ctx.constant(np.array([1, 1, *layer.size], np.float32), "scales")
+    mode: dict[str, Any]
     if layer.interpolation == "bilinear":
         mode = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
     else:
