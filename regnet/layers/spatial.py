@@ -4,7 +4,7 @@ batches at once; bilinear upsampling is a product with a fixed interpolation mat
 import numpy as np
 
 from .. import fields
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 from .base import MAX_SAMPLE_ELEMENTS, Layer, layer, require_rank
 
 
@@ -33,8 +33,6 @@ def _check_sides(_, attribute, value):
         and all(0 <= s <= fields.MAX_SIZE for v in value for s in v)
     )
     if not ok:
-        from ..errors import ConfigError
-
         raise ConfigError(
             "expected an integer, a pair (vertical, horizontal) or ((top, bottom), (left, right)) of integers >= 0, "
             f"got {fields.show(value)}",

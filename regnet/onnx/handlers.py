@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .. import activations
+from .. import activations, layers
 from ..errors import RegnetError
 from ..ops import windows
 from ..text import show
@@ -251,9 +251,7 @@ def conv_transpose(st: ImportState, node: Node, attrs: dict) -> None:
     found: dict[str, Any] | None = None
     for cand in candidates:  # the regnet spelling whose output window is ONNX's
         try:
-            from ..layers import Conv2DTranspose
-
-            layer = Conv2DTranspose(**base, **cand)
+            layer = layers.Conv2DTranspose(**base, **cand)
             layer.setup((c, h, wd), np.random.default_rng(0))
         except (RegnetError, TypeError, ValueError):
             continue
@@ -320,8 +318,6 @@ def _pool_config(st: ImportState, node: Node, type_name: str, shape: tuple, kern
     ONNX's ``pads`` (``[top, left, bottom, right]``), or ``None``. Asymmetric pads may be the
     padding of ``ceil_mode`` windows (as regnet writes them): the candidates are checked by
     building the layer."""
-    from .. import layers
-
     top, left, bottom, right = pads
     c, h, w = shape
     same = [windows.padding_amounts("same", n, k, s) for n, k, s in zip((h, w), kernel, strides)]
