@@ -129,7 +129,8 @@ class Conv2D(Layer):
     independent convolutions; ``dilation_rate`` spaces the kernel taps.
 
     >>> import numpy as np
-    >>> conv = Conv2D(filters=4, kernel_size=3, groups=2, dilation_rate=2, padding="same")
+    >>> import regnet
+    >>> conv = regnet.layers.Conv2D(filters=4, kernel_size=3, groups=2, dilation_rate=2, padding="same")
     >>> conv.setup((2, 5, 5), np.random.default_rng(0))
     (4, 5, 5)
     >>> conv.params["kernel"].shape
@@ -244,7 +245,8 @@ class DepthwiseConv2D(Layer):
     ``(channels * depth_multiplier, 1, kh, kw)`` (PyTorch's layout for ``groups=channels``).
 
     >>> import numpy as np
-    >>> dw = DepthwiseConv2D(kernel_size=3, depth_multiplier=2, padding="same")
+    >>> import regnet
+    >>> dw = regnet.layers.DepthwiseConv2D(kernel_size=3, depth_multiplier=2, padding="same")
     >>> dw.setup((3, 4, 4), np.random.default_rng(0))
     (6, 4, 4)
     >>> dw.params["kernel"].shape
@@ -300,7 +302,8 @@ class SeparableConv2D(Layer):
     ``(filters, channels * depth_multiplier, 1, 1)`` and ``bias`` (PyTorch's layouts).
 
     >>> import numpy as np
-    >>> sep = SeparableConv2D(filters=4, kernel_size=3, padding="same")
+    >>> import regnet
+    >>> sep = regnet.layers.SeparableConv2D(filters=4, kernel_size=3, padding="same")
     >>> sep.setup((3, 5, 5), np.random.default_rng(0))
     (4, 5, 5)
     >>> sorted((k, v.shape) for k, v in sep.params.items())
@@ -388,7 +391,8 @@ class Conv2DTranspose(Layer):
     high (likewise wide); 'same' gives ``H * strides`` (and takes no ``output_padding``).
 
     >>> import numpy as np
-    >>> up = Conv2DTranspose(filters=2, kernel_size=3, strides=2, padding=1, output_padding=1)
+    >>> import regnet
+    >>> up = regnet.layers.Conv2DTranspose(filters=2, kernel_size=3, strides=2, padding=1, output_padding=1)
     >>> up.setup((3, 4, 4), np.random.default_rng(0))
     (2, 8, 8)
     >>> up.params["kernel"].shape

@@ -48,7 +48,8 @@ class MaxPool2D(_Pool2D):
     (row-major window order). A NaN in a window gives a NaN maximum.
 
     >>> import numpy as np
-    >>> pool = MaxPool2D(pool_size=2, ceil_mode=True)
+    >>> import regnet
+    >>> pool = regnet.layers.MaxPool2D(pool_size=2, ceil_mode=True)
     >>> pool.setup((1, 3, 3), np.random.default_rng(0))
     (1, 2, 2)
     >>> pool(np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3))[0, 0]
@@ -84,7 +85,8 @@ class AvgPool2D(_Pool2D):
     ``ceil_mode`` window beyond it does not).
 
     >>> import numpy as np
-    >>> pool = AvgPool2D(pool_size=2, padding=1, count_include_pad=True)
+    >>> import regnet
+    >>> pool = regnet.layers.AvgPool2D(pool_size=2, padding=1, count_include_pad=True)
     >>> pool.setup((1, 2, 2), np.random.default_rng(0))
     (1, 2, 2)
     >>> pool(np.ones((1, 1, 2, 2), np.float32))[0, 0]
@@ -180,7 +182,8 @@ class GlobalMaxPooling2D(Layer):
     with ``keepdims``); the gradient goes to the first maximal position (row-major order).
 
     >>> import numpy as np
-    >>> pool = GlobalMaxPooling2D()
+    >>> import regnet
+    >>> pool = regnet.layers.GlobalMaxPooling2D()
     >>> pool.setup((2, 2, 2), np.random.default_rng(0))
     (2,)
     >>> pool(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))

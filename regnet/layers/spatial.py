@@ -56,7 +56,8 @@ class ZeroPadding2D(Layer):
     ``((top, bottom), (left, right))``.
 
     >>> import numpy as np
-    >>> pad = ZeroPadding2D(padding=((1, 0), (0, 2)))
+    >>> import regnet
+    >>> pad = regnet.layers.ZeroPadding2D(padding=((1, 0), (0, 2)))
     >>> pad.setup((1, 2, 2), np.random.default_rng(0))
     (1, 3, 4)
     >>> pad(np.ones((1, 1, 2, 2), np.float32))[0, 0]
@@ -104,7 +105,8 @@ class Cropping2D(Layer):
     ``(vertical, horizontal)`` or ``((top, bottom), (left, right))``.
 
     >>> import numpy as np
-    >>> crop = Cropping2D(cropping=((1, 0), (0, 1)))
+    >>> import regnet
+    >>> crop = regnet.layers.Cropping2D(cropping=((1, 0), (0, 1)))
     >>> crop.setup((1, 3, 3), np.random.default_rng(0))
     (1, 2, 2)
     >>> crop(np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3))[0, 0]
@@ -168,7 +170,8 @@ class UpSampling2D(Layer):
     with half-pixel centres (PyTorch's ``align_corners=False``).
 
     >>> import numpy as np
-    >>> up = UpSampling2D(size=2, interpolation="bilinear")
+    >>> import regnet
+    >>> up = regnet.layers.UpSampling2D(size=2, interpolation="bilinear")
     >>> up.setup((1, 1, 2), np.random.default_rng(0))
     (1, 2, 4)
     >>> up(np.array([[[[0.0, 4.0]]]], np.float32))[0, 0, 0]
