@@ -57,20 +57,48 @@ def pool(op="MaxPool", **attrs):
 @pytest.mark.parametrize(
     ("proto", "fragments"),
     [
-        (conv(dilations=[2, 2]), ["'the_conv' (Conv)", "dilations [2, 2] are unsupported"]),
+        (conv(dilations=[0, 1]), ["'the_conv' (Conv)", "dilations [0, 1] are not two positive integers"]),
         (
-            make([helper.make_node("Conv", ["x", "w"], ["y"], name="g", group=2)], IMAGE, [("w", w(4, 1, 3, 3))]),
-            ["'g' (Conv)", "group=2 is unsupported"],
+            make([helper.make_node("Conv", ["x", "w"], ["y"], name="g", group=3)], IMAGE, [("w", w(3, 1, 3, 3))]),
+            ["'g' (Conv)", "group=3 does not fit 2 input channels"],
         ),
         (conv(pads=[1, 0, 0, 0]), ["'the_conv' (Conv)", "pads [1, 0, 0, 0]", "unsupported"]),
         (conv(auto_pad="SAME_LOWER"), ["auto_pad=SAME_LOWER is unsupported"]),
         (
-            pool(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
-            ["'the_pool' (MaxPool)", "ceil_mode=1 is unsupported"],
+            pool(kernel_shape=[2, 2], strides=[2, 2], pads=[0, 1, 0, 0], ceil_mode=1),
+            ["'the_pool' (MaxPool)", "pads [0, 1, 0, 0]", "unsupported"],
         ),
         (
-            pool("AveragePool", kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1),
-            ["(AveragePool)", "count_include_pad=1 with padding is unsupported"],
+            make(
+                [helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="t", output_shape=[7, 7])],
+                IMAGE,
+                [("w", w(2, 3, 3, 3))],
+            ),
+            ["'t' (ConvTranspose)", "output_shape is unsupported"],
+        ),
+        (
+            make(
+                [helper.make_node("Resize", ["x", "", "s"], ["y"], name="r", mode="cubic")],
+                IMAGE,
+                [("s", np.array([1, 1, 2, 2], np.float32))],
+            ),
+            ["'r' (Resize)", "mode='cubic' is unsupported"],
+        ),
+        (
+            make(
+                [helper.make_node("Pad", ["x", "p"], ["y"], name="p", mode="edge")],
+                IMAGE,
+                [("p", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))],
+            ),
+            ["'p' (Pad)", "mode='edge' is unsupported"],
+        ),
+        (
+            make(
+                [helper.make_node("Pad", ["x", "p"], ["y"], name="p")],
+                IMAGE,
+                [("p", np.array([0, 1, 0, 0, 0, 0, 0, 0], np.int64))],
+            ),
+            ["'p' (Pad)", "pad the batch or channel axis"],
         ),
         (pool(kernel_shape=[3, 3], dilations=[2, 2]), ["dilations [2, 2] are unsupported"]),
         (

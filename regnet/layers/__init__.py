@@ -1,13 +1,14 @@
 """Built-in layers (each module registers its classes on import)."""
 
 from .base import Layer, create, layer
-from .conv import Conv2D
+from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .embedding import Embedding, PositionEmbedding
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
-from .pooling import AvgPool2D, GlobalAveragePooling2D, MaxPool2D
+from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .spatial import Cropping2D, UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "Layer",
@@ -19,9 +20,16 @@ __all__ = [
     "Activation",
     "Dropout",
     "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "Conv2DTranspose",
     "MaxPool2D",
     "AvgPool2D",
     "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "UpSampling2D",
+    "ZeroPadding2D",
+    "Cropping2D",
     "BatchNorm",
     "Add",
     "Concatenate",

@@ -1,4 +1,5 @@
-"""MaxPool2D, AvgPool2D and GlobalAveragePooling2D over NCHW batches (loops over window offsets only)."""
+"""MaxPool2D, AvgPool2D, GlobalAveragePooling2D and GlobalMaxPooling2D over NCHW batches (loops
+over window offsets only)."""
 
 import attrs
 import numpy as np
@@ -15,6 +16,9 @@ class _Pool2D(Layer):
     pool_size: tuple = fields.pair((2, 2))
     strides: tuple | None = fields.pair(None, optional=True)
     padding: str | int = padding_field("valid")
+    ceil_mode: bool = fields.boolean(
+        False, doc="round the output size up (PyTorch's ceil_mode: partial last windows are kept)"
+    )
 
     @property
     def stride(self):
@@ -22,7 +26,14 @@ class _Pool2D(Layer):
 
     def build(self, input_shape, rng):
         ho, wo = spatial_setup(
-            self, input_shape, self.pool_size, self.stride, self.padding, window_field="pool_size", pooling=True
+            self,
+            input_shape,
+            self.pool_size,
+            self.stride,
+            self.padding,
+            window_field="pool_size",
+            pooling=True,
+            ceil_mode=self.ceil_mode,
         )
         return (input_shape[0], ho, wo)
 
@@ -34,7 +45,24 @@ class _Pool2D(Layer):
 @layer("MaxPool2D", aliases=("MaxPooling2D", "MaxPool2d"))
 class MaxPool2D(_Pool2D):
     """Max over each window; the gradient goes to the first maximal element of the window
-    (row-major window order). A NaN in a window gives a NaN maximum."""
+    (row-major window order). A NaN in a window gives a NaN maximum.
+
+    >>> import numpy as np
+    >>> import regnet
+    >>> pool = regnet.layers.MaxPool2D(pool_size=2, ceil_mode=True)
+    >>> pool.setup((1, 3, 3), np.random.default_rng(0))
+    (1, 2, 2)
+    >>> pool(np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3))[0, 0]
+    array([[4., 5.],
+           [7., 8.]], dtype=float32)
+    """
+
+    #: not config fields: how the conformance kit tests this layer
+    test_cases = [
+        {"config": {}, "input_shape": (2, 4, 4)},
+        {"config": {"pool_size": 3, "strides": 2, "ceil_mode": True}, "input_shape": (2, 6, 7)},
+        {"config": {"pool_size": 2, "padding": 1, "ceil_mode": True}, "input_shape": (1, 4, 5)},
+    ]
 
     def forward(self, x, training=False):
         out, arg = pool_ops.max_forward(x, self.pool_size, self.stride, self._pads, self._out_hw, training)
@@ -52,12 +80,44 @@ class MaxPool2D(_Pool2D):
 
 @layer("AvgPool2D", aliases=("AveragePooling2D", "AvgPool2d"))
 class AvgPool2D(_Pool2D):
-    """Mean over each window; padded positions are not counted (as in Keras 'same')."""
+    """Mean over each window. Padded positions are not counted (as in Keras 'same') unless
+    ``count_include_pad`` (PyTorch's meaning: the explicit padding counts, the part of a
+    ``ceil_mode`` window beyond it does not).
+
+    >>> import numpy as np
+    >>> import regnet
+    >>> pool = regnet.layers.AvgPool2D(pool_size=2, padding=1, count_include_pad=True)
+    >>> pool.setup((1, 2, 2), np.random.default_rng(0))
+    (1, 2, 2)
+    >>> pool(np.ones((1, 1, 2, 2), np.float32))[0, 0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]], dtype=float32)
+    """
+
+    count_include_pad: bool = fields.boolean(False, doc="whether padded positions count in each window's mean")
+
+    #: not config fields: how the conformance kit tests this layer
+    test_cases = [
+        {"config": {}, "input_shape": (2, 4, 4)},
+        {"config": {"pool_size": 3, "strides": 2, "padding": 1, "count_include_pad": True}, "input_shape": (2, 5, 5)},
+        {"config": {"pool_size": 3, "strides": 2, "padding": 1, "ceil_mode": True}, "input_shape": (2, 6, 6)},
+        {
+            "config": {"pool_size": [2, 3], "strides": 2, "padding": 1, "ceil_mode": True, "count_include_pad": True},
+            "input_shape": (1, 5, 6),
+        },
+    ]
 
     def build(self, input_shape, rng):
         out = super().build(input_shape, rng)
-        ones = windows.pad(np.ones((1, 1, *input_shape[1:]), np.float32), self._pads)
-        count = sum(windows.window(ones, i, j, self._out_hw, self.stride) for i, j in self._offsets())
+        _, h, w = input_shape
+        top, bottom, left, right = self._pads  # bottom and right include the ceil_mode overhang
+        counted = np.zeros((1, 1, h + top + bottom, w + left + right), np.float32)
+        if self.count_include_pad:
+            _, pad_bottom, _, pad_right = self._explicit_pads
+            counted[:, :, : top + h + pad_bottom, : left + w + pad_right] = 1
+        else:
+            counted[:, :, top : top + h, left : left + w] = 1
+        count = sum(windows.window(counted, i, j, self._out_hw, self.stride) for i, j in self._offsets())
         self._inv_count = (1.0 / count).astype(np.float32)
         return out
 
@@ -114,3 +174,48 @@ class GlobalAveragePooling2D(Layer):
         dx = np.empty((c, h, w, n), grad.dtype)  # CHWN, as the convolutions before it store theirs
         dx[...] = g.T[:, None, None, :]
         return layout.from_chwn(dx)
+
+
+@layer("GlobalMaxPooling2D", aliases=("GlobalMaxPool2D", "GlobalMaxPool"))
+class GlobalMaxPooling2D(Layer):
+    """Maximum of each channel over all positions: ``(N, C, H, W) -> (N, C)`` (``(N, C, 1, 1)``
+    with ``keepdims``); the gradient goes to the first maximal position (row-major order).
+
+    >>> import numpy as np
+    >>> import regnet
+    >>> pool = regnet.layers.GlobalMaxPooling2D()
+    >>> pool.setup((2, 2, 2), np.random.default_rng(0))
+    (2,)
+    >>> pool(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
+    array([[3., 7.]], dtype=float32)
+    """
+
+    keepdims: bool = fields.boolean(False, doc="keep the spatial axes as (1, 1)")
+
+    #: not a config field: how the conformance kit tests this layer
+    test_cases = [
+        {"config": {}, "input_shape": (3, 4, 5)},
+        {"config": {"keepdims": True}, "input_shape": (2, 3, 3)},
+    ]
+
+    def build(self, input_shape, rng):
+        require_rank(self, input_shape, (3,))
+        c = input_shape[0]
+        return (c, 1, 1) if self.keepdims else (c,)
+
+    def forward(self, x, training=False):
+        n, c = x.shape[:2]
+        flat = x.reshape(n, c, -1)
+        arg = flat.argmax(axis=2)  # the first maximum (the first NaN, if any: a NaN maximum)
+        self.cache.arg = arg
+        out = np.take_along_axis(flat, arg[:, :, None], axis=2)[:, :, 0]
+        return out.reshape(n, c, 1, 1) if self.keepdims else out
+
+    def backward(self, grad, *, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        c, h, w = self.input_shape
+        n = grad.shape[0]
+        dx = np.zeros((n, c, h * w), grad.dtype)
+        np.put_along_axis(dx, self.cache.arg[:, :, None], grad.reshape(n, c, 1), axis=2)
+        return dx.reshape(n, c, h, w)

@@ -6,11 +6,13 @@ activation folded into the layer before, a bias folded into a MatMul/Conv, or an
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
 
-from .. import activations
+from .. import activations, layers
+from ..errors import RegnetError
 from ..ops import windows
 from ..text import show
 from .folding import BATCH
@@ -117,34 +119,163 @@ def matmul(st: ImportState, node: Node, attrs: dict) -> None:
     st.add(node, "Dense", {"units": w.shape[1], "use_bias": False}, [x], shape, {"kernel": w}, weight_inputs=(1,))
 
 
+def _dilations(st: ImportState, node: Node, attrs: dict) -> list[int]:
+    dilation = _ints(attrs.get("dilations"), [1, 1])
+    if len(dilation) != 2 or min(dilation) < 1:
+        raise st.fail(node, f"dilations {dilation} are not two positive integers")
+    return dilation
+
+
+def _effective(kernel: list, dilation: list) -> list[int]:
+    return [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+
+
 def conv(st: ImportState, node: Node, attrs: dict) -> None:
     x = _image(st, node)
     w = st.const(node, 1, "W")
     if w.ndim != 4:
         raise st.fail(node, f"only 2-D convolutions are supported; W has shape {list(w.shape)}")
-    group = int(attrs.get("group", 1))
-    if group != 1:
-        raise st.fail(node, f"group={group} is unsupported (grouped or depthwise convolution)")
-    _require_ones(st, node, attrs, "dilations", "regnet's Conv2D is not dilated")
     c, h, wd = x.shape
-    if w.shape[1] != c:
-        raise st.fail(node, f"W of shape {list(w.shape)} does not fit {c} input channels")
+    group = int(attrs.get("group", 1))
+    filters = int(w.shape[0])
+    if group < 1 or c % group or filters % group or w.shape[1] * group != c:
+        raise st.fail(node, f"W of shape {list(w.shape)} with group={group} does not fit {c} input channels")
     kernel = [int(w.shape[2]), int(w.shape[3])]
     if "kernel_shape" in attrs and _ints(attrs["kernel_shape"], []) != kernel:
         raise st.fail(node, f"kernel_shape {list(attrs['kernel_shape'])} disagrees with W of shape {list(w.shape)}")
+    dilation = _dilations(st, node, attrs)
+    keff = _effective(kernel, dilation)
     strides = _ints(attrs.get("strides"), [1, 1])
-    pads = _auto_pads(st, node, attrs, (h, wd), kernel, strides)
-    padding = _padding(st, node, pads, (h, wd), kernel, strides, pool=False)
-    out = _out_hw(st, node, (h, wd), kernel, strides, pads)
-    weights = {"kernel": w}
+    pads = _auto_pads(st, node, attrs, (h, wd), keff, strides)
+    padding = _padding(st, node, pads, (h, wd), keff, strides, pool=False)
+    out = _out_hw(st, node, (h, wd), keff, strides, pads)
     bias = st.optional_const(node, 2, "B")
+    if _separable(st, node, x, w, bias, kernel, strides, pads, dilation, group):
+        return
+    weights = {"kernel": w}
     if bias is not None:
         weights["bias"] = bias.reshape(-1)
-    config = {"filters": int(w.shape[0]), "kernel_size": kernel, "strides": strides, "padding": padding}
+    config: dict = {"kernel_size": kernel, "strides": strides, "padding": padding}
+    if dilation != [1, 1]:
+        config["dilation_rate"] = dilation
     if bias is None:
         config["use_bias"] = False
-    geometry = {"hw": (h, wd), "kernel": kernel, "strides": strides, "pads": pads}
-    st.add(node, "Conv2D", config, [x], (int(w.shape[0]), *out), weights, weight_inputs=(1, 2), geometry=geometry)
+    hint = hint_type(node)
+    if group == c and (c > 1 or hint == "DepthwiseConv2D") and hint != "Conv2D":  # one group per channel
+        if filters != c:
+            config["depth_multiplier"] = filters // c
+        type_name = "DepthwiseConv2D"
+    else:
+        config = {"filters": filters, **config, **({"groups": group} if group != 1 else {})}
+        type_name = "Conv2D"
+    geometry = {"hw": (h, wd), "kernel": keff, "strides": strides, "pads": pads}
+    st.add(node, type_name, config, [x], (filters, *out), weights, weight_inputs=(1, 2), geometry=geometry)
+
+
+def _separable(st: ImportState, node: Node, x: Tensor, w, bias, kernel, strides, pads, dilation, group) -> bool:
+    """Fold a 1x1 Conv that regnet wrote as a SeparableConv2D's pointwise half into the depthwise
+    convolution before it (bias-free, linear, read only here): one SeparableConv2D again."""
+    src = x.source
+    if hint_type(node) != "SeparableConv2D" or src is None or not st.sole_consumer(node.input[0]):
+        return False
+    plain = kernel == [1, 1] and strides == [1, 1] and not any(pads) and dilation == [1, 1] and group == 1
+    depthwise = src.type in ("DepthwiseConv2D", "Conv2D") and src.weights["kernel"].shape[1] == 1
+    if not (plain and depthwise and src.config.get("use_bias") is False and src.config.get("activation") is None):
+        return False
+    m = src.weights["kernel"].shape[0]
+    channels = (
+        m // src.config.get("depth_multiplier", 1) if src.type == "DepthwiseConv2D" else src.config.get("groups", 1)
+    )
+    config = {"filters": int(w.shape[0]), **{k: v for k, v in src.config.items() if k not in ("filters", "groups")}}
+    if m != channels:
+        config["depth_multiplier"] = m // channels
+    weights = {"depthwise_kernel": src.weights["kernel"], "pointwise_kernel": w}
+    if bias is None:
+        config["use_bias"] = False
+    else:
+        del config["use_bias"]
+        weights["bias"] = bias.reshape(-1)
+    src.type, src.config, src.shape, src.hint = (
+        "SeparableConv2D",
+        config,
+        (int(w.shape[0]), *x.shape[1:]),
+        hint_of(node),
+    )
+    src.weights = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+    name = (src.hint or {}).get("name")
+    if isinstance(name, str):
+        src.names.insert(0, name)
+    st.pass_through(node, Tensor(src, src.shape))
+    return True
+
+
+def conv_transpose(st: ImportState, node: Node, attrs: dict) -> None:
+    x = _image(st, node)
+    w = st.const(node, 1, "W")
+    if w.ndim != 4:
+        raise st.fail(node, f"only 2-D transposed convolutions are supported; W has shape {list(w.shape)}")
+    c, h, wd = x.shape
+    group = int(attrs.get("group", 1))
+    if group < 1 or w.shape[0] != c or c % group:
+        raise st.fail(node, f"W of shape {list(w.shape)} with group={group} does not fit {c} input channels")
+    if "output_shape" in attrs:
+        raise st.fail(node, "output_shape is unsupported (regnet reads pads and output_padding)")
+    mode = attrs.get("auto_pad", b"NOTSET")
+    if (mode.decode() if isinstance(mode, bytes) else str(mode)) not in ("NOTSET", "VALID"):
+        raise st.fail(node, f"auto_pad={mode!r} is unsupported (regnet reads explicit pads)")
+    kernel = [int(w.shape[2]), int(w.shape[3])]
+    dilation = _dilations(st, node, attrs)
+    strides = _ints(attrs.get("strides"), [1, 1])
+    pads = _ints(attrs.get("pads"), [0, 0, 0, 0]) if mode in (b"NOTSET", "NOTSET") else [0, 0, 0, 0]
+    extra = _ints(attrs.get("output_padding"), [0, 0])
+    if len(pads) != 4 or min(pads) < 0 or len(extra) != 2 or min(extra) < 0:
+        raise st.fail(node, f"pads {pads} and output_padding {extra} are not non-negative integers per axis")
+    keff = _effective(kernel, dilation)
+    out = [
+        s * (n - 1) + e + k - p0 - p1 for s, n, e, k, p0, p1 in zip(strides, (h, wd), extra, keff, pads[:2], pads[2:])
+    ]
+    filters = int(w.shape[1]) * group
+    base: dict[str, Any] = {
+        "filters": filters,
+        "kernel_size": kernel,
+        "strides": strides,
+        "dilation_rate": dilation,
+        "groups": group,
+    }
+    candidates: list[dict[str, Any]] = [{"padding": "same"}]
+    if pads[0] == pads[1] == pads[2] == pads[3]:
+        candidates.insert(0, {"padding": pads[0] or "valid", "output_padding": extra})
+    hint = hint_of(node) or {}
+    if hint.get("type") == "Conv2DTranspose":  # the exporter's spelling first (checked like the others)
+        candidates.insert(0, {"padding": hint.get("padding"), "output_padding": hint.get("output_padding", [0, 0])})
+    found: dict[str, Any] | None = None
+    for cand in candidates:  # the regnet spelling whose output window is ONNX's
+        try:
+            layer = layers.Conv2DTranspose(**base, **cand)
+            layer.setup((c, h, wd), np.random.default_rng(0))
+        except (RegnetError, TypeError, ValueError):
+            continue
+        top, _, left, _ = layer._pads
+        if list(layer.output_shape or ())[1:] == out and [top, left] == pads[:2]:
+            found = cand
+            break
+    if found is None:
+        raise st.fail(
+            node,
+            f"pads {pads} with output_padding {extra} are unsupported: regnet pads every side alike (output_padding "
+            f"below strides) or as Keras 'same'",
+        )
+    config = {**base, **found}
+    for key, default in (("dilation_rate", [1, 1]), ("groups", 1), ("output_padding", [0, 0])):
+        if config.get(key, default) == default:
+            config.pop(key, None)
+    weights = {"kernel": w}
+    bias = st.optional_const(node, 2, "B")
+    if bias is None:
+        config["use_bias"] = False
+    else:
+        weights["bias"] = bias.reshape(-1)
+    st.add(node, "Conv2DTranspose", config, [x], (filters, *out), weights, weight_inputs=(1, 2))
 
 
 def _out_hw(st: ImportState, node: Node, hw: tuple, kernel: list, strides: list, pads: list, ceil: bool = False):
@@ -182,6 +313,49 @@ def batch_normalization(st: ImportState, node: Node, attrs: dict) -> None:
 
 
 # -- windows without weights ------------------------------------------------------------------------
+def _pool_config(st: ImportState, node: Node, type_name: str, shape: tuple, kernel, strides, pads, ceil, include):
+    """The regnet config (``padding``, ``ceil_mode``, ``count_include_pad``) whose windows are
+    ONNX's ``pads`` (``[top, left, bottom, right]``), or ``None``. Asymmetric pads may be the
+    padding of ``ceil_mode`` windows (as regnet writes them): the candidates are checked by
+    building the layer."""
+    top, left, bottom, right = pads
+    c, h, w = shape
+    same = [windows.padding_amounts("same", n, k, s) for n, k, s in zip((h, w), kernel, strides)]
+    options = []
+    if top == left == bottom == right:
+        options += [(top or "valid", ceil)]
+    if [(top, bottom), (left, right)] == same:
+        options += [("same", ceil)]
+    if top == left and not ceil:
+        options += [(top or "valid", True)]
+    hint = hint_of(node) or {}
+    if hint.get("type") == type_name and hint.get("ceil_mode") is True:  # the same windows either way: as written
+        options.sort(key=lambda option: not option[1])
+    for padding, ceil_mode in options:
+        config = {"pool_size": kernel, "padding": padding}
+        if strides != kernel:
+            config["strides"] = strides
+        if ceil_mode:
+            config["ceil_mode"] = True
+        if type_name == "AvgPool2D" and include:
+            config["count_include_pad"] = True
+        try:
+            layer: Any = layers.create({"type": type_name, **config})
+            layer.setup(shape, np.random.default_rng(0))
+        except RegnetError:
+            continue
+        mine = layer._pads if ceil_mode and not ceil else layer._explicit_pads
+        if list(mine) == [top, bottom, left, right]:
+            if (
+                hint.get("type") == type_name
+                and hint.get("count_include_pad") is True
+                and not any(layer._explicit_pads)
+            ):
+                config["count_include_pad"] = True  # no padding to count: the same means either way
+            return config, list(layer._out_hw)
+    return None
+
+
 def _pool(type_name: str):
     def handler(st: ImportState, node: Node, attrs: dict) -> None:
         x = _image(st, node)
@@ -193,23 +367,60 @@ def _pool(type_name: str):
         c, h, w = x.shape
         strides = _ints(attrs.get("strides"), [1, 1])
         pads = _auto_pads(st, node, attrs, (h, w), kernel, strides)
-        if type_name == "AvgPool2D" and attrs.get("count_include_pad", 0) and any(pads):
-            raise st.fail(node, "count_include_pad=1 with padding is unsupported (regnet averages real inputs only)")
-        padding = _padding(st, node, pads, (h, w), kernel, strides, pool=True)
-        out = _out_hw(st, node, (h, w), kernel, strides, pads, ceil=bool(attrs.get("ceil_mode", 0)))
-        config = {"pool_size": kernel, "padding": padding}
-        if strides != kernel:
-            config["strides"] = strides
+        ceil = bool(attrs.get("ceil_mode", 0))
+        include = type_name == "AvgPool2D" and bool(attrs.get("count_include_pad", 0))
+        if type_name == "AvgPool2D" and _padded_average(st, node, x, kernel, strides, pads, ceil):
+            return
+        found = _pool_config(st, node, type_name, x.shape, kernel, strides, pads, ceil, include)
+        if found is None:
+            _padding(st, node, pads, (h, w), kernel, strides, pool=True)  # raises the reason
+            raise st.fail(node, f"pads {pads} do not fit the window {kernel} with strides {strides}")
+        config, out = found
         geometry = {"hw": (h, w), "kernel": kernel, "strides": strides, "pads": pads}
         st.add(node, type_name, config, [x], (c, *out), geometry=geometry)
 
     return handler
 
 
+def _padded_average(st: ImportState, node: Node, x: Tensor, kernel, strides, pads, ceil) -> bool:
+    """An AveragePool that regnet wrote after a Pad (its counted padding, before the uncounted
+    ``ceil_mode`` overhang): one AvgPool2D with ``count_include_pad`` again."""
+    src, hint = x.source, hint_of(node) or {}
+    if hint.get("type") != "AvgPool2D" or not hint.get("count_include_pad") or ceil:
+        return False
+    if src is None or src.type != "ZeroPadding2D" or not st.sole_consumer(node.input[0]):
+        return False
+    (t, b), (le, r) = src.config["padding"]
+    c, hp, wp = x.shape
+    shape = (c, hp - t - b, wp - le - r)
+    found = _pool_config(
+        st,
+        node,
+        "AvgPool2D",
+        shape,
+        kernel,
+        strides,
+        [t + pads[0], le + pads[1], b + pads[2], r + pads[3]],
+        False,
+        True,
+    )
+    if found is None or found[0].get("ceil_mode") is not True:
+        return False
+    src.type, src.config, src.shape, src.hint = "AvgPool2D", found[0], (c, *found[1]), hint
+    if isinstance(hint.get("name"), str):
+        src.names.insert(0, hint["name"])
+    src.geometry = {}
+    st.pass_through(node, Tensor(src, src.shape))
+    return True
+
+
 def _global_pool(type_name: str):
     def handler(st: ImportState, node: Node, attrs: dict) -> None:
         x = _image(st, node)
         c, h, w = x.shape
+        if type_name == "MaxPool2D":
+            st.add(node, "GlobalMaxPooling2D", {"keepdims": True}, [x], (c, 1, 1))
+            return
         if type_name == "AvgPool2D" and hint_type(node) == "GlobalAveragePooling2D":  # keepdims
             st.add(node, "GlobalAveragePooling2D", {"keepdims": True}, [x], (c, 1, 1))
             return
@@ -424,6 +635,15 @@ def flatten(st: ImportState, node: Node, attrs: dict) -> None:
             src.names.insert(0, name)
         st.pass_through(node, Tensor(src, src.shape))
         return
+    if (
+        src is not None
+        and hint_type(node) == "GlobalMaxPooling2D"
+        and src.type == "GlobalMaxPooling2D"
+        and st.sole_consumer(node.input[0])
+    ):
+        src.config, src.shape = {}, x.shape[:1]  # GlobalMaxPool + Flatten: one layer again
+        st.pass_through(node, Tensor(src, src.shape))
+        return
     st.add(node, "Flatten", {}, [x], (math.prod(x.shape),))
 
 
@@ -475,6 +695,167 @@ def hint_type(node: Node) -> str | None:
     """The regnet layer type the exporter recorded on ``node``, if any."""
     hint = hint_of(node)
     return hint.get("type") if hint else None
+
+
+# -- resampling, padding and cropping --------------------------------------------------------------
+def _text(attrs: dict, name: str, default: str) -> str:
+    value = attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _nearest_source(mode: str, rounding: str, n: int, scale: int) -> np.ndarray | None:
+    """The input pixel ONNX's nearest Resize reads for each output pixel (``None``: a mode
+    regnet does not evaluate)."""
+    o = np.arange(n * scale, dtype=np.float64)
+    if mode in ("half_pixel", "pytorch_half_pixel"):
+        x = (o + 0.5) / scale - 0.5 if n * scale > 1 or mode == "half_pixel" else np.zeros_like(o)
+    elif mode == "asymmetric":
+        x = o / scale
+    elif mode == "tf_half_pixel_for_nn":
+        x = (o + 0.5) / scale
+    elif mode == "align_corners":
+        x = o * (n - 1) / (n * scale - 1) if n * scale > 1 else np.zeros_like(o)
+    else:
+        return None
+    rounders: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "round_prefer_floor": lambda v: np.ceil(v - 0.5),
+        "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+        "floor": np.floor,
+        "ceil": np.ceil,
+    }
+    pick = rounders.get(rounding)
+    return None if pick is None else np.clip(pick(x), 0, n - 1).astype(np.int64)
+
+
+def resize(st: ImportState, node: Node, attrs: dict) -> None:
+    x = _image(st, node)
+    c, h, w = x.shape
+    scales = st.input(node, 2)
+    sizes = st.input(node, 3)
+    if isinstance(scales, Tensor) or isinstance(sizes, Tensor):
+        raise st.fail(node, "scales and sizes must be constants (or constant shape arithmetic)")
+    axes = attrs.get("axes")
+    axes = [int(a) % 4 for a in axes] if axes is not None else [0, 1, 2, 3]
+    full: dict[int, float | None] = {0: 1, 1: 1, 2: None, 3: None}
+    if scales is not None and np.asarray(scales).size:
+        for a, v in zip(axes, np.asarray(scales, np.float64).ravel()):
+            full[a] = v
+    elif sizes is not None and np.asarray(sizes).size:
+        dims = {0: "N", 1: c, 2: h, 3: w}
+        for a, v in zip(axes, np.asarray(sizes).ravel()):
+            if a == 0:
+                continue  # the batch size (the symbol N, or a number)
+            full[a] = int(v) / dims[a]
+        if _text(attrs, "keep_aspect_ratio_policy", "stretch") != "stretch" and full[2] != full[3]:
+            raise st.fail(node, "keep_aspect_ratio_policy other than 'stretch' is unsupported")
+    else:
+        raise st.fail(node, "neither scales nor sizes is given")
+    factors = [full[2], full[3]]
+    if full[1] != 1 or any(f is None or f < 1 or f != int(f) for f in factors) or (full[0] not in (1, None)):
+        raise st.fail(
+            node, f"scales {[full[a] for a in range(4)]} are unsupported: regnet upsamples height and width by integers"
+        )
+    sh, sw = int(factors[0] or 1), int(factors[1] or 1)
+    mode, coords = _text(attrs, "mode", "nearest"), _text(attrs, "coordinate_transformation_mode", "half_pixel")
+    if mode == "nearest":
+        rounding = _text(attrs, "nearest_mode", "round_prefer_floor")
+        for n, f in ((h, sh), (w, sw)):
+            src = _nearest_source(coords, rounding, n, f)
+            if src is None or not np.array_equal(src, np.arange(n * f) // f):
+                raise st.fail(
+                    node,
+                    f"nearest Resize with coordinate_transformation_mode={coords!r}, nearest_mode={rounding!r} does "
+                    f"not repeat pixels here (regnet's nearest upsampling)",
+                )
+        interpolation = "nearest"
+    elif mode == "linear":
+        if coords not in ("half_pixel", "pytorch_half_pixel") and not (sh == sw == 1):
+            raise st.fail(
+                node,
+                f"linear Resize with coordinate_transformation_mode={coords!r} is unsupported (regnet's bilinear "
+                f"upsampling is half_pixel: PyTorch's align_corners=False)",
+            )
+        interpolation = "bilinear"
+    else:
+        raise st.fail(node, f"mode={mode!r} is unsupported (regnet upsamples 'nearest' or 'linear')")
+    config = {"size": [sh, sw], **({"interpolation": "bilinear"} if interpolation == "bilinear" else {})}
+    st.add(node, "UpSampling2D", config, [x], (c, h * sh, w * sw))
+
+
+def pad(st: ImportState, node: Node, attrs: dict) -> None:
+    x = _image(st, node, "data")
+    mode = _text(attrs, "mode", "constant")
+    if mode != "constant":
+        raise st.fail(node, f"mode={mode!r} is unsupported (regnet pads with zeros)")
+    raw = attrs.get("pads") if st.opset < 11 else st.int_const(node, 1, "pads")
+    amounts = [int(v) for v in np.asarray(raw).ravel()]
+    axes = [0, 1, 2, 3]
+    if st.input(node, 3) is not None:
+        axes = [int(a) % 4 for a in st.int_const(node, 3, "axes").ravel()]
+    if len(amounts) != 2 * len(axes):
+        raise st.fail(node, f"pads {amounts} do not fit {len(axes)} axes")
+    before, after = dict.fromkeys(range(4), 0), dict.fromkeys(range(4), 0)
+    for a, b, e in zip(axes, amounts[: len(axes)], amounts[len(axes) :]):
+        before[a], after[a] = b, e
+    value = st.input(node, 2)
+    if value is not None and (isinstance(value, Tensor) or np.any(np.asarray(value, np.float64) != 0)):
+        raise st.fail(node, "only zero padding is supported (constant_value must be 0)")
+    if any((before[a], after[a]) != (0, 0) for a in (0, 1)):
+        raise st.fail(node, f"pads {amounts} pad the batch or channel axis; regnet pads height and width only")
+    sides = ((before[2], after[2]), (before[3], after[3]))
+    c, h, w = x.shape
+    flat = [v for side in sides for v in side]
+    if min(flat) >= 0:
+        shape = (c, h + sum(sides[0]), w + sum(sides[1]))
+        st.add(node, "ZeroPadding2D", {"padding": [list(p) for p in sides]}, [x], shape)
+    elif max(flat) <= 0:
+        _crop(st, node, x, tuple((-a, -b) for a, b in sides))
+    else:
+        raise st.fail(node, f"pads {amounts} both pad and crop; regnet does one or the other")
+
+
+def _crop(st: ImportState, node: Node, x: Tensor, sides: tuple) -> None:
+    """Cropping of ``sides`` ``((top, bottom), (left, right))``, merged into a Cropping2D just
+    before (an exporter writes one Slice per axis) unless the node is regnet's own."""
+    c, h, w = x.shape
+    (t, b), (le, r) = sides
+    if t + b >= h or le + r >= w:
+        raise st.fail(node, f"cropping {[list(p) for p in sides]} leaves nothing of {['N', *x.shape]}")
+    src = x.source
+    if hint_of(node) is None and src is not None and src.type == "Cropping2D" and src.hint is None:
+        if st.sole_consumer(node.input[0]):
+            (t0, b0), (l0, r0) = src.config["cropping"]
+            src.config = {"cropping": [[t0 + t, b0 + b], [l0 + le, r0 + r]]}
+            src.shape = (c, h - t - b, w - le - r)
+            st.pass_through(node, Tensor(src, src.shape))
+            return
+    st.add(node, "Cropping2D", {"cropping": [list(p) for p in sides]}, [x], (c, h - t - b, w - le - r))
+
+
+def slice_(st: ImportState, node: Node, attrs: dict) -> None:
+    """Slices of the height and width (step 1): cropping."""
+    x = st.tensor(node, 0, "data")
+    if len(x.shape) != 3:
+        raise st.fail(node, f"only slices of (N, C, H, W) images are supported; the input is {['N', *x.shape]}")
+    starts = [int(v) for v in st.int_const(node, 1, "starts").ravel()]
+    ends = [int(v) for v in st.int_const(node, 2, "ends").ravel()]
+    axes = list(range(len(starts)))
+    if st.input(node, 3) is not None:
+        axes = [int(a) for a in st.int_const(node, 3, "axes").ravel()]
+    steps = [1] * len(starts)
+    if st.input(node, 4) is not None:
+        steps = [int(v) for v in st.int_const(node, 4, "steps").ravel()]
+    sides = {2: [0, 0], 3: [0, 0]}
+    dims = {2: x.shape[1], 3: x.shape[2]}
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis %= 4
+        if axis not in (2, 3) or step != 1:
+            raise st.fail(node, f"slicing axis {axis} with step {step} is unsupported (regnet crops height and width)")
+        n = dims[axis]
+        start = min(max(start + n if start < 0 else start, 0), n)
+        end = min(max(end + n if end < 0 else end, 0), n)
+        sides[axis] = [start, n - end]
+    _crop(st, node, x, (tuple(sides[2]), tuple(sides[3])))
 
 
 # -- merges -----------------------------------------------------------------------------------------
@@ -683,6 +1064,7 @@ HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "Gemm": gemm,
     "MatMul": matmul,
     "Conv": _by_rank(conv, conv1d),
+    "ConvTranspose": conv_transpose,
     "BatchNormalization": batch_normalization,
     "MaxPool": _by_rank(_pool("MaxPool2D"), _pool_1d("MaxPooling1D")),
     "AveragePool": _by_rank(_pool("AvgPool2D"), _pool_1d("AveragePooling1D")),
@@ -692,6 +1074,9 @@ HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "ReduceMax": _reduce_1d("GlobalMaxPooling1D"),
     "Gather": gather,
     "Cast": cast,
+    "Resize": resize,
+    "Pad": pad,
+    "Slice": slice_,
     "Flatten": flatten,
     "Reshape": reshape,
     "Add": add,

@@ -20,16 +20,23 @@ from ..layers import (
     BatchNorm,
     Concatenate,
     Conv2D,
+    Conv2DTranspose,
+    Cropping2D,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     MaxPool2D,
     Reshape,
+    SeparableConv2D,
+    UpSampling2D,
+    ZeroPadding2D,
     embedding,
 )
 from ..layers import conv1d as seq
-from ..ops import windows
+from ..ops import grouped, windows
 from .builder import LoweringContext
 
 #: the opset from which ONNX has ``Gelu`` (exact, or ``approximate="tanh"``)
@@ -53,36 +60,130 @@ def dense(ctx: LoweringContext, layer: Dense, inputs: list[str]) -> str:
     return ctx.node("Add", [y, *bias]) if bias else y
 
 
-def conv2d(ctx: LoweringContext, layer: Conv2D, inputs: list[str]) -> str:
-    bias = [ctx.weight("bias")] if layer.use_bias else []
+def _conv(ctx: LoweringContext, layer: Any, x: str, kernel: str, bias: list[str], groups: int) -> str:
+    """A ``Conv`` node of ``layer``'s window (dilated, grouped: attributes written only when not 1)."""
+    extra: dict[str, Any] = {}
+    dilation = tuple(getattr(layer, "dilation_rate", (1, 1)))
+    if dilation != (1, 1):
+        extra["dilations"] = list(dilation)
+    if groups != 1:
+        extra["group"] = groups
+    keff = grouped.effective(layer.kernel_size, dilation)
     return ctx.node(
         "Conv",
+        [x, kernel, *bias],
+        kernel_shape=list(layer.kernel_size),
+        strides=list(layer.strides),
+        pads=onnx_pads(layer, keff, layer.strides),
+        **extra,
+    )
+
+
+def conv2d(ctx: LoweringContext, layer: Conv2D, inputs: list[str]) -> str:
+    bias = [ctx.weight("bias")] if layer.use_bias else []
+    return _conv(ctx, layer, inputs[0], ctx.weight("kernel"), bias, layer.groups)
+
+
+def depthwise_conv2d(ctx: LoweringContext, layer: DepthwiseConv2D, inputs: list[str]) -> str:
+    bias = [ctx.weight("bias")] if layer.use_bias else []
+    return _conv(ctx, layer, inputs[0], ctx.weight("kernel"), bias, layer.input_shape[0])
+
+
+def separable_conv2d(ctx: LoweringContext, layer: SeparableConv2D, inputs: list[str]) -> str:
+    depthwise = _conv(ctx, layer, inputs[0], ctx.weight("depthwise_kernel"), [], layer.input_shape[0])
+    bias = [ctx.weight("bias")] if layer.use_bias else []
+    return ctx.node("Conv", [depthwise, ctx.weight("pointwise_kernel"), *bias], kernel_shape=[1, 1])
+
+
+def conv2d_transpose(ctx: LoweringContext, layer: Conv2DTranspose, inputs: list[str]) -> str:
+    bias = [ctx.weight("bias")] if layer.use_bias else []
+    _, h, w = layer.input_shape
+    top, bottom, left, right = layer._pads
+    keff = grouped.effective(layer.kernel_size, layer.dilation_rate)
+    # ONNX: out = stride * (in - 1) + output_padding + keff - pad_begin - pad_end
+    extra = [
+        out + before + after - (s * (n - 1) + k)
+        for out, before, after, s, n, k in zip(
+            (layer.output_shape or ())[1:], (top, left), (bottom, right), layer.strides, (h, w), keff
+        )
+    ]
+    attributes: dict[str, Any] = {"output_padding": extra} if any(extra) else {}
+    if tuple(layer.dilation_rate) != (1, 1):
+        attributes["dilations"] = list(layer.dilation_rate)
+    if layer.groups != 1:
+        attributes["group"] = layer.groups
+    return ctx.node(
+        "ConvTranspose",
         [inputs[0], ctx.weight("kernel"), *bias],
         kernel_shape=list(layer.kernel_size),
         strides=list(layer.strides),
-        pads=onnx_pads(layer, layer.kernel_size, layer.strides),
+        pads=[top, left, bottom, right],
+        **attributes,
     )
+
+
+def _pool_pads(layer: Any) -> list[int]:
+    """ONNX ``pads`` of a pooling layer, the part of ``ceil_mode`` windows beyond the input and
+    its padding included (padding that no maximum takes and no average counts): written so,
+    every ONNX version computes PyTorch's ``ceil_mode``, its rule for the last window included."""
+    top, bottom, left, right = layer._pads
+    return [top, left, bottom, right]
 
 
 def max_pool2d(ctx: LoweringContext, layer: MaxPool2D, inputs: list[str]) -> str:
     return ctx.node(
-        "MaxPool",
-        inputs[:1],
-        kernel_shape=list(layer.pool_size),
-        strides=list(layer.stride),
-        pads=onnx_pads(layer, layer.pool_size, layer.stride),
+        "MaxPool", inputs[:1], kernel_shape=list(layer.pool_size), strides=list(layer.stride), pads=_pool_pads(layer)
     )
 
 
 def avg_pool2d(ctx: LoweringContext, layer: AvgPool2D, inputs: list[str]) -> str:
+    x, pads = inputs[0], _pool_pads(layer)
+    explicit = onnx_pads(layer, layer.pool_size, layer.stride)
+    include = layer.count_include_pad and any(explicit)
+    if include and pads != explicit:
+        # counted padding and uncounted ceil_mode overhang: the padding as zeros of a Pad first
+        top, left, bottom, right = explicit
+        x = ctx.node("Pad", [x, ctx.constant(np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), "pads")])
+        pads = [p - e for p, e in zip(pads, explicit)]
+        include = False
     return ctx.node(
         "AveragePool",
-        inputs[:1],
+        [x],
         kernel_shape=list(layer.pool_size),
         strides=list(layer.stride),
-        pads=onnx_pads(layer, layer.pool_size, layer.stride),
-        count_include_pad=0,  # regnet averages over the real inputs of each window only
+        pads=pads,
+        count_include_pad=int(include),  # ONNX's meaning is PyTorch's
     )
+
+
+def global_max_pooling2d(ctx: LoweringContext, layer: GlobalMaxPooling2D, inputs: list[str]) -> str:
+    y = ctx.node("GlobalMaxPool", inputs[:1])  # (N, C, 1, 1)
+    return y if layer.keepdims else ctx.node("Flatten", [y], axis=1)
+
+
+def upsampling2d(ctx: LoweringContext, layer: UpSampling2D, inputs: list[str]) -> str:
+    scales = ctx.constant(np.array([1, 1, *layer.size], np.float32), "scales")
+    mode: dict[str, Any]
+    if layer.interpolation == "bilinear":
+        mode = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+    else:
+        mode = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    return ctx.node("Resize", [inputs[0], "", scales], **mode)
+
+
+def zero_padding2d(ctx: LoweringContext, layer: ZeroPadding2D, inputs: list[str]) -> str:
+    (top, bottom), (left, right) = layer.padding
+    pads = ctx.constant(np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), "pads")
+    return ctx.node("Pad", [inputs[0], pads], mode="constant")
+
+
+def cropping2d(ctx: LoweringContext, layer: Cropping2D, inputs: list[str]) -> str:
+    (top, bottom), (left, right) = layer.cropping
+    _, h, w = layer.input_shape
+    starts = ctx.constant(np.array([top, left], np.int64), "starts")
+    ends = ctx.constant(np.array([h - bottom, w - right], np.int64), "ends")
+    axes = ctx.constant(np.array([2, 3], np.int64), "axes")
+    return ctx.node("Slice", [inputs[0], starts, ends, axes])
 
 
 def global_average_pooling2d(ctx: LoweringContext, layer: GlobalAveragePooling2D, inputs: list[str]) -> str:
@@ -195,9 +296,16 @@ def _global_pool_1d(op: str) -> Callable[..., str]:
 LAYERS: dict[type, Callable[..., str]] = {
     Dense: dense,
     Conv2D: conv2d,
+    DepthwiseConv2D: depthwise_conv2d,
+    SeparableConv2D: separable_conv2d,
+    Conv2DTranspose: conv2d_transpose,
     MaxPool2D: max_pool2d,
     AvgPool2D: avg_pool2d,
     GlobalAveragePooling2D: global_average_pooling2d,
+    GlobalMaxPooling2D: global_max_pooling2d,
+    UpSampling2D: upsampling2d,
+    ZeroPadding2D: zero_padding2d,
+    Cropping2D: cropping2d,
     BatchNorm: batch_norm,
     Flatten: flatten,
     Reshape: reshape,

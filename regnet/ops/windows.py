@@ -11,6 +11,15 @@ def out_size(size, k, stride, pad_before, pad_after):
     return (size + pad_before + pad_after - k) // stride + 1
 
 
+def ceil_out_size(size, k, stride, pad_before, pad_after):
+    """The output size with rounding up (PyTorch's ``ceil_mode``): a last window that would start
+    beyond the input and the padding before it is dropped."""
+    out = -(-(size + pad_before + pad_after - k) // stride) + 1
+    if (out - 1) * stride >= size + pad_before:
+        out -= 1
+    return out
+
+
 def padding_amounts(padding, size, k, stride):
     """``(before, after)`` for one spatial axis; ``padding`` is 'valid', 'same' or an int."""
     if padding == "valid":
