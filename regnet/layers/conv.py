@@ -2,7 +2,6 @@
 batch-innermost im2col columns (``regnet.ops.conv``, ``regnet.ops.shift``); grouped, depthwise,
 dilated and transposed convolutions through ``regnet.ops.grouped``."""
 
-import attrs
 import numpy as np
 
 from .. import fields
@@ -23,7 +22,12 @@ def _padding(_, attribute, value):
 
 
 def padding_field(default="valid"):
-    return attrs.field(default=default, validator=_padding)
+    return fields.field(
+        default,
+        validator=_padding,
+        doc="'valid' (none), 'same' (output size = ceil(input / stride)) or zeros on every side",
+        accepts="'valid', 'same' or an integer >= 0",
+    )
 
 
 def spatial_setup(

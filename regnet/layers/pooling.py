@@ -13,8 +13,8 @@ from .conv import padding_field, spatial_setup
 
 @attrs.define(slots=False, eq=False)
 class _Pool2D(Layer):
-    pool_size: tuple = fields.pair((2, 2))
-    strides: tuple | None = fields.pair(None, optional=True)
+    pool_size: tuple = fields.pair((2, 2), doc="the window's height and width")
+    strides: tuple | None = fields.pair(None, optional=True, doc="the window's step (null: pool_size)")
     padding: str | int = padding_field("valid")
     ceil_mode: bool = fields.boolean(
         False, doc="round the output size up (PyTorch's ceil_mode: partial last windows are kept)"
@@ -141,7 +141,7 @@ class GlobalAveragePooling2D(Layer):
     """Mean of each channel over all positions: ``(N, C, H, W) -> (N, C)`` (``(N, C, 1, 1)`` with
     ``keepdims``)."""
 
-    keepdims: bool = fields.boolean(False)
+    keepdims: bool = fields.boolean(False, doc="keep the spatial axes as (1, 1)")
 
     #: not a config field: how the conformance kit tests this layer
     test_cases = [
