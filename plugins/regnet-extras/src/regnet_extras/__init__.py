@@ -8,13 +8,13 @@ from .balanced_accuracy import BalancedAccuracy
 from .huber import Huber
 from .initializers import Orthogonal, TruncatedNormal
 from .inverse_sqrt import InverseSqrt
-from .layer_norm import LayerNorm
+from .rms_norm import RMSNorm
 from .lion import Lion
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LayerNorm",
+    "RMSNorm",
     "Swish",
     "Mish",
     "Huber",
