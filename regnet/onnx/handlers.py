@@ -289,19 +289,6 @@ def hint_type(node: Node) -> str | None:
 
 
 # -- merges -----------------------------------------------------------------------------------------
-def add(st: ImportState, node: Node, attrs: dict) -> None:
-    a, b = st.input(node, 0), st.input(node, 1)
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
-        if a.shape != b.shape:
-            raise st.fail(
-                node, f"inputs of shapes {['N', *a.shape]} and {['N', *b.shape]}: regnet adds equal shapes only"
-            )
-        st.add(node, "Add", {}, [a, b], a.shape)
-        return
-    x, index = (a, 0) if isinstance(a, Tensor) else (b, 1)
-    _bias(st, node, x, node.input[index], st.const(node, 1 - index, "the constant addend"))
-
-
 def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> None:
     """``layer(x) + c`` as the bias of a MatMul (Dense) or bias-free Conv just before."""
     src = x.source
@@ -333,16 +320,6 @@ def _takes_bias(st: ImportState, src: Entry, name: str, c: np.ndarray, shape: tu
         return c.size == n and c.shape[-1:] == (n,) and c.ndim <= len(shape) + 1
     n = shape[0]  # Conv2D: a (C, 1, 1) or (1, C, 1, 1) constant
     return c.size == n and 3 <= c.ndim <= 4 and c.shape[-3:] == (n, 1, 1)
-
-
-def sum_(st: ImportState, node: Node, attrs: dict) -> None:
-    xs = [st.tensor(node, i) for i in range(len(node.input))]
-    if len(xs) == 1:
-        st.pass_through(node, xs[0])
-        return
-    if len({x.shape for x in xs}) != 1:
-        raise st.fail(node, f"inputs of shapes {[['N', *x.shape] for x in xs]}: regnet adds equal shapes only")
-    st.add(node, "Add", {}, xs, xs[0].shape)
 
 
 def concat(st: ImportState, node: Node, attrs: dict) -> None:
@@ -447,8 +424,6 @@ HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "GlobalAveragePool": _global_pool("AvgPool2D"),
     "Flatten": flatten,
     "Reshape": reshape,
-    "Add": add,
-    "Sum": sum_,
     "Concat": concat,
     "Identity": identity,
     "Dropout": dropout,

@@ -17,7 +17,7 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, patterns, reader
+from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, vocab_handlers
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -36,7 +36,15 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Transpose", "ConstantOfShape"], 25),
     **dict.fromkeys(["Neg"], 13),
     **dict.fromkeys(["Cast"], 25),
+    **dict.fromkeys(["LayerNormalization"], 17),
+    **dict.fromkeys(["PRelu"], 16),
+    **dict.fromkeys(["Max", "Min", "Mean"], 13),
+    **dict.fromkeys(["Split", "ReduceMean"], 18),
+    **dict.fromkeys(["GroupNormalization"], 21),
+    **dict.fromkeys(["InstanceNormalization"], 22),
 }
+#: the import table: ``handlers`` and ``vocab_handlers`` (normalisation, merges, shape operators)
+HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS}
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 
 
@@ -186,6 +194,10 @@ def _equivalent(entry: Entry, key: str, mine: Any, theirs: Any) -> bool:
     return False
 
 
+#: the layers whose hint may drop a neutral gamma (scale) or beta (center)
+_AFFINE_NORMS = ("BatchNorm", "LayerNormalization", "GroupNormalization")
+
+
 def _apply_hint(entry: Entry) -> None:
     """Adopt the regnet exporter's spelling of fields the graph leaves open (initializers, 'same'
     versus integer padding, default strides, ...) where it computes the same thing."""
@@ -202,7 +214,7 @@ def _apply_hint(entry: Entry) -> None:
             if key.endswith("_initializer"):
                 registry.initializers.create(theirs)  # only a name that resolves here
                 entry.config[key] = theirs
-            elif key in ("center", "scale") and theirs is False and entry.type == "BatchNorm":
+            elif key in ("center", "scale") and theirs is False and entry.type in _AFFINE_NORMS:
                 weight, neutral = ("beta", 0.0) if key == "center" else ("gamma", 1.0)
                 if np.all(entry.weights[weight] == neutral):
                     entry.config[key] = False
@@ -271,6 +283,8 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         return reader.to_array(values["value"], f"constant {show(name)}") if "value" in values else None
 
     nodes, synthetic = patterns.rewrite(nodes, const, {output})
+    nodes, norms = norm_patterns.rewrite(nodes, const, {output})
+    synthetic |= norms
     st = ImportState(nodes, opset, {output}, batch)
     for name, tensor in consts.items():
         if st.consumers[name]:
@@ -290,7 +304,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         node_attrs = reader.attribute_values(node)
         if _fold(st, node, node_attrs):
             continue
-        handler = handlers.HANDLERS.get(node.op_type)
+        handler = HANDLERS.get(node.op_type)
         if handler is None:  # a folding-only operator on run-time values
             raise st.fail(node, f"{node.op_type} is supported on constants only (shape arithmetic, weights)")
         handler(st, node, node_attrs)
