@@ -69,6 +69,11 @@ class ImportState:
         self.batch = batch  # the input's fixed batch size, when the file fixes one
         self.consumers: Counter = Counter(name for node in nodes for name in node.input if name)
         self.consumers.update(outputs)
+        #: tensor name -> the operator types of the nodes that read it
+        self.readers: dict[str, set[str]] = {}
+        for node in nodes:
+            for name in node.input:
+                self.readers.setdefault(name, set()).add(node.op_type)
 
     # -- errors and inputs ----------------------------------------------------------------------
     def fail(self, node: onnx.NodeProto, message: str) -> OnnxImportError:

@@ -363,7 +363,8 @@ def dropout(st: ImportState, node: Node, attrs: dict) -> None:
             raise st.fail(node, "training_mode is not a constant false (regnet imports the inference form)")
     if not 0.0 <= ratio < 1.0:
         raise st.fail(node, f"ratio {ratio} is outside [0, 1), which regnet's Dropout refuses")
-    st.add(node, "Dropout", {"rate": float32_value(ratio)}, [x], x.shape)
+    spatial = hint_type(node) == "SpatialDropout2D" and len(x.shape) == 3  # whole channels in training
+    st.add(node, "SpatialDropout2D" if spatial else "Dropout", {"rate": float32_value(ratio)}, [x], x.shape)
 
 
 # -- activations ------------------------------------------------------------------------------------

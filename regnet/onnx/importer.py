@@ -184,8 +184,12 @@ def _equivalent(entry: Entry, key: str, mine: Any, theirs: Any) -> bool:
     if key == "strides" and entry.geometry:
         kernel = entry.geometry["kernel"]
         return list(mine or kernel) == [int(s) for s in (theirs or kernel)]
-    if key == "axis":
-        return (mine + rank if mine < 0 else mine) == (theirs + rank if theirs < 0 else theirs)
+    if key == "axis":  # an axis or a list of axes (LayerNormalization)
+
+        def axes(value: Any) -> list:
+            return sorted(a + rank if a < 0 else a for a in (value if isinstance(value, list) else [value]))
+
+        return axes(mine) == axes(theirs)
     if key == "target_shape":
         size = int(np.prod(entry.shape))
         known = int(np.prod([d for d in theirs if d != -1]))

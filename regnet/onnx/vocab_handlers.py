@@ -329,7 +329,26 @@ def _binary(type_name: str | None, op: str):
         if type_name is None:
             raise st.fail(node, f"{op} of two computed tensors is unsupported (regnet has no such layer)")
         a, b = st.tensor(node, 0), st.tensor(node, 1)
-        st.add(node, type_name, {}, [a, b], _broadcast(st, node, [a, b]))
+        shape = _broadcast(st, node, [a, b])
+        src = a.source
+        if (
+            type_name == "Multiply"
+            and src is not None
+            and src.type == "Multiply"
+            and src.hint is None  # regnet writes a Multiply of n inputs as n - 1 Mul nodes, the last with a hint
+            and "activation" not in src.config
+            and st.sole_consumer(node.input[0])
+        ):
+            src.inputs.append(b.source)
+            src.shape = shape
+            hint = hint_of(node)
+            if hint is not None:
+                src.hint = hint
+                if isinstance(hint.get("name"), str):
+                    src.names.insert(0, hint["name"])
+            st.pass_through(node, Tensor(src, shape))
+            return
+        st.add(node, type_name, {}, [a, b], shape)
 
     return handler
 
@@ -429,6 +448,10 @@ def _reshaped(st: ImportState, node: Node, x: Tensor, shape: tuple) -> None:
     st.add(node, "Reshape", {"target_shape": list(shape)}, [x], shape)
 
 
+#: the operators whose regnet layers broadcast a sample of fewer axes by itself
+MERGES = frozenset(["Add", "Sum", "Sub", "Mul", "Max", "Min", "Mean"])
+
+
 def unsqueeze(st: ImportState, node: Node, attrs: dict) -> None:
     x = st.tensor(node, 0, "data")
     axes = _axes_of(st, node, attrs, 1, 13) or []
@@ -436,6 +459,12 @@ def unsqueeze(st: ImportState, node: Node, attrs: dict) -> None:
     where = sorted(a + rank if a < 0 else a for a in axes)
     if not axes or len(set(where)) != len(where) or min(where) < 1 or max(where) >= rank:
         raise st.fail(node, f"axes={axes} are unsupported (regnet keeps the batch on axis 0)")
+    out = node.output[0]
+    if where == list(range(1, len(where) + 1)) and out not in st.outputs and st.readers.get(out, set()) <= MERGES:
+        # leading axes for an element-wise merge (as regnet writes one of inputs of different ranks):
+        # the merge layer broadcasts the sample as it is
+        st.pass_through(node, Tensor(x.source, (1,) * len(where) + tuple(x.shape)))
+        return
     shape = list(x.shape)
     for a in where:
         shape.insert(a - 1, 1)
