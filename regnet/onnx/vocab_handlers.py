@@ -312,11 +312,12 @@ def _with_constant(st: ImportState, node: Node, x: Tensor, index: int, c: np.nda
         return
     if _absorb(st, node, x, name, cs, scale=scale):
         return
-    what = "multiplying by" if scale else "adding"
+    what, role = ("multiplying by", "a scale of the weights") if scale else ("adding", "the bias")
     raise st.fail(
         node,
-        f"{what} a constant of shape {list(c.shape)} is supported as one number (a Rescaling) or, per output, "
-        f"folded into the weights of the Dense, Conv or normalisation layer just before (with no activation)",
+        f"{what} a constant of shape {list(c.shape)} is supported only as {role} of the MatMul, Conv or "
+        f"normalisation just before (one value per output, no activation between, feeding only this node) "
+        f"or as one number (a Rescaling)",
     )
 
 
