@@ -243,7 +243,10 @@ def test_written_out_layer_norm_is_one_layer(opset, square, axes, shape):
 def test_layer_normalization_operator_with_several_axes():
     rng = np.random.default_rng(0)
     nodes = [helper.make_node("LayerNormalization", ["x", "scale", "bias"], ["y"], name="ln", axis=2, epsilon=1e-4)]
-    inits = [("scale", rng.uniform(0.5, 1.5, (3, 4)).astype(np.float32)), ("bias", rng.normal(size=(3, 4)).astype(np.float32))]
+    inits = [
+        ("scale", rng.uniform(0.5, 1.5, (3, 4)).astype(np.float32)),
+        ("bias", rng.normal(size=(3, 4)).astype(np.float32)),
+    ]
     proto = _model(nodes, ["N", 2, 3, 4], inits, 17, ["N", 2, 3, 4])
     model = _matches_onnxruntime(proto, rng.normal(size=(2, 2, 3, 4)).astype(np.float32))
     assert model.nodes[0].layer.axis == (2, 3)
@@ -253,14 +256,18 @@ def test_group_normalization_operator():
     """GroupNormalization-21: one scale and bias per channel (the checker refuses the deprecated -18)."""
     rng = np.random.default_rng(0)
     n, opset = 6, 21
-    nodes = [helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], name="gn", num_groups=2, epsilon=1e-3)]
+    nodes = [
+        helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], name="gn", num_groups=2, epsilon=1e-3)
+    ]
     inits = [("scale", rng.uniform(0.5, 1.5, n).astype(np.float32)), ("bias", rng.normal(size=n).astype(np.float32))]
     proto = _model(nodes, ["N", 6, 3, 3], inits, opset, ["N", 6, 3, 3])
     x = rng.normal(size=(2, 6, 3, 3)).astype(np.float32)
     model = ronnx.from_proto(proto)
     assert _types(model) == ["GroupNormalization"]
     want = x.reshape(2, 2, -1)
-    want = ((want - want.mean(axis=2, keepdims=True)) / np.sqrt(want.var(axis=2, keepdims=True) + 1e-3)).reshape(x.shape)
+    want = ((want - want.mean(axis=2, keepdims=True)) / np.sqrt(want.var(axis=2, keepdims=True) + 1e-3)).reshape(
+        x.shape
+    )
     scale, bias = (np.repeat(v, 6 // n) for v in (inits[0][1], inits[1][1]))
     want = want * scale.reshape(1, 6, 1, 1) + bias.reshape(1, 6, 1, 1)
     np.testing.assert_allclose(model.predict(x), want, atol=1e-5)

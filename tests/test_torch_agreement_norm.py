@@ -19,8 +19,11 @@ F = torch.nn.functional
         ({"type": "LayerNormalization", "axis": -1, "epsilon": 1e-5}, (3, 5), (5,)),
         ({"type": "LayerNormalization", "axis": [-2, -1]}, (2, 3, 4), (3, 4)),
         ({"type": "LayerNormalization", "axis": [1, 2, 3], "epsilon": 0.01}, (2, 3, 3), (2, 3, 3)),
-        ({"type": "LayerNorm", "gamma_initializer": "glorot_uniform", "beta_initializer": "glorot_uniform"},
-         (2, 4), (4,)),
+        (
+            {"type": "LayerNorm", "gamma_initializer": "glorot_uniform", "beta_initializer": "glorot_uniform"},
+            (2, 4),
+            (4,),
+        ),
     ],
 )
 def test_layer_normalization(config, shape, normalized):
@@ -40,8 +43,14 @@ def test_layer_normalization_over_the_channels_of_an_image():
 
 
 def test_layer_normalization_without_center_or_scale():
-    layer_agrees({"type": "LayerNormalization", "center": False}, (5,), lambda x, w: F.layer_norm(x, (5,), w["gamma"], None, 1e-3))
-    layer_agrees({"type": "LayerNormalization", "scale": False}, (5,), lambda x, w: F.layer_norm(x, (5,), None, w["beta"], 1e-3))
+    layer_agrees(
+        {"type": "LayerNormalization", "center": False},
+        (5,),
+        lambda x, w: F.layer_norm(x, (5,), w["gamma"], None, 1e-3),
+    )
+    layer_agrees(
+        {"type": "LayerNormalization", "scale": False}, (5,), lambda x, w: F.layer_norm(x, (5,), None, w["beta"], 1e-3)
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,8 +87,11 @@ def test_group_normalization_on_the_last_axis():
         # PyTorch's PReLU(num_parameters=C): one slope per channel
         ({"shared_axes": [2, 3], "alpha_initializer": "glorot_uniform"}, (3, 4, 4), lambda a: a.reshape(-1)),
         # PyTorch's PReLU(): one slope for everything
-        ({"shared_axes": [1, 2, 3], "alpha_initializer": {"type": "constant", "value": 0.25}}, (2, 3, 3),
-         lambda a: a.reshape(1)),
+        (
+            {"shared_axes": [1, 2, 3], "alpha_initializer": {"type": "constant", "value": 0.25}},
+            (2, 3, 3),
+            lambda a: a.reshape(1),
+        ),
         ({"shared_axes": [1], "alpha_initializer": {"type": "constant", "value": 0.1}}, (5,), lambda a: a.reshape(1)),
     ],
 )
@@ -89,7 +101,9 @@ def test_prelu(config, shape, slope):
 
 def test_prelu_with_a_slope_per_value():
     layer_agrees(
-        {"type": "PReLU", "alpha_initializer": "glorot_uniform"}, (2, 3), lambda x, w: torch.where(x > 0, x, w["alpha"] * x)
+        {"type": "PReLU", "alpha_initializer": "glorot_uniform"},
+        (2, 3),
+        lambda x, w: torch.where(x > 0, x, w["alpha"] * x),
     )
 
 
@@ -157,14 +171,16 @@ def test_merges_broadcast_like_torch(name, fn, shapes):
     layer_agrees({"type": name}, shapes, lambda xs, w: fn(xs[0], xs[1]))
 
 
-def test_merges_of_three_inputs_and_of_different_ranks():
-    shapes = [(2, 3, 4), (3, 1), (4,)]
+THREE = {
+    "Multiply": lambda a, b, c: a * b * c,
+    "Add": lambda a, b, c: a + b + c,
+    "Maximum": lambda a, b, c: torch.maximum(torch.maximum(a, b), c),
+    "Minimum": lambda a, b, c: torch.minimum(torch.minimum(a, b), c),
+    "Average": lambda a, b, c: (a + b + c) / 3,
+}
 
-    def lead(xs):
-        return [_lead(x, 4) for x in xs]
 
-    layer_agrees({"type": "Multiply"}, shapes, lambda xs, w: (lambda a, b, c: a * b * c)(*lead(xs)))
-    layer_agrees({"type": "Add"}, shapes, lambda xs, w: (lambda a, b, c: a + b + c)(*lead(xs)))
-    layer_agrees({"type": "Maximum"}, shapes, lambda xs, w: (lambda a, b, c: torch.maximum(torch.maximum(a, b), c))(*lead(xs)))
-    layer_agrees({"type": "Minimum"}, shapes, lambda xs, w: (lambda a, b, c: torch.minimum(torch.minimum(a, b), c))(*lead(xs)))
-    layer_agrees({"type": "Average"}, shapes, lambda xs, w: (lambda a, b, c: (a + b + c) / 3)(*lead(xs)))
+@pytest.mark.parametrize("name", sorted(THREE))
+def test_merges_of_three_inputs_of_different_ranks(name):
+    """A sample of fewer axes counts as one with leading axes of length 1 (after the batch axis)."""
+    layer_agrees({"type": name}, [(2, 3, 4), (3, 1), (4,)], lambda xs, w: THREE[name](*(_lead(x, 4) for x in xs)))

@@ -55,8 +55,10 @@ class PReLU(Layer):
     test_cases = [
         {"config": {"alpha_initializer": {"type": "constant", "value": 0.25}}, "input_shape": (5,)},
         {"config": {"alpha_initializer": "glorot_uniform", "shared_axes": [2, 3]}, "input_shape": (3, 2, 2)},
-        {"config": {"alpha_initializer": {"type": "constant", "value": 0.1}, "shared_axes": [1, 2, 3]},
-         "input_shape": (2, 3, 2)},
+        {
+            "config": {"alpha_initializer": {"type": "constant", "value": 0.1}, "shared_axes": [1, 2, 3]},
+            "input_shape": (2, 3, 2),
+        },
     ]
 
     def build(self, input_shape, rng):

@@ -44,17 +44,17 @@ def _squares(g: _Graph, name: str, d: str) -> onnx.NodeProto | None:
 def _match_layer_norm(g: _Graph, root: onnx.NodeProto):
     d, std = root.input
     sqrt = g.op(std, "Sqrt")
-    add = sqrt and g.op(sqrt.input[0], "Add")
-    if not add:
+    add = None if sqrt is None else g.op(sqrt.input[0], "Add")
+    if sqrt is None or add is None:
         return None
     consts = [i for i, name in enumerate(add.input) if g.scalar(name) is not None]
     if len(consts) != 1:
         return None
     eps = g.scalar(add.input[consts[0]])
     var = g.op(add.input[1 - consts[0]], "ReduceMean")
-    square = var and _squares(g, var.input[0], d)
-    sub = square and g.op(d, "Sub", inner=False)
-    if not sub or g.uses[d] != (3 if square.op_type == "Mul" else 2):
+    square = None if var is None else _squares(g, var.input[0], d)
+    sub = g.op(d, "Sub", inner=False)
+    if var is None or square is None or sub is None or g.uses[d] != (3 if square.op_type == "Mul" else 2):
         return None
     x, m = sub.input
     mean = g.op(m, "ReduceMean")
@@ -68,8 +68,8 @@ def _match_layer_norm(g: _Graph, root: onnx.NodeProto):
 
 def _match_group_norm(g: _Graph, root: onnx.NodeProto):
     inorm = g.op(root.input[0], "InstanceNormalization")
-    first = inorm and g.op(inorm.input[0], "Reshape")
-    if not first or len(inorm.input) < 3 or len(root.input) < 2:
+    first = None if inorm is None else g.op(inorm.input[0], "Reshape")
+    if inorm is None or first is None or len(inorm.input) < 3 or len(root.input) < 2:
         return None
     shape = g.const(first.input[1])
     if shape is None or shape.dtype.kind not in "iu" or shape.size != 3:

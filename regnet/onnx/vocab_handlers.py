@@ -59,7 +59,8 @@ def layer_normalization(st: ImportState, node: Node, attrs: dict) -> None:
             try:
                 weights[name] = np.broadcast_to(value, shape).copy()
             except ValueError:
-                raise st.fail(node, f"{what} of shape {list(value.shape)} does not fit normalised axes {list(shape)}")
+                message = f"{what} of shape {list(value.shape)} does not fit normalised axes {list(shape)}"
+                raise st.fail(node, message) from None
     single = len(axes) == 1
     config = {
         "axis": (axes[0] - rank if axes[0] == rank - 1 else axes[0]) if single else [a for a in axes],
@@ -218,9 +219,9 @@ def _norm_view(entry: Entry, c: np.ndarray, weight: str) -> np.ndarray | None:
 
 def _absorb(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray, *, scale: bool) -> bool:
     """Fold ``x * c`` (``scale``) or ``x + c`` into the weights of the layer making ``x``."""
-    if not _foldable(st, x, name):
-        return False
     src = x.source
+    if src is None or not _foldable(st, x, name):
+        return False
     found = _channel_vector(src, c)
     if found is None:
         return False
@@ -291,7 +292,9 @@ def _with_constant(st: ImportState, node: Node, x: Tensor, index: int, c: np.nda
     cs = _per_sample(st, node, c, x)
     if op == "Sub" and index == 1:  # c - x = -x + c: only as numbers
         if cs.size != 1:
-            raise st.fail(node, f"subtracting inputs {_shape(x)} from a constant of shape {list(c.shape)} is unsupported")
+            raise st.fail(
+                node, f"subtracting inputs {_shape(x)} from a constant of shape {list(c.shape)} is unsupported"
+            )
         _rescale(st, node, x, name, -1.0, float(cs.ravel()[0]))
         return
     if op == "Div" and index == 1:
@@ -476,7 +479,9 @@ def squeeze(st: ImportState, node: Node, attrs: dict) -> None:
     x = st.tensor(node, 0, "data")
     rank = len(x.shape) + 1
     axes = _axes_of(st, node, attrs, 1, 13)
-    where = [i + 1 for i, d in enumerate(x.shape) if d == 1] if axes is None else [a + rank if a < 0 else a for a in axes]
+    where = (
+        [i + 1 for i, d in enumerate(x.shape) if d == 1] if axes is None else [a + rank if a < 0 else a for a in axes]
+    )
     if any(not 1 <= a < rank or x.shape[a - 1] != 1 for a in where):
         raise st.fail(node, f"axes={axes} are unsupported on inputs {_shape(x)} (the batch axis stays)")
     shape = tuple(d for i, d in enumerate(x.shape) if i + 1 not in where)

@@ -8,8 +8,8 @@ from .balanced_accuracy import BalancedAccuracy
 from .huber import Huber
 from .initializers import Orthogonal, TruncatedNormal
 from .inverse_sqrt import InverseSqrt
-from .rms_norm import RMSNorm
 from .lion import Lion
+from .rms_norm import RMSNorm
 
 __version__ = "0.1.0"
 
