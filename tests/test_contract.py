@@ -90,3 +90,11 @@ def test_release_drops_every_cache():
 
 def test_add_param_is_the_old_name_of_add_weight():
     assert regnet.Layer.add_param is regnet.Layer.add_weight
+
+
+def test_the_examples_of_the_normalisation_merge_and_shape_layers_run():
+    from regnet.layers import elementwise, merge, normalization, reshaping
+
+    for module in (normalization, merge, elementwise, reshaping):
+        result = doctest.testmod(module, raise_on_error=False, verbose=False)
+        assert result.attempted >= 4 and result.failed == 0, module.__name__
