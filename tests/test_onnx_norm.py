@@ -333,3 +333,32 @@ def test_merge_shape_errors_name_the_layer_and_the_shapes(spec, fragments):
         layer.setup(shapes, np.random.default_rng(0))
     for fragment in fragments:
         assert fragment in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("opset", [13, 16, 18])
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        ({"type": "LayerNormalization", "axis": -1}, [4, 6]),
+        ({"type": "LayerNormalization", "axis": [1, 3], "center": False}, [3, 2, 4]),
+        ({"type": "GroupNormalization", "groups": 2}, [4, 3, 3]),
+        ({"type": "GroupNormalization", "groups": 2, "axis": -1}, [3, 4]),
+    ],
+)
+def test_normalisation_written_out_before_opset_17_matches_onnxruntime(layer, shape, opset):
+    """Before opset 17 (and for GroupNormalization always) the lowering writes the normalisation
+    out; ReduceMean takes its axes as an attribute before opset 18 and as an input from it."""
+    model = regnet.Model.from_spec({"input_shape": shape, "layers": [layer]}, seed=0)
+    for node in model.nodes:
+        for value in node.layer.params.values():
+            value += np.random.default_rng(1).normal(0, 0.3, value.shape).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(3, *shape)).astype(np.float32)
+    proto = ronnx.to_proto(model, opset)
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert float(np.abs(got - model.predict(x)).max()) <= 1e-5
+    if (
+        layer.get("axis") != -1 or layer["type"] == "LayerNormalization"
+    ):  # written out GroupNorm off axis 1: export only
+        back = ronnx.from_proto(proto)
+        assert _types(back) == [layer["type"]]
+        np.testing.assert_allclose(back.predict(x), model.predict(x), atol=1e-6)
