@@ -288,7 +288,7 @@ def hint_type(node: Node) -> str | None:
     return hint.get("type") if hint else None
 
 
-# -- merges -----------------------------------------------------------------------------------------
+# -- constants as biases (the merges are in vocab_handlers) -----------------------------------------
 def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> None:
     """``layer(x) + c`` as the bias of a MatMul (Dense) or bias-free Conv just before."""
     src = x.source
