@@ -355,9 +355,9 @@ def test_plugins_lists_every_kind_and_every_component(capsys):
     for kind in ("layers", "activations", "losses", "optimizers", "initializers", "schedules", "metrics"):
         assert f"{kind} (regnet.{kind})" in text
     assert "Conv2D" in text and "Adam" in text and "cosine" in text and "f1" in text
-    assert "LayerNorm" in text and "regnet-extras" in text
+    assert "RMSNorm" in text and "regnet-extras" in text
     code, only, _ = run(capsys, ["plugins", "--plugins-only"])
-    assert code == 0 and "Conv2D" not in only and "LayerNorm" in only
+    assert code == 0 and "Conv2D" not in only and "RMSNorm" in only
 
 
 # -- errors -----------------------------------------------------------------------------------------

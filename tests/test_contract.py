@@ -93,3 +93,11 @@ def test_dead_aliases_are_gone():
     assert not hasattr(regnet.Layer, "add_param")
     assert not hasattr(regnet.Model, "from_json")
     assert not [n for n in dir(regnet) if n.startswith("register_")]
+
+
+def test_the_examples_of_the_normalisation_merge_and_shape_layers_run():
+    from regnet.layers import elementwise, merge, normalization, reshaping
+
+    for module in (normalization, merge, elementwise, reshaping):
+        result = doctest.testmod(module, raise_on_error=False, verbose=False)
+        assert result.attempted >= 4 and result.failed == 0, module.__name__

@@ -34,6 +34,14 @@ LAYER_EXAMPLES = {
     "AvgPool2D": ({"pool_size": 2}, (2, 4, 4)),
     "Add": ({}, (2, 3, 3)),
     "Concatenate": ({"axis": 1}, (2, 3, 3)),
+    "LayerNormalization": ({"axis": [2, 3]}, (2, 3, 3)),
+    "GroupNormalization": ({"groups": 2, "activation": "relu"}, (4, 3, 3)),
+    "PReLU": ({"alpha_initializer": "glorot_uniform", "shared_axes": [2, 3]}, (2, 3, 3)),
+    "Rescaling": ({"scale": 0.5, "offset": 1.0}, (4,)),
+    "SpatialDropout2D": ({"rate": 0.3}, (2, 3, 3)),
+    "Permute": ({"dims": [3, 1, 2]}, (2, 3, 4)),
+    "SliceChannels": ({"start": 1, "stop": 3}, (4, 2, 2)),
+    "Multiply": ({}, (2, 3, 3)),
 }
 GENERIC_SHAPES = [(2, 6, 6), (6,)]  # tried for layer types registered after this table was written
 

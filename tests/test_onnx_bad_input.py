@@ -205,7 +205,7 @@ def pool(op="MaxPool", **attrs):
                 ["N", 4],
                 [("b", w(4, 2))],
             ),
-            ["'a' (Add)", "regnet adds equal shapes only"],
+            ["'a' (Add)", "do not broadcast together"],
         ),
         (
             make(

@@ -102,7 +102,8 @@ def test_builtin_configuration_matches_onnxruntime(spec, opset):
 
 
 def test_every_builtin_layer_and_activation_is_covered():
-    layers = {p.values[0]["layers"][0]["type"] for p in SINGLE_LAYER_CASES} | {"Add", "Concatenate"}
+    merges = {"Add", "Concatenate", "Subtract", "Multiply", "Maximum", "Minimum", "Average"}  # the graph tests
+    layers = {p.values[0]["layers"][0]["type"] for p in SINGLE_LAYER_CASES} | merges
     acts = {
         a if isinstance(a, str) else a["type"]
         for p in SINGLE_LAYER_CASES
@@ -143,6 +144,40 @@ def graph_model(seed=0):
     model = regnet.Model.from_spec(GRAPH, seed=seed)
     randomise_buffers(model)
     return model
+
+
+#: the element-wise merges with NumPy broadcasting over the axes of a sample: squeeze-and-excitation
+#: ((C, 1, 1) against (C, H, W)), inputs of fewer axes ((W,) against (C, H, W)), three inputs
+MERGES = {
+    "input_shape": [3, 4, 5],
+    "layers": [
+        {"type": "Conv2D", "name": "a", "filters": 4, "kernel_size": 1},
+        {"type": "GlobalAveragePooling2D", "name": "pool", "keepdims": True},
+        {"type": "Conv2D", "name": "gate", "filters": 4, "kernel_size": 1, "activation": "sigmoid"},
+        {"type": "Multiply", "name": "se", "inputs": ["a", "gate"]},
+        {"type": "Conv2D", "name": "b", "filters": 4, "kernel_size": [1, 5], "inputs": "input"},
+        {"type": "Conv2D", "name": "c", "filters": 1, "kernel_size": [4, 1], "inputs": "input"},
+        {"type": "Reshape", "name": "row", "target_shape": [5]},
+        {"type": "Subtract", "name": "sub", "inputs": ["se", "b"]},
+        {"type": "Maximum", "name": "max", "inputs": ["sub", "a", "gate"]},
+        {"type": "Minimum", "name": "min", "inputs": ["max", "b"], "activation": "tanh"},
+        {"type": "Average", "name": "avg", "inputs": ["min", "se", "gate"]},
+        {"type": "Multiply", "name": "mul3", "inputs": ["avg", "a", "b"]},
+        {"type": "Add", "name": "add", "inputs": ["mul3", "gate", "row"]},
+        {"type": "Flatten", "name": "flat"},
+        {"type": "Dense", "name": "out", "units": 3},
+    ],
+}
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+def test_broadcasting_merges_match_onnxruntime(opset):
+    model = regnet.Model.from_spec(MERGES, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 3, 4, 5)).astype(np.float32)
+    proto = ronnx.to_proto(model, opset)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"Mul", "Sub", "Max", "Min", "Mean", "Sum"} <= ops, ops
+    assert max_diff(model, proto, x) <= TOLERANCE
 
 
 @pytest.mark.parametrize("opset", OPSETS)
@@ -279,8 +314,8 @@ def test_component_without_lowering_names_itself_and_its_distribution(tmp_path):
 
 def _extras_specs(extras):
     specs = [
-        {"input_shape": list(c["input_shape"]), "layers": [{"type": "LayerNorm", **c["config"]}]}
-        for c in extras.LayerNorm.test_cases
+        {"input_shape": list(c["input_shape"]), "layers": [{"type": "RMSNorm", **c["config"]}]}
+        for c in extras.RMSNorm.test_cases
     ]
     specs.append(
         {
@@ -289,7 +324,7 @@ def _extras_specs(extras):
                 {"type": "Conv2D", "filters": 3, "kernel_size": 2, "activation": "squareplus"},
                 {"type": "Flatten"},
                 {"type": "Dense", "units": 8, "activation": "mish"},
-                {"type": "LayerNorm"},
+                {"type": "RMSNorm"},
                 {"type": "Dense", "units": 3, "activation": {"type": "squareplus", "b": 0.5}},
             ],
         }

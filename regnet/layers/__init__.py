@@ -4,10 +4,12 @@ from .base import Layer, create, layer
 from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .elementwise import PReLU, Rescaling, SpatialDropout2D
 from .embedding import Embedding, PositionEmbedding
-from .merge import Add, Concatenate
-from .normalization import BatchNorm
+from .merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from .normalization import BatchNorm, GroupNormalization, LayerNormalization
 from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .reshaping import Permute, SliceChannels
 from .spatial import Cropping2D, UpSampling2D, ZeroPadding2D
 
 __all__ = [
@@ -40,4 +42,16 @@ __all__ = [
     "AveragePooling1D",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "LayerNormalization",
+    "GroupNormalization",
+    "PReLU",
+    "Rescaling",
+    "SpatialDropout2D",
+    "Permute",
+    "SliceChannels",
+    "Subtract",
+    "Multiply",
+    "Maximum",
+    "Minimum",
+    "Average",
 ]

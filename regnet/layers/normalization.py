@@ -1,9 +1,13 @@
-"""BatchNorm over the feature axis (axis 1): dense ``(N, C)`` and conv ``(N, C, H, W)`` inputs."""
+"""BatchNorm over the feature axis (axis 1): dense ``(N, C)`` and conv ``(N, C, H, W)`` inputs;
+LayerNormalization and GroupNormalization over the axes of each sample."""
 
+import attrs
 import numpy as np
 
 from .. import fields, sharding
+from ..errors import ConfigError, ShapeError
 from ..ops import layout, parallel, reduce
+from ..text import shape as shape_text
 from .base import Layer, layer, require_rank
 
 
@@ -194,3 +198,230 @@ def _global_gradient_sums(sum_g, dot, shard):
     share = np.float32(shard.share)
     sums = shard.sum(np.concatenate([sum_g, dot]).astype(np.float32) * share) / share
     return sums[:c], sums[c:]
+
+
+# -- per-sample normalisation: LayerNormalization, GroupNormalization ------------------------------
+def _nonzero_axis(_, attribute, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value == 0:
+        raise ConfigError(
+            f"expected a non-zero integer axis (axis 0 is the batch), got {fields.show(value)}", field=attribute.name
+        )
+
+
+def _axes_field(default):
+    """``axis``: one non-zero axis or a non-empty list of them (counted with the batch axis)."""
+
+    def convert(value):
+        return tuple(value) if isinstance(value, list) else value
+
+    def check(_, attribute, value):
+        items = value if isinstance(value, tuple) else (value,)
+        ok = isinstance(value, (int, tuple)) and len(items) >= 1
+        ok = ok and all(isinstance(a, int) and not isinstance(a, bool) and a != 0 for a in items)
+        if not ok:
+            raise ConfigError(
+                f"expected a non-zero integer axis or a non-empty list of them (axis 0 is the batch), got "
+                f"{fields.show(value)}",
+                field=attribute.name,
+            )
+
+    return fields.field(
+        default,
+        doc="the axis (or list of axes) normalised over, counted with the batch axis; negative from the end",
+        accepts="a non-zero integer or a non-empty list of them",
+        validator=check,
+        converter=convert,
+    )
+
+
+def _resolve_axes(layer, axis, input_shape):
+    """``axis`` (an int or a tuple) as sorted positive axes of a batch of ``input_shape``."""
+    rank = len(input_shape) + 1
+    items = axis if isinstance(axis, tuple) else (axis,)
+    out = sorted({a + rank if a < 0 else a for a in items})
+    if len(out) != len(items) or not all(1 <= a < rank for a in out):
+        raise ShapeError(
+            f"{type(layer).__name__} axis {fields.show(list(items) if isinstance(axis, tuple) else axis)} does not "
+            f"fit input {shape_text(tuple(input_shape))} (axes 1..{rank - 1}, or negative from the end, each once)",
+            field="axis",
+        )
+    return tuple(out)
+
+
+def normalize(x, axes, epsilon):
+    """``(xhat, inv_std)``: ``x`` centred and scaled to unit (biased) variance over ``axes``."""
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    var = np.square(xc).mean(axis=axes, keepdims=True)
+    inv_std = (1.0 / np.sqrt(var + np.asarray(epsilon, x.dtype))).astype(x.dtype, copy=False)
+    xc *= inv_std
+    return xc, inv_std
+
+
+def normalize_backward(dxhat, xhat, inv_std, axes):
+    """The input gradient of ``normalize`` from the gradient of its output ``xhat``."""
+    mean_g = dxhat.mean(axis=axes, keepdims=True)
+    mean_gx = (dxhat * xhat).mean(axis=axes, keepdims=True)
+    out = dxhat - mean_g
+    out -= xhat * mean_gx
+    out *= inv_std
+    return out
+
+
+@attrs.define(slots=False, eq=False)
+class _AffineNorm(Layer):
+    """What LayerNormalization and GroupNormalization share: ``gamma`` and ``beta`` of shape
+    ``self._pshape`` broadcast as ``self._bshape`` over the normalised ``xhat``."""
+
+    def _add_affine(self, rng):
+        if self.scale:
+            self.add_weight("gamma", self._pshape, self.gamma_initializer, rng)
+        if self.center:
+            self.add_weight("beta", self._pshape, self.beta_initializer, rng)
+
+    def _affine(self, xhat):
+        y = xhat * self.params["gamma"].reshape(self._bshape) if self.scale else xhat.copy()
+        if self.center:
+            y += self.params["beta"].reshape(self._bshape)
+        return y
+
+    def _affine_backward(self, grad, xhat):
+        """Fill the gradients of gamma and beta; return the gradient of ``xhat``."""
+        others = tuple(i for i, b in enumerate(self._bshape) if b == 1)
+        if self.center:
+            self.grads["beta"][...] = grad.sum(axis=others).reshape(self._pshape)
+        if self.scale:
+            self.grads["gamma"][...] = (grad * xhat).sum(axis=others).reshape(self._pshape)
+            return grad * self.params["gamma"].reshape(self._bshape)
+        return grad
+
+
+@layer("LayerNormalization", aliases=("LayerNorm",))
+class LayerNormalization(_AffineNorm):
+    """Normalise each sample over ``axis`` (one axis or several), then scale by ``gamma`` and shift
+    by ``beta``: ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``, with the mean and biased
+    variance of each sample over those axes. ``gamma`` and ``beta`` have the shape of the
+    normalised axes. The same in training and inference (no running statistics).
+
+    ``axis=-1`` normalises the features of a dense input or the last axis of any input (PyTorch's
+    ``LayerNorm(normalized_shape)`` over the last k axes is ``axis=[-k, ..., -1]``).
+
+    >>> import numpy as np
+    >>> from regnet.layers import LayerNormalization
+    >>> norm = LayerNormalization()
+    >>> norm.setup((4,), np.random.default_rng(0))
+    (4,)
+    >>> norm(np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)).round(3)
+    array([[-1.341, -0.447,  0.447,  1.341]], dtype=float32)
+    """
+
+    axis: int | tuple = _axes_field(-1)
+    epsilon: float = fields.number(1e-3, min=0.0, min_open=True, doc="added to the variance before the square root")
+    center: bool = fields.boolean(True, doc="learn an offset beta")
+    scale: bool = fields.boolean(True, doc="learn a scale gamma")
+    beta_initializer: str | dict = fields.initializer("zeros", doc="the initializer of beta")
+    gamma_initializer: str | dict = fields.initializer("ones", doc="the initializer of gamma")
+    activation: str | dict = fields.activation()
+
+    fresh_output = True
+    #: not config fields: how the conformance kit tests this layer
+    test_cases = [
+        {"config": {}, "input_shape": (6,)},
+        {"config": {"axis": 1, "activation": "tanh"}, "input_shape": (4, 2, 3)},
+        {"config": {"axis": [-2, -1], "epsilon": 0.01}, "input_shape": (2, 3, 4)},
+        {"config": {"axis": [1, 3], "center": False}, "input_shape": (3, 2, 4)},
+        {"config": {"scale": False, "gamma_initializer": "zeros"}, "input_shape": (3, 5)},
+    ]
+
+    def build(self, input_shape, rng):
+        self._axes = _resolve_axes(self, self.axis, input_shape)
+        rank = len(input_shape) + 1
+        self._bshape = tuple(input_shape[i - 1] if i in self._axes else 1 for i in range(rank))
+        self._pshape = tuple(input_shape[a - 1] for a in self._axes)
+        self._add_affine(rng)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        xhat, inv_std = normalize(x, self._axes, self.epsilon)
+        self.cache.xhat, self.cache.inv_std = xhat, inv_std
+        return self._affine(xhat)
+
+    def backward(self, grad, *, need_input_grad=True):
+        xhat = self.cache.xhat
+        dxhat = self._affine_backward(grad, xhat)
+        return normalize_backward(dxhat, xhat, self.cache.inv_std, self._axes) if need_input_grad else None
+
+
+@layer("GroupNormalization", aliases=("GroupNorm",))
+class GroupNormalization(_AffineNorm):
+    """Split the channels (``axis``, 1 for NCHW) into ``groups`` groups and normalise each group of
+    each sample over its channels and every other axis, then scale by ``gamma`` and shift by
+    ``beta`` (one per channel). ``groups`` equal to the channels is instance normalisation; one
+    group normalises each sample over everything (as LayerNormalization over every axis, with
+    per-channel ``gamma`` and ``beta``). The same in training and inference.
+
+    >>> import numpy as np
+    >>> from regnet.layers import GroupNormalization
+    >>> norm = GroupNormalization(groups=2)
+    >>> norm.setup((4, 1, 1), np.random.default_rng(0))
+    (4, 1, 1)
+    >>> norm(np.array([1.0, 3.0, 10.0, 20.0], np.float32).reshape(1, 4, 1, 1)).ravel().round(3)
+    array([-1.,  1., -1.,  1.], dtype=float32)
+    """
+
+    groups: int = fields.integer(32, min=1, doc="the number of groups the channels are split into")
+    axis: int = fields.field(
+        1,
+        doc="the channel axis, counted with the batch axis (1 for NCHW; negative from the end)",
+        accepts="a non-zero integer",
+        validator=_nonzero_axis,
+    )
+    epsilon: float = fields.number(1e-3, min=0.0, min_open=True, doc="added to the variance before the square root")
+    center: bool = fields.boolean(True, doc="learn an offset beta per channel")
+    scale: bool = fields.boolean(True, doc="learn a scale gamma per channel")
+    beta_initializer: str | dict = fields.initializer("zeros", doc="the initializer of beta")
+    gamma_initializer: str | dict = fields.initializer("ones", doc="the initializer of gamma")
+    activation: str | dict = fields.activation()
+
+    fresh_output = True
+    #: not config fields: how the conformance kit tests this layer
+    test_cases = [
+        {"config": {"groups": 2}, "input_shape": (4, 3, 3)},
+        {"config": {"groups": 3, "activation": "relu"}, "input_shape": (3, 2, 4)},  # instance normalisation
+        {"config": {"groups": 1, "epsilon": 0.01, "center": False}, "input_shape": (2, 3, 2)},
+        {"config": {"groups": 3, "scale": False}, "input_shape": (6,)},
+    ]
+
+    def build(self, input_shape, rng):
+        (ax,) = _resolve_axes(self, self.axis, input_shape)
+        c = input_shape[ax - 1]
+        if c % self.groups:
+            raise ShapeError(
+                f"GroupNormalization with groups={self.groups} needs channels (axis {self.axis}) divisible by it; "
+                f"the input {shape_text(tuple(input_shape))} has {c}",
+                field="groups",
+            )
+        rank = len(input_shape) + 1
+        self._ax = ax
+        # (N, ..., C, ...) seen as (N, ..., G, C/G, ...): normalise over all but the batch and the group
+        self._grouped = (*input_shape[: ax - 1], self.groups, c // self.groups, *input_shape[ax:])
+        self._axes = tuple(i for i in range(1, rank + 1) if i != ax)
+        self._bshape = tuple(c if i == ax else 1 for i in range(rank))
+        self._pshape = (c,)
+        self._add_affine(rng)
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        xhat, inv_std = normalize(x.reshape(x.shape[0], *self._grouped), self._axes, self.epsilon)
+        xhat = xhat.reshape(x.shape)
+        self.cache.xhat, self.cache.inv_std = xhat, inv_std
+        return self._affine(xhat)
+
+    def backward(self, grad, *, need_input_grad=True):
+        xhat = self.cache.xhat
+        dxhat = self._affine_backward(grad, xhat)
+        if not need_input_grad:
+            return None
+        n, grouped = grad.shape[0], (grad.shape[0], *self._grouped)
+        dx = normalize_backward(dxhat.reshape(grouped), xhat.reshape(grouped), self.cache.inv_std, self._axes)
+        return dx.reshape(n, *self.input_shape)

@@ -858,26 +858,7 @@ def slice_(st: ImportState, node: Node, attrs: dict) -> None:
     _crop(st, node, x, (tuple(sides[2]), tuple(sides[3])))
 
 
-# -- merges -----------------------------------------------------------------------------------------
-def add(st: ImportState, node: Node, attrs: dict) -> None:
-    a, b = st.input(node, 0), st.input(node, 1)
-    if isinstance(a, Tensor) and isinstance(b, Tensor):
-        if a.shape != b.shape:
-            raise st.fail(
-                node, f"inputs of shapes {['N', *a.shape]} and {['N', *b.shape]}: regnet adds equal shapes only"
-            )
-        st.add(node, "Add", {}, [a, b], a.shape)
-        return
-    x, index = (a, 0) if isinstance(a, Tensor) else (b, 1)
-    c = st.const(node, 1 - index, "the constant addend")
-    if _position_table(st, x, node.input[index], c):
-        length = x.shape[0]
-        weights = {"embeddings": c.reshape(x.shape)}
-        st.add(node, "PositionEmbedding", {"sequence_length": length}, [x], x.shape, weights, (1 - index,))
-        return
-    _bias(st, node, x, node.input[index], c)
-
-
+# -- constants as biases (the merges are in vocab_handlers) -----------------------------------------
 def _bias(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray) -> None:
     """``layer(x) + c`` as the bias of a MatMul (Dense) or bias-free Conv just before."""
     src = x.source
@@ -909,16 +890,6 @@ def _takes_bias(st: ImportState, src: Entry, name: str, c: np.ndarray, shape: tu
         return c.size == n and c.shape[-1:] == (n,) and c.ndim <= len(shape) + 1
     n = shape[0]  # Conv2D: a (C, 1, 1) or (1, C, 1, 1) constant
     return c.size == n and 3 <= c.ndim <= 4 and c.shape[-3:] == (n, 1, 1)
-
-
-def sum_(st: ImportState, node: Node, attrs: dict) -> None:
-    xs = [st.tensor(node, i) for i in range(len(node.input))]
-    if len(xs) == 1:
-        st.pass_through(node, xs[0])
-        return
-    if len({x.shape for x in xs}) != 1:
-        raise st.fail(node, f"inputs of shapes {[['N', *x.shape] for x in xs]}: regnet adds equal shapes only")
-    st.add(node, "Add", {}, xs, xs[0].shape)
 
 
 def concat(st: ImportState, node: Node, attrs: dict) -> None:
@@ -962,7 +933,8 @@ def dropout(st: ImportState, node: Node, attrs: dict) -> None:
             raise st.fail(node, "training_mode is not a constant false (regnet imports the inference form)")
     if not 0.0 <= ratio < 1.0:
         raise st.fail(node, f"ratio {ratio} is outside [0, 1), which regnet's Dropout refuses")
-    st.add(node, "Dropout", {"rate": float32_value(ratio)}, [x], x.shape)
+    spatial = hint_type(node) == "SpatialDropout2D" and len(x.shape) == 3  # whole channels in training
+    st.add(node, "SpatialDropout2D" if spatial else "Dropout", {"rate": float32_value(ratio)}, [x], x.shape)
 
 
 # -- activations ------------------------------------------------------------------------------------
@@ -1079,8 +1051,6 @@ HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "Slice": slice_,
     "Flatten": flatten,
     "Reshape": reshape,
-    "Add": add,
-    "Sum": sum_,
     "Concat": concat,
     "Identity": identity,
     "Dropout": dropout,

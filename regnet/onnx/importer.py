@@ -17,7 +17,7 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, patterns, reader
+from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, vocab_handlers
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -44,7 +44,15 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Swish"], 24),
     **dict.fromkeys(["ReduceMean"], 18),
     **dict.fromkeys(["ReduceMax"], 20),
+    **dict.fromkeys(["LayerNormalization"], 17),
+    **dict.fromkeys(["PRelu"], 16),
+    **dict.fromkeys(["Max", "Min", "Mean"], 13),
+    **dict.fromkeys(["Split", "ReduceMean"], 18),
+    **dict.fromkeys(["GroupNormalization"], 21),
+    **dict.fromkeys(["InstanceNormalization"], 22),
 }
+#: the import table: ``handlers`` and ``vocab_handlers`` (normalisation, merges, shape operators)
+HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS}
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 
 
@@ -184,14 +192,22 @@ def _equivalent(entry: Entry, key: str, mine: Any, theirs: Any) -> bool:
     if key == "strides" and entry.geometry:
         kernel = entry.geometry["kernel"]
         return list(mine or kernel) == [int(s) for s in (theirs or kernel)]
-    if key == "axis":
-        return (mine + rank if mine < 0 else mine) == (theirs + rank if theirs < 0 else theirs)
+    if key == "axis":  # an axis or a list of axes (LayerNormalization)
+
+        def axes(value: Any) -> list:
+            return sorted(a + rank if a < 0 else a for a in (value if isinstance(value, list) else [value]))
+
+        return axes(mine) == axes(theirs)
     if key == "target_shape":
         size = int(np.prod(entry.shape))
         known = int(np.prod([d for d in theirs if d != -1]))
         resolved = tuple(size // known if d == -1 else int(d) for d in theirs)
         return resolved == entry.shape
     return False
+
+
+#: the layers whose hint may drop a neutral gamma (scale) or beta (center)
+_AFFINE_NORMS = ("BatchNorm", "LayerNormalization", "GroupNormalization")
 
 
 def _apply_hint(entry: Entry) -> None:
@@ -210,7 +226,7 @@ def _apply_hint(entry: Entry) -> None:
             if key.endswith("_initializer"):
                 registry.initializers.create(theirs)  # only a name that resolves here
                 entry.config[key] = theirs
-            elif key in ("center", "scale") and theirs is False and entry.type == "BatchNorm":
+            elif key in ("center", "scale") and theirs is False and entry.type in _AFFINE_NORMS:
                 weight, neutral = ("beta", 0.0) if key == "center" else ("gamma", 1.0)
                 if np.all(entry.weights[weight] == neutral):
                     entry.config[key] = False
@@ -279,6 +295,8 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         return reader.to_array(values["value"], f"constant {show(name)}") if "value" in values else None
 
     nodes, synthetic = patterns.rewrite(nodes, const, {output})
+    nodes, norms = norm_patterns.rewrite(nodes, const, {output})
+    synthetic |= norms
     st = ImportState(nodes, opset, {output}, batch)
     for name, tensor in consts.items():
         if st.consumers[name]:
@@ -298,7 +316,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         node_attrs = reader.attribute_values(node)
         if _fold(st, node, node_attrs):
             continue
-        handler = handlers.HANDLERS.get(node.op_type)
+        handler = HANDLERS.get(node.op_type)
         if handler is None:  # a folding-only operator on run-time values
             raise st.fail(node, f"{node.op_type} is supported on constants only (shape arithmetic, weights)")
         handler(st, node, node_attrs)

@@ -16,6 +16,7 @@ from .. import activations as act
 from ..layers import (
     Activation,
     Add,
+    Average,
     AvgPool2D,
     BatchNorm,
     Concatenate,
@@ -28,9 +29,20 @@ from ..layers import (
     Flatten,
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
+    GroupNormalization,
+    LayerNormalization,
+    Maximum,
     MaxPool2D,
+    Minimum,
+    Multiply,
+    Permute,
+    PReLU,
+    Rescaling,
     Reshape,
     SeparableConv2D,
+    SliceChannels,
+    SpatialDropout2D,
+    Subtract,
     UpSampling2D,
     ZeroPadding2D,
     embedding,
@@ -41,6 +53,10 @@ from .builder import LoweringContext
 
 #: the opset from which ONNX has ``Gelu`` (exact, or ``approximate="tanh"``)
 GELU_OPSET = 20
+#: the opset from which ONNX has ``LayerNormalization``
+LAYER_NORM_OPSET = 17
+#: the opset from which ``ReduceMean`` takes its axes as an input
+REDUCE_AXES_INPUT_OPSET = 18
 
 
 def onnx_pads(layer: Any, kernel: tuple, stride: tuple) -> list[int]:
@@ -212,7 +228,7 @@ def reshape(ctx: LoweringContext, layer: Reshape, inputs: list[str]) -> str:
     return ctx.node("Reshape", [inputs[0], shape])
 
 
-def dropout(ctx: LoweringContext, layer: Dropout, inputs: list[str]) -> str:
+def dropout(ctx: LoweringContext, layer: Dropout | SpatialDropout2D, inputs: list[str]) -> str:
     # Dropout in inference mode is the identity; the rate is kept so the file says what it was
     return ctx.node("Dropout", [inputs[0], ctx.constant(np.float32(layer.rate), "ratio")])
 
@@ -221,8 +237,113 @@ def activation_layer(ctx: LoweringContext, layer: Activation, inputs: list[str])
     return inputs[0]  # the exporter adds the activation itself
 
 
+def _reduce_mean(ctx: LoweringContext, x: str, axes: list[int]) -> str:
+    if ctx.opset >= REDUCE_AXES_INPUT_OPSET:
+        return ctx.node("ReduceMean", [x, ctx.constant(np.array(axes, np.int64), "axes")], keepdims=1)
+    return ctx.node("ReduceMean", [x], axes=list(axes), keepdims=1)
+
+
+def _normalized(ctx: LoweringContext, x: str, axes: list[int], epsilon: float) -> str:
+    """``(x - mean) / sqrt(var + epsilon)`` over ``axes``, written out with ReduceMean."""
+    d = ctx.node("Sub", [x, _reduce_mean(ctx, x, axes)])
+    var = _reduce_mean(ctx, ctx.node("Mul", [d, d]), axes)
+    std = ctx.node("Sqrt", [ctx.node("Add", [var, ctx.constant(np.float32(epsilon), "epsilon")])])
+    return ctx.node("Div", [d, std])
+
+
+def _affine(ctx: LoweringContext, layer: Any, y: str) -> str:
+    """``y * gamma + beta`` with the weights shaped to broadcast over a sample."""
+    shape = layer._bshape[1:]
+    if layer.scale:
+        y = ctx.node("Mul", [y, ctx.weight("gamma", layer.params["gamma"].reshape(shape))])
+    if layer.center:
+        y = ctx.node("Add", [y, ctx.weight("beta", layer.params["beta"].reshape(shape))])
+    return y
+
+
+def layer_normalization(ctx: LoweringContext, layer: LayerNormalization, inputs: list[str]) -> str:
+    """``LayerNormalization`` from opset 17 when the axes are the last ones, else written out."""
+    axes, rank = list(layer._axes), len(layer.input_shape) + 1
+    if ctx.opset < LAYER_NORM_OPSET or axes != list(range(axes[0], rank)):
+        return _affine(ctx, layer, _normalized(ctx, inputs[0], axes, layer.epsilon))
+    shape = layer._pshape
+    scale = ctx.weight("gamma") if layer.scale else ctx.constant(np.ones(shape, np.float32), "gamma")
+    bias = [ctx.weight("beta")] if layer.center else []
+    return ctx.node("LayerNormalization", [inputs[0], scale, *bias], axis=axes[0], epsilon=float(layer.epsilon))
+
+
+def group_normalization(ctx: LoweringContext, layer: GroupNormalization, inputs: list[str]) -> str:
+    """Channels on axis 1: ``Reshape (N, G, -1) -> InstanceNormalization -> Reshape -> Mul -> Add``
+    (what PyTorch writes for ``GroupNorm``; any opset); another axis: written out."""
+    back = ctx.constant(np.array([0, *layer.input_shape], np.int64), "shape")
+    if layer._ax == 1:
+        groups = int(layer.groups)
+        grouped = ctx.node("Reshape", [inputs[0], ctx.constant(np.array([0, groups, -1], np.int64), "groups")])
+        ones, zeros = np.ones(groups, np.float32), np.zeros(groups, np.float32)
+        y = ctx.node(
+            "InstanceNormalization",
+            [grouped, ctx.constant(ones, "group_scale"), ctx.constant(zeros, "group_bias")],
+            epsilon=float(layer.epsilon),
+        )
+    else:
+        grouped = ctx.node("Reshape", [inputs[0], ctx.constant(np.array([0, *layer._grouped], np.int64), "groups")])
+        y = _normalized(ctx, grouped, list(layer._axes), layer.epsilon)
+    return _affine(ctx, layer, ctx.node("Reshape", [y, back]))
+
+
+def prelu(ctx: LoweringContext, layer: PReLU, inputs: list[str]) -> str:
+    return ctx.node("PRelu", [inputs[0], ctx.weight("alpha")])
+
+
+def rescaling(ctx: LoweringContext, layer: Rescaling, inputs: list[str]) -> str:
+    y = ctx.node("Mul", [inputs[0], ctx.constant(np.float32(layer.scale), "scale")])
+    return ctx.node("Add", [y, ctx.constant(np.float32(layer.offset), "offset")]) if layer.offset else y
+
+
+def permute(ctx: LoweringContext, layer: Permute, inputs: list[str]) -> str:
+    return ctx.node("Transpose", inputs[:1], perm=[0, *layer.dims])
+
+
+def slice_channels(ctx: LoweringContext, layer: SliceChannels, inputs: list[str]) -> str:
+    starts, ends = ctx.constant(np.array([layer.start]), "starts"), ctx.constant(np.array([layer.stop]), "ends")
+    return ctx.node("Slice", [inputs[0], starts, ends, ctx.constant(np.array([1]), "axes")])
+
+
+def _broadcast_inputs(ctx: LoweringContext, layer: Any, inputs: list[str]) -> list[str]:
+    """The inputs with axes of length 1 after the batch where a sample has fewer axes than the
+    output, so that ONNX's broadcasting (from the last axis, the batch included) is regnet's."""
+    rank = len(layer.output_shape)
+    out = []
+    for name, shape in zip(inputs, layer.input_shape):
+        missing = rank - len(shape)
+        if missing:
+            name = ctx.node("Unsqueeze", [name, ctx.constant(np.arange(1, missing + 1), "axes")])
+        out.append(name)
+    return out
+
+
 def add(ctx: LoweringContext, layer: Add, inputs: list[str]) -> str:
+    inputs = _broadcast_inputs(ctx, layer, inputs)
     return ctx.node("Add" if len(inputs) == 2 else "Sum", inputs)
+
+
+def subtract(ctx: LoweringContext, layer: Subtract, inputs: list[str]) -> str:
+    return ctx.node("Sub", _broadcast_inputs(ctx, layer, inputs))
+
+
+def multiply(ctx: LoweringContext, layer: Multiply, inputs: list[str]) -> str:
+    inputs = _broadcast_inputs(ctx, layer, inputs)
+    y = inputs[0]
+    for x in inputs[1:]:
+        y = ctx.node("Mul", [y, x])
+    return y
+
+
+def _variadic(op: str) -> Callable[..., str]:
+    def lower(ctx: LoweringContext, layer: Any, inputs: list[str]) -> str:
+        return ctx.node(op, _broadcast_inputs(ctx, layer, inputs))
+
+    return lower
 
 
 def concatenate(ctx: LoweringContext, layer: Concatenate, inputs: list[str]) -> str:
@@ -310,6 +431,7 @@ LAYERS: dict[type, Callable[..., str]] = {
     Flatten: flatten,
     Reshape: reshape,
     Dropout: dropout,
+    SpatialDropout2D: dropout,
     Activation: activation_layer,
     Add: add,
     Concatenate: concatenate,
@@ -320,6 +442,17 @@ LAYERS: dict[type, Callable[..., str]] = {
     seq.AveragePooling1D: average_pooling1d,
     seq.GlobalAveragePooling1D: _global_pool_1d("GlobalAveragePool"),
     seq.GlobalMaxPooling1D: _global_pool_1d("GlobalMaxPool"),
+    LayerNormalization: layer_normalization,
+    GroupNormalization: group_normalization,
+    PReLU: prelu,
+    Rescaling: rescaling,
+    Permute: permute,
+    SliceChannels: slice_channels,
+    Subtract: subtract,
+    Multiply: multiply,
+    Maximum: _variadic("Max"),
+    Minimum: _variadic("Min"),
+    Average: _variadic("Mean"),
 }
 
 

@@ -6,7 +6,7 @@ reason); if any property fails it raises ``ConformanceError`` naming every faile
 component and the numbers (its ``report`` holds the rest)::
 
     from regnet.testing import check_layer
-    check_layer({"type": "LayerNorm"}, input_shape=(6,))
+    check_layer({"type": "LayerNormalization"}, input_shape=(6,))
 
 Properties checked (``PROPERTIES``)
 -----------------------------------

@@ -140,7 +140,7 @@ def test_shape_mismatch_in_a_spec_is_a_config_error_caused_by_a_shape_error():
 def test_shape_error_from_a_layer_names_the_shapes():
     e = raised(Add().setup, [(3,), (4,)], np.random.default_rng(0))
     assert type(e) is ShapeError and e.field == "inputs"
-    assert "[[3], [4]]" in str(e)
+    assert "(N, 3), (N, 4)" in str(e) and "Add" in str(e)
 
 
 def test_compile_and_fit_arguments_name_the_argument():

@@ -181,7 +181,7 @@ INVALID = [
         {**VEC, "layers": [dense(units=3, name="a"), {"type": "Add", "inputs": ["a", "input"]}]},
         "#1 'add_1'",
         "inputs",
-        ["one shape", "[[3], [4]]"],
+        ["do not broadcast", "(N, 3), (N, 4)"],
     ),
     (
         "Concatenate of mismatched shapes",

@@ -31,7 +31,7 @@ def test_one_component_of_every_kind_comes_from_the_distribution():
     assert not [c for c in cases if c.error], [c.error for c in cases if c.error]
     version = importlib.metadata.version(DIST)
     for kind, name in [
-        ("layers", "LayerNorm"),
+        ("layers", "RMSNorm"),
         ("activations", "squareplus"),
         ("losses", "pinball"),
         ("optimizers", "SignSGD"),
@@ -103,7 +103,7 @@ SPEC = json.dumps(
         "input_shape": [2],
         "layers": [
             {"type": "Dense", "units": 16, "activation": "squareplus", "kernel_initializer": "orthogonal"},
-            {"type": "LayerNorm"},
+            {"type": "RMSNorm"},
             {
                 "type": "Dense",
                 "units": 16,
@@ -152,7 +152,7 @@ def test_model_from_json_trains_saves_and_reloads_in_a_fresh_process(tmp_path):
         recorded = json.loads(f["metadata/components"][()])
     providers = {(c["kind"], c["name"]): c["distribution"] for c in recorded}
     for key in [
-        ("layers", "LayerNorm"),
+        ("layers", "RMSNorm"),
         ("activations", "squareplus"),
         ("losses", "pinball"),
         ("optimizers", "SignSGD"),

@@ -6,15 +6,15 @@ Nothing here registers itself on import: regnet loads each class when a model fi
 from .balanced_accuracy import BalancedAccuracy
 from .initializers import Orthogonal, TruncatedNormal
 from .inverse_sqrt import InverseSqrt
-from .layer_norm import LayerNorm
 from .pinball import Pinball
+from .rms_norm import RMSNorm
 from .sign_sgd import SignSGD
 from .squareplus import Squareplus
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LayerNorm",
+    "RMSNorm",
     "Squareplus",
     "Pinball",
     "SignSGD",
