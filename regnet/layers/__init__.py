@@ -6,6 +6,7 @@ from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .merge import Add, Concatenate
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, GlobalAveragePooling2D, MaxPool2D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = [
     "Layer",
@@ -23,4 +24,8 @@ __all__ = [
     "BatchNorm",
     "Add",
     "Concatenate",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
 ]
