@@ -1,5 +1,6 @@
 """Built-in layers (each module registers its classes on import)."""
 
+from .attention import MultiHeadAttention
 from .base import Layer, create, layer
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
@@ -28,4 +29,5 @@ __all__ = [
     "LSTM",
     "GRU",
     "Bidirectional",
+    "MultiHeadAttention",
 ]

@@ -186,7 +186,11 @@ class _Recurrent(Layer):
         flat_proj = d_proj.reshape(steps * n, width)
         xt = x.transpose(1, 0, 2).reshape(steps * n, features)  # the same (t, n) order as d_proj
         np.matmul(xt.T, flat_proj, out=self.grads["kernel"])
-        np.matmul(hs[:-1].reshape(steps * n, self.units).T, d_inner.reshape(steps * n, width), out=self.grads["recurrent_kernel"])
+        np.matmul(
+            hs[:-1].reshape(steps * n, self.units).T,
+            d_inner.reshape(steps * n, width),
+            out=self.grads["recurrent_kernel"],
+        )
         if self.use_bias:
             self._bias_grads(flat_proj, d_inner.reshape(steps * n, width))
         if not need_input_grad:
@@ -437,7 +441,10 @@ class Bidirectional(Layer):
         {"config": {"layer": {"type": "GRU", "units": 2}, "merge_mode": "sum"}},
         {"config": {"layer": {"type": "SimpleRNN", "units": 2, "return_sequences": True}, "merge_mode": "mul"}},
         {
-            "config": {"layer": {"type": "LSTM", "units": 2, "return_sequences": True, "use_mask": True}, "merge_mode": "ave"},
+            "config": {
+                "layer": {"type": "LSTM", "units": 2, "return_sequences": True, "use_mask": True},
+                "merge_mode": "ave",
+            },
             "input_shape": [(4, 3), (4,)],
         },
         {"config": {"layer": {"type": "GRU", "units": 2, "use_mask": True}}, "input_shape": [(4, 3), (4,)]},
