@@ -36,6 +36,7 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Transpose", "ConstantOfShape"], 25),
     **dict.fromkeys(["Neg"], 13),
     **dict.fromkeys(["Cast"], 25),
+    **dict.fromkeys(["RNN", "LSTM", "GRU"], 22),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 
@@ -131,7 +132,8 @@ def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
         start, end = int(attrs.get("start", 0)), attrs.get("end")
         st.alias(node, value[slice(start, None if end is None else int(end))] if rank else value)
         return True
-    if op not in folding.FOLDERS or any(isinstance(v, Tensor) for v in ins) or not any(v is not None for v in ins):
+    run_time = any(v is not None and not isinstance(v, np.ndarray) for v in ins)  # a Tensor (or a Sequence)
+    if op not in folding.FOLDERS or run_time or not any(v is not None for v in ins):
         return False
     try:
         value = folding.fold(op, attrs, ins, st.opset)

@@ -164,3 +164,13 @@ ACTIVATIONS: dict[type, Callable[..., str]] = {
     act.GELU: gelu,
     act.Linear: lambda ctx, fn, x: x,
 }
+
+
+def _sequence_layers() -> None:
+    """The sequence layers' lowerings (recurrent operators, attention) live in ``sequence``."""
+    from .sequence import LAYERS as SEQUENCE
+
+    LAYERS.update(SEQUENCE)
+
+
+_sequence_layers()
