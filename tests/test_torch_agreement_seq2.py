@@ -171,7 +171,9 @@ def mha_fn(heads, key_dim, *, has_key=False, causal=False, mask_kind=None):
     def run(xs, w):
         q, v = xs[0], xs[1]
         k = xs[2] if has_key else v
-        rows = {name: w[f"{name}_kernel"].reshape(w[f"{name}_kernel"].shape[0], -1).T for name in ("query", "key", "value")}
+        rows = {
+            name: w[f"{name}_kernel"].reshape(w[f"{name}_kernel"].shape[0], -1).T for name in ("query", "key", "value")
+        }
         bias = torch.cat([w[f"{name}_bias"].reshape(-1) for name in ("query", "key", "value")])
         lq, lk = q.shape[1], k.shape[1]
         allowed = torch.ones(q.shape[0], lq, lk, dtype=torch.bool)
@@ -212,7 +214,9 @@ MHA_BIAS = {"bias_initializer": {"type": "variance_scaling"}}
 
 
 def test_self_attention_agrees_with_torch():
-    layer_agrees({"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, **MHA_BIAS}, [(5, 6), (5, 6)], mha_fn(2, 3))
+    layer_agrees(
+        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, **MHA_BIAS}, [(5, 6), (5, 6)], mha_fn(2, 3)
+    )
 
 
 def test_cross_attention_with_key_agrees_with_torch():

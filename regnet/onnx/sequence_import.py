@@ -11,13 +11,14 @@ Only the forms that lead back to a batch-major tensor are followed:
 * ``LDNU``: ``Y``; ``Squeeze(axes=[1])`` (one direction) gives ``LNF``,
   ``Transpose(perm=[0, 2, 1, 3])`` gives ``LNDU``, which ``Reshape`` to ``(L, N, 2 units)`` makes
   ``LNF`` (forward then backward features, as Bidirectional's concat);
-* ``DNU``: ``Y_h``; ``Squeeze(axes=[0])`` (one direction) gives the batch-major ``(N, units)``,
+* ``DNU``: ``Y_h``; ``Squeeze(axes=[0])`` or ``Gather`` of index 0 (one direction) gives the
+  batch-major ``(N, units)``,
   ``Transpose(perm=[1, 0, 2])`` then ``Reshape`` to ``(N, 2 units)`` the concat of both.
 
 Initial states must be absent or zero (PyTorch writes zeros of the batch size); peepholes,
 ``clip``, ``input_forget``, ``sequence_lens`` and activations other than Tanh, Sigmoid and Relu
-are refused. A ``reverse`` operator whose ``Y`` is read is refused (ONNX keeps its outputs in
-input order, regnet's go_backwards reverses them).
+are refused. A ``reverse`` operator's ``Y`` is in input order, regnet's go_backwards output is
+reversed: it is read back through a ``Slice`` that reverses the time axis (as regnet exports it).
 """
 
 from typing import Any
@@ -50,6 +51,7 @@ class Sequence:
     tensor: Tensor
     form: str
     directions: int = 1
+    reversed: bool = False  # time runs backwards relative to the regnet tensor (go_backwards with Y)
 
 
 def _text(value: Any) -> str:
@@ -73,10 +75,10 @@ def transpose(st: ImportState, node: Node, attrs_: dict) -> None:
     perm = [int(p) for p in attrs_.get("perm", [])]
     if isinstance(x, Tensor) and len(x.shape) == 2 and perm == [1, 0, 2]:
         st.alias(node, Sequence(x, "LNF"))
-    elif isinstance(x, Sequence) and x.form == "LNF" and perm == [1, 0, 2]:
+    elif isinstance(x, Sequence) and x.form == "LNF" and not x.reversed and perm == [1, 0, 2]:
         st.alias(node, x.tensor)
     elif isinstance(x, Sequence) and x.form == "LDNU" and perm == [0, 2, 1, 3]:
-        st.alias(node, Sequence(x.tensor, "LNDU", x.directions))
+        st.alias(node, Sequence(x.tensor, "LNDU", x.directions, x.reversed))
     elif isinstance(x, Sequence) and x.form == "DNU" and perm == [1, 0, 2]:
         st.alias(node, Sequence(x.tensor, "NDU", x.directions))
     else:
@@ -92,7 +94,7 @@ def squeeze(st: ImportState, node: Node, attrs_: dict) -> None:
     x = st.input(node, 0)
     axes = _axes(st, node, attrs_)
     if isinstance(x, Sequence) and x.directions == 1 and x.form == "LDNU" and axes in ([1], [-3]):
-        st.alias(node, Sequence(x.tensor, "LNF"))
+        st.alias(node, Sequence(x.tensor, "LNF", 1, x.reversed))
     elif isinstance(x, Sequence) and x.directions == 1 and x.form == "DNU" and axes in ([0], [-3]):
         st.alias(node, x.tensor)
     else:
@@ -114,7 +116,7 @@ def reshape(st: ImportState, node: Node, attrs_: dict) -> None:
         and _is(target[2], -1, width)
         and not (_is(target[1], -1) and _is(target[2], -1))
     ):
-        st.alias(node, Sequence(x.tensor, "LNF"))
+        st.alias(node, Sequence(x.tensor, "LNF", 1, x.reversed))
     elif x.form == "NDU" and len(target) == 2 and _is(target[0], 0, BATCH, -1) and _is(target[1], -1, width):
         if _is(target[0], -1) and _is(target[1], -1):
             raise st.fail(node, f"the target shape {target} is ambiguous")
@@ -168,7 +170,7 @@ def recurrent(st: ImportState, node: Node, attrs_: dict) -> None:
     op = node.op_type
     layout = int(attrs_.get("layout", 0))
     x = st.input(node, 0)
-    if layout == 0 and isinstance(x, Sequence) and x.form == "LNF":
+    if layout == 0 and isinstance(x, Sequence) and x.form == "LNF" and not x.reversed:
         source = x.tensor
     elif layout == 1 and isinstance(x, Tensor) and len(x.shape) == 2:
         source = x
@@ -207,8 +209,6 @@ def recurrent(st: ImportState, node: Node, attrs_: dict) -> None:
     if used[0] and used[1]:
         raise st.fail(node, "both Y and Y_h are used; a regnet recurrent layer returns one of them")
     sequences = not used[1]
-    if direction == "reverse" and sequences:
-        raise st.fail(node, "direction='reverse' with Y used is unsupported (regnet's go_backwards reverses Y)")
     if direction not in ("forward", "reverse", "bidirectional"):
         raise st.fail(node, f"direction {direction!r} is unknown")
     config: dict[str, Any] = {"units": u, "activation": acts[-1]}
@@ -230,12 +230,52 @@ def recurrent(st: ImportState, node: Node, attrs_: dict) -> None:
         bi = {"layer": {"type": TYPES[op], **config}}
         entry = st.add(node, "Bidirectional", bi, [source], shape, weights, weight_inputs=(1, 2, 3))
     out = Tensor(entry, entry.shape)
-    st.values[node.output[0]] = Sequence(out, "LDNU", directions)
+    # ONNX's reverse direction writes Y in input order; regnet's go_backwards output runs backwards
+    st.values[node.output[0]] = Sequence(out, "LDNU", directions, direction == "reverse")
     if len(node.output) > 1 and node.output[1]:
         st.values[node.output[1]] = Sequence(out, "DNU", directions)
 
 
+def slice_(st: ImportState, node: Node, attrs_: dict) -> None:
+    """A reversal of the time axis (``Slice`` with step -1 over the whole axis 0) of a time-major
+    sequence: regnet's export of go_backwards with ``return_sequences`` writes it."""
+    x = st.input(node, 0)
+    if not isinstance(x, Sequence) or x.form != "LNF" or len(node.input) < 5:
+        raise st.fail(node, "slicing a run-time tensor is supported only as the time reversal of a recurrent output")
+    steps = x.tensor.shape[0]
+    starts, ends, axes, step = (
+        np.asarray(st.int_const(node, i, w)).ravel() for i, w in enumerate(("starts", "ends", "axes", "steps"), 1)
+    )
+    whole = len(starts) == 1 and int(starts[0]) in (-1, steps - 1) and int(ends[0]) <= -steps - 1
+    if not (whole and list(axes) in ([0], [-3]) and list(step) == [-1]):
+        raise st.fail(node, "slicing a run-time tensor is supported only as the time reversal of a recurrent output")
+    st.alias(node, Sequence(x.tensor, "LNF", 1, not x.reversed))
+
+
+def gather(st: ImportState, node: Node, attrs_: dict) -> None:
+    """``Y_h[0]`` of one direction (PyTorch's ``h_n[0]`` or ``h_n[-1]``): the last state ``(N, units)``."""
+    x = st.input(node, 0)
+    index = st.input(node, 1)
+    if (
+        isinstance(x, Sequence)
+        and x.form == "DNU"
+        and x.directions == 1
+        and int(attrs_.get("axis", 0)) in (0, -3)
+        and isinstance(index, np.ndarray)
+        and index.dtype.kind in "iu"
+        and index.ndim == 0
+        and int(index) in (0, -1)
+    ):
+        st.alias(node, x.tensor)
+        return
+    raise st.fail(
+        node, "Gather on a run-time tensor is supported only as the last state of a one-direction recurrent operator"
+    )
+
+
 HANDLERS = {
+    "Gather": gather,
+    "Slice": slice_,
     "RNN": recurrent,
     "LSTM": recurrent,
     "GRU": recurrent,
