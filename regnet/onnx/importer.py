@@ -37,6 +37,8 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Neg"], 13),
     **dict.fromkeys(["Cast"], 25),
     **dict.fromkeys(["RNN", "LSTM", "GRU"], 22),
+    **dict.fromkeys(["ReduceSum"], 13),
+    **dict.fromkeys(["ReduceMean", "ReduceProd"], 18),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 

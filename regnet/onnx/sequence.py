@@ -1,6 +1,7 @@
 """ONNX lowerings of the sequence layers: SimpleRNN, LSTM and GRU as ONNX's ``RNN``, ``LSTM`` and
 ``GRU`` operators (time-major, so with a ``Transpose`` on either side), Bidirectional as one
-operator with ``direction="bidirectional"``, MultiHeadAttention written out with ``MatMul``,
+operator with ``direction="bidirectional"`` (its merge modes other than concat as one
+``ReduceSum``/``ReduceProd``/``ReduceMean`` over the direction axis), MultiHeadAttention written out with ``MatMul``,
 ``Reshape``, ``Transpose`` and ``Softmax``.
 
 Gate orders: regnet's (Keras's) LSTM kernel is ``i, f, c, o``, ONNX's ``W`` is ``i, o, f, c``;
@@ -9,6 +10,7 @@ A layer with ``use_mask`` is not exported (ONNX's ``sequence_lens`` describes on
 the end, and the model has one input).
 """
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -100,6 +102,9 @@ def _run(ctx: LoweringContext, layer: Any, x: str, directions: list[tuple[str, A
     xt = ctx.node("Transpose", [x], perm=[1, 0, 2])  # time-major (L, N, D)
     outputs = 3 if isinstance(layer, LSTM) else 2
     out = ctx.node(OPS[type(layer)], [xt, w, r, *b], outputs=outputs, **_attributes(ctx, layer, direction))
+    # the layer's config on the operator too (the exporter puts it on the layer's last node): the
+    # importer reads it as a hint for what the graph leaves open (initializers)
+    ctx.graph.nodes[-1].doc_string = json.dumps({"name": ctx.name, **ctx.layer.get_config()})
     return out[0], out[1]
 
 
@@ -143,11 +148,12 @@ def bidirectional(ctx: LoweringContext, layer: Bidirectional, inputs: list[str])
             return _batch_major(ctx, flat)
         both = ctx.node("Transpose", [y_h], perm=[1, 0, 2])  # (N, 2, u)
         return ctx.node("Reshape", [both, ctx.constant(np.array([0, -1], np.int64), "shape")])
-    a, b = ctx.node("Split", [value, ctx.constant(np.array([1, 1], np.int64), "split")], axis=axis, outputs=2)
-    merged = ctx.node("Mul" if layer.merge_mode == "mul" else "Add", [a, b])
-    if layer.merge_mode == "ave":
-        merged = ctx.node("Mul", [merged, ctx.constant(np.float32(0.5), "half")])
-    merged = ctx.node("Squeeze", [merged, _axes(ctx, axis)])
+    # sum, mul, ave: one reduction over the direction axis
+    op = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}[layer.merge_mode]
+    if op == "ReduceSum" or ctx.opset >= 18:  # axes as an input
+        merged = ctx.node(op, [value, _axes(ctx, axis)], keepdims=0)
+    else:
+        merged = ctx.node(op, [value], axes=[axis], keepdims=0)
     return _batch_major(ctx, merged) if seq else merged
 
 

@@ -27,9 +27,11 @@ import attrs
 import numpy as np
 import onnx
 
+from .. import layers, registry
+from ..errors import RegnetError
 from . import handlers
 from .folding import BATCH
-from .graph import ImportState, Tensor
+from .graph import ImportState, Tensor, hint_of
 from .sequence import LSTM_TO_ONNX, RECURRENT_ACTIVATIONS
 
 Node = onnx.NodeProto
@@ -166,6 +168,28 @@ def _regnet_weights(op: str, w: np.ndarray, r: np.ndarray, b: np.ndarray | None,
     return weights
 
 
+#: the fields that decide what a recurrent layer computes (the rest are initial values)
+COMPUTING = ("units", "activation", "recurrent_activation", "use_bias", "return_sequences", "go_backwards", "use_mask")
+
+
+def _inner_config(type_name: str, config: dict, hint: dict | None) -> dict:
+    """Bidirectional's ``layer``: the regnet exporter's (from the hint) when it computes the same,
+    else the fields that differ from their defaults."""
+    mine = layers.create({"type": type_name, **config})
+    theirs = hint.get("layer") if hint and hint.get("type") == "Bidirectional" else None
+    if isinstance(theirs, dict) and theirs.get("type") == type_name:
+        try:
+            other = layers.create(dict(theirs))
+        except RegnetError:
+            other = None
+        if other is not None and all(
+            registry.to_plain(getattr(mine, k, None)) == registry.to_plain(getattr(other, k, None)) for k in COMPUTING
+        ):
+            return dict(theirs)
+    defaults = type(mine)(units=config["units"]).get_config()
+    return {k: v for k, v in mine.get_config().items() if k in ("type", "units") or v != defaults.get(k)}
+
+
 def recurrent(st: ImportState, node: Node, attrs_: dict) -> None:
     op = node.op_type
     layout = int(attrs_.get("layout", 0))
@@ -220,6 +244,9 @@ def recurrent(st: ImportState, node: Node, attrs_: dict) -> None:
         config["go_backwards"] = True
     if b is None:
         config["use_bias"] = False
+    hint = hint_of(node)
+    if directions == 1 and hint and hint.get("type") == TYPES[op] and "unit_forget_bias" in hint:
+        config["unit_forget_bias"] = hint["unit_forget_bias"]  # an initial value only: the graph cannot say
     parts = [_regnet_weights(op, w[d], r[d], None if b is None else b[d], u) for d in range(directions)]
     width = directions * u
     shape = (source.shape[0], width) if sequences else (width,)
@@ -227,7 +254,7 @@ def recurrent(st: ImportState, node: Node, attrs_: dict) -> None:
         entry = st.add(node, TYPES[op], config, [source], shape, parts[0], weight_inputs=(1, 2, 3))
     else:
         weights = {f"{p}.{k}": v for p, part in zip(("forward", "backward"), parts) for k, v in part.items()}
-        bi = {"layer": {"type": TYPES[op], **config}}
+        bi = {"layer": _inner_config(TYPES[op], config, hint)}
         entry = st.add(node, "Bidirectional", bi, [source], shape, weights, weight_inputs=(1, 2, 3))
     out = Tensor(entry, entry.shape)
     # ONNX's reverse direction writes Y in input order; regnet's go_backwards output runs backwards
@@ -273,7 +300,39 @@ def gather(st: ImportState, node: Node, attrs_: dict) -> None:
     )
 
 
+#: ONNX reduction over the direction axis -> Bidirectional's merge_mode
+REDUCTIONS = {"ReduceSum": "sum", "ReduceProd": "mul", "ReduceMean": "ave"}
+
+
+def reduce(st: ImportState, node: Node, attrs_: dict) -> None:
+    """Bidirectional's sum, mul or ave: a reduction over the direction axis of ``Y`` or ``Y_h``."""
+    x = st.input(node, 0)
+    if node.op_type == "ReduceSum" and st.opset >= 13 or st.opset >= 18:
+        axes = _axes(st, node, {})
+    else:
+        axes = [int(a) for a in attrs_.get("axes", [])]
+    axis = {"LDNU": 1, "DNU": 0}.get(getattr(x, "form", ""), None)
+    entry = x.tensor.source if isinstance(x, Sequence) else None
+    if (
+        entry is None
+        or x.directions != 2
+        or axis is None
+        or axes not in ([axis], [axis - (4 if axis == 1 else 3)])
+        or int(attrs_.get("keepdims", 1))
+        or entry.config.get("merge_mode", "concat") != "concat"
+        or not st.sole_consumer(node.input[0])
+    ):
+        raise st.fail(
+            node, f"{node.op_type} on a run-time tensor is supported only over the directions of a recurrent operator"
+        )
+    entry.config["merge_mode"] = REDUCTIONS[node.op_type]
+    entry.shape = (*entry.shape[:-1], entry.shape[-1] // 2)
+    out = Tensor(entry, entry.shape)
+    st.alias(node, Sequence(out, "LNF") if axis == 1 else out)
+
+
 HANDLERS = {
+    **dict.fromkeys(REDUCTIONS, reduce),
     "Gather": gather,
     "Slice": slice_,
     "RNN": recurrent,
