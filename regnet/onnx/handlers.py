@@ -461,13 +461,3 @@ HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "Softmax": softmax,
     "Gelu": gelu,
 }
-
-
-def _sequence_handlers() -> None:
-    """The recurrent operators and the time-major plumbing around them live in ``sequence_import``."""
-    from .sequence_import import HANDLERS as SEQUENCE
-
-    HANDLERS.update(SEQUENCE)
-
-
-_sequence_handlers()

@@ -17,7 +17,7 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, patterns, reader
+from . import exporter, folding, handlers, naming, patterns, reader, sequence_import
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -41,6 +41,9 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["ReduceMean", "ReduceProd"], 18),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
+#: operator -> handler: the table in ``handlers``, and the recurrent operators with the
+#: time-major plumbing around them (``sequence_import``, which falls back on ``handlers``)
+HANDLERS = {**handlers.HANDLERS, **sequence_import.HANDLERS}
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
@@ -294,7 +297,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         node_attrs = reader.attribute_values(node)
         if _fold(st, node, node_attrs):
             continue
-        handler = handlers.HANDLERS.get(node.op_type)
+        handler = HANDLERS.get(node.op_type)
         if handler is None:  # a folding-only operator on run-time values
             raise st.fail(node, f"{node.op_type} is supported on constants only (shape arithmetic, weights)")
         handler(st, node, node_attrs)

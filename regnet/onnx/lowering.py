@@ -28,6 +28,7 @@ from ..layers import (
 )
 from ..ops import windows
 from .builder import LoweringContext
+from .sequence import LAYERS as SEQUENCE_LAYERS
 
 #: the opset from which ONNX has ``Gelu`` (with ``approximate="tanh"``)
 GELU_OPSET = 20
@@ -139,6 +140,7 @@ LAYERS: dict[type, Callable[..., str]] = {
     Add: add,
     Concatenate: concatenate,
 }
+LAYERS.update(SEQUENCE_LAYERS)  # SimpleRNN, LSTM, GRU, Bidirectional, MultiHeadAttention (``sequence``)
 
 
 def gelu(ctx: LoweringContext, fn: act.GELU, x: str) -> str:
@@ -164,13 +166,3 @@ ACTIVATIONS: dict[type, Callable[..., str]] = {
     act.GELU: gelu,
     act.Linear: lambda ctx, fn, x: x,
 }
-
-
-def _sequence_layers() -> None:
-    """The sequence layers' lowerings (recurrent operators, attention) live in ``sequence``."""
-    from .sequence import LAYERS as SEQUENCE
-
-    LAYERS.update(SEQUENCE)
-
-
-_sequence_layers()

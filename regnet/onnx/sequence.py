@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import registry
+from .. import activations, registry
 from ..layers.attention import MASKED_SCORE, MultiHeadAttention
 from ..layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .builder import LoweringContext
@@ -34,8 +34,6 @@ REVERSE_END = -(2**63) + 1
 
 
 def _activation_name(ctx: LoweringContext, spec_: Any, field: str) -> str:
-    from .. import activations
-
     fn = activations.get(spec_)
     name = registry.registered_name(fn)
     cfg = {k: v for k, v in fn.get_config().items() if k != "type"}
