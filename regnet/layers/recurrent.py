@@ -453,9 +453,9 @@ class Bidirectional(Layer):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         config = {k: v for k, v in self.layer.items() if k != "name"}
-        self.forward_layer = create(dict(config))
-        back = create(dict(config))
-        self.backward_layer = create({**config, "go_backwards": not back.go_backwards})
+        self.forward_layer: _Recurrent = create(dict(config))  # type: ignore[assignment]  # checked by the field
+        flipped = {**config, "go_backwards": not self.forward_layer.go_backwards}
+        self.backward_layer: _Recurrent = create(flipped)  # type: ignore[assignment]
         if self.forward_layer.use_mask:
             self.n_inputs = None  # type: ignore[misc]
 

@@ -96,7 +96,7 @@ def _run(ctx: LoweringContext, layer: Any, x: str, directions: list[tuple[str, A
     ]
     w = ctx.weight("W", np.stack([p[0] for p in parts]))
     r = ctx.weight("R", np.stack([p[1] for p in parts]))
-    b = [ctx.weight("B", np.stack([p[2] for p in parts]))] if layer.use_bias else []
+    b = [ctx.weight("B", np.stack([p[2] for p in parts if p[2] is not None]))] if layer.use_bias else []
     xt = ctx.node("Transpose", [x], perm=[1, 0, 2])  # time-major (L, N, D)
     outputs = 3 if isinstance(layer, LSTM) else 2
     out = ctx.node(OPS[type(layer)], [xt, w, r, *b], outputs=outputs, **_attributes(ctx, layer, direction))

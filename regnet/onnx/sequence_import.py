@@ -186,7 +186,7 @@ def _inner_config(type_name: str, config: dict, hint: dict | None) -> dict:
             registry.to_plain(getattr(mine, k, None)) == registry.to_plain(getattr(other, k, None)) for k in COMPUTING
         ):
             return dict(theirs)
-    defaults = type(mine)(units=config["units"]).get_config()
+    defaults = layers.create({"type": type_name, "units": config["units"]}).get_config()
     return {k: v for k, v in mine.get_config().items() if k in ("type", "units") or v != defaults.get(k)}
 
 
