@@ -2,8 +2,6 @@
 with regnet's weights mapped), Bidirectional (bidirectional=True) and MultiHeadAttention
 (F.multi_head_attention_forward); forward, input and weight gradients (tests/torch_agreement.py)."""
 
-import doctest
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,6 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.func import functional_call  # noqa: E402
 
-from regnet.layers import attention, recurrent  # noqa: E402
 from tests.torch_agreement import layer_agrees  # noqa: E402
 
 F = torch.nn.functional
@@ -237,23 +234,3 @@ def test_masked_attention_agrees_with_torch(full):
     mask[..., 1] = 1  # every query sees a key: PyTorch gives NaN for a fully masked row
     config = {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 2, "use_attention_mask": True, **MHA_BIAS}
     layer_agrees(config, [(4, 4), (5, 4), mask.shape[1:]], mha_fn(2, 2, mask_kind="mask"), x=[q, v, mask])
-
-
-def test_fully_masked_query_attends_to_nothing():
-    layer = attention.MultiHeadAttention(num_heads=2, key_dim=2, use_attention_mask=True, bias_initializer="ones")
-    layer.setup([(3, 4), (3, 4), (3, 3)], np.random.default_rng(0))
-    x = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
-    mask = np.ones((2, 3, 3), np.float32)
-    mask[0, 1] = 0  # query 1 of sample 0 sees no key
-    y = layer([x, x, mask])
-    assert np.all(np.isfinite(y))
-    np.testing.assert_allclose(y[0, 1], layer.params["output_bias"])  # no value reaches it
-    grads = layer.call_backward(np.ones_like(y))
-    assert all(np.all(np.isfinite(g)) for g in grads)
-    assert not np.allclose(y[0, 0], layer.params["output_bias"])
-
-
-def test_sequence_layer_docstrings_run():
-    for mod in (recurrent, attention):
-        result = doctest.testmod(mod, raise_on_error=False, verbose=False)
-        assert result.attempted >= 3 and result.failed == 0, mod.__name__
