@@ -56,6 +56,7 @@ class MultiHeadAttention(Layer):
     """Scaled dot-product attention with ``num_heads`` heads (Keras's MultiHeadAttention).
 
     >>> import numpy as np
+    >>> from regnet.layers import MultiHeadAttention
     >>> mha = MultiHeadAttention(num_heads=2, key_dim=3, use_causal_mask=True)
     >>> mha.setup([(4, 5), (4, 5)], np.random.default_rng(0))
     (4, 5)

@@ -225,6 +225,7 @@ class SimpleRNN(_Recurrent):
     """A fully connected recurrent layer: ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``.
 
     >>> import numpy as np
+    >>> from regnet.layers import SimpleRNN
     >>> rnn = SimpleRNN(units=2, return_sequences=True, kernel_initializer="ones", recurrent_initializer="zeros")
     >>> rnn.setup((3, 1), np.random.default_rng(0))
     (3, 2)
@@ -259,6 +260,7 @@ class LSTM(_Recurrent):
     """Long short-term memory (Keras's LSTM; gates ``i, f, c, o``, PyTorch's ``i, f, g, o``).
 
     >>> import numpy as np
+    >>> from regnet.layers import LSTM
     >>> lstm = LSTM(units=3)
     >>> lstm.setup((4, 2), np.random.default_rng(0))
     (3,)
@@ -325,6 +327,7 @@ class GRU(_Recurrent):
     gates ``z, r, h`` (PyTorch's ``r, z, n``), ``bias`` ``(2, 3 units)`` (input and recurrent).
 
     >>> import numpy as np
+    >>> from regnet.layers import GRU
     >>> gru = GRU(units=3, return_sequences=True)
     >>> gru.setup((4, 2), np.random.default_rng(0))
     (4, 3)
@@ -421,6 +424,7 @@ class Bidirectional(Layer):
     output zeros (as Keras's Bidirectional). Weights: ``forward.<name>`` and ``backward.<name>``.
 
     >>> import numpy as np
+    >>> from regnet.layers import Bidirectional
     >>> bi = Bidirectional(layer={"type": "LSTM", "units": 2, "return_sequences": True})
     >>> bi.setup((5, 3), np.random.default_rng(0))
     (5, 4)
