@@ -255,3 +255,66 @@ def test_recurrent_state_input_and_cell_output_are_refused():
     proto = torch_export(CellState().eval(), data(2))
     with pytest.raises(OnnxImportError, match="Y_c"):
         ronnx.from_proto(proto)
+
+
+# -- hand-written graphs ----------------------------------------------------------------------------
+
+
+def lstm_graph(layout=1, **extra_inputs):
+    """One LSTM over the input (N, L, D), its Y_h squeezed: batch-major with ``layout=1``, else
+    after a Transpose to time-major (onnxruntime runs layout 0 only). ``extra_inputs``: ``i4``
+    (sequence_lens), ``i5`` (initial_h) as constants."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(8)
+    d, u = SHAPE[1], 3
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((1, 4 * u, d)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.standard_normal((1, 4 * u, u)).astype(np.float32), "R"),
+        numpy_helper.from_array(rng.standard_normal((1, 8 * u)).astype(np.float32), "B"),
+        numpy_helper.from_array(np.array([layout], np.int64), "axes"),  # the direction axis of Y_h
+    ]
+    inputs = ["x" if layout else "xt", "W", "R", "B", "", "", ""]
+    for index, value in extra_inputs.items():
+        inits.append(numpy_helper.from_array(value, index))
+        inputs[int(index[1:])] = index
+    nodes = [] if layout else [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2])]
+    nodes += [
+        helper.make_node("LSTM", inputs, ["Y", "Y_h"], hidden_size=u, layout=layout),
+        helper.make_node("Squeeze", ["Y_h", "axes"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "lstm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *SHAPE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", u])],
+        initializer=inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_hand_written_lstm_with_layout_1_imports_and_matches_onnxruntime():
+    proto = lstm_graph()
+    m = ronnx.from_proto(proto)
+    (layer,) = m.to_spec()["layers"]
+    assert layer["type"] == "LSTM" and not layer["return_sequences"]
+    x = data(seed=9)
+    np.testing.assert_allclose(m.predict(x), run_onnx(lstm_graph(layout=0), x), atol=TOLERANCE)
+    np.testing.assert_array_equal(ronnx.from_proto(lstm_graph(layout=0)).predict(x), m.predict(x))
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"i4": np.full((1,), SHAPE[0], np.int32)}, "sequence_lens"),
+        ({"i5": np.ones((1, 1, 3), np.float32)}, "initial_h"),
+        ({"i5": np.zeros((1, 1, 3), np.float32)}, None),  # zeros: the same as none
+    ],
+    ids=["sequence_lens", "initial_h", "zero_initial_h"],
+)
+def test_recurrent_inputs_regnet_cannot_represent_are_refused(extra, words):
+    if words is None:
+        assert ronnx.from_proto(lstm_graph(layout=0, **extra)).to_spec()["layers"][0]["type"] == "LSTM"
+        return
+    with pytest.raises(OnnxImportError, match=words):
+        ronnx.from_proto(lstm_graph(layout=0, **extra))

@@ -5,7 +5,10 @@ ONNX's recurrent operators read ``X`` time-major ``(L, N, D)`` (``layout=0``) an
 ``(L, directions, N, units)`` and ``Y_h`` ``(directions, N, units)``; PyTorch (``batch_first``)
 writes ``Transpose`` before, and ``Squeeze`` / ``Transpose`` / ``Reshape`` after. While a tensor is
 in one of these forms it is a ``Sequence``: regnet's batch-major tensor and the form it is seen in.
-Only the forms that lead back to a batch-major tensor are followed:
+With ``layout=1`` (batch-major) ``Y`` is ``(N, L, directions, units)`` (``NLDU``) and ``Y_h``
+``(N, directions, units)`` (``NDU``): ``Squeeze`` of the direction axis or ``Reshape`` to
+``(N, L, 2 units)`` / ``(N, 2 units)`` give the regnet tensor. Only the forms that lead back to a
+batch-major tensor are followed:
 
 * ``LNF``: time-major ``(L, N, F)``; ``Transpose(perm=[1, 0, 2])`` from and to batch-major;
 * ``LDNU``: ``Y``; ``Squeeze(axes=[1])`` (one direction) gives ``LNF``,
@@ -95,7 +98,13 @@ def transpose(st: ImportState, node: Node, attrs_: dict) -> None:
 def squeeze(st: ImportState, node: Node, attrs_: dict) -> None:
     x = st.input(node, 0)
     axes = _axes(st, node, attrs_)
-    if isinstance(x, Sequence) and x.directions == 1 and x.form == "LDNU" and axes in ([1], [-3]):
+    if (
+        isinstance(x, Sequence)
+        and x.directions == 1
+        and (x.form, axes) in (("NLDU", [2]), ("NLDU", [-2]), ("NDU", [1]), ("NDU", [-2]))
+    ):
+        st.alias(node, x.tensor)  # layout 1: batch-major already
+    elif isinstance(x, Sequence) and x.directions == 1 and x.form == "LDNU" and axes in ([1], [-3]):
         st.alias(node, Sequence(x.tensor, "LNF", 1, x.reversed))
     elif isinstance(x, Sequence) and x.directions == 1 and x.form == "DNU" and axes in ([0], [-3]):
         st.alias(node, x.tensor)
@@ -119,6 +128,15 @@ def reshape(st: ImportState, node: Node, attrs_: dict) -> None:
         and not (_is(target[1], -1) and _is(target[2], -1))
     ):
         st.alias(node, Sequence(x.tensor, "LNF", 1, x.reversed))
+    elif (
+        x.form == "NLDU"
+        and len(target) == 3
+        and _is(target[0], 0, BATCH, -1)
+        and _is(target[1], 0, steps)
+        and _is(target[2], -1, width)
+        and not (_is(target[0], -1) and _is(target[2], -1))
+    ):
+        st.alias(node, x.tensor)
     elif x.form == "NDU" and len(target) == 2 and _is(target[0], 0, BATCH, -1) and _is(target[1], -1, width):
         if _is(target[0], -1) and _is(target[1], -1):
             raise st.fail(node, f"the target shape {target} is ambiguous")
@@ -258,9 +276,12 @@ def recurrent(st: ImportState, node: Node, attrs_: dict) -> None:
         entry = st.add(node, "Bidirectional", bi, [source], shape, weights, weight_inputs=(1, 2, 3))
     out = Tensor(entry, entry.shape)
     # ONNX's reverse direction writes Y in input order; regnet's go_backwards output runs backwards
-    st.values[node.output[0]] = Sequence(out, "LDNU", directions, direction == "reverse")
+    y_form, h_form = ("LDNU", "DNU") if layout == 0 else ("NLDU", "NDU")
+    if layout == 1 and direction == "reverse" and sequences:
+        raise st.fail(node, "direction='reverse' with layout=1 and Y used is unsupported")
+    st.values[node.output[0]] = Sequence(out, y_form, directions, direction == "reverse")
     if len(node.output) > 1 and node.output[1]:
-        st.values[node.output[1]] = Sequence(out, "DNU", directions)
+        st.values[node.output[1]] = Sequence(out, h_form, directions)
 
 
 def slice_(st: ImportState, node: Node, attrs_: dict) -> None:
@@ -311,13 +332,14 @@ def reduce(st: ImportState, node: Node, attrs_: dict) -> None:
         axes = _axes(st, node, {})
     else:
         axes = [int(a) for a in attrs_.get("axes", [])]
-    axis = {"LDNU": 1, "DNU": 0}.get(getattr(x, "form", ""), None)
+    form = getattr(x, "form", "")
+    axis = {"LDNU": 1, "DNU": 0, "NLDU": 2, "NDU": 1}.get(form, None)
     entry = x.tensor.source if isinstance(x, Sequence) else None
     if (
         entry is None
         or x.directions != 2
         or axis is None
-        or axes not in ([axis], [axis - (4 if axis == 1 else 3)])
+        or axes not in ([axis], [axis - (4 if form in ("LDNU", "NLDU") else 3)])
         or int(attrs_.get("keepdims", 1))
         or entry.config.get("merge_mode", "concat") != "concat"
         or not st.sole_consumer(node.input[0])
@@ -328,7 +350,7 @@ def reduce(st: ImportState, node: Node, attrs_: dict) -> None:
     entry.config["merge_mode"] = REDUCTIONS[node.op_type]
     entry.shape = (*entry.shape[:-1], entry.shape[-1] // 2)
     out = Tensor(entry, entry.shape)
-    st.alias(node, Sequence(out, "LNF") if axis == 1 else out)
+    st.alias(node, Sequence(out, "LNF") if form == "LDNU" else out)
 
 
 HANDLERS = {
