@@ -318,3 +318,17 @@ def test_recurrent_inputs_regnet_cannot_represent_are_refused(extra, words):
         return
     with pytest.raises(OnnxImportError, match=words):
         ronnx.from_proto(lstm_graph(layout=0, **extra))
+
+
+def test_a_time_major_view_read_by_another_operator_is_refused_by_name():
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]), helper.make_node("Relu", ["t"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *SHAPE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [SHAPE[0], "N", SHAPE[1]])],
+    )
+    with pytest.raises(OnnxImportError, match=r"\(Relu\).*time-major view"):
+        ronnx.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
