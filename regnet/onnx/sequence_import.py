@@ -86,6 +86,8 @@ def transpose(st: ImportState, node: Node, attrs_: dict) -> None:
         st.alias(node, Sequence(x.tensor, "LNDU", x.directions, x.reversed))
     elif isinstance(x, Sequence) and x.form == "DNU" and perm == [1, 0, 2]:
         st.alias(node, Sequence(x.tensor, "NDU", x.directions))
+    elif not isinstance(x, Sequence) and "Transpose" in handlers.HANDLERS:
+        handlers.HANDLERS["Transpose"](st, node, attrs_)  # a general Transpose, should the table have one
     else:
         form = x.form if isinstance(x, Sequence) else "a batch-major tensor"
         raise st.fail(
@@ -114,9 +116,6 @@ def squeeze(st: ImportState, node: Node, attrs_: dict) -> None:
 
 def reshape(st: ImportState, node: Node, attrs_: dict) -> None:
     x = st.input(node, 0)
-    if not isinstance(x, Sequence):
-        handlers.reshape(st, node, attrs_)
-        return
     target = list(np.asarray(st.int_const(node, 1, "shape")).ravel())
     steps, width = x.tensor.shape[0], x.tensor.shape[-1]
     if (
@@ -353,14 +352,34 @@ def reduce(st: ImportState, node: Node, attrs_: dict) -> None:
     st.alias(node, Sequence(out, "LNF") if form == "LDNU" else out)
 
 
+def _or_general(handler):
+    """``handler`` for a ``Sequence`` (or what only it reads); any other input goes to the general
+    table's handler of the operator when it has one (``handlers.HANDLERS``, read at call time)."""
+
+    def dispatch(st: ImportState, node: Node, attrs_: dict) -> None:
+        general = handlers.HANDLERS.get(node.op_type)
+        if general is not None and not isinstance(st.input(node, 0), Sequence):
+            general(st, node, attrs_)
+        else:
+            handler(st, node, attrs_)
+
+    dispatch.__doc__ = handler.__doc__
+    return dispatch
+
+
 HANDLERS = {
-    **dict.fromkeys(REDUCTIONS, reduce),
-    "Gather": gather,
-    "Slice": slice_,
     "RNN": recurrent,
     "LSTM": recurrent,
     "GRU": recurrent,
-    "Transpose": transpose,
-    "Squeeze": squeeze,
-    "Reshape": reshape,
+    **{
+        op: _or_general(fn)
+        for op, fn in {
+            **dict.fromkeys(REDUCTIONS, reduce),
+            "Gather": gather,
+            "Slice": slice_,
+            "Squeeze": squeeze,
+            "Reshape": reshape,
+        }.items()
+    },
+    "Transpose": transpose,  # the batch-major <-> time-major transposes of a sequence come here first
 }
