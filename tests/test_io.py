@@ -42,6 +42,11 @@ LAYER_EXAMPLES = {
     "Permute": ({"dims": [3, 1, 2]}, (2, 3, 4)),
     "SliceChannels": ({"start": 1, "stop": 3}, (4, 2, 2)),
     "Multiply": ({}, (2, 3, 3)),
+    "SimpleRNN": ({"units": 3, "return_sequences": True}, (5, 4)),
+    "LSTM": ({"units": 3}, (5, 4)),
+    "GRU": ({"units": 3, "go_backwards": True}, (5, 4)),
+    "Bidirectional": ({"layer": {"type": "LSTM", "units": 2, "return_sequences": True}}, (5, 4)),
+    "MultiHeadAttention": ({"num_heads": 2, "key_dim": 3, "use_causal_mask": True}, (5, 4)),
 }
 GENERIC_SHAPES = [(2, 6, 6), (6,)]  # tried for layer types registered after this table was written
 

@@ -59,8 +59,17 @@ def randomise_buffers(model, seed=2):
             value[...] = rng.uniform(0.5, 1.5, value.shape)
 
 
+def _round_trips(config):
+    """False for what is exported but not imported: MultiHeadAttention (attention graphs are not
+    imported yet) and recurrent layers with a mask input (not exported: tests/test_onnx_seq2.py)."""
+    inner = config.get("layer") if isinstance(config.get("layer"), dict) else config
+    return config["type"] != "MultiHeadAttention" and not inner.get("use_mask")
+
+
 def _specs():
     for case in component_cases("regnet", kinds=("layers", "activations"), extra=True):
+        if case.kind == "layers" and not _round_trips(case.config):
+            continue
         if case.kind == "layers":
             shape = case.options.get("input_shape") or regnet.testing.default_input_shape(case.config)
             if isinstance(shape, list):

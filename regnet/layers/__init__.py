@@ -1,5 +1,6 @@
 """Built-in layers (each module registers its classes on import)."""
 
+from .attention import MultiHeadAttention
 from .base import Layer, create, layer
 from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
@@ -9,6 +10,7 @@ from .embedding import Embedding, PositionEmbedding
 from .merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNorm, GroupNormalization, LayerNormalization
 from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .reshaping import Permute, SliceChannels
 from .spatial import Cropping2D, UpSampling2D, ZeroPadding2D
 
@@ -54,4 +56,9 @@ __all__ = [
     "Maximum",
     "Minimum",
     "Average",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "Bidirectional",
+    "MultiHeadAttention",
 ]

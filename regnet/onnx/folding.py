@@ -148,10 +148,13 @@ def _int_div(a, b):
 
 
 def _constant_of_shape(attrs, inputs, opset):
-    _numeric(np.asarray(inputs[0]))
+    shape = np.asarray(inputs[0]).ravel()
+    if has_batch(shape):  # e.g. zero initial states of a recurrent operator: the batch axis as 1 (it broadcasts)
+        shape = np.array([1 if v is BATCH else v for v in shape], dtype=object)
+    _numeric(shape)
     value = attrs.get("value")
     fill = onnx.numpy_helper.to_array(value).ravel() if value is not None else np.zeros(1, np.float32)
-    return np.full(_bounded(np.asarray(inputs[0]).ravel()), fill[0], dtype=fill.dtype)
+    return np.full(_bounded(shape), fill[0], dtype=fill.dtype)
 
 
 #: op type -> ``fn(attributes, input values, opset) -> value``

@@ -81,6 +81,10 @@ class ImportState:
 
     def tensor(self, node: onnx.NodeProto, index: int, what: str = "input") -> Tensor:
         value = self.input(node, index)
+        if not isinstance(value, Tensor) and value is not None and not isinstance(value, np.ndarray):
+            raise self.fail(
+                node, f"{what} (input {index}) is a time-major view of a sequence, read only by RNN/LSTM/GRU"
+            )
         if not isinstance(value, Tensor):
             raise self.fail(node, f"{what} (input {index}) must be computed from the model input, not a constant")
         return value

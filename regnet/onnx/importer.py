@@ -17,7 +17,7 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, vocab_handlers
+from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -50,10 +50,15 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["Split", "ReduceMean"], 18),
     **dict.fromkeys(["GroupNormalization"], 21),
     **dict.fromkeys(["InstanceNormalization"], 22),
+    **dict.fromkeys(["RNN", "LSTM", "GRU"], 22),
+    **dict.fromkeys(["ReduceSum"], 13),
+    **dict.fromkeys(["ReduceMean", "ReduceProd"], 18),
 }
-#: the import table: ``handlers`` and ``vocab_handlers`` (normalisation, merges, shape operators)
-HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS}
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
+#: operator -> handler: ``handlers`` (layers, activations, resampling), ``vocab_handlers``
+#: (normalisation, merges, shape operators), then the recurrent operators with the time-major
+#: plumbing around them (``sequence_import``, which falls back on the other two)
+HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS}
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
@@ -147,7 +152,8 @@ def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
         start, end = int(attrs.get("start", 0)), attrs.get("end")
         st.alias(node, value[slice(start, None if end is None else int(end))] if rank else value)
         return True
-    if op not in folding.FOLDERS or any(isinstance(v, Tensor) for v in ins) or not any(v is not None for v in ins):
+    run_time = any(v is not None and not isinstance(v, np.ndarray) for v in ins)  # a Tensor (or a Sequence)
+    if op not in folding.FOLDERS or run_time or not any(v is not None for v in ins):
         return False
     try:
         value = folding.fold(op, attrs, ins, st.opset)

@@ -50,6 +50,7 @@ from ..layers import (
 from ..layers import conv1d as seq
 from ..ops import grouped, windows
 from .builder import LoweringContext
+from .sequence import LAYERS as SEQUENCE_LAYERS
 
 #: the opset from which ONNX has ``Gelu`` (exact, or ``approximate="tanh"``)
 GELU_OPSET = 20
@@ -454,6 +455,7 @@ LAYERS: dict[type, Callable[..., str]] = {
     Minimum: _variadic("Min"),
     Average: _variadic("Mean"),
 }
+LAYERS.update(SEQUENCE_LAYERS)  # SimpleRNN, LSTM, GRU, Bidirectional, MultiHeadAttention (``sequence``)
 
 
 def gelu(ctx: LoweringContext, fn: act.GELU, x: str) -> str:
