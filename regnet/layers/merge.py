@@ -318,9 +318,20 @@ def _axis(_, attribute, value):
 
 @layer("Concatenate")
 class Concatenate(_Merge):
-    """Join inputs along ``axis`` (counted with the batch axis; 1 = features/channels)."""
+    """Join inputs along ``axis`` (counted with the batch axis; 1 = features/channels).
 
-    axis: int = attrs.field(default=1, validator=_axis)
+    >>> import numpy as np
+    >>> cat = Concatenate()
+    >>> cat.setup([(2, 4, 4), (3, 4, 4)], np.random.default_rng(0))
+    (5, 4, 4)
+    """
+
+    axis: int = fields.field(
+        1,
+        validator=_axis,
+        doc="the axis to join along, counted with the batch axis (1: channels); negative from the end",
+        accepts="a non-zero integer",
+    )
     activation: str | dict = fields.activation()
 
     def build(self, input_shape, rng):

@@ -23,12 +23,23 @@ class BatchNorm(Layer):
     In data-parallel training the batch statistics are those of the global batch, summed over
     the processes (synchronised batch normalisation, ``regnet.sharding``): the result does not
     depend on the number of processes, and the running statistics stay equal on every one.
+
+    >>> import numpy as np
+    >>> bn = BatchNorm(epsilon=1e-5)
+    >>> bn.setup((2,), np.random.default_rng(0))
+    (2,)
+    >>> y = bn(np.array([[1.0, 10.0], [3.0, 30.0]], np.float32), training=True)
+    >>> np.round(y, 3)
+    array([[-1., -1.],
+           [ 1.,  1.]], dtype=float32)
+    >>> sorted(bn.weights)
+    ['beta', 'gamma', 'moving_mean', 'moving_variance']
     """
 
-    momentum: float = fields.number(0.99, min=0.0, max=1.0)
-    epsilon: float = fields.number(1e-3, min=0.0, min_open=True)
-    center: bool = fields.boolean(True)
-    scale: bool = fields.boolean(True)
+    momentum: float = fields.number(0.99, min=0.0, max=1.0, doc="the running statistics' decay (Keras's convention)")
+    epsilon: float = fields.number(1e-3, min=0.0, min_open=True, doc="added to the variance before the square root")
+    center: bool = fields.boolean(True, doc="learn an offset beta")
+    scale: bool = fields.boolean(True, doc="learn a scale gamma")
     activation: str | dict = fields.activation()
 
     batch_independent = False

@@ -139,7 +139,15 @@ class AvgPool2D(_Pool2D):
 @layer("GlobalAveragePooling2D", aliases=("GlobalAvgPool2D", "GlobalAveragePool"))
 class GlobalAveragePooling2D(Layer):
     """Mean of each channel over all positions: ``(N, C, H, W) -> (N, C)`` (``(N, C, 1, 1)`` with
-    ``keepdims``)."""
+    ``keepdims``).
+
+    >>> import numpy as np
+    >>> gap = GlobalAveragePooling2D()
+    >>> gap.setup((2, 3, 3), np.random.default_rng(0))
+    (2,)
+    >>> gap(np.arange(18, dtype=np.float32).reshape(1, 2, 3, 3))
+    array([[ 4., 13.]], dtype=float32)
+    """
 
     keepdims: bool = fields.boolean(False, doc="keep the spatial axes as (1, 1)")
 
