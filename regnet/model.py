@@ -251,6 +251,8 @@ class Model:
                 gin = node.layer.backward_only(g, need_input_grad=need)
             else:
                 gin = node.layer.call_backward(g, need_input_grad=need)
+            if gin is None:  # need_input_grad was False: nothing flows further back
+                continue
             gin = gin if node.layer.n_inputs is None else [gin]
             for s, gi in zip(node.inputs, gin):
                 if not wanted[s]:

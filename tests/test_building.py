@@ -320,3 +320,24 @@ def test_the_plugin_guide_block_and_forward_only_layer_pass_the_kit_and_train(he
         assert losses[-1] < losses[0]
     finally:
         registry.layers.unregister(name)
+
+
+def test_the_readme_transformer_encoder_block_trains():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    spec = json.loads(text.split("### A transformer encoder block", 1)[1].split("```json", 1)[1].split("```", 1)[0])
+    model = Model.from_spec(spec, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 16, 32)).astype(np.float32)
+    y = np.arange(48) % 10
+    x[np.arange(48), y, :] += 2.0  # the class is the position of a louder token
+    model.compile(loss="categorical_crossentropy", optimizer={"type": "adam", "learning_rate": 3e-3})
+    losses = model.fit(x, y, epochs=6, batch_size=16, verbose=0).history["loss"]
+    assert losses[-1] < losses[0] * 0.8
+
+
+def test_a_merge_layer_that_reads_only_the_model_input_trains():
+    """Attention on the input twice gets need_input_grad=False in training: nothing flows further back."""
+    layers = [{"type": "MultiHeadAttention", "num_heads": 1, "key_dim": 4, "inputs": ["input", "input"]}]
+    model = Model([*layers, {"type": "Flatten"}, {"type": "Dense", "units": 2}], (3, 4), seed=0)
+    model.compile(loss="mean_squared_error", optimizer="sgd")
+    model.fit(np.ones((4, 3, 4), np.float32), np.zeros((4, 2), np.float32), verbose=0)
