@@ -171,8 +171,9 @@ class Layer:
         self.params, self.grads, self.buffers = {}, {}, {}
         self.release()
         out = self.build(input_shape, rng)
-        self.output_shape = tuple(int(s) for s in out)
-        size = math.prod(self.output_shape)
+        # ``None``: an axis of any length (a model input's variable-length axis, passed through)
+        self.output_shape = tuple(None if s is None else int(s) for s in out)
+        size = math.prod(s for s in self.output_shape if s is not None)
         if size > MAX_SAMPLE_ELEMENTS:
             raise ShapeError(
                 f"{type(self).__name__} output of shape {shape_text(self.output_shape)} would hold "

@@ -291,12 +291,13 @@ class GlobalAveragePooling1D(_GlobalPool1D):
     """
 
     def forward(self, x, training=False):
+        self.cache.shape = x.shape[1:]
         return x.mean(axis=2, keepdims=self.keepdims, dtype=x.dtype)
 
     def backward(self, grad, *, need_input_grad=True):
         if not need_input_grad:
             return None
-        c, length = self.input_shape
+        c, length = self.cache.shape  # the length of this batch (a variable-length input's may vary)
         g = grad.reshape(grad.shape[0], c, 1) * np.asarray(1.0 / length, grad.dtype)
         return np.broadcast_to(g, (grad.shape[0], c, length)).copy()
 
@@ -316,15 +317,14 @@ class GlobalMaxPooling1D(_GlobalPool1D):
 
     def forward(self, x, training=False):
         arg = np.argmax(x, axis=2)[:, :, None]  # the first maximum (a NaN counts as the maximum)
-        self.cache.arg = arg
+        self.cache.arg, self.cache.shape = arg, x.shape[1:]
         y = np.take_along_axis(x, arg, axis=2)
         return y if self.keepdims else y[:, :, 0]
 
     def backward(self, grad, *, need_input_grad=True):
         if not need_input_grad:
             return None
-        c, length = self.input_shape
         n = grad.shape[0]
-        dx = np.zeros((n, c, length), grad.dtype)
+        dx = np.zeros((n, *self.cache.shape), grad.dtype)
         np.put_along_axis(dx, self.cache.arg, grad.reshape(n, c, 1), axis=2)
         return dx

@@ -22,6 +22,8 @@ import copy
 import attrs
 import numpy as np
 
+from . import validation
+
 #: steps between two checkpoints; a failure replays at most this many minus one
 INTERVAL = 32
 #: a checkpoint is also taken once the batches kept for a replay hold this many bytes
@@ -106,7 +108,7 @@ class Guard:
         """A step that succeeded: its batch (and sample weights) and the optimizer
         hyperparameters it ran with."""
         self._steps.append((xb, yb, sample_weight, hyper))
-        self._bytes += np.asarray(xb).nbytes + np.asarray(yb).nbytes
+        self._bytes += validation.nbytes(xb) + np.asarray(yb).nbytes
 
     def rewind(self, step):
         """Back to the state before the step in progress: restore the checkpoint, then replay the

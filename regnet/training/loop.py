@@ -505,7 +505,7 @@ def predict(model, x, *, batch_size=256, steps=None):
     )
     _warn_untrained(model)
     try:
-        if isinstance(source, data.ArraySource):
+        if isinstance(source, data.ArraySource) and None not in model.output_shape:
             out = np.empty((source.n_samples, *model.output_shape), dtype=np.float32)
             start = 0
             for xb, _, _ in source.epoch(model.rng, False):
@@ -515,7 +515,9 @@ def predict(model, x, *, batch_size=256, steps=None):
         parts = []
         for xb, _, _ in source.epoch(model.rng, False):
             parts.append(model.forward(xb, training=False, release=True).copy())
-        return np.concatenate(parts) if parts else np.empty((0, *model.output_shape), np.float32)
+        if parts:
+            return np.concatenate(parts)
+        return np.empty((0, *(0 if d is None else d for d in model.output_shape)), np.float32)
     finally:
         source.close()
 
