@@ -93,7 +93,8 @@ def entries(inputs: Any, outputs: SymbolicTensor) -> tuple[Any, list]:
     for t in order:
         for p in t.parents:
             if p.layer is None and id(p) not in input_name:
-                raise ConfigError("the output depends on an Input that is not one of the model's inputs")
+                which = "one of the model's inputs" if many else "the model's input"
+                raise ConfigError(f"the output depends on an Input that is not {which}")
     names = spec.Names()
     named = {id(t): t.layer.name for t in order if t.layer is not None and t.layer.name}
     names.update(named.values())

@@ -76,9 +76,9 @@ def kind(x: object) -> str:
             isinstance(first, (list, tuple)) and first and all(isinstance(a, np.ndarray) for a in first)
         ):  # a list of (x, y) batches (x an array, a dict or a list of arrays: several inputs)
             return "dataset"
-    if isinstance(x, (np.ndarray, np.generic, list, tuple, numbers.Number, dict)):
-        return "array"  # a dict {input name: array}: the inputs of a model, by name
-    if x is None or isinstance(x, (str, bytes, bytearray)):
+    if isinstance(x, (np.ndarray, np.generic, list, tuple, numbers.Number)):
+        return "array"
+    if x is None or isinstance(x, (dict, str, bytes, bytearray)):
         return "other"
     if all(hasattr(x, a) for a in ("shape", "dtype", "__getitem__", "__len__")):
         return "disk"  # an h5py.Dataset, a zarr array, ...
@@ -122,7 +122,7 @@ def open_source(
     (``steps_per_epoch``, ``validation_steps`` or ``steps``), named by errors about it. Everything
     that can be checked before training is: arrays whole, arrays on disk by shape and dtype (and
     their targets in one pass)."""
-    k = kind(x)
+    k = "array" if isinstance(x, dict) and len(model.inputs) > 1 else kind(x)  # {input name: array}
     if targets and y is None and k in ("array", "disk"):
         where = "in memory" if k == "array" else "on disk"
         raise DataError(

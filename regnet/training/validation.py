@@ -242,14 +242,10 @@ def _by_input(model, x, what):
 
 def inputs(model, x, what="x"):
     """``x`` checked as a batch of the model's inputs: for one input an array of its dtype
-    (float32 or int64; copied only if needed), for several an ``Inputs``. A dict ``{name:
-    array}`` names the inputs; several inputs may also come as a list (declaration order)."""
+    (float32 or int64; copied only if needed), for several an ``Inputs`` made from a dict
+    ``{name: array}`` or a list of arrays in declaration order."""
     if len(model.inputs) == 1:
-        declared = model.inputs[0]
-        if isinstance(x, dict):
-            x = _by_input(model, x, what)[0]
-            what = f"{what}['{declared.name}']"
-        return _one(model, declared, x, what)
+        return _one(model, model.inputs[0], x, what)
     arrays = [
         _one(model, d, a, f"{what}['{d.name}']") for d, a in zip(model.inputs, _by_input(model, x, what))
     ]
