@@ -287,8 +287,8 @@ def build_nodes(entries, input_names=(INPUT,)):
         name = layer.name or check_name(fresh_name(layer, names), layer=f"#{i}")
         where = f"#{i} '{name}'"
         if name in names or name in sources:
-            what = "layer" if name in names else "layer name (a model input's name)"
-            raise ConfigError(f"duplicate {what} '{name}'", layer=where, field="name")
+            also = "" if name in names else " (a model input's name)"
+            raise ConfigError(f"duplicate layer name '{name}'{also}", layer=where, field="name")
         names.add(name)
         inputs = _inputs(inputs, prev, layer, where)
         nodes.append(Node(name, layer, inputs, i))
