@@ -199,7 +199,9 @@ def cmd_predict(args, argv):
     if reading is None:
         if len(model.inputs) > 1:
             names = ", ".join(model.input_names)
-            raise DataError(f"the predict command takes models with one input; this one has {names} (use Model.predict)")
+            raise DataError(
+                f"the predict command takes models with one input; this one has {names} (use Model.predict)"
+            )
         x = read_inputs(args.input, model.input_shape, args.key, scale_bytes=model.inputs[0].dtype == "float32")
         out = model.predict(x, batch_size=args.batch_size)
     else:

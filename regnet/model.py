@@ -445,7 +445,8 @@ class Sequential(Model):
             if input_shape is not None:
                 raise ConfigError("give the input shape once: regnet.Input(shape) or input_shape")
             first = layers.pop(0)
-            input_shape = first.shape if first.input is None and first.dtype == "float32" else functional.entries_inputs(first)
+            plain = first.input is None and first.dtype == "float32"
+            input_shape = first.shape if plain else functional.entries_inputs(first)
         for i, entry in enumerate(layers):
             if isinstance(entry, dict) and "inputs" in entry:
                 raise ConfigError(

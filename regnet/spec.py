@@ -235,7 +235,9 @@ def parse_input(value, where="inputs[0]"):
         raise ConfigError(f"{where}: 'name' must be a string, got {fields.show(name)}", field="inputs")
     check_name(name, field=f"{where}.name")
     if "shape" not in value:
-        raise ConfigError(f"{where} (input {fields.show(name)}) needs a 'shape' (without the batch axis)", field="inputs")
+        raise ConfigError(
+            f"{where} (input {fields.show(name)}) needs a 'shape' (without the batch axis)", field="inputs"
+        )
     shape = parse_input_shape(value["shape"], field=f"{where}.shape", variable=True)
     dtype = value.get("dtype", "float32")
     if dtype not in DTYPES:

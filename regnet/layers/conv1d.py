@@ -326,5 +326,5 @@ class GlobalMaxPooling1D(_GlobalPool1D):
             return None
         n = grad.shape[0]
         dx = np.zeros((n, *self.cache.shape), grad.dtype)
-        np.put_along_axis(dx, self.cache.arg, grad.reshape(n, c, 1), axis=2)
+        np.put_along_axis(dx, self.cache.arg, grad.reshape(n, self.cache.shape[0], 1), axis=2)
         return dx

@@ -90,7 +90,7 @@ def _model_inputs(graph: onnx.GraphProto) -> tuple[list[tuple[onnx.ValueInfoProt
         if not ttype.HasField("shape") or len(ttype.shape.dim) < 2:
             raise OnnxImportError(f"{where} needs a known shape (batch, ...) of rank 2 or more")
         dims = list(ttype.shape.dim)
-        shape = []
+        shape: list[int | None] = []
         for i, d in enumerate(dims[1:], 1):
             if ttype.elem_type == onnx.TensorProto.INT64 and not d.HasField("dim_value"):
                 shape.append(None)  # token ids of any length: a variable-length axis

@@ -160,7 +160,7 @@ def _what(what: str, name: str) -> str:
     return what[:-1] + name if what.endswith("x") else name
 
 
-def _own(checked: np.ndarray, given: object) -> np.ndarray:
+def _own(checked: Any, given: object) -> Any:
     """``checked`` (made from ``given``), copied unless it holds memory of its own: a loader may
     refill the buffer it yields for the next batch, while the divergence guard keeps the batches
     it may replay after a diverged step."""

@@ -246,9 +246,7 @@ def inputs(model, x, what="x"):
     ``{name: array}`` or a list of arrays in declaration order."""
     if len(model.inputs) == 1:
         return _one(model, model.inputs[0], x, what)
-    arrays = [
-        _one(model, d, a, f"{what}['{d.name}']") for d, a in zip(model.inputs, _by_input(model, x, what))
-    ]
+    arrays = [_one(model, d, a, f"{what}['{d.name}']") for d, a in zip(model.inputs, _by_input(model, x, what))]
     counts = {len(a) for a in arrays}
     if len(counts) > 1:
         sizes = ", ".join(f"{d.name}: {len(a)}" for d, a in zip(model.inputs, arrays))
