@@ -342,3 +342,58 @@ def test_onnx_variable_length_axis_is_symbolic_and_imports_back(tmp_path):
         want = model.predict(ids)
         np.testing.assert_allclose(session.run(None, {"tokens": ids})[0], want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(back.predict(ids), want, rtol=1e-6, atol=1e-7)
+
+
+SEQUENCE_AND_FEATURES = {
+    "format": "regnet.model",
+    "version": 3,
+    "inputs": [
+        {"name": "input_ids", "shape": [None], "dtype": "int64"},
+        {"name": "features", "shape": [FEATURES], "dtype": "float32"},
+    ],
+    "layers": [
+        {"type": "Embedding", "name": "embed", "input_dim": VOCAB, "output_dim": 8, "inputs": ["input_ids"]},
+        {"type": "Dense", "name": "mix", "units": 8, "activation": "relu"},
+        {"type": "GlobalAveragePooling1D", "name": "pool", "data_format": "channels_last"},
+        {"type": "Dense", "name": "feat", "units": 4, "activation": "relu", "inputs": ["features"]},
+        {"type": "Concatenate", "name": "joined", "inputs": ["pool", "feat"]},
+        {"type": "Dense", "name": "out", "units": 2, "activation": "softmax"},
+    ],
+}
+
+
+def test_sequences_of_any_length_and_features_train_and_predict():
+    model = regnet.Model.from_spec(SEQUENCE_AND_FEATURES, seed=0)
+    assert model.get_layer("pool").output_shape == (8,) and model.output_shape == (2,)
+    model.compile("categorical_crossentropy", {"type": "adam", "learning_rate": 0.03})
+    rng = np.random.default_rng(0)
+    for length in (4, 9):  # one length per fit call (one array per input)
+        ids = rng.integers(0, VOCAB, (64, length))
+        feats = rng.normal(size=(64, FEATURES)).astype(np.float32)
+        y = ((ids < VOCAB // 2).mean(axis=1) > 0.5).astype(np.int64)
+        model.fit({"input_ids": ids, "features": feats}, y, epochs=20, batch_size=16, verbose=0, seed=length)
+    ids = rng.integers(0, VOCAB, (200, 7))
+    feats = rng.normal(size=(200, FEATURES)).astype(np.float32)
+    y = ((ids < VOCAB // 2).mean(axis=1) > 0.5).astype(np.int64)
+    assert model.evaluate([ids, feats], y)["accuracy"] > 0.8  # a length it never saw
+    short = model.predict([ids[:, :3], feats])
+    assert short.shape == (200, 2)
+
+
+def test_onnx_of_a_variable_length_pooled_two_input_model(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    ronnx = pytest.importorskip("regnet.onnx")
+    model = regnet.Model.from_spec(SEQUENCE_AND_FEATURES, seed=0)
+    path = ronnx.export(model, tmp_path / "seq.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    back = ronnx.load(path)
+    assert back.inputs == model.inputs
+    assert back.get_layer("pool").data_format == "channels_last"
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(3, FEATURES)).astype(np.float32)
+    for length in (2, 11):
+        ids = rng.integers(0, VOCAB, (3, length))
+        want = model.predict({"input_ids": ids, "features": feats})
+        got = session.run(None, {"input_ids": ids, "features": feats})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(back.predict([ids, feats]), want, rtol=1e-6, atol=1e-7)
