@@ -23,16 +23,21 @@ _checked_inputs = training.validation.inputs
 
 
 class Model:
-    """A directed acyclic graph of layers with one input and one output (the last layer).
+    """A directed acyclic graph of layers with one or more named inputs and one output (the last
+    layer). ``inputs`` lists the model inputs (``spec.InputSpec``: name, shape with ``None`` for
+    an axis of any length, dtype ``float32`` or ``int64``); a model with several takes a dict
+    ``{name: array}`` or a list of arrays (declaration order) wherever it takes ``x``.
 
     Three ways to build one, all giving the same model, JSON and saved file:
 
     * ``Model.from_spec(path_or_dict)``: a JSON spec;
     * ``Model(layers, input_shape)``: a list of ``Layer`` instances and/or spec entries (dicts
-      with ``type``, and optionally ``name`` and ``inputs``); ``Sequential(layers, input_shape)``
-      is the same for a chain;
-    * ``Model(inputs, outputs)``: the functional API, ``inputs = regnet.Input(shape)`` and
-      ``outputs`` what the layers called on it return (see ``regnet.functional``).
+      with ``type``, and optionally ``name`` and ``inputs``); ``input_shape`` is a shape (one
+      float32 input ``input``) or a list of input declarations (``{"name", "shape", "dtype"}``
+      dicts or ``spec.InputSpec``s); ``Sequential(layers, input_shape)`` is the same for a chain;
+    * ``Model(inputs, outputs)``: the functional API, ``inputs = regnet.Input(shape)`` (or a list
+      of ``regnet.Input(shape, name=..., dtype=...)``) and ``outputs`` what the layers called on
+      them return (see ``regnet.functional``).
 
     ``seed`` fixes weight initialisation, dropout and shuffling: the same seed gives the same
     weights, bit for bit.
@@ -101,7 +106,16 @@ class Model:
         shapes = {i.name: i.shape for i in self.inputs}
         # which variable-length model inputs each tensor's shape depends on
         variable = {i.name: [i.name] if i.variable else [] for i in self.inputs}
+        integer = {i.name for i in self.inputs if i.dtype == "int64"}
         for node in self.nodes:
+            ids = [s for s in node.inputs if s in integer]
+            if ids and not node.layer.integer_inputs:
+                raise ConfigError(
+                    f"{type(node.layer).__name__} reads the int64 model input '{ids[0]}': only layers that take "
+                    f"token ids (Embedding) read int64 inputs; declare the input float32 to use its values as numbers",
+                    layer=f"#{node.index} '{node.name}'",
+                    field="inputs",
+                )
             in_shapes = [shapes[s] for s in node.inputs]
             arg = in_shapes if node.layer.n_inputs is None else in_shapes[0]
             upstream = sorted({v for s in node.inputs for v in variable[s]})

@@ -397,3 +397,41 @@ def test_onnx_of_a_variable_length_pooled_two_input_model(tmp_path):
         got = session.run(None, {"input_ids": ids, "features": feats})[0]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(back.predict([ids, feats]), want, rtol=1e-6, atol=1e-7)
+
+
+def test_only_layers_that_take_ids_read_an_int64_input():
+    bad = {
+        "version": 3,
+        "inputs": [{"name": "ids", "shape": [4], "dtype": "int64"}],
+        "layers": [{"type": "Dense", "units": 2}],
+    }
+    with pytest.raises(ConfigError, match=r"Dense reads the int64 model input 'ids'.*Embedding"):
+        regnet.Model.from_spec(bad)
+
+
+def test_int64_ids_on_disk_are_read_in_chunks_as_int64(tmp_path):
+    model = regnet.Model.from_spec(
+        {
+            "version": 3,
+            "inputs": [{"name": "ids", "shape": [LENGTH], "dtype": "int64"}],
+            "layers": [
+                {"type": "Embedding", "input_dim": VOCAB, "output_dim": 3},
+                {"type": "Flatten"},
+                {"type": "Dense", "units": 2, "activation": "softmax"},
+            ],
+        },
+        seed=0,
+    )
+    model.compile("categorical_crossentropy", "adam", metrics=[])
+    ids = np.random.default_rng(0).integers(0, VOCAB, (20, LENGTH))
+    disk = np.lib.format.open_memmap(tmp_path / "ids.npy", mode="w+", dtype=np.int64, shape=ids.shape)
+    disk[...] = ids
+    disk.flush()
+    y = ids[:, 0] % 2
+    model.fit(disk, y, epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_array_equal(model.predict(disk), model.predict(ids))
+    bad = np.lib.format.open_memmap(tmp_path / "bad.npy", mode="w+", dtype=np.float32, shape=ids.shape)
+    bad[...] = ids + 0.5
+    bad.flush()
+    with pytest.raises(DataError, match="not whole numbers"):
+        model.predict(bad)

@@ -56,6 +56,8 @@ Declarations (class attributes, not config fields)
 ``batch_independent``: False when a sample's training output depends on the rest of the batch.
 ``fresh_output``: True when ``forward`` returns a new array that nothing else holds, so the base
 class may apply a ReLU activation in place on it (no second array of the output's size).
+``integer_inputs``: True when the layer reads integer arrays (token ids, as ``Embedding``); only
+such a layer may read a model input of dtype ``int64``.
 
 Everything else (the activation after ``forward``, shapes, the cache, limits, configs) is the
 base class's work: models call ``setup``, ``layer(x, training)``, ``call_backward`` and
@@ -107,6 +109,7 @@ class Layer:
     n_inputs: ClassVar[int | None] = 1
     batch_independent: ClassVar[bool] = True
     fresh_output: ClassVar[bool] = False
+    integer_inputs: ClassVar[bool] = False
     registered_name: ClassVar[str]
     _backward_takes_flag: ClassVar[bool] = True
 
