@@ -435,3 +435,19 @@ def test_int64_ids_on_disk_are_read_in_chunks_as_int64(tmp_path):
     bad.flush()
     with pytest.raises(DataError, match="not whole numbers"):
         model.predict(bad)
+
+
+def test_per_position_outputs_train_and_targets_must_match_the_batch_length():
+    model = regnet.Sequential(
+        [regnet.Input((None,), name="ids", dtype="int64"), Embedding(input_dim=VOCAB, output_dim=4), Dense(3)],
+        seed=0,
+    )
+    assert model.inputs == [spec.InputSpec("ids", (None,), "int64")] and model.output_shape == (None, 3)
+    model.compile("mse", {"type": "adam", "learning_rate": 0.05}, metrics=[])
+    ids = np.random.default_rng(0).integers(0, VOCAB, (16, 6))
+    y = np.eye(3, dtype=np.float32)[ids % 3]  # a target per position
+    before = model.evaluate(ids, y)["loss"]
+    model.fit(ids, y, epochs=30, batch_size=8, verbose=0, seed=0)
+    assert model.evaluate(ids, y)["loss"] < before / 2
+    with pytest.raises(DataError, match=r"targets of shape \(8, 2, 3\) do not match outputs of shape \(N, 6, 3\)"):
+        model.test_on_batch(ids[:8], y[:8, :2])

@@ -274,8 +274,11 @@ def targets(model, y, n, what="y"):
         finite(y, what)
     if y.dtype == bool:
         y = y.astype(np.float32)
+    out_shape = model.output_shape
+    if None in out_shape:  # a variable-length output: each batch is checked again against its outputs
+        out_shape = tuple(y.shape[i + 1] if d is None and i + 1 < y.ndim else d for i, d in enumerate(out_shape))
     try:
-        model.loss.check_target(y, (n, *model.output_shape))
+        model.loss.check_target(y, (n, *out_shape))
     except DataError as exc:
         raise DataError(f"{what}: {exc}") from None
     return y
