@@ -204,7 +204,12 @@ def cmd_predict(args, argv):
     model = Model.load(args.model, compile=False)
     reading = images.read_digits(model, args.input) if images.is_image(args.input) else None
     if reading is None:
-        x = read_inputs(args.input, model.input_shape, args.key)
+        if len(model.inputs) > 1:
+            names = ", ".join(model.input_names)
+            raise DataError(
+                f"the predict command takes models with one input; this one has {names} (use Model.predict)"
+            )
+        x = read_inputs(args.input, model.input_shape, args.key, scale_bytes=model.inputs[0].dtype == "float32")
         out = model.predict(x, batch_size=args.batch_size)
     else:
         out = reading.probabilities

@@ -23,30 +23,35 @@ _checked_inputs = training.validation.inputs
 
 
 class Model:
-    """A directed acyclic graph of layers with one input and one output (the last layer).
+    """A directed acyclic graph of layers with one or more named inputs and one output (the last
+    layer). ``inputs`` lists the model inputs (``spec.InputSpec``: name, shape with ``None`` for
+    an axis of any length, dtype ``float32`` or ``int64``); a model with several takes a dict
+    ``{name: array}`` or a list of arrays (declaration order) wherever it takes ``x``.
 
     Three ways to build one, all giving the same model, JSON and saved file:
 
     * ``Model.from_spec(path_or_dict)``: a JSON spec;
     * ``Model(layers, input_shape)``: a list of ``Layer`` instances and/or spec entries (dicts
-      with ``type``, and optionally ``name`` and ``inputs``); ``Sequential(layers, input_shape)``
-      is the same for a chain;
-    * ``Model(inputs, outputs)``: the functional API, ``inputs = regnet.Input(shape)`` and
-      ``outputs`` what the layers called on it return (see ``regnet.functional``).
+      with ``type``, and optionally ``name`` and ``inputs``); ``input_shape`` is a shape (one
+      float32 input ``input``) or a list of input declarations (``{"name", "shape", "dtype"}``
+      dicts or ``spec.InputSpec``s); ``Sequential(layers, input_shape)`` is the same for a chain;
+    * ``Model(inputs, outputs)``: the functional API, ``inputs = regnet.Input(shape)`` (or a list
+      of ``regnet.Input(shape, name=..., dtype=...)``) and ``outputs`` what the layers called on
+      them return (see ``regnet.functional``).
 
     ``seed`` fixes weight initialisation, dropout and shuffling: the same seed gives the same
     weights, bit for bit.
     """
 
     def __init__(self, layers, input_shape=None, *, seed=None, name=None):
-        if isinstance(layers, SymbolicTensor):  # Model(inputs, outputs)
-            shape, layers = functional.entries(layers, input_shape)
-            input_shape = shape
+        if is_symbolic(layers):  # Model(inputs, outputs)
+            input_shape, layers = functional.entries(layers, input_shape)
         elif input_shape is None:
             raise ConfigError("Model(layers, input_shape): give the input shape (without the batch axis)")
-        self.input_shape = spec.parse_input_shape(list(input_shape) if isinstance(input_shape, tuple) else input_shape)
+        #: the model inputs (``spec.InputSpec``: name, shape with ``None`` for any length, dtype)
+        self.inputs = _input_specs(input_shape)
         self.name = name
-        self.nodes = spec.build_nodes(list(layers))
+        self.nodes = spec.build_nodes(list(layers), tuple(i.name for i in self.inputs))
         self.output_node = max(self.nodes, key=lambda n: n.index)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -87,15 +92,42 @@ class Model:
         """The model saved at ``path`` by ``save`` (see ``regnet.checkpoint.load``)."""
         return checkpoint.load(cls, path, compile=compile, allow_non_finite=allow_non_finite)
 
+    @property
+    def input_names(self):
+        """The names of the model inputs, in declaration order."""
+        return [i.name for i in self.inputs]
+
+    @property
+    def input_shape(self):
+        """A sample's shape (no batch axis; ``None`` for an axis of any length); a list of them,
+        one per input, for a model with several inputs."""
+        shapes = [i.shape for i in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
     def _build(self):
-        shapes = {spec.INPUT: self.input_shape}
+        shapes = {i.name: i.shape for i in self.inputs}
+        # which variable-length model inputs each tensor's shape depends on
+        variable = {i.name: [i.name] if i.variable else [] for i in self.inputs}
+        integer = {i.name for i in self.inputs if i.dtype == "int64"}
         for node in self.nodes:
+            ids = [s for s in node.inputs if s in integer]
+            if ids and not node.layer.integer_inputs:
+                raise ConfigError(
+                    f"{type(node.layer).__name__} reads the int64 model input '{ids[0]}': only layers that take "
+                    f"token ids (Embedding) read int64 inputs; declare the input float32 to use its values as numbers",
+                    layer=f"#{node.index} '{node.name}'",
+                    field="inputs",
+                )
             in_shapes = [shapes[s] for s in node.inputs]
             arg = in_shapes if node.layer.n_inputs is None else in_shapes[0]
+            upstream = sorted({v for s in node.inputs for v in variable[s]})
             try:
                 shapes[node.name] = node.layer.setup(arg, self.rng)
             except (RegnetError, ValueError, TypeError, MemoryError) as exc:
+                if upstream and any(None in s for s in in_shapes):
+                    raise spec.variable_length_error(exc, node, in_shapes, upstream) from exc
                 raise spec.with_layer_context(exc, node) from exc
+            variable[node.name] = upstream if None in shapes[node.name] else []
             node.layer.name = node.name
         self.output_shape = shapes[self.output_node.name]
         last_use = {}
@@ -111,11 +143,16 @@ class Model:
         for node in ordered:
             cfg = node.layer.get_config()
             cfg["name"] = node.name
-            default = [spec.INPUT] if node.index == 0 else [ordered[node.index - 1].name]
+            default = [self.inputs[0].name] if node.index == 0 else [ordered[node.index - 1].name]
             if node.inputs != default:
                 cfg["inputs"] = list(node.inputs)
             layers.append(cfg)
-        out = {"format": spec.FORMAT, "version": spec.VERSION, "input_shape": list(self.input_shape), "layers": layers}
+        out = {"format": spec.FORMAT, "version": spec.VERSION}
+        if self.inputs == [spec.InputSpec(spec.INPUT, self.inputs[0].shape, "float32")] and not self.inputs[0].variable:
+            out["input_shape"] = list(self.inputs[0].shape)  # the one float input, written as ever
+        else:
+            out["inputs"] = [i.to_json() for i in self.inputs]
+        out["layers"] = layers
         if self.name:
             out["name"] = self.name
         return out
@@ -215,7 +252,7 @@ class Model:
         With ``release`` (inference loops that call no ``backward``) each layer drops what it
         kept for ``backward`` as soon as it has run, so that every intermediate array is freed
         once its last reader has run (peak memory: a few activations, not all of them)."""
-        values = {spec.INPUT: x}
+        values = self.input_values(x)
         for node, done in zip(self.nodes, self._done_after):
             xs = [values[s] for s in node.inputs]
             arg = xs if node.layer.n_inputs is None else xs[0]
@@ -230,14 +267,28 @@ class Model:
         self.output_logits = logits
         return values[self.output_node.name]
 
+    def input_values(self, x):
+        """``{input name: batch}`` of checked inputs: an array for a one-input model, a
+        ``training.validation.Inputs``, a list (declaration order) or a dict for several."""
+        names = self.input_names
+        if isinstance(x, training.validation.Inputs):
+            return dict(zip(names, x.arrays))
+        if isinstance(x, dict):
+            return {n: x[n] for n in names}
+        if len(names) > 1:
+            return dict(zip(names, x))
+        return {names[0]: x}
+
     def backward(self, grad, input_grad=True):
-        """Backpropagate ``dL/doutput`` through the graph; returns ``dL/dinput``.
+        """Backpropagate ``dL/doutput`` through the graph; returns ``dL/dinput`` (a list, one
+        gradient per input, for a model with several inputs; ``None`` for an integer input).
 
         With ``input_grad=False`` (training) returns ``None``, and a layer whose inputs lead back
         to no parameter (only to the model input) is called with ``need_input_grad=False``: it
         may skip computing that gradient (the first Dense or Conv2D does).
         """
-        wanted = {spec.INPUT: input_grad}  # does anything upstream of this tensor need a gradient?
+        # does anything upstream of this tensor need a gradient? (never an integer input)
+        wanted = {i.name: input_grad and i.dtype == "float32" for i in self.inputs}
         for node in self.nodes:
             learns = node.layer.trainable and bool(node.layer.params)
             wanted[node.name] = learns or any(wanted[s] for s in node.inputs)
@@ -258,7 +309,10 @@ class Model:
                 if not wanted[s]:
                     continue
                 grads[s] = grads[s] + gi if s in grads else gi
-        return grads.get(spec.INPUT)
+        if not input_grad:
+            return None
+        out = [grads.get(i.name) for i in self.inputs]
+        return out[0] if len(out) == 1 else out
 
     def release(self):
         """Drop what layers keep from the last forward pass for ``backward`` (each layer's
@@ -339,10 +393,16 @@ class Model:
             line,
             *map(fmt, rows[1:]),
             line,
-            f"Input shape: {shape_text(self.input_shape)}",
+            *self._input_lines(),
             f"Total params: {total:,} (trainable {trainable:,}, non-trainable {total - trainable:,})",
         ]
         print_fn("\n".join(out))
+
+    def _input_lines(self):
+        plain = len(self.inputs) == 1 and self.inputs[0].dtype == "float32"
+        if plain:
+            return [f"Input shape: {shape_text(self.inputs[0].shape)}"]
+        return [f"Input {i.name}: {shape_text(i.shape)} {i.dtype}" for i in self.inputs]
 
     def __call__(self, x, training=False):
         """The outputs for a batch ``x`` (``forward`` with the inputs checked as ``predict``
@@ -381,6 +441,15 @@ class Model:
         }
 
 
+def _input_specs(value):
+    """The model inputs from ``input_shape``: a shape (one float32 input ``input``), or a list of
+    ``spec.InputSpec``s / ``{"name", "shape", "dtype"}`` dicts."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (dict, spec.InputSpec)) for v in value):
+        return spec.parse_inputs(list(value))
+    shape = list(value) if isinstance(value, tuple) else value
+    return [spec.InputSpec(spec.INPUT, spec.parse_input_shape(shape, variable=True), "float32")]
+
+
 class Sequential(Model):
     """A chain of layers, each reading the one before: ``Sequential([Conv2D(8, 3), Flatten(),
     Dense(10)], input_shape=(1, 28, 28))``, or with ``regnet.Input(shape)`` as the first element.
@@ -394,7 +463,9 @@ class Sequential(Model):
                 raise ConfigError("Sequential takes regnet.Input(shape) first, not another layer's output")
             if input_shape is not None:
                 raise ConfigError("give the input shape once: regnet.Input(shape) or input_shape")
-            input_shape = layers.pop(0).shape
+            first = layers.pop(0)
+            plain = first.input is None and first.dtype == "float32"
+            input_shape = first.shape if plain else functional.entries_inputs(first)
         for i, entry in enumerate(layers):
             if isinstance(entry, dict) and "inputs" in entry:
                 raise ConfigError(

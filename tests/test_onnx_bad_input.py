@@ -223,10 +223,16 @@ def test_unsupported_graph_is_refused_naming_node_op_and_what(proto, fragments):
     assert isinstance(err, RegnetError)
 
 
-def test_several_inputs_or_outputs_are_refused():
+def test_several_inputs_import_and_several_outputs_are_refused():
     proto = make([helper.make_node("Add", ["x", "z"], ["y"], name="a")], ["N", 4])
     proto.graph.input.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4]))
-    refused(proto, "one input", "'x'", "'z'")
+    model = ronnx.from_proto(proto)  # several inputs are the model's inputs, named as in the graph
+    assert model.input_names == ["x", "z"]
+    x, z = np.arange(8, dtype=np.float32).reshape(2, 4), np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(model.predict({"x": x, "z": z}), x + z)
+    proto = make([helper.make_node("Relu", ["x"], ["y"], name="r")], ["N", 4])
+    proto.graph.input.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4]))
+    refused(proto, "does not depend on its input 'z'")
     proto = make(
         [helper.make_node("Relu", ["x"], ["y"], name="r"), helper.make_node("Tanh", ["x"], ["t"], name="t")], ["N", 4]
     )

@@ -145,7 +145,8 @@ def test_import_refuses_what_the_1d_layers_cannot_compute():
     )
     with pytest.raises(ronnx.OnnxImportError, match="integer ids read by a Gather"):
         ronnx.from_proto(cast)
-    reduce = _proto([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)], [3, 6], [6])
+    # over both axes at once (axis 2 alone is the (N, C, L) pooling, axis 1 alone the channels_last one)
+    reduce = _proto([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2], keepdims=0)], [3, 6], [])
     with pytest.raises(ronnx.OnnxImportError, match="axes"):
         ronnx.from_proto(reduce)
 

@@ -106,6 +106,9 @@ POOL_CASES = [
     ("GlobalAveragePooling1D", {"keepdims": True}, lambda x: F.adaptive_avg_pool1d(x, 1)),
     ("GlobalMaxPooling1D", {}, lambda x: F.adaptive_max_pool1d(x, 1).flatten(1)),
     ("GlobalMaxPool1D", {"keepdims": True}, lambda x: F.adaptive_max_pool1d(x, 1)),
+    # (N, L, C): the mean / max over the length, axis 1
+    ("GlobalAveragePooling1D", {"data_format": "channels_last"}, lambda x: x.mean(dim=1)),
+    ("GlobalMaxPooling1D", {"data_format": "channels_last", "keepdims": True}, lambda x: x.amax(dim=1, keepdim=True)),
 ]
 
 

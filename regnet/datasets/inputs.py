@@ -11,13 +11,16 @@ from ..text import escape
 from . import idx, npy
 
 
-def read_inputs(path: "str | os.PathLike[str]", input_shape: tuple, key: str | None = None) -> np.ndarray:
+def read_inputs(
+    path: "str | os.PathLike[str]", input_shape: tuple, key: str | None = None, *, scale_bytes: bool = True
+) -> np.ndarray:
     """An input batch from ``.npy``, ``.npz`` or an IDX file, shaped for ``input_shape`` (no
     batch axis).
 
     uint8 arrays (images) are scaled to [0, 1]; a single sample gets a batch axis; ``(N, H, W)``
     becomes ``(N, 1, H, W)`` when the model expects one channel (any reshape that keeps each
-    sample's size).
+    sample's size; not for a shape with a variable-length axis, ``None``). ``scale_bytes=False``
+    keeps uint8 values as they are (token ids for an int64 input).
     """
     path = checked_path(path, error=DataError, what="an input file")
     if not os.path.isfile(path):
@@ -30,11 +33,13 @@ def read_inputs(path: "str | os.PathLike[str]", input_shape: tuple, key: str | N
             arr = z.read(_choose(z.files, key, path))
     else:
         arr = idx.read(path)
-    if arr.dtype == np.uint8:
+    if arr.dtype == np.uint8 and scale_bytes:
         arr = arr.astype(np.float32) / np.float32(255)
     want = tuple(input_shape)
     if arr.shape == want:
         return arr[None]
+    if None in want:
+        return arr
     if arr.ndim >= 1 and arr.shape[1:] != want and int(np.prod(arr.shape[1:])) == int(np.prod(want)):
         arr = arr.reshape(len(arr), *want)
     return arr

@@ -56,6 +56,8 @@ Declarations (class attributes, not config fields)
 ``batch_independent``: False when a sample's training output depends on the rest of the batch.
 ``fresh_output``: True when ``forward`` returns a new array that nothing else holds, so the base
 class may apply a ReLU activation in place on it (no second array of the output's size).
+``integer_inputs``: True when the layer reads integer arrays (token ids, as ``Embedding``); only
+such a layer may read a model input of dtype ``int64``.
 
 Everything else (the activation after ``forward``, shapes, the cache, limits, configs) is the
 base class's work: models call ``setup``, ``layer(x, training)``, ``call_backward`` and
@@ -107,6 +109,7 @@ class Layer:
     n_inputs: ClassVar[int | None] = 1
     batch_independent: ClassVar[bool] = True
     fresh_output: ClassVar[bool] = False
+    integer_inputs: ClassVar[bool] = False
     registered_name: ClassVar[str]
     _backward_takes_flag: ClassVar[bool] = True
 
@@ -171,8 +174,9 @@ class Layer:
         self.params, self.grads, self.buffers = {}, {}, {}
         self.release()
         out = self.build(input_shape, rng)
-        self.output_shape = tuple(int(s) for s in out)
-        size = math.prod(self.output_shape)
+        # ``None``: an axis of any length (a model input's variable-length axis, passed through)
+        self.output_shape = tuple(None if s is None else int(s) for s in out)
+        size = math.prod(s for s in self.output_shape if s is not None)
         if size > MAX_SAMPLE_ELEMENTS:
             raise ShapeError(
                 f"{type(self).__name__} output of shape {shape_text(self.output_shape)} would hold "

@@ -267,20 +267,44 @@ class AveragePooling1D(_Pool1D):
 @attrs.define(slots=False, eq=False)
 class _GlobalPool1D(Layer):
     keepdims: bool = fields.boolean(False, doc="keep the length axis (size 1): (N, C, 1) instead of (N, C)")
+    data_format: str = fields.choice(
+        "channels_first",
+        "channels_first",
+        "channels_last",
+        doc="channels_first: (N, C, L) batches; channels_last: (N, L, C), e.g. what an Embedding gives",
+    )
 
     test_input_shape = (3, 5)
-    test_cases = [{"config": {"keepdims": True}, "input_shape": (2, 4)}]
+    test_cases = [
+        {"config": {"keepdims": True}, "input_shape": (2, 4)},
+        {"config": {"data_format": "channels_last"}, "input_shape": (4, 3)},
+        {"config": {"data_format": "channels_last", "keepdims": True}, "input_shape": (4, 3)},
+    ]
+
+    @property
+    def axis(self):
+        """The length axis of a batch: 2 for (N, C, L), 1 for (N, L, C)."""
+        return 2 if self.data_format == "channels_first" else 1
 
     def build(self, input_shape, rng):
+        # the length may be None (a variable-length input): only the channels count is read
         require_rank(self, input_shape, (2,))
-        c = input_shape[0]
-        return (c, 1) if self.keepdims else (c,)
+        first = self.data_format == "channels_first"
+        c = input_shape[0] if first else input_shape[1]
+        if self.keepdims:
+            return (c, 1) if first else (1, c)
+        return (c,)
+
+    def _kept(self, grad):
+        """``grad`` with the pooled axis back (size 1)."""
+        return np.expand_dims(grad, self.axis) if not self.keepdims else grad
 
 
 @layer("GlobalAveragePooling1D", aliases=("GlobalAvgPool1D",))
 class GlobalAveragePooling1D(_GlobalPool1D):
     """Mean of each channel over the length axis: ``(N, C, L) -> (N, C)`` (``(N, C, 1)`` with
-    ``keepdims``).
+    ``keepdims``); with ``data_format="channels_last"`` ``(N, L, C) -> (N, C)``. The length may
+    differ from batch to batch (a variable-length input).
 
     >>> import numpy as np
     >>> pool = GlobalAveragePooling1D()
@@ -291,20 +315,22 @@ class GlobalAveragePooling1D(_GlobalPool1D):
     """
 
     def forward(self, x, training=False):
-        return x.mean(axis=2, keepdims=self.keepdims, dtype=x.dtype)
+        self.cache.shape = x.shape[1:]
+        return x.mean(axis=self.axis, keepdims=self.keepdims, dtype=x.dtype)
 
     def backward(self, grad, *, need_input_grad=True):
         if not need_input_grad:
             return None
-        c, length = self.input_shape
-        g = grad.reshape(grad.shape[0], c, 1) * np.asarray(1.0 / length, grad.dtype)
-        return np.broadcast_to(g, (grad.shape[0], c, length)).copy()
+        shape = self.cache.shape  # this batch's (a variable-length input's length may vary)
+        g = self._kept(grad) * np.asarray(1.0 / shape[self.axis - 1], grad.dtype)
+        return np.broadcast_to(g, (grad.shape[0], *shape)).copy()
 
 
 @layer("GlobalMaxPooling1D", aliases=("GlobalMaxPool1D",))
 class GlobalMaxPooling1D(_GlobalPool1D):
     """Max of each channel over the length axis: ``(N, C, L) -> (N, C)`` (``(N, C, 1)`` with
-    ``keepdims``); the gradient goes to the first maximal position.
+    ``keepdims``; ``(N, L, C) -> (N, C)`` with ``data_format="channels_last"``); the gradient goes
+    to the first maximal position. The length may differ from batch to batch.
 
     >>> import numpy as np
     >>> pool = GlobalMaxPooling1D()
@@ -315,16 +341,15 @@ class GlobalMaxPooling1D(_GlobalPool1D):
     """
 
     def forward(self, x, training=False):
-        arg = np.argmax(x, axis=2)[:, :, None]  # the first maximum (a NaN counts as the maximum)
-        self.cache.arg = arg
-        y = np.take_along_axis(x, arg, axis=2)
-        return y if self.keepdims else y[:, :, 0]
+        ax = self.axis
+        arg = np.expand_dims(np.argmax(x, axis=ax), ax)  # the first maximum (a NaN counts as the maximum)
+        self.cache.arg, self.cache.shape = arg, x.shape[1:]
+        y = np.take_along_axis(x, arg, axis=ax)
+        return y if self.keepdims else np.squeeze(y, ax)
 
     def backward(self, grad, *, need_input_grad=True):
         if not need_input_grad:
             return None
-        c, length = self.input_shape
-        n = grad.shape[0]
-        dx = np.zeros((n, c, length), grad.dtype)
-        np.put_along_axis(dx, self.cache.arg, grad.reshape(n, c, 1), axis=2)
+        dx = np.zeros((grad.shape[0], *self.cache.shape), grad.dtype)
+        np.put_along_axis(dx, self.cache.arg, self._kept(grad), axis=self.axis)
         return dx

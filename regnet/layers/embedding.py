@@ -29,8 +29,8 @@ class Embedding(Layer):
     """A learned vector per token id: ``(N, ...)`` integer ids -> ``(N, ..., output_dim)``;
     ``embeddings`` is ``(input_dim, output_dim)``.
 
-    The ids may be any integer array, or float values that are whole numbers (a regnet model's
-    input is float32 today); an id outside ``[0, input_dim)`` is a ``DataError`` naming the layer
+    The ids may be any integer array (a model input of dtype ``int64``), or float values that are
+    whole numbers (a float32 model input); an id outside ``[0, input_dim)`` is a ``DataError`` naming the layer
     and the id. There is no gradient with respect to the ids: ``backward`` returns zeros (or
     ``None`` when the model needs none).
 
@@ -56,6 +56,7 @@ class Embedding(Layer):
     embeddings_initializer: str | dict = fields.initializer("uniform", doc="how the embedding table starts")
     mask_zero: bool = fields.boolean(False, doc="record ids != 0 as a mask for later layers (cache.mask)")
 
+    integer_inputs = True  # reads an int64 model input (token ids)
     #: not config fields: the conformance kit feeds integer ids in [0, input_dim)
     test_config = {"input_dim": 7, "output_dim": 3}
     test_input_shape = (4,)

@@ -16,15 +16,20 @@ _placed: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 @attrs.define(eq=False, repr=False)
 class SymbolicTensor:
-    """A placeholder for the batch a layer will see: its shape (no batch axis), the layer that
-    produces it (``None`` for the model input) and that layer's inputs."""
+    """A placeholder for the batch a layer will see: its shape (no batch axis; ``None`` for an
+    axis of any length), the layer that produces it (``None`` for a model input) and that layer's
+    inputs; a model input also keeps its declaration (``spec.InputSpec``, when named) and dtype."""
 
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]
     layer: Any = None
     parents: tuple["SymbolicTensor", ...] = ()
+    input: Any = None
+    dtype: str = "float32"
 
     def __repr__(self) -> str:
         what = "Input" if self.layer is None else type(self.layer).__name__
+        if self.input is not None:
+            what += f" '{self.input.name}'"
         return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}) from {what}>"
 
 
@@ -55,10 +60,33 @@ def call(layer: Any, x: Any) -> SymbolicTensor:
         out = probe.setup(shapes if many else shapes[0], np.random.default_rng(0))
     except (RegnetError, ValueError, TypeError) as exc:  # name the layer, as a spec's build does
         where = f"{layer.name or type(layer).__name__} (called on {', '.join(shape_text(s) for s in shapes)})"
-        raise ConfigError(getattr(exc, "message", str(exc)), layer=where, field=getattr(exc, "field", None)) from exc
+        message = getattr(exc, "message", str(exc))
+        if any(None in s for s in shapes):
+            message = (
+                f"{type(layer).__name__} cannot take an axis of variable length (from input(s) "
+                f"{', '.join(_variable_inputs(parents))} whose shape has None): it needs a fixed length there "
+                f"({message}); give the input a fixed length or pool that axis away first"
+            )
+        raise ConfigError(message, layer=where, field=getattr(exc, "field", None)) from exc
     tensor = SymbolicTensor(tuple(out), layer, parents)
     _placed.add(layer)
     return tensor
+
+
+def _variable_inputs(tensors: tuple["SymbolicTensor", ...]) -> list[str]:
+    """The model inputs with a variable-length axis that ``tensors`` derive from (names)."""
+    found: list[str] = []
+    seen: set[int] = set()
+    stack = list(tensors)
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if t.layer is None and None in t.shape:
+            found.append(f"'{t.input.name}'" if t.input is not None else "an unnamed Input")
+        stack.extend(t.parents)
+    return sorted(set(found))
 
 
 def release(layer: Any) -> None:

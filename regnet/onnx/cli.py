@@ -26,9 +26,16 @@ def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
     exporter.write(proto, args.out)
     print(
         f"wrote {args.out}: ONNX opset {args.opset}, {len(proto.graph.node)} nodes, "
-        f"{model.count_params():,} parameters, input {['N', *model.input_shape]}"
+        f"{model.count_params():,} parameters, {_inputs(model)}"
     )
     return 0
+
+
+def _inputs(model: Model) -> str:
+    """``input ['N', 4]``, or each input with its dtype for other models."""
+    if len(model.inputs) == 1 and model.inputs[0].dtype == "float32":
+        return f"input {['N', *model.inputs[0].shape]}"
+    return "inputs " + ", ".join(f"{i.name} {['N', *i.shape]} {i.dtype}" for i in model.inputs)
 
 
 def cmd_import(args: argparse.Namespace, argv: list[str]) -> int:
@@ -40,7 +47,7 @@ def cmd_import(args: argparse.Namespace, argv: list[str]) -> int:
     checkpoint.save(model, args.out, metadata=metadata)
     print(
         f"wrote {args.out}: {len(model.nodes)} layers, {model.count_params():,} parameters, "
-        f"input {['N', *model.input_shape]} (from {os.path.basename(args.onnx)}, made by {producer or 'unknown'})"
+        f"{_inputs(model)} (from {os.path.basename(args.onnx)}, made by {producer or 'unknown'})"
     )
     return 0
 

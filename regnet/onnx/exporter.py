@@ -115,12 +115,25 @@ def _finish_layer(graph: GraphBuilder, start: int, pre: str, out: str, name: str
     main.doc_string = json.dumps(config)  # the regnet config: for Netron's readers and regnet.onnx.load
 
 
+def _graph_input(declared: spec.InputSpec) -> onnx.ValueInfoProto:
+    """The graph input of a model input: its dtype, the batch axis ``N`` and each variable-length
+    axis symbolic (``<input>_length``, or ``<input>_dim<i>`` when it has several)."""
+    dtype = onnx.TensorProto.INT64 if declared.dtype == "int64" else onnx.TensorProto.FLOAT
+    free = [i for i, d in enumerate(declared.shape, 1) if d is None]
+    dims: list[Any] = [
+        d if d is not None else (f"{declared.name}_length" if len(free) == 1 else f"{declared.name}_dim{i}")
+        for i, d in enumerate(declared.shape, 1)
+    ]
+    return helper.make_tensor_value_info(declared.name, dtype, [BATCH, *dims])
+
+
 def to_proto(model: Any, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """The ONNX model of ``model`` (inference: BatchNorm's running statistics, Dropout the identity),
-    with a dynamic batch dimension, checked with ``onnx.checker.check_model(full_check=True)``."""
+    with a dynamic batch dimension, one graph input per model input (named as it, float32 or
+    int64, variable-length axes symbolic), checked with ``onnx.checker.check_model(full_check=True)``."""
     opset = _check_opset(opset)
     graph = GraphBuilder(opset)
-    tensors = {spec.INPUT: graph.claim(spec.INPUT)}
+    tensors = {i.name: graph.claim(i.name) for i in model.inputs}
     for node in model.nodes:
         graph.claim(node.name)
     for node in model.nodes:
@@ -140,7 +153,7 @@ def to_proto(model: Any, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     g = helper.make_graph(
         graph.nodes,
         model.name or UNNAMED,
-        [helper.make_tensor_value_info(spec.INPUT, onnx.TensorProto.FLOAT, [BATCH, *model.input_shape])],
+        [_graph_input(i) for i in model.inputs],
         [helper.make_tensor_value_info(out_name, onnx.TensorProto.FLOAT, [BATCH, *model.output_shape])],
         initializer=graph.initializers,
     )

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from .. import registry
+from ..spec import INPUT
 from ..text import show
 from . import folding, naming
 from .errors import OnnxImportError
@@ -23,7 +24,7 @@ class Entry:
 
     type: str
     config: dict
-    inputs: list  # Entry, or None for the model input
+    inputs: list  # Entry, or the name of a model input (str)
     weights: dict
     shape: tuple  # per-sample output shape
     names: list  # candidate names, best first
@@ -33,10 +34,11 @@ class Entry:
 
 @attrs.define(eq=False)
 class Tensor:
-    """A run-time tensor: the output of ``source`` (``None``: the model input)."""
+    """A run-time tensor: the output of ``source`` (``None``: the model input called ``input``)."""
 
     source: Entry | None
     shape: tuple
+    input: str | None = None  # the model input's name, when ``source`` is None
 
 
 def hint_of(node: onnx.NodeProto) -> dict | None:
@@ -148,9 +150,9 @@ class ImportState:
         entry = Entry(
             type_name,
             config,
-            [t.source for t in inputs],
+            [t.source if t.source is not None else (t.input or INPUT) for t in inputs],
             {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (weights or {}).items()},
-            tuple(int(d) for d in shape),
+            tuple(None if d is None else int(d) for d in shape),
             [n for n in names if n],
             hint,
             geometry or {},

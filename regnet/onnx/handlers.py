@@ -542,18 +542,27 @@ def _global_pool_1d(type_name: str):
 
 
 def _reduce_1d(type_name: str):
-    """ReduceMean / ReduceMax over the length axis of (N, C, L) (PyTorch's ``x.mean(-1)``)."""
+    """ReduceMean / ReduceMax over the length axis of (N, C, L) (PyTorch's ``x.mean(-1)``) or of
+    (N, L, C) (axis 1: ``data_format="channels_last"``, Keras's layout)."""
 
     def handler(st: ImportState, node: Node, attrs: dict) -> None:
         x = _sequence(st, node, "data")
         axes = attrs.get("axes") if st.opset < 18 else None
         if st.opset >= 18 and len(node.input) > 1 and node.input[1]:
             axes = st.int_const(node, 1, "axes").ravel()
-        if axes is None or [int(a) % 3 for a in axes] != [2]:
-            raise st.fail(node, f"axes {None if axes is None else list(axes)} are unsupported (regnet reduces axis 2)")
+        if axes is None or [int(a) % 3 for a in axes] not in ([2], [1]):
+            raise st.fail(
+                node, f"axes {None if axes is None else list(axes)} are unsupported (regnet reduces axis 2 or 1)"
+            )
         keep = bool(attrs.get("keepdims", 1))
+        config: dict = {"keepdims": True} if keep else {}
+        if [int(a) % 3 for a in axes] == [1]:
+            config["data_format"] = "channels_last"
+            c = x.shape[1]
+            st.add(node, type_name, config, [x], (1, c) if keep else (c,))
+            return
         c = x.shape[0]
-        st.add(node, type_name, {"keepdims": True} if keep else {}, [x], (c, 1) if keep else (c,))
+        st.add(node, type_name, config, [x], (c, 1) if keep else (c,))
 
     return handler
 

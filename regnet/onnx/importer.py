@@ -82,35 +82,55 @@ def _check_version(st: ImportState, node: onnx.NodeProto) -> None:
         raise st.fail(node, f"version {since} of {node.op_type} is newer than regnet reads ({node.op_type}-{known})")
 
 
-def _model_input(graph: onnx.GraphProto) -> tuple[onnx.ValueInfoProto, tuple, int | None]:
-    """The one graph input that is not an initializer: its value info, per-sample shape and fixed
-    batch size (``None`` when symbolic)."""
+def _model_inputs(graph: onnx.GraphProto) -> tuple[list[tuple[onnx.ValueInfoProto, spec.InputSpec]], int | None]:
+    """The graph inputs that are not initializers, each with the regnet input it becomes (its
+    name: ``input`` for a graph with one input, else the graph input's name made valid; float32
+    or int64; per-sample shape: a dynamic axis of an int64 input is a variable-length axis, a float
+    input's axes are all fixed), and the fixed batch size (``None`` when symbolic)."""
     weights = {t.name for t in graph.initializer}
-    inputs = [v for v in graph.input if v.name not in weights]
-    if len(inputs) != 1:
-        names = ", ".join(show(v.name) for v in inputs[:5])
-        raise OnnxImportError(f"regnet models have one input; the graph has {len(inputs)} ({names})")
-    value = inputs[0]
-    where = f"graph input {show(value.name)}"
-    if not value.type.HasField("tensor_type"):
-        raise OnnxImportError(f"{where} is not a tensor")
-    ttype = value.type.tensor_type
-    if ttype.elem_type != onnx.TensorProto.FLOAT:
-        dtype = onnx.helper.tensor_dtype_to_string(ttype.elem_type)
-        raise OnnxImportError(f"{where} has dtype {dtype}; regnet models take float32")
-    if not ttype.HasField("shape") or len(ttype.shape.dim) < 2:
-        raise OnnxImportError(f"{where} needs a known shape (batch, ...) of rank 2 or more")
-    dims = list(ttype.shape.dim)
-    shape = []
-    for i, d in enumerate(dims[1:], 1):
-        if not d.HasField("dim_value") or d.dim_value <= 0:
-            what = f"'{escape(d.dim_param, 40)}'" if d.HasField("dim_param") else "unknown"
-            raise OnnxImportError(
-                f"{where}: dimension {i} is dynamic ({what}); regnet needs every dimension but the batch fixed"
-            )
-        shape.append(int(d.dim_value))
-    batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") else None
-    return value, tuple(shape), batch
+    values = [v for v in graph.input if v.name not in weights]
+    if not values:
+        raise OnnxImportError("the graph has no input")
+    if len(values) > spec.MAX_INPUTS:
+        raise OnnxImportError(f"the graph has {len(values)} inputs (regnet takes at most {spec.MAX_INPUTS})")
+    out, taken, batch = [], set(), None
+    for k, value in enumerate(values):
+        where = f"graph input {show(value.name)}"
+        if not value.type.HasField("tensor_type"):
+            raise OnnxImportError(f"{where} is not a tensor")
+        ttype = value.type.tensor_type
+        dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
+        if ttype.elem_type not in dtypes:
+            dtype = onnx.helper.tensor_dtype_to_string(ttype.elem_type)
+            raise OnnxImportError(f"{where} has dtype {dtype}; regnet models take float32 (or int64 token ids)")
+        if not ttype.HasField("shape") or len(ttype.shape.dim) < 2:
+            raise OnnxImportError(f"{where} needs a known shape (batch, ...) of rank 2 or more")
+        dims = list(ttype.shape.dim)
+        shape: list[int | None] = []
+        for i, d in enumerate(dims[1:], 1):
+            if ttype.elem_type == onnx.TensorProto.INT64 and not d.HasField("dim_value"):
+                shape.append(None)  # token ids of any length: a variable-length axis
+                continue
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                what = f"'{escape(d.dim_param, 40)}'" if d.HasField("dim_param") else "unknown"
+                raise OnnxImportError(
+                    f"{where}: dimension {i} is dynamic ({what}); regnet needs every dimension but the batch fixed"
+                )
+            shape.append(int(d.dim_value))
+        if k == 0:
+            batch = int(dims[0].dim_value) if dims[0].HasField("dim_value") else None
+        name = spec.INPUT if len(values) == 1 else naming.sanitise(value.name)
+        if not name or name in taken or name[0].isdigit() or naming.grammar.problem(name) is not None:
+            name = f"{spec.INPUT}_{k + 1}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        try:
+            declared = spec.parse_input({"name": name, "shape": shape, "dtype": dtypes[ttype.elem_type]})
+        except RegnetError as exc:
+            raise OnnxImportError(f"{where}: {exc}") from None
+        out.append((value, declared))
+    return out, batch
 
 
 def _needed(nodes: list[onnx.NodeProto], output: str) -> list[onnx.NodeProto]:
@@ -251,28 +271,39 @@ def _used(entries: list[Entry], out: Entry) -> list[Entry]:
         entry = stack.pop()
         if id(entry) not in used:
             used.add(id(entry))
-            stack.extend(src for src in entry.inputs if src is not None)
+            stack.extend(src for src in entry.inputs if isinstance(src, Entry))
     return [e for e in entries if id(e) in used]
 
 
-def _spec(st: ImportState, input_shape: tuple, out: Entry, name: str) -> tuple[dict, dict]:
+def _spec(st: ImportState, inputs: list[spec.InputSpec], out: Entry, name: str) -> tuple[dict, dict]:
     entries = _used(st.entries, out)
     if out is not entries[-1]:
         raise OnnxImportError("the graph's output is not made by its last layer")
     for entry in entries:
         _apply_hint(entry)
-    names = naming.assign([e.names for e in entries], [e.type for e in entries])
+    input_names = tuple(i.name for i in inputs)
+    names = naming.assign([e.names for e in entries], [e.type for e in entries], input_names)
     name_of = {id(e): n for e, n in zip(entries, names)}
-    layers, state, prev = [], {}, spec.INPUT
+    read = {src for e in entries for src in e.inputs if isinstance(src, str)}
+    unread = [n for n in input_names if n not in read]
+    if unread:
+        raise OnnxImportError(f"the graph's output does not depend on its input {show(unread[0])}")
+    layers, state, prev = [], {}, input_names[0]
     for entry, layer_name in zip(entries, names):
-        inputs = [spec.INPUT if src is None else name_of[id(src)] for src in entry.inputs]
+        sources = entry.inputs
+        inputs_of = [src if isinstance(src, str) else name_of[id(src)] for src in sources]
         config = {"type": entry.type, "name": layer_name, **entry.config}
-        if inputs != [prev]:
-            config["inputs"] = inputs
+        if inputs_of != [prev]:
+            config["inputs"] = inputs_of
         layers.append(config)
         state.update({f"{layer_name}/{k}": v for k, v in entry.weights.items()})
         prev = layer_name
-    doc = {"format": spec.FORMAT, "version": spec.VERSION, "input_shape": list(input_shape), "layers": layers}
+    doc: dict[str, Any] = {"format": spec.FORMAT, "version": spec.VERSION}
+    if len(inputs) == 1 and inputs[0].dtype == "float32" and inputs[0].name == spec.INPUT:
+        doc["input_shape"] = list(inputs[0].shape)
+    else:
+        doc["inputs"] = [i.to_json() for i in inputs]
+    doc["layers"] = layers
     if name:
         doc["name"] = name
     return doc, state
@@ -289,7 +320,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     if len(graph.output) != 1:
         raise OnnxImportError(f"regnet models have one output; the graph has {len(graph.output)}")
     output = graph.output[0].name
-    value, input_shape, batch = _model_input(graph)
+    graph_inputs, batch = _model_inputs(graph)
     consts = {t.name: t for t in graph.initializer}
     nodes = _needed(list(graph.node), output)
 
@@ -307,7 +338,8 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     for name, tensor in consts.items():
         if st.consumers[name]:
             st.values[name] = reader.to_array(tensor, f"initializer {show(name)}")
-    st.values[value.name] = Tensor(None, input_shape)
+    for value, declared in graph_inputs:
+        st.values[value.name] = Tensor(None, declared.shape, declared.name)
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
@@ -325,12 +357,20 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         handler = HANDLERS.get(node.op_type)
         if handler is None:  # a folding-only operator on run-time values
             raise st.fail(node, f"{node.op_type} is supported on constants only (shape arithmetic, weights)")
-        handler(st, node, node_attrs)
+        try:
+            handler(st, node, node_attrs)
+        except (TypeError, ValueError) as exc:
+            shapes = [v.shape for v in map(st.values.get, node.input) if isinstance(v, Tensor)]
+            if not any(None in shape for shape in shapes):
+                raise
+            raise st.fail(
+                node, f"regnet cannot import it on an axis of variable length (input shapes {shapes}): {exc}"
+            ) from None
     out = st.values.get(output)
     if not isinstance(out, Tensor) or out.source is None:
         raise OnnxImportError(f"the graph output {show(output)} is the input or a constant, not computed by a layer")
     name = "" if graph.name == exporter.UNNAMED else naming.sanitise(graph.name)
-    return _spec(st, input_shape, out.source, name)
+    return _spec(st, [declared for _, declared in graph_inputs], out.source, name)
 
 
 def from_proto(proto: onnx.ModelProto, *, checked: bool = False) -> Model:

@@ -408,7 +408,16 @@ def average_pooling1d(ctx: LoweringContext, layer: seq.AveragePooling1D, inputs:
 
 
 def _global_pool_1d(op: str) -> Callable[..., str]:
+    """(N, C, L): the global pool and, without ``keepdims``, a Flatten; (N, L, C)
+    (``channels_last``): ReduceMean / ReduceMax over axis 1."""
+    reduce = {"GlobalAveragePool": "ReduceMean", "GlobalMaxPool": "ReduceMax"}[op]
+
     def lower(ctx: LoweringContext, layer: Any, inputs: list[str]) -> str:
+        if layer.data_format == "channels_last":
+            keep = int(layer.keepdims)
+            if ctx.opset >= 18:  # the axes are an input from opset 18
+                return ctx.node(reduce, [inputs[0], ctx.constant(np.array([1], np.int64), "axes")], keepdims=keep)
+            return ctx.node(reduce, inputs[:1], axes=[1], keepdims=keep)
         y = ctx.node(op, inputs[:1])  # (N, C, 1)
         return y if layer.keepdims else ctx.node("Flatten", [y], axis=1)
 

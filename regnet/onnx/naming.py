@@ -44,10 +44,10 @@ def from_weight(initializer_name: str) -> str:
     return ""
 
 
-def assign(candidates: list[list[str]], types: list[str]) -> list[str]:
-    """One unique name per layer: its first usable candidate, else ``<type>_<k>`` as regnet
-    would generate it."""
-    taken = {INPUT}
+def assign(candidates: list[list[str]], types: list[str], inputs: tuple[str, ...] = (INPUT,)) -> list[str]:
+    """One unique name per layer (none a model input's: ``inputs``): its first usable candidate,
+    else ``<type>_<k>`` as regnet would generate it."""
+    taken = set(inputs)
     names = []
     for cands, type_name in zip(candidates, types):
         stem = snake(type_name)

@@ -1,6 +1,8 @@
 """Data in every form ``fit``, ``evaluate`` and ``predict`` take, served as checked batches.
 
-* **NumPy arrays** (in memory): checked and converted to float32 once; each epoch visits them in
+* **NumPy arrays** (in memory): checked and converted to the input's dtype (float32, or int64
+  for token ids) once; a model with several inputs takes a dict ``{input name: array}`` or a list
+  of arrays in the order the inputs were declared (served as ``validation.Inputs``); each epoch visits them in
   the order of ``model.rng.permutation(n)`` (with ``shuffle``).
 * **Arrays on disk**: a ``numpy.memmap``, an ``h5py.Dataset`` or any array-like with ``shape``,
   ``dtype`` and slicing. They are never loaded whole: samples are read in chunks of consecutive
@@ -69,7 +71,10 @@ def kind(x: object) -> str:
     if isinstance(x, np.memmap):
         return "disk"
     if isinstance(x, (list, tuple)) and x and isinstance(x[0], (list, tuple)) and x[0]:
-        if isinstance(x[0][0], np.ndarray):  # a list of (x, y) batches
+        first = x[0][0]
+        if isinstance(first, (np.ndarray, dict)) or (
+            isinstance(first, (list, tuple)) and first and all(isinstance(a, np.ndarray) for a in first)
+        ):  # a list of (x, y) batches (x an array, a dict or a list of arrays: several inputs)
             return "dataset"
     if isinstance(x, (np.ndarray, np.generic, list, tuple, numbers.Number)):
         return "array"
@@ -117,7 +122,7 @@ def open_source(
     (``steps_per_epoch``, ``validation_steps`` or ``steps``), named by errors about it. Everything
     that can be checked before training is: arrays whole, arrays on disk by shape and dtype (and
     their targets in one pass)."""
-    k = kind(x)
+    k = "array" if isinstance(x, dict) and len(model.inputs) > 1 else kind(x)  # {input name: array}
     if targets and y is None and k in ("array", "disk"):
         where = "in memory" if k == "array" else "on disk"
         raise DataError(
@@ -155,10 +160,13 @@ def _what(what: str, name: str) -> str:
     return what[:-1] + name if what.endswith("x") else name
 
 
-def _own(checked: np.ndarray, given: object) -> np.ndarray:
+def _own(checked: Any, given: object) -> Any:
     """``checked`` (made from ``given``), copied unless it holds memory of its own: a loader may
     refill the buffer it yields for the next batch, while the divergence guard keeps the batches
     it may replay after a diverged step."""
+    if isinstance(checked, validation.Inputs):
+        given_arrays = list(given.values()) if isinstance(given, dict) else list(given)  # type: ignore[call-overload]
+        return validation.Inputs(_own(a, g) for a, g in zip(checked.arrays, given_arrays))
     shared = not checked.flags.owndata or (isinstance(given, np.ndarray) and np.may_share_memory(checked, given))
     return checked.copy() if shared else checked
 
@@ -345,6 +353,8 @@ class ChunkedSource(Source):
 
     @classmethod
     def open(cls, model, x, y, sample_weight, batch_size, steps, what, field="steps_per_epoch"):
+        if len(model.inputs) > 1:
+            validation.inputs(model, x, what)  # refuses one array for several inputs, naming them
         shape, dtype = tuple(x.shape), np.dtype(x.dtype)
         validation.check_dtype(dtype, what)
         validation.check_shape(model, shape, what)
@@ -410,10 +420,7 @@ class ChunkedSource(Source):
         self.table = table
 
     def _read(self, start, stop):
-        raw = self._x_rows(start, stop)
-        with np.errstate(over="ignore"):
-            xs = np.ascontiguousarray(raw, dtype=np.float32)
-        validation.finite(xs, self.what, first_index=start)
+        xs = validation.convert(self.model.inputs[0], self._x_rows(start, stop), self.what, first_index=start)
         ys = None
         if self.y is not None:
             ys = validation.targets(self.model, np.asarray(self._y_rows(start, stop)), stop - start, "y")

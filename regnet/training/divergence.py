@@ -106,7 +106,8 @@ class Guard:
         """A step that succeeded: its batch (and sample weights) and the optimizer
         hyperparameters it ran with."""
         self._steps.append((xb, yb, sample_weight, hyper))
-        self._bytes += np.asarray(xb).nbytes + np.asarray(yb).nbytes
+        x_bytes = xb.nbytes if hasattr(xb, "nbytes") else np.asarray(xb).nbytes  # an array or several inputs
+        self._bytes += x_bytes + np.asarray(yb).nbytes
 
     def rewind(self, step):
         """Back to the state before the step in progress: restore the checkpoint, then replay the

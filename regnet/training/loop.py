@@ -122,8 +122,18 @@ def batch_statistics(model, out, yb):
 
 
 # -- one step ---------------------------------------------------------------------------------------
+def check_lengths(model, out, yb):
+    """For a model with a variable-length output: ``yb`` fits this batch's outputs (lengths too)."""
+    if None in model.output_shape:
+        try:
+            model.loss.check_target(yb, out.shape)
+        except DataError as exc:
+            raise DataError(f"y: {exc}") from None
+
+
 def _forward_backward(model, xb, yb, sample_weight):
     out = model.forward(xb, training=True, logits=model.fused_loss is not None)
+    check_lengths(model, out, yb)
     if sample_weight is None:
         loss, grad = model.training_loss.value_and_grad(out, yb)
     else:
@@ -454,6 +464,7 @@ def _evaluate(model, source, strategy=LOCAL):
         if not len(xb):
             continue
         out = model.forward(xb, training=False, logits=fused, release=True)
+        check_lengths(model, out, yb)
         if wb is None:
             loss = model.training_loss.value(out, yb)
         else:
@@ -516,7 +527,7 @@ def predict(model, x, *, batch_size=256, steps=None):
     )
     _warn_untrained(model)
     try:
-        if isinstance(source, data.ArraySource):
+        if isinstance(source, data.ArraySource) and None not in model.output_shape:
             out = np.empty((source.n_samples, *model.output_shape), dtype=np.float32)
             start = 0
             for xb, _, _ in source.epoch(model.rng, False):
@@ -526,7 +537,9 @@ def predict(model, x, *, batch_size=256, steps=None):
         parts = []
         for xb, _, _ in source.epoch(model.rng, False):
             parts.append(model.forward(xb, training=False, release=True).copy())
-        return np.concatenate(parts) if parts else np.empty((0, *model.output_shape), np.float32)
+        if parts:
+            return np.concatenate(parts)
+        return np.empty((0, *(0 if d is None else d for d in model.output_shape)), np.float32)
     finally:
         source.close()
 
@@ -605,6 +618,7 @@ def test_on_batch(model, x, y, *, sample_weight=None):
     xb, yb, wb = _one_batch(model, x, y, sample_weight)
     _warn_untrained(model)
     out = model.forward(xb, training=False, logits=model.fused_loss is not None, release=True)
+    check_lengths(model, out, yb)
     loss = model.training_loss.value(out, yb) if wb is None else model.training_loss.weighted_value(out, yb, wb)
     return _batch_logs(model, loss, out, yb)
 

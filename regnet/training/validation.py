@@ -72,15 +72,54 @@ def _hint(shape, want):
     return ""
 
 
-def check_shape(model, shape, what):
+def _fits(shape, want):
+    """Whether a batch of ``shape`` holds samples of ``want`` (``None``: any length >= 1)."""
+    return len(shape) == len(want) + 1 and all(w is None or s == w for s, w in zip(shape[1:], want))
+
+
+def check_shape(model, shape, what, declared=None):
     """Raise ``DataError`` (with a hint where one helps) unless ``shape`` is a batch of the
-    model's inputs."""
-    shape, want = tuple(shape), tuple(model.input_shape)
-    if len(shape) == len(want) + 1 and shape[1:] == want:
+    model's input (``declared``: that input's ``spec.InputSpec``, the only one by default)."""
+    declared = model.inputs[0] if declared is None else declared
+    shape, want = tuple(shape), tuple(declared.shape)
+    if _fits(shape, want):
+        if 0 in shape[1:]:
+            raise DataError(f"{what} has shape {shape_text(shape, False)}: a variable-length axis needs length >= 1")
         return
-    hint = _hint(shape, want)
+    hint = "" if None in want else _hint(shape, want)
     message = f"{what} has shape {shape_text(shape, False)}, the model expects {shape_text(want)}"
     raise DataError(f"{message}: {hint}" if hint else message)
+
+
+class Inputs:
+    """The checked batches of a model's several inputs, in declaration order: ``len`` is the
+    number of samples and indexing (a slice, an index array) takes the same rows of each."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays):
+        self.arrays = tuple(arrays)
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def __getitem__(self, index):
+        return Inputs(a[index] for a in self.arrays)
+
+    def copy(self):
+        return Inputs(a.copy() for a in self.arrays)
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for a in self.arrays)
+
+    def __repr__(self):
+        return f"Inputs({', '.join(shape_text(a.shape, False) + ' ' + str(a.dtype) for a in self.arrays)})"
+
+
+def nbytes(x):
+    """The bytes of a batch of inputs (an array or ``Inputs``)."""
+    return x.nbytes if isinstance(x, Inputs) else np.asarray(x).nbytes
 
 
 def seed(value):
@@ -139,8 +178,7 @@ def validation_parts(value):
     )
 
 
-def inputs(model, x, what="x"):
-    """``x`` as a float32 batch of the model's input shape (copied only if needed)."""
+def _array(x, what):
     if isinstance(x, (list, tuple)):
         try:
             x = np.asarray(x)
@@ -150,18 +188,88 @@ def inputs(model, x, what="x"):
         x = np.asarray(x)
     if not isinstance(x, np.ndarray):
         raise DataError(f"{what} must be a NumPy array, got {type(x).__name__}")
+    return x
+
+
+def convert(declared, x, what, first_index=0):
+    """``x`` (a numeric array) as the dtype of input ``declared``: float32 (finite), or int64
+    (whole numbers within int64's range; NaN, infinities and fractions refused naming the input)."""
+    if declared.dtype == "float32":
+        if x.dtype == np.float32:
+            x = np.ascontiguousarray(x)
+        else:
+            with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+                x = np.ascontiguousarray(x, dtype=np.float32)
+        finite(x, what, first_index)
+        return x
+    if x.dtype.kind == "f":
+        finite(x, what, first_index)
+        whole = np.floor(x) == x
+        if not whole.all():
+            bad = ~whole.reshape(len(x), -1).all(axis=1)
+            i = int(np.argmax(bad))
+            value = x[i][~whole[i]].flat[0].item()
+            raise DataError(
+                f"{what} holds {int(x.size - whole.sum())} value(s) that are not whole numbers, the first "
+                f"{value!r} in sample {first_index + i}; input '{declared.name}' takes int64 ids"
+            )
+        big = np.abs(x) >= 2.0**63
+        if big.any():
+            raise DataError(f"{what} holds values beyond the int64 range; input '{declared.name}' takes int64 ids")
+    elif x.dtype.kind == "u" and x.dtype.itemsize == 8 and x.size and x.max() > np.iinfo(np.int64).max:
+        raise DataError(f"{what} holds values beyond the int64 range; input '{declared.name}' takes int64 ids")
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
+def _one(model, declared, x, what):
+    x = _array(x, what)
     _numeric(x, what)
-    check_shape(model, x.shape, what)
+    check_shape(model, x.shape, what, declared)
     if x.shape[0] == 0:
         raise DataError(f"{what} is empty (0 samples)")
-    warn_integer_images(x.dtype, x.ndim, what)
-    if x.dtype == np.float32:
-        x = np.ascontiguousarray(x)
-    else:
-        with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
-            x = np.ascontiguousarray(x, dtype=np.float32)
-    finite(x, what)
-    return x
+    if declared.dtype == "float32":
+        warn_integer_images(x.dtype, x.ndim, what)
+    return convert(declared, x, what)
+
+
+def _by_input(model, x, what):
+    """The arrays of a multi-input batch (a dict by name, or a list in declaration order)."""
+    names = model.input_names
+    if isinstance(x, dict):
+        odd = [k for k in x if not isinstance(k, str) or k not in names]
+        if odd:
+            raise DataError(
+                f"{what} has an entry {show(odd[0])} that is not a model input (the inputs are {', '.join(names)})"
+            )
+        missing = [n for n in names if n not in x]
+        if missing:
+            raise DataError(f"{what} has no entry for model input '{missing[0]}' (the inputs are {', '.join(names)})")
+        return [x[n] for n in names]
+    if isinstance(x, (list, tuple)):
+        if len(x) != len(names):
+            raise DataError(
+                f"{what} holds {len(x)} arrays; the model has {len(names)} inputs ({', '.join(names)}): give one "
+                f"array per input in that order, or a dict {{name: array}}"
+            )
+        return list(x)
+    raise DataError(
+        f"{what} must be a dict {{name: array}} or a list of arrays for a model with inputs "
+        f"{', '.join(names)}; got {type(x).__name__}"
+    )
+
+
+def inputs(model, x, what="x"):
+    """``x`` checked as a batch of the model's inputs: for one input an array of its dtype
+    (float32 or int64; copied only if needed), for several an ``Inputs`` made from a dict
+    ``{name: array}`` or a list of arrays in declaration order."""
+    if len(model.inputs) == 1:
+        return _one(model, model.inputs[0], x, what)
+    arrays = [_one(model, d, a, f"{what}['{d.name}']") for d, a in zip(model.inputs, _by_input(model, x, what))]
+    counts = {len(a) for a in arrays}
+    if len(counts) > 1:
+        sizes = ", ".join(f"{d.name}: {len(a)}" for d, a in zip(model.inputs, arrays))
+        raise DataError(f"the inputs of {what} hold different numbers of samples ({sizes})")
+    return Inputs(arrays)
 
 
 def targets(model, y, n, what="y"):
@@ -184,8 +292,11 @@ def targets(model, y, n, what="y"):
         finite(y, what)
     if y.dtype == bool:
         y = y.astype(np.float32)
+    out_shape = model.output_shape
+    if None in out_shape:  # a variable-length output: each batch is checked again against its outputs
+        out_shape = tuple(y.shape[i + 1] if d is None and i + 1 < y.ndim else d for i, d in enumerate(out_shape))
     try:
-        model.loss.check_target(y, (n, *model.output_shape))
+        model.loss.check_target(y, (n, *out_shape))
     except DataError as exc:
         raise DataError(f"{what}: {exc}") from None
     return y
