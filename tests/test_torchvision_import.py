@@ -56,17 +56,24 @@ SLOW = {
 }
 
 
+NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm)
+
+
 def randomize(net):
     """Random normalisation statistics, affine parameters and layer scales (a freshly built
     network has neutral ones, which would leave much of the import untested)."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in net.modules():
-            if isinstance(module, (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)):
-                for name, make in (("weight", 1), ("running_var", 1), ("bias", 0), ("running_mean", 0)):
+            if isinstance(module, NORMS):
+                for name in ("weight", "running_var", "bias", "running_mean"):
                     t = getattr(module, name, None)
-                    if isinstance(t, torch.Tensor):
-                        t.copy_(torch.rand(t.shape, generator=g) + 0.5 if make else torch.randn(t.shape, generator=g) / 5)
+                    if not isinstance(t, torch.Tensor):
+                        continue
+                    if name in ("weight", "running_var"):
+                        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+                    else:
+                        t.copy_(torch.randn(t.shape, generator=g) / 5)
         for name, p in net.named_parameters():
             if name.endswith(("layer_scale", "gamma")) and not name.startswith("norm"):
                 p.copy_(torch.rand(p.shape, generator=g) / 2 + 0.5)

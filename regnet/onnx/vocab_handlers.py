@@ -224,7 +224,9 @@ def _absorb(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray, *,
     src = x.source
     if src is not None and src.type == "Permute" and st.sole_consumer(name):
         inner = st.producer(name)
-        inner_x = st.values.get(inner.input[0]) if inner is not None and inner.op_type == "Transpose" else None
+        if inner is None or inner.op_type != "Transpose":
+            return False
+        inner_x = st.values.get(inner.input[0])
         if not isinstance(inner_x, Tensor) or inner_x.source is not src.inputs[0]:
             return False
         order = np.argsort([d - 1 for d in src.config["dims"]])
