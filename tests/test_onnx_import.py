@@ -354,3 +354,37 @@ def test_any_name_regnet_accepts_comes_back_as_it_was(name):
     assert [n.name for n in back.nodes] == [n.name for n in model.nodes]
     x = np.ones((2, 4), np.float32)
     np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("op", ["Mul", "Add", "Div"])
+def test_per_channel_constant_after_a_permute_folds_into_the_layer_before(op):
+    """ConvNeXt's block tail: a channels-last MatMul + Add, a Transpose back to (N, C, H, W), then
+    ``Mul`` by a ``(C, 1, 1)`` layer scale: folded into the Dense's weights through the Permute."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="to_last", perm=[0, 2, 3, 1]),
+        helper.make_node("MatMul", ["t", "w"], ["m"], name="fc"),
+        helper.make_node("Add", ["m", "b"], ["mb"], name="fc_bias"),
+        helper.make_node("Transpose", ["mb"], ["back"], name="to_first", perm=[0, 3, 1, 2]),
+        helper.make_node(op, ["back", "scale"], ["s"], name="layer_scale"),
+        helper.make_node("Add", ["s", "x"], ["y"], name="residual"),
+    ]
+    scale = np.abs(weights(4, 1, 1, seed=3)) + 0.5
+    proto = make_model(
+        nodes, {"x": [4, 3, 5]}, ("y", 4), [("w", weights(4, 4)), ("b", weights(4, seed=1)), ("scale", scale)]
+    )
+    model = assert_matches(proto, [4, 3, 5])
+    assert [la["type"] for la in model.to_spec()["layers"]] == ["Permute", "Dense", "Permute", "Add"]
+
+
+def test_per_channel_constant_after_a_shared_permute_is_refused():
+    """The Permute's output also feeds another node: the scale cannot move into the layer before."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="to_last", perm=[0, 2, 3, 1]),
+        helper.make_node("MatMul", ["t", "w"], ["m"], name="fc"),
+        helper.make_node("Transpose", ["m"], ["back"], name="to_first", perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["back", "scale"], ["s"], name="layer_scale"),
+        helper.make_node("Add", ["s", "back"], ["y"], name="residual"),
+    ]
+    proto = make_model(nodes, {"x": [4, 3, 5]}, ("y", 4), [("w", weights(4, 4)), ("scale", weights(4, 1, 1))])
+    with pytest.raises(ronnx.OnnxImportError, match="layer_scale"):
+        ronnx.from_proto(proto)

@@ -72,6 +72,7 @@ class ImportState:
         self.consumers: Counter = Counter(name for node in nodes for name in node.input if name)
         self.consumers.update(outputs)
         self.readers: dict[str, list[onnx.NodeProto]] = {}  # tensor name -> the nodes that read it
+        self._producers = {name: node for node in nodes for name in node.output if name}
         for node in nodes:
             for name in dict.fromkeys(node.input):
                 if name:
@@ -125,6 +126,10 @@ class ImportState:
         if value.dtype != object and value.dtype.kind not in "iu":
             raise self.fail(node, f"{what} (input {index}) has dtype {value.dtype}; expected integers")
         return value
+
+    def producer(self, name: str) -> onnx.NodeProto | None:
+        """The node whose output is tensor ``name`` (``None`` for graph inputs and initializers)."""
+        return self._producers.get(name)
 
     def sole_consumer(self, name: str) -> bool:
         """Whether tensor ``name`` feeds exactly one node and is not a graph output."""

@@ -219,7 +219,32 @@ def _norm_view(entry: Entry, c: np.ndarray, weight: str) -> np.ndarray | None:
 
 
 def _absorb(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray, *, scale: bool) -> bool:
-    """Fold ``x * c`` (``scale``) or ``x + c`` into the weights of the layer making ``x``."""
+    """Fold ``x * c`` (``scale``) or ``x + c`` into the weights of the layer making ``x``, or of the
+    layer before a Permute making ``x`` (ConvNeXt's layer scale after its channels-last MLP)."""
+    src = x.source
+    if src is not None and src.type == "Permute" and st.sole_consumer(name):
+        inner = st.producer(name)
+        if inner is None or inner.op_type != "Transpose":
+            return False
+        inner_x = st.values.get(inner.input[0])
+        if not isinstance(inner_x, Tensor) or inner_x.source is not src.inputs[0]:
+            return False
+        order = np.argsort([d - 1 for d in src.config["dims"]])
+        if not _fold_weights(st, inner_x, inner.input[0], np.transpose(c, order), scale=scale):
+            return False
+        st.pass_through(node, Tensor(src, x.shape), source=name)
+        return True
+    if not _fold_weights(st, x, name, c, scale=scale):
+        return False
+    assert src is not None
+    _take_hint(src, node)
+    st.pass_through(node, Tensor(src, x.shape), source=name)
+    return True
+
+
+def _fold_weights(st: ImportState, x: Tensor, name: str, c: np.ndarray, *, scale: bool) -> bool:
+    """Fold the per-sample constant ``c`` (a scale, else a shift) into the weights of the layer
+    making ``x`` (read only by the node at hand): whether it could."""
     src = x.source
     if src is None or not _foldable(st, x, name):
         return False
@@ -255,8 +280,6 @@ def _absorb(st: ImportState, node: Node, x: Tensor, name: str, c: np.ndarray, *,
             w["gamma"], w["beta"] = w["gamma"] * v, w["beta"] * v
         else:
             w["beta"] = w["beta"] + v
-    _take_hint(src, node)
-    st.pass_through(node, Tensor(src, x.shape), source=name)
     return True
 
 
