@@ -679,7 +679,9 @@ def open_file(path: "str | os.PathLike[str] | FileData", formats: tuple[str, ...
     if data is None:
         _check_readable_path(path, shown)
     try:
-        f = h5py.File(path if data is None else stdio.BytesIO(data), "r")
+        # no HDF5 file lock: saves replace a file by a rename and never change it in place, so a
+        # reader needs none, and a lock would collide with whatever holds one on the file
+        f = h5py.File(path if data is None else stdio.BytesIO(data), "r", locking=False)
     except _LOW_LEVEL as exc:
         raise FileFormatError(_not_hdf5(path, exc, data)) from None
     try:
