@@ -378,3 +378,27 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
+
+
+# -- outputs that must not replace inputs -------------------------------------------------------
+def same_file(a: "str | os.PathLike[str]", b: "str | os.PathLike[str]") -> bool:
+    """Whether ``a`` and ``b`` name one existing file (symbolic links followed, hard links and
+    any spelling of the path alike): the files are compared, not the strings."""
+    try:
+        x, y = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
+
+
+def refuse_input(output: "str | os.PathLike[str]", inputs: dict[str, object], *, what: str = "output") -> None:
+    """Raise ``FileFormatError`` when the file ``output`` names is one of ``inputs``
+    (``{"the model spec": path, ...}``; entries that are not paths, or name no file, are skipped):
+    writing it would destroy what the command reads. The file is left untouched."""
+    for role, path in inputs.items():
+        if isinstance(path, (str, bytes, os.PathLike)) and path and same_file(output, path):  # type: ignore[arg-type]
+            raise FileFormatError(
+                f"the {what} {escape(os.fsdecode(os.fspath(output)))} is the same file as {role} "
+                f"{escape(os.fsdecode(os.fspath(path)))}; writing it would destroy its input, so nothing is written "
+                "and the file is left untouched: choose another output path"
+            )

@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 
-from . import checkpoint, images, io, metrics, plot, zoo
+from . import atomic, checkpoint, images, io, metrics, plot, zoo
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
 from .distributed import cli as distributed
-from .errors import DataError, MissingDependencyError, RegnetError
+from .errors import DataError, FileFormatError, MissingDependencyError, RegnetError
 from .model import Model
 from .registry import plugin_report
 from .schedules import CLI_KINDS as SCHEDULES
@@ -53,6 +53,15 @@ def _is_model_file(path):
     return not str(path).lower().endswith(".json")
 
 
+def _check_output(path, inputs, *, model=False):
+    """Refuse, before any work, an output that is one of the command's input files (compared as
+    files: any spelling, a symbolic or hard link) and, for a model file, an existing file that
+    is not one; either is left untouched."""
+    atomic.refuse_input(path, inputs)
+    if model:
+        io.check_model_target(path)
+
+
 def _ensure_compiled(model):
     if model.loss is None:
         model.compile("categorical_crossentropy", "adam", metrics=["accuracy"])
@@ -82,6 +91,7 @@ def _weights_source(text):
 
 
 def cmd_train(args, argv, strategy=None):
+    _check_output(args.out, {"the spec": args.spec, "--init-from": args.init_from, "--data": args.data}, model=True)
     if args.distributed and strategy is None:
         return distributed.train(cmd_train, args, argv)
     if strategy is None or strategy.chief:
@@ -174,6 +184,8 @@ def _fit_augmented(model, x, y, args, val, verbose, strategy):
 
 
 def cmd_evaluate(args, argv):
+    if args.plot:
+        _check_output(args.plot, {"the model": args.model, "--data": args.data})
     model = Model.load(args.model)
     data = args.data or io.read_metadata(args.model).get("data") or "mnist"
     x, y = _split(sources.load(data), args.split)
@@ -186,6 +198,7 @@ def cmd_evaluate(args, argv):
 
 
 def cmd_plot(args, argv):
+    _check_output(args.out, {"the model": args.model})
     logs = plot.history_of_file(args.model)
     plot.history(logs, args.out, title=args.title or os.path.basename(args.model))
     keys = ", ".join(name for name, *_ in plot.panels(list(plot.curves(logs)[1])))
@@ -194,6 +207,9 @@ def cmd_plot(args, argv):
 
 
 def cmd_predict(args, argv):
+    if args.out:
+        _check_output(args.out, {"the model": args.model, "the input": args.input})
+        _check_npy_target(args.out)
     model = Model.load(args.model, compile=False)
     reading = images.read_digits(model, args.input) if images.is_image(args.input) else None
     if reading is None:
@@ -218,6 +234,20 @@ def cmd_predict(args, argv):
         else:
             print(f"{i}\t" + " ".join(f"{v:.6g}" for v in np.ravel(row)))
     return 0
+
+
+def _check_npy_target(path):
+    """``predict --out`` replaces an .npy file (or an empty one), never a file of another kind."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return  # no file yet (the save reports any other problem)
+    if head and head != b"\x93NUMPY":
+        raise FileFormatError(
+            f"cannot write {escape(path)}: the file exists and is not a NumPy .npy file; it is left untouched: "
+            "remove it first or choose another path"
+        )
 
 
 def cmd_summary(args, argv):

@@ -790,6 +790,44 @@ def check_writable(path: "str | os.PathLike[str]") -> str:
     return path
 
 
+#: the first bytes of every HDF5 file (the superblock signature at offset 0, as regnet writes it)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_model_file(path: "str | os.PathLike[str]") -> bool:
+    """Whether ``path`` is a regnet model or weights file (its root ``format`` says so)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return False
+        with h5py.File(path, "r", locking=False) as f:
+            fmt = f.attrs.get("format")
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError):
+        return False
+    if isinstance(fmt, np.ndarray):
+        fmt = fmt.reshape(-1)[0] if fmt.size else None
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode("utf-8", "replace")
+    return fmt in (FORMAT, WEIGHTS_FORMAT)
+
+
+def check_model_target(path: "str | os.PathLike[str]") -> str:
+    """Raise ``FileFormatError`` if ``path`` names an existing file that a model must not replace:
+    anything but a regnet model or weights file (or an empty file). ``--out picture.png`` then
+    fails with the picture untouched instead of turning it into HDF5."""
+    path = _path(path)
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return path  # no file (the save reports any other problem)
+    if stat.S_ISREG(info.st_mode) and info.st_size > 0 and not is_model_file(path):
+        raise FileFormatError(
+            f"cannot save a model to {escape(path)}: the file exists and is not a regnet model file (HDF5); "
+            "it is not replaced and is left untouched: remove it first or choose another path"
+        )
+    return path
+
+
 def read_metadata(path: "str | os.PathLike[str]") -> dict:
     """The user ``metadata`` a model or weights file was saved with, through the safe reader."""
     with open_file(path, (FORMAT, WEIGHTS_FORMAT)) as f:
@@ -808,6 +846,8 @@ __all__ = [
     "read_metadata",
     "atomic_write",
     "check_writable",
+    "check_model_target",
+    "is_model_file",
     "path_text",
     "FORMAT",
     "WEIGHTS_FORMAT",
