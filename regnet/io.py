@@ -60,6 +60,8 @@ MAX_ATTR_BYTES = 4096
 #: refuse trees deeper / wider than this under /weights or /optimizer
 MAX_DEPTH = 8
 MAX_ENTRIES = 1 << 16
+#: the environment variable that lets a file without ``sha256`` attributes load (hand-made files)
+ALLOW_MISSING_CHECKSUMS = "REGNET_ALLOW_MISSING_CHECKSUMS"
 #: how much of a file that is not HDF5 is read to tell whether it is a JSON spec
 _SNIFF = 4 << 20
 
@@ -73,6 +75,11 @@ def _hdf5_forces_locks() -> bool:
     """Whether ``HDF5_USE_FILE_LOCKING`` makes HDF5 lock every file it opens, whatever h5py asks
     (then ``atomic_write`` must leave the temporary file unlocked, or HDF5 could not open it)."""
     return os.environ.get("HDF5_USE_FILE_LOCKING", "").strip().upper() in ("TRUE", "1", "BEST_EFFORT")
+
+
+def missing_checksums_allowed() -> bool:
+    """Whether ``REGNET_ALLOW_MISSING_CHECKSUMS`` is set (to anything but ``""`` or ``0``)."""
+    return os.environ.get(ALLOW_MISSING_CHECKSUMS, "") not in ("", "0")
 
 
 def _path(path: object) -> str:
@@ -503,9 +510,19 @@ class ModelFile:
         return out
 
     def verify(self, ds: h5py.Dataset, where: str, data: bytes) -> None:
-        """Check ``data`` against the dataset's ``sha256`` attribute (when it has one)."""
+        """Check ``data`` against the dataset's ``sha256`` attribute. Every writer adds one, so a
+        missing one is refused (``IntegrityError``) unless ``REGNET_ALLOW_MISSING_CHECKSUMS=1``
+        (for files made by hand, see docs/format.md)."""
         digest = self.attr(ds, "sha256", "str", required=False)
-        if digest is not None and digest != _sha256(data):
+        if digest is None:
+            if missing_checksums_allowed():
+                return
+            raise IntegrityError(
+                f"{self.shown}: '{escape(where, 300)}' has no sha256 attribute; every JSON document and tensor of "
+                f"the format has one, so the file was altered or made by hand (set {ALLOW_MISSING_CHECKSUMS}=1 to "
+                "load a hand-made file without them)"
+            )
+        if digest != _sha256(data):
             raise IntegrityError(
                 f"{self.shown}: '{escape(where, 300)}' does not match its sha256 checksum (the file is corrupted)"
             )
