@@ -48,6 +48,7 @@ def assign(candidates: list[list[str]], types: list[str]) -> list[str]:
     """One unique name per layer: its first usable candidate, else ``<type>_<k>`` as regnet
     would generate it."""
     taken = {INPUT}
+    lowest: dict[str, int] = {}  # per base name, the lowest number that may still be free
     names = []
     for cands, type_name in zip(candidates, types):
         stem = snake(type_name)
@@ -63,9 +64,12 @@ def assign(candidates: list[list[str]], types: list[str]) -> list[str]:
             break
         if not chosen or chosen in taken:
             base = chosen or stem
-            k = 1 if not chosen else 2
+            # names are only ever added, so the search resumes where the last one for this base
+            # stopped: linear in the number of layers however many share a base
+            k = max(lowest.get(base, 1), 1 if not chosen else 2)
             while f"{base}_{k}" in taken:
                 k += 1
+            lowest[base] = k + 1
             chosen = f"{base}_{k}"
         taken.add(chosen)
         names.append(chosen)
