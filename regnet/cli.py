@@ -1,7 +1,9 @@
 """The ``regnet`` command: train, evaluate, predict, plot, summary, zoo and plugins.
 
 Every failure prints one line, ``regnet: error: ...``, on stderr and exits with status 1
-(2 for usage errors); ``--debug`` shows the traceback instead.
+(2 for usage errors, which name the ``--help`` to read); ``--debug`` shows the traceback instead.
+A closed standard output (``regnet evaluate m.h5 | head -1``) ends the command quietly with
+status 141.
 """
 
 import argparse
@@ -354,12 +356,20 @@ def _data_help(default):
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, as every other failure is:
+    ``regnet: error: <what>; see 'regnet train --help'`` (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"regnet: error: {_one_line(message)}; see '{self.prog} --help'\n")
+
+
 def build_parser():
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors"
     )
-    p = argparse.ArgumentParser(prog="regnet", description="Train, inspect and use regnet models.", parents=[debug])
+    p = _Parser(prog="regnet", description="Train, inspect and use regnet models.", parents=[debug])
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser(
@@ -506,17 +516,41 @@ def _one_line(exc):
     return escape(text)  # messages may quote a file: no control character reaches the terminal
 
 
+#: the exit status of a command whose output pipe closed (128 + SIGPIPE, as a shell reports a
+#: program that signal ended)
+EXIT_PIPE_CLOSED = 141
+
+
+def _stdout_closed():
+    """The reader of standard output went away: stop quietly (no traceback, no error line), with
+    what is left to print sent nowhere so that the flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout
+        pass
+    return EXIT_PIPE_CLOSED
+
+
 def main(argv=None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        sys.stdout.flush()
     except SystemExit as exc:  # usage error or --help
         return exc.code if isinstance(exc.code, int) else 2
+    except BrokenPipeError:
+        return _stdout_closed()
     debug = getattr(args, "debug", False)
     try:
-        return args.func(args, argv)
+        status = args.func(args, argv)
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+        return status
+    except BrokenPipeError:  # `regnet ... | head -1`: the reader has all it wanted
+        return _stdout_closed()
     except KeyboardInterrupt:
         if debug:
             raise
