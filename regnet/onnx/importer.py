@@ -302,7 +302,9 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
             raise st.fail(node, f"{node.op_type} is supported on constants only (shape arithmetic, weights)")
         handler(st, node, node_attrs)
         if len(st.entries) > MAX_ENTRIES:
-            raise st.fail(node, f"the graph makes more than {MAX_ENTRIES} layers (regnet models have at most {spec.MAX_LAYERS})")
+            raise st.fail(
+                node, f"the graph makes more than {MAX_ENTRIES} layers (regnet models have at most {spec.MAX_LAYERS})"
+            )
     out = st.values.get(output)
     if not isinstance(out, Tensor) or out.source is None:
         raise OnnxImportError(f"the graph output {show(output)} is the input or a constant, not computed by a layer")

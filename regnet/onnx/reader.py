@@ -101,7 +101,9 @@ def _load_external(tensor: onnx.TensorProto, folder: str | None, where: str) -> 
         target = os.path.realpath(os.path.join(root, location))
         outside = os.path.commonpath([root, target]) != root
     except (OSError, ValueError) as exc:  # a name the file system cannot hold
-        raise FileFormatError(f"{where}: tensor {name} names external data {show(location)} that cannot be used: {exc}") from None
+        raise FileFormatError(
+            f"{where}: tensor {name} names external data {show(location)} that cannot be used: {exc}"
+        ) from None
     if outside:  # e.g. through a symbolic link
         raise FileFormatError(
             f"{where}: tensor {name} points at external data {show(location)}, which resolves outside the "
@@ -126,8 +128,9 @@ def _load_external(tensor: onnx.TensorProto, folder: str | None, where: str) -> 
             fh.seek(offset)
             raw = fh.read(length)
     except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
         raise FileFormatError(
-            f"{where}: cannot read external data {show(location)} of tensor {name}: {exc.strerror or exc}"
+            f"{where}: cannot read external data {show(location)} of tensor {name}: {reason}"
         ) from None
     tensor.raw_data = raw
     del tensor.external_data[:]

@@ -40,7 +40,9 @@ def saved(tmp_path):
     model.save(path)
     with h5py.File(path, "r") as f:
         optimizer = []
-        f["optimizer"].visititems(lambda k, v: optimizer.append(f"optimizer/{k}") if isinstance(v, h5py.Dataset) else None)
+        f["optimizer"].visititems(
+            lambda k, v: optimizer.append(f"optimizer/{k}") if isinstance(v, h5py.Dataset) else None
+        )
     return path, optimizer
 
 

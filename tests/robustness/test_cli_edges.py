@@ -41,7 +41,9 @@ def test_usage_errors_are_one_line(argv, capsys):
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.lists(st.sampled_from(["train", "zoo", "list", "--epochs", "-x", "--out", "1", "=", "--", "info"]), max_size=5))
+@given(
+    st.lists(st.sampled_from(["train", "zoo", "list", "--epochs", "-x", "--out", "1", "=", "--", "info"]), max_size=5)
+)
 def test_any_argument_list_fails_in_one_line(argv):
     """Whatever the arguments, a failure before a command runs is one line on stderr."""
     import contextlib

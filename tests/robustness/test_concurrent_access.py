@@ -61,7 +61,9 @@ def test_a_clean_up_waits_for_a_rename_in_progress(tmp_path, monkeypatch):
 
     def slow_replace(src, dst):
         key = atomic.temp_key(os.path.basename(dst))
-        cleaner = threading.Thread(target=lambda: outcome.setdefault("removed", atomic.remove_stale(str(tmp_path), key)))
+        cleaner = threading.Thread(
+            target=lambda: outcome.setdefault("removed", atomic.remove_stale(str(tmp_path), key))
+        )
         cleaner.start()
         cleaner.join(0.3)
         outcome["blocked"] = cleaner.is_alive()

@@ -33,7 +33,9 @@ def real_zoo(monkeypatch):
 @pytest.mark.parametrize("case", EXITS)
 def test_a_zoo_provider_that_exits_is_listed_as_broken(case, capsys):
     source, fragment = EXITS[case]
-    with plugin_distribution("exiting-zoo", {"zoo": {"bad": "exiting_zoo_mod:MANIFEST"}}, modules={"exiting_zoo_mod": source}):
+    with plugin_distribution(
+        "exiting-zoo", {"zoo": {"bad": "exiting_zoo_mod:MANIFEST"}}, modules={"exiting_zoo_mod": source}
+    ):
         assert set(zoo.list()) >= set(BUILTIN)
         assert zoo.load("mlp-moons").count_params() > 0
         [broken] = [b for b in zoo.broken() if b["distribution"] == "exiting-zoo"]
@@ -47,7 +49,9 @@ def test_a_zoo_provider_that_exits_is_listed_as_broken(case, capsys):
 @pytest.mark.parametrize("case", ["sys.exit with a message", "a BaseException subclass"])
 def test_a_component_plugin_that_exits_is_broken_not_fatal(kind, case, capsys):
     source, fragment = EXITS[case]
-    with plugin_distribution("exiting-plugin", {kind: {"Exiting": "exiting_mod:Thing"}}, modules={"exiting_mod": source}):
+    with plugin_distribution(
+        "exiting-plugin", {kind: {"Exiting": "exiting_mod:Thing"}}, modules={"exiting_mod": source}
+    ):
         with pytest.raises(PluginError, match=fragment):
             REGISTRIES[kind].get("Exiting")
         assert any(fragment in b["error"] for b in regnet.registry.plugin_report()[kind]["broken"])
@@ -58,7 +62,9 @@ def test_a_component_plugin_that_exits_is_broken_not_fatal(kind, case, capsys):
 
 def test_keyboard_interrupt_still_interrupts():
     source = "raise KeyboardInterrupt"
-    with plugin_distribution("ctrl-c", {"zoo": {"c": "ctrl_c_mod:M"}, "layers": {"C": "ctrl_c_mod:M"}}, modules={"ctrl_c_mod": source}):
+    with plugin_distribution(
+        "ctrl-c", {"zoo": {"c": "ctrl_c_mod:M"}, "layers": {"C": "ctrl_c_mod:M"}}, modules={"ctrl_c_mod": source}
+    ):
         with pytest.raises(KeyboardInterrupt):
             zoo.list()
         with pytest.raises(KeyboardInterrupt):
