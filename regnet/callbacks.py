@@ -394,11 +394,13 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         self.columns = None
         _check_outputs(self)
+        model_file = False
         try:
-            with open(self.path, "rb") as fh:
-                model_file = fh.read(len(io.HDF5_SIGNATURE)) == io.HDF5_SIGNATURE
-        except OSError:
-            model_file = False
+            if os.path.isfile(self.path):  # a FIFO is not opened here: it would block
+                with open(self.path, "rb") as fh:
+                    model_file = fh.read(len(io.HDF5_SIGNATURE)) == io.HDF5_SIGNATURE
+        except (OSError, ValueError):
+            pass
         if model_file:
             raise ConfigError(
                 f"CSVLogger would write over {show(self.path)}, an HDF5 file (a model?); it is left untouched: "

@@ -241,9 +241,11 @@ def cmd_predict(args, argv):
 def _check_npy_target(path):
     """``predict --out`` replaces an .npy file (or an empty one), never a file of another kind."""
     try:
+        if not os.path.isfile(path):  # nothing opened: a FIFO would block (the save refuses it)
+            return
         with open(path, "rb") as fh:
             head = fh.read(6)
-    except OSError:
+    except (OSError, ValueError):
         return  # no file yet (the save reports any other problem)
     if head and head != b"\x93NUMPY":
         raise FileFormatError(

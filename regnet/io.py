@@ -814,6 +814,8 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 def is_model_file(path: "str | os.PathLike[str]") -> bool:
     """Whether ``path`` is a regnet model or weights file (its root ``format`` says so)."""
     try:
+        if not os.path.isfile(path):  # nothing but a regular file is opened (a FIFO would block)
+            return False
         with open(path, "rb") as fh:
             if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
                 return False

@@ -167,3 +167,27 @@ def test_csv_log_and_checkpoint_on_one_file_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="not a regnet model file"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[regnet.ModelCheckpoint(tmp_path / "log.csv")])
     assert (tmp_path / "log.csv").read_text() == "epoch,loss\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "spec.json", "--data", "moons", "--epochs", "1", "--quiet", "--out", "fifo"],
+        ["predict", "model.h5", "x.npy", "--out", "fifo"],
+        ["export", "model.h5", "fifo"],
+        ["import", "m.onnx", "fifo"],
+    ],
+)
+def test_the_checks_never_open_a_fifo(work, capsys, argv, time_limit):
+    """Telling what an existing output is must not open a FIFO (that would block until a writer
+    came): the save refuses it as a special file."""
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    np.save(work / "x.npy", np.zeros((2, 2), np.float32))
+    assert run("export", "model.h5", "m.onnx") == 0
+    capsys.readouterr()
+    os.mkfifo(work / "fifo")
+    with time_limit(60):
+        assert run(*argv) == 1
+    assert "FIFO" in capsys.readouterr().err
