@@ -48,7 +48,7 @@ def assign(candidates: list[list[str]], types: list[str]) -> list[str]:
     """One unique name per layer: its first usable candidate, else ``<type>_<k>`` as regnet
     would generate it."""
     taken = {INPUT}
-    lowest: dict[str, int] = {}  # per base name, the lowest number that may still be free
+    lowest: dict[tuple[str, int], int] = {}  # per (base name, first number), the lowest that may be free
     names = []
     for cands, type_name in zip(candidates, types):
         stem = snake(type_name)
@@ -66,10 +66,11 @@ def assign(candidates: list[list[str]], types: list[str]) -> list[str]:
             base = chosen or stem
             # names are only ever added, so the search resumes where the last one for this base
             # stopped: linear in the number of layers however many share a base
-            k = max(lowest.get(base, 1), 1 if not chosen else 2)
+            first = 1 if not chosen else 2
+            k = lowest.get((base, first), first)
             while f"{base}_{k}" in taken:
                 k += 1
-            lowest[base] = k + 1
+            lowest[base, first] = k + 1
             chosen = f"{base}_{k}"
         taken.add(chosen)
         names.append(chosen)
