@@ -19,7 +19,11 @@ contents. docs/format.md ("Writing") states the rules:
 * the temporary name is ``.regnet.<16 hex>.<8 hex>.tmp`` (``TEMP_NAME``): a hash of the
   target's name, so any valid target name works, and a random part. The temporary file is
   locked (``flock``) while the save runs; a save removes the unlocked ones (left by a killed
-  save) for the same target, and ``is_temporary`` lets readers refuse them.
+  save) for the same target, and ``is_temporary`` lets readers refuse them;
+* the lock is released before the rename, so the file a reader opens is never locked by a
+  save (HDF5 locks the files it opens, and a reader would collide with a save's lock). The
+  moment between the release and the rename, and each clean-up, hold an ``flock`` on the
+  directory, so a clean-up never takes a temporary file whose save is about to rename it.
 """
 
 import contextlib
@@ -114,14 +118,16 @@ def atomic_write(path: "str | os.PathLike[str]", *, lock: bool = True) -> Iterat
         yield tmp
         _fsync(tmp)
         _finish(given, target, fd, tmp, old)
-        os.replace(tmp, target)
+        with _directory_lock(directory):
+            _unlock(fd)  # the file readers open must not be locked: HDF5 would refuse to open it
+            os.replace(tmp, target)
     except BaseException as exc:
         _remove_quietly(tmp)
         if isinstance(exc, RegnetError) or not isinstance(exc, Exception):
             raise
         raise _save_error(given, exc, old is not None) from exc
     finally:
-        os.close(fd)  # releases the lock
+        os.close(fd)  # releases the lock if a failure left it held
     _fsync_directory(directory)
 
 
@@ -133,13 +139,34 @@ def remove_stale(directory: str, key: str) -> list[str]:
     removed = []
     prefix = f".regnet.{key}."
     try:
-        entries = list(os.scandir(directory))
+        entries = [e for e in os.scandir(directory) if e.name.startswith(prefix) and TEMP_NAME.fullmatch(e.name)]
     except OSError:
         return []
-    for entry in entries:
-        if entry.name.startswith(prefix) and TEMP_NAME.fullmatch(entry.name) and _remove_if_unlocked(entry.path):
-            removed.append(entry.path)
+    if not entries:
+        return []
+    with _directory_lock(directory):  # no save is between releasing its lock and its rename
+        for entry in entries:
+            if _remove_if_unlocked(entry.path):
+                removed.append(entry.path)
     return removed
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` (a save's rename against the clean-ups of
+    other saves); where directories cannot be locked, the block simply runs."""
+    fd = None
+    if fcntl is not None:
+        try:
+            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 # -- what a save may replace --------------------------------------------------------------------
@@ -263,6 +290,15 @@ def _lock(fd: int) -> None:
         pass
 
 
+def _unlock(fd: int) -> None:
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        pass
+
+
 def _same_file(fd: int, path: str) -> bool:
     try:
         a, b = os.fstat(fd), os.lstat(path)
@@ -342,3 +378,27 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
+
+
+# -- outputs that must not replace inputs -------------------------------------------------------
+def same_file(a: "str | os.PathLike[str]", b: "str | os.PathLike[str]") -> bool:
+    """Whether ``a`` and ``b`` name one existing file (symbolic links followed, hard links and
+    any spelling of the path alike): the files are compared, not the strings."""
+    try:
+        x, y = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
+
+
+def refuse_input(output: "str | os.PathLike[str]", inputs: dict[str, object], *, what: str = "output") -> None:
+    """Raise ``FileFormatError`` when the file ``output`` names is one of ``inputs``
+    (``{"the model spec": path, ...}``; entries that are not paths, or name no file, are skipped):
+    writing it would destroy what the command reads. The file is left untouched."""
+    for role, path in inputs.items():
+        if isinstance(path, (str, bytes, os.PathLike)) and path and same_file(output, path):  # type: ignore[arg-type]
+            raise FileFormatError(
+                f"the {what} {escape(os.fsdecode(os.fspath(output)))} is the same file as {role} "
+                f"{escape(os.fsdecode(os.fspath(path)))}; writing it would destroy its input, so nothing is written "
+                "and the file is left untouched: choose another output path"
+            )

@@ -1,7 +1,9 @@
 """The ``regnet`` command: train, evaluate, predict, plot, summary, zoo, plugins and describe.
 
 Every failure prints one line, ``regnet: error: ...``, on stderr and exits with status 1
-(2 for usage errors); ``--debug`` shows the traceback instead.
+(2 for usage errors, which name the ``--help`` to read); ``--debug`` shows the traceback instead.
+A closed standard output (``regnet evaluate m.h5 | head -1``) ends the command quietly with
+status 141.
 """
 
 import argparse
@@ -15,13 +17,13 @@ import time
 
 import numpy as np
 
-from . import checkpoint, images, io, metrics, plot, reference, zoo
+from . import atomic, checkpoint, images, io, metrics, plot, reference, zoo
 from ._version import __version__
 from .datasets import sources
 from .datasets.augment import random_shift
 from .datasets.inputs import read_inputs
 from .distributed import cli as distributed
-from .errors import ConfigError, DataError, MissingDependencyError, RegnetError
+from .errors import ConfigError, DataError, FileFormatError, MissingDependencyError, RegnetError
 from .model import Model
 from .registry import plugin_report
 from .schedules import CLI_KINDS as SCHEDULES
@@ -54,6 +56,15 @@ def _is_model_file(path):
     return not str(path).lower().endswith(".json")
 
 
+def _check_output(path, inputs, *, model=False):
+    """Refuse, before any work, an output that is one of the command's input files (compared as
+    files: any spelling, a symbolic or hard link) and, for a model file, an existing file that
+    is not one; either is left untouched."""
+    atomic.refuse_input(path, inputs)
+    if model:
+        io.check_model_target(path)
+
+
 def _ensure_compiled(model):
     if model.loss is None:
         model.compile("categorical_crossentropy", "adam", metrics=["accuracy"])
@@ -76,6 +87,7 @@ def _split(data, split):
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_train(args, argv, strategy=None):
+    _check_output(args.out, {"the spec": args.spec, "--init-from": args.init_from, "--data": args.data}, model=True)
     if args.distributed and strategy is None:
         return distributed.train(cmd_train, args, argv)
     if strategy is None or strategy.chief:
@@ -180,6 +192,8 @@ def _fit_augmented(model, x, y, args, val, verbose, strategy):
 
 
 def cmd_evaluate(args, argv):
+    if args.plot:
+        _check_output(args.plot, {"the model": args.model, "--data": args.data})
     source = checkpoint.source_path(args.model)  # a file, or a zoo model by name
     model = Model.load(source)
     data = args.data or io.read_metadata(source).get("data") or "mnist"
@@ -193,6 +207,7 @@ def cmd_evaluate(args, argv):
 
 
 def cmd_plot(args, argv):
+    _check_output(args.out, {"the model": args.model})
     logs = plot.history_of_file(checkpoint.source_path(args.model))
     plot.history(logs, args.out, title=args.title or os.path.basename(args.model))
     keys = ", ".join(name for name, *_ in plot.panels(list(plot.curves(logs)[1])))
@@ -201,6 +216,9 @@ def cmd_plot(args, argv):
 
 
 def cmd_predict(args, argv):
+    if args.out:
+        _check_output(args.out, {"the model": args.model, "the input": args.input})
+        _check_npy_target(args.out)
     model = Model.load(args.model, compile=False)
     reading = images.read_digits(model, args.input) if images.is_image(args.input) else None
     if reading is None:
@@ -230,6 +248,22 @@ def cmd_predict(args, argv):
         else:
             print(f"{i}\t" + " ".join(f"{v:.6g}" for v in np.ravel(row)))
     return 0
+
+
+def _check_npy_target(path):
+    """``predict --out`` replaces an .npy file (or an empty one), never a file of another kind."""
+    try:
+        if not os.path.isfile(path):  # nothing opened: a FIFO would block (the save refuses it)
+            return
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except (OSError, ValueError):
+        return  # no file yet (the save reports any other problem)
+    if head and head != b"\x93NUMPY":
+        raise FileFormatError(
+            f"cannot write {escape(path)}: the file exists and is not a NumPy .npy file; it is left untouched: "
+            "remove it first or choose another path"
+        )
 
 
 def cmd_summary(args, argv):
@@ -357,12 +391,20 @@ def _data_help(default):
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, as every other failure is:
+    ``regnet: error: <what>; see 'regnet train --help'`` (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"regnet: error: {_one_line(message)}; see '{self.prog} --help'\n")
+
+
 def build_parser():
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors"
     )
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="regnet",
         description="Train, inspect and use regnet models. Wherever a command takes a model file "
         "(MODEL.h5), a zoo model's name works too: 'zoo:NAME', or the bare NAME when no file of that "
@@ -537,17 +579,41 @@ def _one_line(exc):
     return escape(text)  # messages may quote a file: no control character reaches the terminal
 
 
+#: the exit status of a command whose output pipe closed (128 + SIGPIPE, as a shell reports a
+#: program that signal ended)
+EXIT_PIPE_CLOSED = 141
+
+
+def _stdout_closed():
+    """The reader of standard output went away: stop quietly (no traceback, no error line), with
+    what is left to print sent nowhere so that the flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout
+        pass
+    return EXIT_PIPE_CLOSED
+
+
 def main(argv=None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        sys.stdout.flush()
     except SystemExit as exc:  # usage error or --help
         return exc.code if isinstance(exc.code, int) else 2
+    except BrokenPipeError:
+        return _stdout_closed()
     debug = getattr(args, "debug", False)
     try:
-        return args.func(args, argv)
+        status = args.func(args, argv)
+        sys.stdout.flush()  # a reader that went away is noticed here, not at exit
+        return status
+    except BrokenPipeError:  # `regnet ... | head -1`: the reader has all it wanted
+        return _stdout_closed()
     except KeyboardInterrupt:
         if debug:
             raise

@@ -60,6 +60,8 @@ MAX_ATTR_BYTES = 4096
 #: refuse trees deeper / wider than this under /weights or /optimizer
 MAX_DEPTH = 8
 MAX_ENTRIES = 1 << 16
+#: the environment variable that lets a file without ``sha256`` attributes load (hand-made files)
+ALLOW_MISSING_CHECKSUMS = "REGNET_ALLOW_MISSING_CHECKSUMS"
 #: how much of a file that is not HDF5 is read to tell whether it is a JSON spec
 _SNIFF = 4 << 20
 
@@ -73,6 +75,11 @@ def _hdf5_forces_locks() -> bool:
     """Whether ``HDF5_USE_FILE_LOCKING`` makes HDF5 lock every file it opens, whatever h5py asks
     (then ``atomic_write`` must leave the temporary file unlocked, or HDF5 could not open it)."""
     return os.environ.get("HDF5_USE_FILE_LOCKING", "").strip().upper() in ("TRUE", "1", "BEST_EFFORT")
+
+
+def missing_checksums_allowed() -> bool:
+    """Whether ``REGNET_ALLOW_MISSING_CHECKSUMS`` is set (to anything but ``""`` or ``0``)."""
+    return os.environ.get(ALLOW_MISSING_CHECKSUMS, "") not in ("", "0")
 
 
 def _path(path: object) -> str:
@@ -503,9 +510,19 @@ class ModelFile:
         return out
 
     def verify(self, ds: h5py.Dataset, where: str, data: bytes) -> None:
-        """Check ``data`` against the dataset's ``sha256`` attribute (when it has one)."""
+        """Check ``data`` against the dataset's ``sha256`` attribute. Every writer adds one, so a
+        missing one is refused (``IntegrityError``) unless ``REGNET_ALLOW_MISSING_CHECKSUMS=1``
+        (for files made by hand, see docs/format.md)."""
         digest = self.attr(ds, "sha256", "str", required=False)
-        if digest is not None and digest != _sha256(data):
+        if digest is None:
+            if missing_checksums_allowed():
+                return
+            raise IntegrityError(
+                f"{self.shown}: '{escape(where, 300)}' has no sha256 attribute; every JSON document and tensor of "
+                f"the format has one, so the file was altered or made by hand (set {ALLOW_MISSING_CHECKSUMS}=1 to "
+                "load a hand-made file without them)"
+            )
+        if digest != _sha256(data):
             raise IntegrityError(
                 f"{self.shown}: '{escape(where, 300)}' does not match its sha256 checksum (the file is corrupted)"
             )
@@ -679,7 +696,9 @@ def open_file(path: "str | os.PathLike[str] | FileData", formats: tuple[str, ...
     if data is None:
         _check_readable_path(path, shown)
     try:
-        f = h5py.File(path if data is None else stdio.BytesIO(data), "r")
+        # no HDF5 file lock: saves replace a file by a rename and never change it in place, so a
+        # reader needs none, and a lock would collide with whatever holds one on the file
+        f = h5py.File(path if data is None else stdio.BytesIO(data), "r", locking=False)
     except _LOW_LEVEL as exc:
         raise FileFormatError(_not_hdf5(path, exc, data)) from None
     try:
@@ -788,6 +807,46 @@ def check_writable(path: "str | os.PathLike[str]") -> str:
     return path
 
 
+#: the first bytes of every HDF5 file (the superblock signature at offset 0, as regnet writes it)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_model_file(path: "str | os.PathLike[str]") -> bool:
+    """Whether ``path`` is a regnet model or weights file (its root ``format`` says so)."""
+    try:
+        if not os.path.isfile(path):  # nothing but a regular file is opened (a FIFO would block)
+            return False
+        with open(path, "rb") as fh:
+            if fh.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+                return False
+        with h5py.File(path, "r", locking=False) as f:
+            fmt = f.attrs.get("format")
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError):
+        return False
+    if isinstance(fmt, np.ndarray):
+        fmt = fmt.reshape(-1)[0] if fmt.size else None
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode("utf-8", "replace")
+    return fmt in (FORMAT, WEIGHTS_FORMAT)
+
+
+def check_model_target(path: "str | os.PathLike[str]") -> str:
+    """Raise ``FileFormatError`` if ``path`` names an existing file that a model must not replace:
+    anything but a regnet model or weights file (or an empty file). ``--out picture.png`` then
+    fails with the picture untouched instead of turning it into HDF5."""
+    path = _path(path)
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return path  # no file (the save reports any other problem)
+    if stat.S_ISREG(info.st_mode) and info.st_size > 0 and not is_model_file(path):
+        raise FileFormatError(
+            f"cannot save a model to {escape(path)}: the file exists and is not a regnet model file (HDF5); "
+            "it is not replaced and is left untouched: remove it first or choose another path"
+        )
+    return path
+
+
 def read_metadata(path: "str | os.PathLike[str]") -> dict:
     """The user ``metadata`` a model or weights file was saved with, through the safe reader."""
     with open_file(path, (FORMAT, WEIGHTS_FORMAT)) as f:
@@ -806,6 +865,8 @@ __all__ = [
     "read_metadata",
     "atomic_write",
     "check_writable",
+    "check_model_target",
+    "is_model_file",
     "path_text",
     "FORMAT",
     "WEIGHTS_FORMAT",

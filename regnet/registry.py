@@ -200,7 +200,9 @@ class Registry:
         ep, prov = self._pending.pop(name)
         try:
             obj = ep.load()
-        except Exception as exc:  # a plugin's import may fail in any way
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a plugin's import may fail in any way, sys.exit() included
             self._mark_broken(name, prov, f"{type(exc).__name__}: {exc}")
             raise PluginError(
                 f"{self.kind} '{name}' could not be loaded: entry point '{name} = {ep.value}' "

@@ -411,7 +411,8 @@ def test_debug_shows_the_exception(tmp_path):
 )
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("regnet: error: ") and err.count("\n") == 1 and "--help" in err
 
 
 def test_console_script(spec_2d, tmp_path):

@@ -6,13 +6,41 @@ import os
 import sys
 from typing import Any
 
-from .. import checkpoint
+import onnx
+
+from .. import atomic, checkpoint, io
+from ..errors import FileFormatError
 from ..model import Model
+from ..text import escape
 from . import exporter, importer, reader
+
+
+def _check_onnx_target(path: str) -> None:
+    """``export`` replaces an ONNX file (or an empty one), never a file of another kind."""
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            return
+        with open(path, "rb") as fh:
+            data = fh.read(reader.MAX_BYTES + 1)
+    except (OSError, ValueError):
+        return  # no file (the save reports any other problem)
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+        ok = proto.HasField("graph") and len(proto.graph.node) > 0
+    except Exception:  # protobuf raises its own errors on foreign bytes
+        ok = False
+    if not ok:
+        raise FileFormatError(
+            f"cannot write {escape(path)}: the file exists and is not an ONNX model; it is left untouched: "
+            "remove it first or choose another path"
+        )
 
 
 def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
     """Write a model file (or a spec with ``--weights``) as ONNX."""
+    atomic.refuse_input(args.out, {"the model": args.model, "--weights": args.weights})
+    _check_onnx_target(args.out)
     if str(args.model).lower().endswith(".json"):
         model = Model.from_spec(args.model, seed=0)
         if args.weights is None:
@@ -40,6 +68,8 @@ def _inputs(model: Model) -> str:
 
 def cmd_import(args: argparse.Namespace, argv: list[str]) -> int:
     """Read an ONNX file and save it as a regnet model file."""
+    atomic.refuse_input(args.out, {"the ONNX file": args.onnx})
+    io.check_model_target(args.out)
     proto = reader.read(args.onnx)
     model = importer.from_proto(proto, checked=True)
     producer = f"{proto.producer_name} {proto.producer_version}".strip()

@@ -143,6 +143,8 @@ def _arith(fn):
 
 def _int_div(a, b):
     if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        if np.any(b == 0):
+            raise FoldError("integer division by zero")
         return np.trunc(np.true_divide(a, b)).astype(np.result_type(a, b))  # ONNX truncates
     return np.true_divide(a, b)
 
@@ -177,8 +179,58 @@ FOLDERS: dict[str, Callable[[dict, list, int], Any]] = {
 }
 
 
+def _size(value: Any) -> int:
+    return int(np.asarray(value).size) if value is not None else 0
+
+
+def _gather_size(attrs: dict, inputs: list) -> int:
+    data, idx = np.asarray(inputs[0]), np.asarray(inputs[1])
+    axis = int(attrs.get("axis", 0))
+    if not -data.ndim <= axis < data.ndim:
+        raise FoldError(f"Gather axis {axis} is out of range for rank {data.ndim}")
+    rest = math.prod(d for i, d in enumerate(data.shape) if i != axis % data.ndim)
+    return rest * idx.size
+
+
+def _broadcast_size(attrs: dict, inputs: list) -> int:
+    return math.prod(np.broadcast_shapes(*(np.shape(v) for v in inputs[:2])))
+
+
+def _shape_size(attrs: dict, inputs: list) -> int:
+    _numeric(np.asarray(inputs[0]))
+    return math.prod(_bounded(np.asarray(inputs[0]).ravel()))
+
+
+#: op type -> an upper bound on the elements of its result, computed from the inputs' shapes before
+#: anything is allocated (operators not listed make at most as many as their largest input)
+RESULT_SIZE: dict[str, Callable[[dict, list], int]] = {
+    "Gather": _gather_size,
+    "Concat": lambda attrs, inputs: sum(_size(v) for v in inputs),
+    "Add": _broadcast_size,
+    "Sub": _broadcast_size,
+    "Mul": _broadcast_size,
+    "Div": _broadcast_size,
+    "ConstantOfShape": _shape_size,
+}
+
+
+def result_size(op: str, attrs: dict, inputs: list) -> int:
+    """An upper bound on the elements ``fold`` would make, from the shapes alone."""
+    bound = RESULT_SIZE.get(op)
+    return bound(attrs, inputs) if bound is not None else max((_size(v) for v in inputs), default=0)
+
+
 def fold(op: str, attrs: dict, inputs: list, opset: int) -> np.ndarray:
-    """Evaluate one node on known values; raises ``FoldError`` when it cannot."""
+    """Evaluate one node on known values; raises ``FoldError`` when it cannot, or when its result
+    would hold more than ``MAX_FOLDED_ELEMENTS`` values (checked before anything is allocated)."""
+    try:
+        size = result_size(op, attrs, inputs)
+    except FoldError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+        raise FoldError(f"cannot evaluate it on its constant inputs ({exc})") from None
+    if size > MAX_FOLDED_ELEMENTS:
+        raise FoldError(f"it makes a constant of {size} elements (limit {MAX_FOLDED_ELEMENTS})")
     try:
         out = FOLDERS[op](attrs, inputs, opset)
     except FoldError:

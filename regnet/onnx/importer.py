@@ -55,6 +55,9 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["ReduceMean", "ReduceProd"], 18),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
+#: layers made while reading (some feed only shape arithmetic and are dropped): a graph past this
+#: is refused as it is read, long before a model of that size would be built
+MAX_ENTRIES = 2 * spec.MAX_LAYERS
 #: operator -> handler: ``handlers`` (layers, activations, resampling), ``vocab_handlers``
 #: (normalisation, merges, shape operators), then the recurrent operators with the time-major
 #: plumbing around them (``sequence_import``, which falls back on the other two)
@@ -277,6 +280,8 @@ def _used(entries: list[Entry], out: Entry) -> list[Entry]:
 
 def _spec(st: ImportState, inputs: list[spec.InputSpec], out: Entry, name: str) -> tuple[dict, dict]:
     entries = _used(st.entries, out)
+    if len(entries) > spec.MAX_LAYERS:  # before naming and building anything of that size
+        raise OnnxImportError(f"the graph makes {len(entries)} layers, more than the limit of {spec.MAX_LAYERS}")
     if out is not entries[-1]:
         raise OnnxImportError("the graph's output is not made by its last layer")
     for entry in entries:
@@ -324,10 +329,12 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     consts = {t.name: t for t in graph.initializer}
     nodes = _needed(list(graph.node), output)
 
+    constants = {o: n for n in reversed(nodes) if n.op_type == "Constant" for o in n.output}  # first maker wins
+
     def const(name: str) -> np.ndarray | None:
         if name in consts:
             return reader.to_array(consts[name], f"initializer {show(name)}")
-        node = next((n for n in nodes if n.op_type == "Constant" and name in n.output), None)
+        node = constants.get(name)
         values = reader.attribute_values(node) if node is not None else {}
         return reader.to_array(values["value"], f"constant {show(name)}") if "value" in values else None
 
@@ -366,6 +373,10 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
             raise st.fail(
                 node, f"regnet cannot import it on an axis of variable length (input shapes {shapes}): {exc}"
             ) from None
+        if len(st.entries) > MAX_ENTRIES:
+            raise st.fail(
+                node, f"the graph makes more than {MAX_ENTRIES} layers (regnet models have at most {spec.MAX_LAYERS})"
+            )
     out = st.values.get(output)
     if not isinstance(out, Tensor) or out.source is None:
         raise OnnxImportError(f"the graph output {show(output)} is the input or a constant, not computed by a layer")

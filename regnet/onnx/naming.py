@@ -48,6 +48,7 @@ def assign(candidates: list[list[str]], types: list[str], inputs: tuple[str, ...
     """One unique name per layer (none a model input's: ``inputs``): its first usable candidate,
     else ``<type>_<k>`` as regnet would generate it."""
     taken = set(inputs)
+    lowest: dict[tuple[str, int], int] = {}  # per (base name, first number), the lowest that may be free
     names = []
     for cands, type_name in zip(candidates, types):
         stem = snake(type_name)
@@ -63,9 +64,13 @@ def assign(candidates: list[list[str]], types: list[str], inputs: tuple[str, ...
             break
         if not chosen or chosen in taken:
             base = chosen or stem
-            k = 1 if not chosen else 2
+            # names are only ever added, so the search resumes where the last one for this base
+            # stopped: linear in the number of layers however many share a base
+            first = 1 if not chosen else 2
+            k = lowest.get((base, first), first)
             while f"{base}_{k}" in taken:
                 k += 1
+            lowest[base, first] = k + 1
             chosen = f"{base}_{k}"
         taken.add(chosen)
         names.append(chosen)

@@ -90,13 +90,21 @@ def _load_external(tensor: onnx.TensorProto, folder: str | None, where: str) -> 
         raise FileFormatError(
             f"{where}: tensor {name} keeps its data in an external file, which needs the model's path"
         )
+    if "\0" in location:  # no file name holds one; os calls would raise a bare ValueError
+        raise FileFormatError(f"{where}: tensor {name} names external data {show(location)}, which holds a NUL byte")
     if not location or os.path.isabs(location) or os.path.normpath(location).split(os.sep)[0] == os.pardir:
         raise FileFormatError(
             f"{where}: tensor {name} points at external data {show(location)} outside the model's folder; refused"
         )
-    root = os.path.realpath(folder)
-    target = os.path.realpath(os.path.join(root, location))
-    if os.path.commonpath([root, target]) != root:  # e.g. through a symbolic link
+    try:
+        root = os.path.realpath(folder)
+        target = os.path.realpath(os.path.join(root, location))
+        outside = os.path.commonpath([root, target]) != root
+    except (OSError, ValueError) as exc:  # a name the file system cannot hold
+        raise FileFormatError(
+            f"{where}: tensor {name} names external data {show(location)} that cannot be used: {exc}"
+        ) from None
+    if outside:  # e.g. through a symbolic link
         raise FileFormatError(
             f"{where}: tensor {name} points at external data {show(location)}, which resolves outside the "
             f"model's folder; refused"
@@ -119,9 +127,10 @@ def _load_external(tensor: onnx.TensorProto, folder: str | None, where: str) -> 
         with open(target, "rb") as fh:
             fh.seek(offset)
             raw = fh.read(length)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
         raise FileFormatError(
-            f"{where}: cannot read external data {show(location)} of tensor {name}: {exc.strerror or exc}"
+            f"{where}: cannot read external data {show(location)} of tensor {name}: {reason}"
         ) from None
     tensor.raw_data = raw
     del tensor.external_data[:]

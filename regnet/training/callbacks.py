@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint
-from ..errors import ConfigError
+from .. import atomic, checkpoint, io
+from ..errors import ConfigError, FileFormatError
 from ..history import History, plain_logs
 from ..text import show
 
@@ -393,6 +393,20 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self.columns = None
+        _check_outputs(self)
+        model_file = False
+        try:
+            if os.path.isfile(self.path):  # a FIFO is not opened here: it would block
+                with open(self.path, "rb") as fh:
+                    model_file = fh.read(len(io.HDF5_SIGNATURE)) == io.HDF5_SIGNATURE
+        except (OSError, ValueError):
+            pass
+        if model_file:
+            raise ConfigError(
+                f"CSVLogger would write over {show(self.path)}, an HDF5 file (a model?); it is left untouched: "
+                "give the log another path",
+                field="path",
+            )
         if self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             with open(self.path, newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh, delimiter=self.separator), None)
@@ -482,6 +496,25 @@ class LambdaCallback(Callback):
             self.hooks["on_train_end"](logs)
 
 
+def _check_outputs(callback: Any) -> None:
+    """Refuse two of the fit's callbacks that write one file (a CSV log over a checkpoint, two
+    logs in one file): each would destroy what the other writes. Paths with ``{...}`` fields are
+    compared as written."""
+    others = getattr(getattr(callback, "model", None), "training_callbacks", ()) or ()
+    mine = os.path.realpath(callback.path)
+    for other in others:
+        if other is callback or not isinstance(other, (CSVLogger, ModelCheckpoint)):
+            continue
+        if isinstance(callback, ModelCheckpoint) and isinstance(other, ModelCheckpoint):
+            continue  # both save the model: the later save wins, nothing is destroyed
+        if os.path.realpath(other.path) == mine or atomic.same_file(callback.path, other.path):
+            raise ConfigError(
+                f"{type(callback).__name__} and {type(other).__name__} both write {show(callback.path)}; each "
+                "would destroy what the other writes: give them different paths",
+                field="path",
+            )
+
+
 class ModelCheckpoint(Callback):
     """Save the model with ``regnet.save`` (atomically) at the end of every ``every``-th epoch.
 
@@ -520,6 +553,12 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         self.best = None
+        _check_outputs(self)
+        if "{" not in self.path:
+            try:
+                io.check_model_target(self.path)
+            except FileFormatError as exc:
+                raise ConfigError(f"ModelCheckpoint: {exc}", field="path") from None
         if self.monitor is not None:
             for entry in self.model.history:
                 value = entry.get(self.monitor)

@@ -60,7 +60,9 @@ def discover() -> Discovery:
             continue
         try:
             sources.append(read_source(ep, provider))
-        except Exception as exc:  # a provider's import or manifest may fail in any way
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a provider's import or manifest may fail in any way, sys.exit() included
             error = str(exc) if isinstance(exc, RegnetError) else f"{type(exc).__name__}: {exc}"
             broken.append(Broken(ep.name, provider, error))
     return Discovery(sources, broken, withheld)
