@@ -3,9 +3,6 @@ models exported with ``torch.onnx.export`` (dynamo=False, opset 17) predict what
 and hand-built graphs (layer normalisation written out, GroupNormalization, Split, ReduceMean)
 predict what onnxruntime does."""
 
-import io
-import warnings
-
 import numpy as np
 import pytest
 
@@ -17,6 +14,7 @@ from onnx import helper, numpy_helper  # noqa: E402
 import regnet  # noqa: E402
 import regnet.onnx as ronnx  # noqa: E402
 from regnet.errors import ShapeError  # noqa: E402
+from tests.torch_agreement import torch_onnx_bytes  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -111,20 +109,7 @@ def _torch_nets():
 
 
 def _export(torch, net, x):
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.from_numpy(x),),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "N"}},
-        )
-    return buffer.getvalue()
+    return torch_onnx_bytes(net, x)
 
 
 def _build(torch, cls):

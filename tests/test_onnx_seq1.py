@@ -1,9 +1,6 @@
 """Sequence layers and ONNX: regnet's export run in onnxruntime, the Embedding lowering on int64 ids,
 round trips, and PyTorch's exports of Conv1d, the 1-D pools, the global pools and embeddings imported."""
 
-import io
-import warnings
-
 import numpy as np
 import pytest
 
@@ -17,6 +14,7 @@ import regnet.onnx as ronnx  # noqa: E402
 from regnet import layers  # noqa: E402
 from regnet.onnx import lowering  # noqa: E402
 from regnet.onnx.builder import GraphBuilder, LoweringContext  # noqa: E402
+from tests.torch_agreement import torch_onnx_bytes  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -166,20 +164,7 @@ class Lambda(nn.Module):
 
 
 def torch_export(net, x, opset=17):
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.from_numpy(x),),
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "N"}},
-        )
-    return buffer.getvalue()
+    return torch_onnx_bytes(net, x, opset)
 
 
 def _nets():

@@ -3,9 +3,6 @@ and run in onnxruntime; PyTorch's nn.LSTM (two layers), bidirectional nn.GRU and
 (``torch.onnx.export``, opset 17) imported and predicting what torch predicts; regnet's own
 export imported back; what cannot be written or read is refused by name."""
 
-import io
-import warnings
-
 import numpy as np
 import pytest
 
@@ -15,6 +12,7 @@ ort = pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime
 import regnet  # noqa: E402
 import regnet.onnx as ronnx  # noqa: E402
 from regnet.onnx import OnnxExportError, OnnxImportError  # noqa: E402
+from tests.torch_agreement import torch_onnx_bytes  # noqa: E402
 
 TOLERANCE = 1e-5
 SHAPE = [6, 4]  # (L, D)
@@ -181,20 +179,7 @@ class Recurrent(nn.Module):
 
 
 def torch_export(net, x):
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.from_numpy(x),),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "N"}},
-        )
-    return onnx.load_from_string(buffer.getvalue())
+    return onnx.load_from_string(torch_onnx_bytes(net, x))
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,6 @@ grouped, dilated, depthwise and transposed convolutions, pooling with ceil_mode 
 count_include_pad, global max pooling, Resize (nearest and linear, from scales and from sizes
 computed by shape arithmetic), Pad and slices; each imports and predicts what torch does."""
 
-import io
-import warnings
-
 import numpy as np
 import pytest
 
@@ -15,6 +12,7 @@ torch = pytest.importorskip("torch", reason="the PyTorch import tests need torch
 from torch import nn  # noqa: E402
 
 import regnet.onnx as ronnx  # noqa: E402
+from tests.torch_agreement import torch_onnx_bytes  # noqa: E402
 
 F = nn.functional
 TOLERANCE = 1e-4
@@ -108,20 +106,7 @@ MODELS = {
 
 
 def export(net, x):
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.from_numpy(x),),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "N"}},
-        )
-    return buffer.getvalue()
+    return torch_onnx_bytes(net, x)
 
 
 def _build(name):

@@ -3,10 +3,8 @@ opset (their own operator where the opset has it), runs in onnxruntime as in reg
 as itself; and small PyTorch models with each activation (``torch.onnx.export``, opset 17) import
 into regnet with the activation folded into the layer before, predicting what torch predicts."""
 
-import io
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import regnet  # noqa: E402
 import regnet.onnx as ronnx  # noqa: E402
+from tests.torch_agreement import torch_onnx_bytes  # noqa: E402
 
 TOLERANCE = 1e-5
 
@@ -118,20 +117,7 @@ TORCH_ACTIVATIONS = {
 
 
 def torch_export(net, x, opset=17):
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.from_numpy(x),),
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "N"}},
-        )
-    return onnx.load_from_string(buffer.getvalue())
+    return onnx.load_from_string(torch_onnx_bytes(net, x, opset))
 
 
 @pytest.mark.parametrize("label", list(TORCH_ACTIVATIONS))

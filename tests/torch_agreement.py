@@ -112,3 +112,26 @@ def optimizer_agrees(config, torch_optimizer, *, steps=20, seed=0, shapes=((5, 3
         topt.step()
         for (k, v), p in zip(params.items(), tparams):
             _close(f"step {t + 1}, {k}", v, p.detach().numpy(), rtol, atol)
+
+
+def torch_onnx_bytes(net, x, opset=17):
+    """``net`` exported by ``torch.onnx.export`` (TorchScript exporter, input ``x`` with a dynamic
+    batch axis named ``N``, output ``y``) as the bytes of an ONNX file."""
+    import io
+    import warnings
+
+    torch = _torch()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (torch.from_numpy(x),),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "N"}},
+        )
+    return buffer.getvalue()

@@ -149,11 +149,18 @@ def _int_div(a, b):
     return np.true_divide(a, b)
 
 
-def _constant_of_shape(attrs, inputs, opset):
-    shape = np.asarray(inputs[0]).ravel()
-    if has_batch(shape):  # e.g. zero initial states of a recurrent operator: the batch axis as 1 (it broadcasts)
+def _fill_shape(value):
+    """A ConstantOfShape's shape, the batch axis as 1 (zero initial states of a recurrent operator:
+    it broadcasts)."""
+    shape = np.asarray(value).ravel()
+    if has_batch(shape):
         shape = np.array([1 if v is BATCH else v for v in shape], dtype=object)
     _numeric(shape)
+    return shape
+
+
+def _constant_of_shape(attrs, inputs, opset):
+    shape = _fill_shape(inputs[0])
     value = attrs.get("value")
     fill = onnx.numpy_helper.to_array(value).ravel() if value is not None else np.zeros(1, np.float32)
     return np.full(_bounded(shape), fill[0], dtype=fill.dtype)
@@ -197,8 +204,7 @@ def _broadcast_size(attrs: dict, inputs: list) -> int:
 
 
 def _shape_size(attrs: dict, inputs: list) -> int:
-    _numeric(np.asarray(inputs[0]))
-    return math.prod(_bounded(np.asarray(inputs[0]).ravel()))
+    return math.prod(_bounded(_fill_shape(inputs[0])))
 
 
 #: op type -> an upper bound on the elements of its result, computed from the inputs' shapes before
