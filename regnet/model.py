@@ -270,6 +270,8 @@ class Model:
     def input_values(self, x):
         """``{input name: batch}`` of checked inputs: an array for a one-input model, a
         ``training.validation.Inputs``, a list (declaration order) or a dict for several."""
+        if type(x) is np.ndarray and len(self.inputs) == 1:  # the hot path: one input, one array
+            return {self.inputs[0].name: x}
         names = self.input_names
         if isinstance(x, training.validation.Inputs):
             return dict(zip(names, x.arrays))

@@ -196,7 +196,7 @@ class Layer:
         """``forward`` followed by the layer's activation (if it has one). On symbolic tensors
         (``regnet.Input(...)`` or another layer's symbolic output) it records the call for the
         functional API instead and returns the symbolic output."""
-        if symbolic.is_symbolic(x):
+        if type(x) is not np.ndarray and symbolic.is_symbolic(x):  # arrays: the hot path, one check
             return symbolic.call(self, x)
         z = self.forward(x, training)
         act = self.activation_fn

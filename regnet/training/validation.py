@@ -74,7 +74,9 @@ def _hint(shape, want):
 
 def _fits(shape, want):
     """Whether a batch of ``shape`` holds samples of ``want`` (``None``: any length >= 1)."""
-    return len(shape) == len(want) + 1 and all(w is None or s == w for s, w in zip(shape[1:], want))
+    if len(shape) != len(want) + 1:
+        return False
+    return shape[1:] == want or all(w is None or s == w for s, w in zip(shape[1:], want))
 
 
 def check_shape(model, shape, what, declared=None):
