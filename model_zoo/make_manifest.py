@@ -39,6 +39,21 @@ MODELS = [
         "trained on images shifted by up to 2 pixels",
     ),
     (
+        "lstm-mnist",
+        "MNIST digit classification",
+        "lstm-mnist.json",
+        "LSTM reading a digit row by row (28 steps of 28 pixels), 128 units, dense 10 on its last "
+        "state; trained on images shifted by up to 1 pixel",
+    ),
+    (
+        "vit-mnist",
+        "MNIST digit classification",
+        "vit-mnist.json",
+        "vision transformer: 16 patches of 7x7 embedded to 64, learned positions, 2 pre-norm encoder "
+        "blocks (4 heads, GELU MLP 128), mean of the tokens, dense 10; trained on images shifted by "
+        "up to 1 pixel",
+    ),
+    (
         "mlp-moons",
         "two-moons classification",
         "mlp-2d.json",

@@ -110,6 +110,11 @@ def test_builtin_configuration_round_trips(spec, opset):
 def test_zoo_model_round_trips(name, tmp_path):
     model = zoo.load(name)
     path = ronnx.export(model, tmp_path / "m.onnx")
+    if any(type(layer).__name__ == "MultiHeadAttention" for layer in model.layers):
+        # attention does not import yet (docs/onnx.md): vit-mnist exports, and import says where it stops
+        with pytest.raises(ronnx.OnnxImportError, match="attention/MatMul"):
+            ronnx.load(path)
+        return
     back = ronnx.load(path)
     assert back.to_spec() == model.to_spec()  # the exporter keeps the names: even those agree
     x = np.random.default_rng(0).random((64, *model.input_shape), dtype=np.float32)
