@@ -142,6 +142,19 @@ def sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
+def _logistic(x):
+    """The logistic function for gates (silu): float32 as ``(1 + tanh(x / 2)) / 2`` in a few
+    single-precision passes (its tail below 1e-7 rounds to 0, which ``x * s`` makes harmless);
+    the stable ``sigmoid`` otherwise."""
+    if x.dtype != np.float32:
+        return sigmoid(x)
+    s = np.multiply(x, np.float32(0.5))
+    np.tanh(s, out=s)
+    s *= np.float32(0.5)
+    s += np.float32(0.5)
+    return s
+
+
 @activation("sigmoid")
 class Sigmoid(Activation):
     def forward(self, x):
@@ -250,10 +263,10 @@ class SiLU(Activation):
     """
 
     def forward(self, x):
-        return x * sigmoid(x)
+        return x * _logistic(x)
 
     def backward(self, grad, x, y):
-        s = sigmoid(x)
+        s = _logistic(x)
         return grad * (s * (1 + x * (1 - s)))
 
 

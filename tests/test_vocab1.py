@@ -48,7 +48,15 @@ def test_erf_and_erfc_match_math_over_a_wide_grid():
 def test_gelu_forms_and_the_pytorch_spelling():
     x = np.linspace(-8, 8, 33, dtype=np.float32)
     exact = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])
-    np.testing.assert_allclose(activations.get("gelu").forward(x), exact, rtol=2e-7, atol=1e-30)
+    # float32 in single-precision passes: within a few float32 ulps where gelu is not negligible, and
+    # within 1e-5 relative in the far negative tail (below 1e-6, next to nothing in float32 sums)
+    got = activations.get("gelu").forward(x)
+    assert got.dtype == np.float32
+    big = np.abs(exact) >= 1e-6
+    np.testing.assert_allclose(got[big], exact[big], rtol=4e-7, atol=0)
+    np.testing.assert_allclose(got[~big], exact[~big], rtol=1e-5, atol=1e-30)
+    # float64 (the conformance kit's gradient checks) keeps the accurate series
+    np.testing.assert_allclose(activations.get("gelu").forward(x.astype(np.float64)), exact, rtol=1e-12, atol=1e-300)
     tanh = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     np.testing.assert_allclose(activations.get({"type": "gelu", "approximate": True}).forward(x), tanh, rtol=1e-6)
     assert activations.get({"type": "gelu", "approximate": "tanh"}).get_config() == {

@@ -102,9 +102,47 @@ def erfc(x: np.ndarray) -> np.ndarray:
     return np.asarray(out).astype(dtype, copy=False)
 
 
+#: the classic ``erfcc`` fit: ``erfc(z) = t * exp(-z**2 + P(t))``, ``t = 1 / (1 + z/2)``, relative
+#: error below 1.2e-7 for ``z >= 0``: as exact as float32 holds, in single-precision passes
+_ERFCC = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
+
+
+def _normal_cdf32(x: np.ndarray) -> np.ndarray:
+    """``Phi(x)`` for float32 ``x``, in float32 passes (about 25 over the array, in place)."""
+    one = np.float32(1)
+    t = np.abs(x) * np.float32(0.5 / math.sqrt(2))  # z / 2 with z = |x| / sqrt 2
+    t += one
+    np.reciprocal(t, out=t)
+    acc = t * np.float32(_ERFCC[-1])
+    for c in _ERFCC[-2:0:-1]:
+        acc += np.float32(c)
+        acc *= t
+    acc += np.float32(_ERFCC[0])
+    acc -= np.square(x) * np.float32(0.5)  # - z**2
+    np.exp(acc, out=acc)
+    acc *= t
+    acc *= np.float32(0.5)  # Phi(-|x|) = erfc(z) / 2
+    return np.where(x < 0, acc, one - acc)
+
+
 def normal_cdf(x: np.ndarray) -> np.ndarray:
-    """``Phi(x) = (1 + erf(x / sqrt 2)) / 2 = erfc(-x / sqrt 2) / 2``, relatively accurate in both tails."""
+    """``Phi(x) = (1 + erf(x / sqrt 2)) / 2 = erfc(-x / sqrt 2) / 2``, relatively accurate in both
+    tails: float32 input in float32 passes (relative error about 1e-7 on ``Phi(-|x|)``), any other
+    in float64."""
     x = np.asarray(x)
+    if x.dtype == np.float32 and x.ndim:
+        return _normal_cdf32(x)
     dtype = _out_dtype(x)
     v = x.astype(np.float64, copy=False)
     return (0.5 * erfc(-v * (1 / math.sqrt(2)))).astype(dtype, copy=False)
