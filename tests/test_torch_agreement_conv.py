@@ -206,3 +206,14 @@ def test_cropping(cropping, rows, cols):
     layer_agrees(
         {"type": "Cropping2D", "cropping": cropping}, (2, 5, 6), lambda x, w: x[:, :, slice(*rows), slice(*cols)]
     )
+
+
+def test_a_wrong_reference_is_caught():
+    """The harness fails on a reference that differs (here: the kernel flipped), so the tests above
+    can fail."""
+    with pytest.raises(AssertionError):
+        layer_agrees(
+            {"type": "DepthwiseConv2D", "kernel_size": 3},
+            (4, 6, 6),
+            lambda x, w: F.conv2d(x, w["kernel"].flip(-1), w["bias"], groups=4),
+        )

@@ -234,3 +234,11 @@ def test_masked_attention_agrees_with_torch(full):
     mask[..., 1] = 1  # every query sees a key: PyTorch gives NaN for a fully masked row
     config = {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 2, "use_attention_mask": True, **MHA_BIAS}
     layer_agrees(config, [(4, 4), (5, 4), mask.shape[1:]], mha_fn(2, 2, mask_kind="mask"), x=[q, v, mask])
+
+
+def test_a_wrong_reference_is_caught():
+    """The harness fails when the reference differs (an LSTM checked against a GRU's mapping), so
+    the tests above can fail."""
+    config = {"units": 2, "return_sequences": True}
+    with pytest.raises(Exception):
+        layer_agrees({"type": "LSTM", **config}, (L, D), recurrent_fn("GRU", config))

@@ -136,18 +136,9 @@ class AvgPool2D(_Pool2D):
         return windows.unpad(dx, self._pads)
 
 
-@layer("GlobalAveragePooling2D", aliases=("GlobalAvgPool2D", "GlobalAveragePool"))
-class GlobalAveragePooling2D(Layer):
-    """Mean of each channel over all positions: ``(N, C, H, W) -> (N, C)`` (``(N, C, 1, 1)`` with
-    ``keepdims``).
-
-    >>> import numpy as np
-    >>> gap = GlobalAveragePooling2D()
-    >>> gap.setup((2, 3, 3), np.random.default_rng(0))
-    (2,)
-    >>> gap(np.arange(18, dtype=np.float32).reshape(1, 2, 3, 3))
-    array([[ 4., 13.]], dtype=float32)
-    """
+@attrs.define(slots=False, eq=False)
+class _GlobalPool2D(Layer):
+    """What the global poolings share: the ``keepdims`` field, the kit's cases and the shapes."""
 
     keepdims: bool = fields.boolean(False, doc="keep the spatial axes as (1, 1)")
 
@@ -162,6 +153,20 @@ class GlobalAveragePooling2D(Layer):
         c, h, w = input_shape
         self._area = h * w
         return (c, 1, 1) if self.keepdims else (c,)
+
+
+@layer("GlobalAveragePooling2D", aliases=("GlobalAvgPool2D", "GlobalAveragePool"))
+class GlobalAveragePooling2D(_GlobalPool2D):
+    """Mean of each channel over all positions: ``(N, C, H, W) -> (N, C)`` (``(N, C, 1, 1)`` with
+    ``keepdims``).
+
+    >>> import numpy as np
+    >>> gap = GlobalAveragePooling2D()
+    >>> gap.setup((2, 3, 3), np.random.default_rng(0))
+    (2,)
+    >>> gap(np.arange(18, dtype=np.float32).reshape(1, 2, 3, 3))
+    array([[ 4., 13.]], dtype=float32)
+    """
 
     def forward(self, x, training=False):
         n, c = x.shape[:2]
@@ -185,7 +190,7 @@ class GlobalAveragePooling2D(Layer):
 
 
 @layer("GlobalMaxPooling2D", aliases=("GlobalMaxPool2D", "GlobalMaxPool"))
-class GlobalMaxPooling2D(Layer):
+class GlobalMaxPooling2D(_GlobalPool2D):
     """Maximum of each channel over all positions: ``(N, C, H, W) -> (N, C)`` (``(N, C, 1, 1)``
     with ``keepdims``); the gradient goes to the first maximal position (row-major order).
 
@@ -197,19 +202,6 @@ class GlobalMaxPooling2D(Layer):
     >>> pool(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
     array([[3., 7.]], dtype=float32)
     """
-
-    keepdims: bool = fields.boolean(False, doc="keep the spatial axes as (1, 1)")
-
-    #: not a config field: how the conformance kit tests this layer
-    test_cases = [
-        {"config": {}, "input_shape": (3, 4, 5)},
-        {"config": {"keepdims": True}, "input_shape": (2, 3, 3)},
-    ]
-
-    def build(self, input_shape, rng):
-        require_rank(self, input_shape, (3,))
-        c = input_shape[0]
-        return (c, 1, 1) if self.keepdims else (c,)
 
     def forward(self, x, training=False):
         n, c = x.shape[:2]
