@@ -19,6 +19,7 @@ argmax, normalisation with its activation...). Call sites ask ``active()`` and f
 
 import contextlib
 import functools
+import importlib
 import importlib.util
 import os
 from types import ModuleType
@@ -55,10 +56,9 @@ def enabled(on: bool) -> _Switch:
 
 
 def kernels() -> ModuleType:
-    """The compiled kernels' module (imported, and numba with it, on first use)."""
-    from . import kernels as k
-
-    return k
+    """The compiled kernels' module ``regnet.accel.kernels`` (imported, and numba with it, on first
+    use: numba is optional and takes a while to import)."""
+    return importlib.import_module(f"{__name__}.kernels")
 
 
 def describe() -> str:
