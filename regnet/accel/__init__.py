@@ -6,7 +6,7 @@ argmax, normalisation with its activation...). Call sites ask ``active()`` and f
 
     from .. import accel
     if accel.active():
-        accel.kernels().adam_update(...)
+        accel.kernels("optim").adam_update(...)
     else:
         ...  # the NumPy reference
 
@@ -55,10 +55,12 @@ def enabled(on: bool) -> _Switch:
     return _Switch(previous)
 
 
-def kernels() -> ModuleType:
-    """The compiled kernels' module ``regnet.accel.kernels`` (imported, and numba with it, on first
-    use: numba is optional and takes a while to import)."""
-    return importlib.import_module(f"{__name__}.kernels")
+def kernels(family: str) -> ModuleType:
+    """The compiled kernels of one family, the module ``regnet.accel.<family>`` (``optim``,
+    ``pool``, ``norm``...), imported by name on first use: numba is optional and slow to import.
+    Each is a module of ``@numba.njit(cache=True)`` functions; tests/test_accel*.py compare each
+    kernel with its NumPy reference."""
+    return importlib.import_module(f"{__name__}.{family}")
 
 
 def describe() -> str:
