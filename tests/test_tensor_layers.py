@@ -110,7 +110,8 @@ def test_cast_makes_int_ids_float_numbers_without_a_gradient():
 # -- in a model: an additive attention mask from an int64 input -------------------------------------
 def attention_model():
     """Single-head self-attention with BERT's additive mask built from an int64 attention_mask
-    and the first token taken at the end, in generic layers."""
+    (and the padded keys' weights set to 0 by Where) and the first token taken at the end, in
+    generic layers."""
     x = regnet.Input((5, 4), name="x")
     mask = regnet.Input((5,), name="attention_mask", dtype="int64")
     q = layers.Dense(4, name="q")(x)
@@ -119,6 +120,7 @@ def attention_model():
     scores = layers.MatMul(transpose_b=True)([q, k])  # (N, 5, 5)
     bias = layers.Rescaling(scale=1e9, offset=-1e9)(layers.Cast()(mask))  # 0 kept, -1e9 padding
     weights = layers.Softmax(axis=-1)(layers.Add()([layers.Rescaling(scale=0.5)(scores), bias]))
+    weights = layers.Where(false_value=0.0)([mask, weights])  # padded keys: exactly 0
     out = layers.MatMul()([weights, v])
     first = layers.Gather(indices=0, axis=1)(layers.Slice(axis=2, start=1)(out))
     return regnet.Model([x, mask], first)
@@ -205,3 +207,41 @@ def test_only_layers_that_read_integers_take_the_int64_input():
     with pytest.raises(ConfigError, match="reads the int64 model input"):
         regnet.Model(mask, layers.Softmax()(mask))
     regnet.Model(mask, layers.Softmax()(layers.Cast()(mask)))  # through Cast: numbers
+
+
+def test_the_exported_attention_imports_back_with_both_inputs(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+
+    model = attention_model()
+    back = ronnx.load(ronnx.export(model, tmp_path / "attention.onnx"))
+    assert back.input_names == ["x", "attention_mask"]
+    assert [i.dtype for i in back.inputs] == ["float32", "int64"]
+    assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
+    inputs = attention_inputs(seed=3)
+    np.testing.assert_array_equal(back.predict(inputs), model.predict(inputs))
+
+
+class TorchTensorOps(torch.nn.Module):
+    """Matrix products of activations, a softmax over axis 1, slicing with a step and taking one
+    index, as PyTorch writes them (no regnet hints in the graph)."""
+
+    def forward(self, x):
+        scores = torch.matmul(x, x.transpose(-1, -2))  # (N, 4, 4)
+        weights = torch.softmax(scores, dim=1)
+        mixed = torch.matmul(weights, x)  # (N, 4, 6)
+        return mixed[:, :, 1::2][:, 0] + mixed[:, -1, :3]
+
+
+def test_torch_tensor_operators_import_and_match_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+    from tests.torch_agreement import torch_onnx_bytes
+
+    x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(np.float32)
+    data = torch_onnx_bytes(TorchTensorOps().eval(), x)
+    model = ronnx.from_proto(__import__("onnx").load_from_string(data))
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"MatMul", "Slice", "Gather"} <= kinds, kinds
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)

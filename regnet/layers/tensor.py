@@ -511,17 +511,15 @@ class Where(Layer):
         """``Where(Cast(condition, bool), x, y)``, a constant branch as an initializer; inputs of
         fewer axes get them after the batch axis (ONNX broadcasts the batch axis too)."""
         rank = len(self.output_shape or ()) + 1
-        names = []
-        for name, shape in zip(inputs, self.input_shape):
+        names = [ctx.node("Cast", [inputs[0]], to=9), *inputs[1:]]  # TensorProto.BOOL: non-zero is true
+        for i, shape in enumerate(self.input_shape):
             missing = rank - 1 - len(shape)
             if missing:
-                name = ctx.node("Unsqueeze", [name, ctx.constant(np.arange(1, missing + 1), "axes")])
-            names.append(name)
-        cond = ctx.node("Cast", [names[0]], to=9)  # TensorProto.BOOL: non-zero is true
+                names[i] = ctx.node("Unsqueeze", [names[i], ctx.constant(np.arange(1, missing + 1), "axes")])
         rest = iter(names[1:])
         x = ctx.constant(np.float32(self.true_value), "true_value") if self.true_value is not None else next(rest)
         y = ctx.constant(np.float32(self.false_value), "false_value") if self.false_value is not None else next(rest)
-        return ctx.node("Where", [cond, x, y])
+        return ctx.node("Where", [names[0], x, y])
 
 
 __all__ = ["MatMul", "Softmax", "Gather", "Slice", "Cast", "Where", "resolve_axis"]

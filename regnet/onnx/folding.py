@@ -166,6 +166,39 @@ def _constant_of_shape(attrs, inputs, opset):
     return np.full(_bounded(shape), fill[0], dtype=fill.dtype)
 
 
+def _equal(attrs, inputs, opset):
+    """``Equal`` (the batch size equals only itself: exporters compare shapes with -1)."""
+    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+    _bounded(np.broadcast_shapes(a.shape, b.shape))
+    if a.dtype == object or b.dtype == object:
+        a, b = np.broadcast_arrays(a.astype(object), b.astype(object))
+        return np.array([x is y if x is BATCH or y is BATCH else x == y for x, y in zip(a.ravel(), b.ravel())]).reshape(
+            a.shape
+        )
+    return np.equal(a, b)
+
+
+def _where(attrs, inputs, opset):
+    cond, x, y = (np.asarray(v) for v in inputs[:3])
+    _numeric(cond)
+    _bounded(np.broadcast_shapes(cond.shape, x.shape, y.shape))
+    out = np.where(cond.astype(bool), x, y)
+    return out if out.dtype == object or x.dtype != y.dtype else out.astype(x.dtype, copy=False)
+
+
+def _expand(attrs, inputs, opset):
+    """``Expand`` of a constant; a batch size in the shape is read as 1 (the constant is the same
+    for every sample and broadcasts over the batch later, as ConstantOfShape's)."""
+    data = np.asarray(inputs[0])
+    shape = _bounded(_fill_shape(inputs[1]))
+    target = _bounded(np.broadcast_shapes(data.shape, tuple(shape)))
+    return np.array(np.broadcast_to(data, target))
+
+
+def _expand_size(attrs: dict, inputs: list) -> int:
+    return math.prod(np.broadcast_shapes(np.shape(inputs[0]), tuple(_bounded(_fill_shape(inputs[1])))))
+
+
 #: op type -> ``fn(attributes, input values, opset) -> value``
 FOLDERS: dict[str, Callable[[dict, list, int], Any]] = {
     "Identity": lambda attrs, inputs, opset: inputs[0],
@@ -183,6 +216,11 @@ FOLDERS: dict[str, Callable[[dict, list, int], Any]] = {
     "Div": _arith(_int_div),
     "Neg": lambda attrs, inputs, opset: -np.asarray(inputs[0]),
     "ConstantOfShape": _constant_of_shape,
+    "Equal": _equal,
+    "Where": _where,
+    "Expand": _expand,
+    "Not": lambda attrs, inputs, opset: np.logical_not(np.asarray(inputs[0], bool)),
+    "Sqrt": lambda attrs, inputs, opset: np.sqrt(np.asarray(inputs[0], np.float64)).astype(np.asarray(inputs[0]).dtype),
 }
 
 
@@ -217,6 +255,9 @@ RESULT_SIZE: dict[str, Callable[[dict, list], int]] = {
     "Mul": _broadcast_size,
     "Div": _broadcast_size,
     "ConstantOfShape": _shape_size,
+    "Equal": _broadcast_size,
+    "Where": lambda attrs, inputs: math.prod(np.broadcast_shapes(*(np.shape(v) for v in inputs[:3]))),
+    "Expand": _expand_size,
 }
 
 

@@ -17,7 +17,18 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
+from . import (
+    exporter,
+    folding,
+    handlers,
+    naming,
+    norm_patterns,
+    patterns,
+    reader,
+    sequence_import,
+    tensor_import,
+    vocab_handlers,
+)
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -53,6 +64,7 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["RNN", "LSTM", "GRU"], 22),
     **dict.fromkeys(["ReduceSum"], 13),
     **dict.fromkeys(["ReduceMean", "ReduceProd"], 18),
+    **tensor_import.KNOWN_VERSIONS,
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 #: layers made while reading (some feed only shape arithmetic and are dropped): a graph past this
@@ -60,8 +72,9 @@ MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 MAX_ENTRIES = 2 * spec.MAX_LAYERS
 #: operator -> handler: ``handlers`` (layers, activations, resampling), ``vocab_handlers``
 #: (normalisation, merges, shape operators), then the recurrent operators with the time-major
-#: plumbing around them (``sequence_import``, which falls back on the other two)
-HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS}
+#: plumbing around them (``sequence_import``, which falls back on the other two), then the
+#: tensor operators of transformer graphs (``tensor_import``, which falls back on the three)
+HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS, **tensor_import.HANDLERS}
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
@@ -346,7 +359,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         if st.consumers[name]:
             st.values[name] = reader.to_array(tensor, f"initializer {show(name)}")
     for value, declared in graph_inputs:
-        st.values[value.name] = Tensor(None, declared.shape, declared.name)
+        st.values[value.name] = Tensor(None, declared.shape, declared.name, declared.dtype)
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
