@@ -50,6 +50,22 @@ def _provider(kind: str, component: Any) -> tuple[str, str]:
     return name, f"{prov.distribution} {prov.version or ''}".strip()
 
 
+#: the hint key naming the distribution of a plugin layer (not a field: read only for messages)
+PROVIDER_KEY = "_provider"
+
+
+def _provider_hint(layer: Any) -> dict:
+    """``{"_provider": {"distribution", "version"}}`` for a plugin layer, so that an import where
+    the plugin is missing can say what to install; nothing for a built-in."""
+    try:
+        prov = registry.layers.provider(registry.registered_name(layer))
+    except RegnetError:
+        return {}
+    if prov.builtin:
+        return {}
+    return {PROVIDER_KEY: {"distribution": prov.distribution, "version": prov.version}}
+
+
 def _no_lowering(kind: str, component: Any, layer_name: str) -> OnnxExportError:
     name, dist = _provider(kind, component)
     noun = "layer" if kind == "layers" else "activation"
@@ -146,7 +162,7 @@ def to_proto(model: Any, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         if layer.activation_fn is not None:
             what = f"the activation of layer '{node.name}'"
             out = _check_output(_lower("activations", ctx, layer.activation_fn, pre), node.name, what)
-        config = {"name": node.name, **layer.get_config()}
+        config = {"name": node.name, **layer.get_config(), **_provider_hint(layer)}
         _finish_layer(graph, start, pre, out, node.name, config)
         tensors[node.name] = node.name
     out_name = model.output_node.name

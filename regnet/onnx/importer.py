@@ -17,7 +17,7 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
+from . import exporter, folding, handlers, hooks, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -73,6 +73,11 @@ def _default_opset(proto: onnx.ModelProto) -> int:
     if not MIN_IMPORT_OPSET <= opset <= max(top, onnx.defs.onnx_opset_version()):
         raise OnnxImportError(f"opset {opset} is unsupported (regnet reads opsets {MIN_IMPORT_OPSET} and newer)")
     return opset
+
+
+def _builtin(node: onnx.NodeProto) -> bool:
+    """Whether regnet reads ``node``'s operator itself."""
+    return node.domain in ("", "ai.onnx") and node.op_type in KNOWN_VERSIONS
 
 
 def _check_version(st: ImportState, node: onnx.NodeProto) -> None:
@@ -347,7 +352,10 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
             st.values[name] = reader.to_array(tensor, f"initializer {show(name)}")
     for value, declared in graph_inputs:
         st.values[value.name] = Tensor(None, declared.shape, declared.name)
+    plugins = hooks.Dispatcher(nodes, const, synthetic, {output}, _builtin)
     for node in nodes:
+        if plugins(st, node):  # plugin layers and handlers first (regnet.onnx.hooks)
+            continue
         if node.domain not in ("", "ai.onnx"):
             raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
         if node.op_type not in KNOWN_VERSIONS:
