@@ -291,3 +291,16 @@ def test_regnet_plugins_lists_import_handlers(claims):
     names = {c["name"]: c for c in report["components"]}
     assert names["com.example::Double"]["distribution"] == "onnx-claims"
     assert hooks.op_key(graph_of("Double", "com.example").graph.node[0]) == "com.example::Double"
+
+
+def test_the_guide_example_prints_what_its_comments_say(capsys):
+    """docs/plugins.md section 7 (tests/test_ergonomics.py runs the whole guide; this checks the output)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
+    section = text[text.index("## 7. ONNX import") : text.index("\n## 8.")]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    exec(compile(block, "<docs/plugins.md section 7>", "exec"), {"__name__": "__docs__"})
+    expected = re.findall(r"^\s*print\(.*\)  # (.*)$", block, flags=re.M)
+    assert capsys.readouterr().out.splitlines() == expected

@@ -2,7 +2,8 @@
 regnet layers (``handlers``) and build a ``Model`` with the file's weights.
 
 Never runs code from the file: the graph is data, mapped operator by operator to registered
-built-in layers; anything else is refused with an ``OnnxImportError`` naming the node.
+layers (installed plugins first: ``hooks``); anything else is refused with an ``OnnxImportError``
+naming the node.
 """
 
 import os
