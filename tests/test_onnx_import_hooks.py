@@ -225,8 +225,12 @@ def test_a_handler_of_a_standard_operator_is_asked_first_and_may_decline(claims)
 
 def test_a_handler_that_declines_an_operator_regnet_cannot_read_is_an_error():
     source = "from regnet.onnx import NOT_MINE\n\ndef never(st, node, attrs):\n    return NOT_MINE\n"
-    with plugin_distribution("picky", {"onnx_import": {"com.example::Double": "picky_mod:never"}}, modules={"picky_mod": source}):
-        with pytest.raises(ronnx.OnnxImportError, match="'com.example::Double = picky_mod:never' of picky 1.0 declined"):
+    with plugin_distribution(
+        "picky", {"onnx_import": {"com.example::Double": "picky_mod:never"}}, modules={"picky_mod": source}
+    ):
+        with pytest.raises(
+            ronnx.OnnxImportError, match="'com.example::Double = picky_mod:never' of picky 1.0 declined"
+        ):
             ronnx.from_proto(graph_of("Double", "com.example"))
 
 
@@ -263,8 +267,12 @@ def test_a_handler_that_cannot_be_loaded_affects_only_graphs_with_its_operator()
 def test_two_plugins_claiming_one_operator_name_both():
     source = "def h(st, node, attrs):\n    pass\n"
     with (
-        plugin_distribution("claim-one", {"onnx_import": {"com.example::Double": "one_mod:h"}}, modules={"one_mod": source}) as root,
-        plugin_distribution("claim-two", {"onnx_import": {"com.example::Double": "two_mod:h"}}, modules={"two_mod": source}, root=root),
+        plugin_distribution(
+            "claim-one", {"onnx_import": {"com.example::Double": "one_mod:h"}}, modules={"one_mod": source}
+        ) as root,
+        plugin_distribution(
+            "claim-two", {"onnx_import": {"com.example::Double": "two_mod:h"}}, modules={"two_mod": source}, root=root
+        ),
     ):
         with pytest.raises(ronnx.OnnxImportError, match="claim-one.*claim-two|claim-two.*claim-one"):
             ronnx.from_proto(graph_of("Double", "com.example"))

@@ -26,6 +26,7 @@ lets some in), as it does for the other kinds.
 
 import warnings
 from collections.abc import Callable
+
 import attrs
 import numpy as np
 import onnx
@@ -267,14 +268,19 @@ class Dispatcher:
                     warnings.warn(f"regnet reads {key} itself: {exc}", RuntimeWarning, stacklevel=4)
                 return False
             if withheld is not None:
-                reason = f"the handler of {escape(withheld.distribution, 100)} is installed but {autoload_hint(withheld)}"
+                reason = (
+                    f"the handler of {escape(withheld.distribution, 100)} is installed but {autoload_hint(withheld)}"
+                )
                 raise st.fail(node, f"regnet imports {escape(key, 100)} only through a plugin: {reason}") from None
-            raise st.fail(node, f"regnet imports {escape(key, 100)} only through a plugin, whose handler is unusable: {exc}") from None
+            raise st.fail(
+                node, f"regnet imports {escape(key, 100)} only through a plugin, whose handler is unusable: {exc}"
+            ) from None
         for name in node.input:
             if name and name not in st.values:
                 raise st.fail(node, f"input {show(name)} is not defined before it")
         prov = reg.provider(key)
-        who = f"the import handler '{escape(key, 100)} = {escape(prov.entry_point or '?', 100)}' of {registry._describe(prov)}"
+        dist = escape(f"{prov.distribution} {prov.version or ''}".strip(), 200)
+        who = f"the import handler '{escape(key, 100)} = {escape(prov.entry_point or '?', 100)}' of {dist}"
         try:
             result = handler(st, node, reader.attribute_values(node))
         except OnnxImportError as exc:
@@ -295,7 +301,9 @@ class Dispatcher:
             try:
                 taken += list(result)
             except TypeError:
-                raise st.fail(node, f"{who} returned {show(result)}: expected None, NOT_MINE or the nodes it read") from None
+                raise st.fail(
+                    node, f"{who} returned {show(result)}: expected None, NOT_MINE or the nodes it read"
+                ) from None
             if not all(isinstance(n, onnx.NodeProto) and id(n) in self.ids for n in taken):
                 raise st.fail(node, f"{who} returned something that is not a node of this graph")
         self.done.update(id(n) for n in taken)
@@ -305,4 +313,3 @@ class Dispatcher:
                 if out and (outside or out in st.outputs) and out not in st.values:
                     raise st.fail(node, f"{who} left {show(out)}, which other nodes read, undefined")
         return True
-

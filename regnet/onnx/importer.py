@@ -18,7 +18,18 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, hooks, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
+from . import (
+    exporter,
+    folding,
+    handlers,
+    hooks,
+    naming,
+    norm_patterns,
+    patterns,
+    reader,
+    sequence_import,
+    vocab_handlers,
+)
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 

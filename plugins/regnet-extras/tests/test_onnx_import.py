@@ -17,8 +17,14 @@ import regnet.onnx as ronnx  # noqa: E402
 from regnet import registry  # noqa: E402
 
 SPECS = [
-    *({"input_shape": list(c["input_shape"]), "layers": [{"type": "RMSNorm", **c["config"]}]} for c in regnet_extras.RMSNorm.test_cases),
-    {"input_shape": [6], "layers": [{"type": "Dense", "units": 4}, {"type": "RMSNorm", "epsilon": 0.1}, {"type": "Dense", "units": 2}]},
+    *(
+        {"input_shape": list(c["input_shape"]), "layers": [{"type": "RMSNorm", **c["config"]}]}
+        for c in regnet_extras.RMSNorm.test_cases
+    ),
+    {
+        "input_shape": [6],
+        "layers": [{"type": "Dense", "units": 4}, {"type": "RMSNorm", "epsilon": 0.1}, {"type": "Dense", "units": 2}],
+    },
 ]
 
 
@@ -88,10 +94,14 @@ def _value(name, shape):
 def test_the_standard_rms_normalization_imports_and_agrees_with_onnxruntime():
     gamma = np.random.default_rng(3).uniform(0.5, 1.5, 5).astype(np.float32)
     node = helper.make_node("RMSNormalization", ["x", "gamma"], ["y"], name="rms", axis=-1, epsilon=1e-3)
-    graph = helper.make_graph([node], "g", [_value("x", (3, 5))], [_value("y", (3, 5))], [numpy_helper.from_array(gamma, "gamma")])
+    graph = helper.make_graph(
+        [node], "g", [_value("x", (3, 5))], [_value("y", (3, 5))], [numpy_helper.from_array(gamma, "gamma")]
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
     back = ronnx.from_proto(proto)
-    assert back.to_spec()["layers"] == [{"type": "RMSNorm", "name": "rms", "axis": -1, "epsilon": 0.001, "scale": True, "activation": "linear"}]
+    assert back.to_spec()["layers"] == [
+        {"type": "RMSNorm", "name": "rms", "axis": -1, "epsilon": 0.001, "scale": True, "activation": "linear"}
+    ]
     x = sample((3, 5))
     np.testing.assert_allclose(back.predict(x), run_onnx(proto, {"x": x}), rtol=1e-5, atol=1e-6)
 
@@ -99,22 +109,41 @@ def test_the_standard_rms_normalization_imports_and_agrees_with_onnxruntime():
 def test_a_custom_domain_operator_of_onnxruntime_imports_and_agrees_with_it():
     gamma = np.random.default_rng(3).uniform(0.5, 1.5, 5).astype(np.float32)
     node = helper.make_node(
-        "SkipSimplifiedLayerNormalization", ["x", "skip", "gamma"], ["y"], name="rms", domain="com.microsoft", epsilon=1e-4
+        "SkipSimplifiedLayerNormalization",
+        ["x", "skip", "gamma"],
+        ["y"],
+        name="rms",
+        domain="com.microsoft",
+        epsilon=1e-4,
     )
     graph = helper.make_graph(
-        [node], "g", [_value("x", (3, 5)), _value("skip", (3, 5))], [_value("y", (3, 5))], [numpy_helper.from_array(gamma, "gamma")]
+        [node],
+        "g",
+        [_value("x", (3, 5)), _value("skip", (3, 5))],
+        [_value("y", (3, 5))],
+        [numpy_helper.from_array(gamma, "gamma")],
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
     back = ronnx.from_proto(proto)
     assert [layer["type"] for layer in back.to_spec()["layers"]] == ["Add", "RMSNorm"]
     x, skip = sample((3, 5)), sample((3, 5), seed=4)
-    np.testing.assert_allclose(back.predict({"x": x, "skip": skip}), run_onnx(proto, {"x": x, "skip": skip}), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        back.predict({"x": x, "skip": skip}), run_onnx(proto, {"x": x, "skip": skip}), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_what_rms_norm_cannot_take_is_refused_naming_the_handler():
     gamma = np.ones(15, np.float32)  # normalising the last two axes together
     node = helper.make_node("RMSNormalization", ["x", "gamma"], ["y"], name="rms", axis=1)
-    graph = helper.make_graph([node], "g", [_value("x", (3, 5))], [_value("y", (3, 5))], [numpy_helper.from_array(gamma.reshape(3, 5), "gamma")])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [_value("x", (3, 5))],
+        [_value("y", (3, 5))],
+        [numpy_helper.from_array(gamma.reshape(3, 5), "gamma")],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
     with pytest.raises(ronnx.OnnxImportError, match="last axis.*regnet-extras"):
         ronnx.from_proto(proto)

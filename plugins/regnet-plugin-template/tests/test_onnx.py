@@ -8,10 +8,10 @@ pytest.importorskip("regnet_plugin_template")
 onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from regnet_plugin_template import ScaleShift  # noqa: E402
 
 import regnet  # noqa: E402
 import regnet.onnx as ronnx  # noqa: E402
-from regnet_plugin_template import ScaleShift  # noqa: E402
 
 
 @pytest.mark.parametrize("case", ScaleShift.test_cases, ids=lambda c: str(c["input_shape"]))
