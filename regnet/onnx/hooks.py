@@ -186,14 +186,14 @@ class Dispatcher:
             exporter._finish_layer(graph, 0, pre, out, g.name, {})
         except Exception:  # the hint does not build here, or the plugin's lowering fails: read node by node
             return False
-        if not self._same(st, g, graph):
+        if not self._same(st, g, graph, set(inputs)):
             return False
         entry = st.add(g.main, g.type, config, [st.values[i] for i in inputs], out_shape, layer.weights)
         st.values[g.name] = Tensor(entry, entry.shape)
         self.done.update(id(n) for n in g.nodes)
         return True
 
-    def _same(self, st: ImportState, g: _Group, graph: GraphBuilder) -> bool:
+    def _same(self, st: ImportState, g: _Group, graph: GraphBuilder, inputs: set[str]) -> bool:
         """Whether the file's nodes of ``g`` are the rebuilt ones, constants included."""
         if len(graph.nodes) != len(g.nodes):
             return False
@@ -210,8 +210,12 @@ class Dispatcher:
             if _attributes(theirs) != _attributes(mine):
                 return False
             for a, b in zip(theirs.input, mine.input):
-                if not a or not b or b not in consts:
-                    if ours.get(a, a) != b:  # an input of the layer keeps its name; others map
+                if not a or not b:  # an omitted optional input
+                    if a or b:
+                        return False
+                    continue
+                if b not in consts:  # a tensor made inside (mapped), or an input of the layer (same name)
+                    if (ours[a] if a in ours else a if a in inputs else None) != b:
                         return False
                     continue
                 value = st.values.get(a)
