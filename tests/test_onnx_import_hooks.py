@@ -25,6 +25,7 @@ from regnet.testing import plugin_distribution  # noqa: E402
 LAYERS = """
 import numpy as np
 from regnet import fields
+from regnet.activations import Activation, activation
 from regnet.layers import Layer, layer
 
 
@@ -43,6 +44,18 @@ class Sine(Layer):
         return ctx.node("Sin", [ctx.node("Mul", [inputs[0], f])])
 
 
+@activation("sin", register=False)
+class Sin(Activation):
+    def forward(self, x):
+        return np.sin(x)
+
+    def backward(self, grad, x, y):
+        return grad * np.cos(x)
+
+    def to_onnx(self, ctx, x):
+        return ctx.node("Sin", [x])
+
+
 @layer("Times", register=False)
 class Times(Layer):
     factor: float = fields.number(2.0, doc="the factor")
@@ -56,7 +69,10 @@ class Times(Layer):
     def to_onnx(self, ctx, inputs):
         return ctx.node("Mul", [inputs[0], ctx.constant(np.float32(self.factor), "factor")])
 """
-LAYER_ENTRY_POINTS = {"layers": {"Sine": "hook_layers_mod:Sine", "Times": "hook_layers_mod:Times"}}
+LAYER_ENTRY_POINTS = {
+    "layers": {"Sine": "hook_layers_mod:Sine", "Times": "hook_layers_mod:Times"},
+    "activations": {"sin": "hook_layers_mod:Sin"},
+}
 
 # import handlers: a custom-domain operator, a standard one taken only when the node is named
 # 'twice', and ones that fail in each way a plugin can
@@ -187,6 +203,21 @@ def test_a_missing_plugin_layer_names_the_layer_and_what_to_install():
     # its nodes are all standard operators regnet reads: the same computation, in built-in layers
     back = ronnx.from_proto(times)
     np.testing.assert_allclose(back.predict(x_of()), 2 * x_of(), rtol=1e-6)
+
+
+def test_a_built_in_layer_with_a_plugin_activation_comes_back_or_names_the_plugin():
+    spec = {"input_shape": [4], "layers": [{"type": "Dense", "name": "d", "units": 3, "activation": "sin"}]}
+    with plugin_distribution("hook-layers", LAYER_ENTRY_POINTS, modules={"hook_layers_mod": LAYERS}, version="2.0"):
+        model = regnet.Model.from_spec(spec, seed=0)
+        proto = ronnx.to_proto(model)
+        back = ronnx.from_proto(proto)
+        assert back.to_spec() == model.to_spec()
+        np.testing.assert_array_equal(back.predict(x_of()), model.predict(x_of()))
+    with pytest.raises(ronnx.OnnxImportError) as info:
+        ronnx.from_proto(proto)
+    msg = str(info.value)
+    for part in ("layer 'd' of type 'Dense' with the activation 'sin'", "pip install 'hook-layers==2.0'", "(Sin)"):
+        assert part in msg, (part, msg)
 
 
 def test_a_plugin_layer_left_out_by_safe_mode_says_how_to_allow_it(safe_mode):

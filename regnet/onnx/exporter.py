@@ -55,15 +55,20 @@ PROVIDER_KEY = "_provider"
 
 
 def _provider_hint(layer: Any) -> dict:
-    """``{"_provider": {"distribution", "version"}}`` for a plugin layer, so that an import where
-    the plugin is missing can say what to install; nothing for a built-in."""
-    try:
-        prov = registry.layers.provider(registry.registered_name(layer))
-    except RegnetError:
-        return {}
-    if prov.builtin:
-        return {}
-    return {PROVIDER_KEY: {"distribution": prov.distribution, "version": prov.version}}
+    """``{"_provider": {"distribution", "version"}}`` for a plugin layer, or a built-in one with a
+    plugin's activation, so that an import where the plugin is missing can say what to install;
+    nothing otherwise."""
+    parts = [("layers", layer), ("activations", layer.activation_fn)]
+    for kind, component in parts:
+        if component is None:
+            continue
+        try:
+            prov = registry.REGISTRIES[kind].provider(registry.registered_name(component))
+        except RegnetError:
+            continue
+        if not prov.builtin:
+            return {PROVIDER_KEY: {"distribution": prov.distribution, "version": prov.version}}
+    return {}
 
 
 def _no_lowering(kind: str, component: Any, layer_name: str) -> OnnxExportError:

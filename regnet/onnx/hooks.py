@@ -26,6 +26,7 @@ lets some in), as it does for the other kinds.
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
@@ -67,7 +68,7 @@ def op_key(node: onnx.NodeProto) -> str:
 
 @attrs.define(eq=False)
 class _Group:
-    """The nodes regnet's exporter wrote for one layer of a plugin type."""
+    """The nodes regnet's exporter wrote for one layer of a plugin type (or with a plugin's activation)."""
 
     name: str
     type: str
@@ -75,14 +76,26 @@ class _Group:
     main: onnx.NodeProto
     nodes: list  # in graph order
     made: set  # the tensors the group's nodes make
+    part: tuple  # (kind, name) of the plugin component: the layer type, or its activation
 
 
-def _builtin_layer(type_name: str) -> bool:
-    reg = registry.layers
+def _builtin(reg: registry.Registry, name: Any) -> bool:
     try:
-        return reg.provider(reg.canonical(type_name)).builtin
+        return reg.provider(reg.canonical(name)).builtin
     except RegnetError:
-        return False  # not installed: a plugin type
+        return False  # not installed: a plugin's
+
+
+def _plugin_part(hint: dict) -> tuple[str, str] | None:
+    """``(kind, name)`` of the plugin component a hinted layer is (its type) or uses (its
+    activation), else ``None``."""
+    if not _builtin(registry.layers, hint["type"]):
+        return "layers", hint["type"]
+    act = hint.get("activation")
+    name = act.get("type") if isinstance(act, dict) else act
+    if isinstance(name, str) and not _builtin(registry.activations, name):
+        return "activations", name
+    return None
 
 
 def _groups(nodes: list[onnx.NodeProto], synthetic: set[int], outputs: set[str]) -> dict[int, _Group]:
@@ -97,7 +110,8 @@ def _groups(nodes: list[onnx.NodeProto], synthetic: set[int], outputs: set[str])
     found = {}
     for node in nodes:
         hint = hint_of(node) if node.name else None
-        if hint is None or hint.get("name") != node.name or _builtin_layer(hint["type"]):
+        part = _plugin_part(hint) if hint is not None and hint.get("name") == node.name else None
+        if part is None:
             continue
         members = by_layer.get(node.name, [])
         made = {o for n in members for o in n.output if o}
@@ -106,7 +120,7 @@ def _groups(nodes: list[onnx.NodeProto], synthetic: set[int], outputs: set[str])
         # every tensor made inside but the layer's output is read only inside
         if any(t in outputs or read_by.get(t, set()) - {node.name} for t in made - {node.name}):
             continue
-        found[id(members[0])] = _Group(node.name, hint["type"], hint, node, members, made)
+        found[id(members[0])] = _Group(node.name, hint["type"], hint, node, members, made, part)
     return found
 
 
@@ -149,7 +163,7 @@ class Dispatcher:
     # -- plugin layers written by regnet's exporter ---------------------------------------------
     def _rebuild(self, st: ImportState, g: _Group) -> bool:
         try:
-            registry.layers.get(g.type)
+            registry.REGISTRIES[g.part[0]].get(g.part[1])
         except RegnetError as exc:
             self._missing(st, g, exc)
             return False
@@ -233,14 +247,16 @@ class Dispatcher:
         unread = [n for n in g.nodes if not self.builtin(n)]
         if not unread:
             return
+        kind, name = g.part
         what = f"layer {show(g.name)} of type {show(g.type)}"
-        withheld = registry.layers.withheld(g.type)
+        what += f" with the activation {show(name)}" if kind == "activations" else ""
+        withheld = registry.REGISTRIES[kind].withheld(name)
         if withheld is not None:
             reason = f"its distribution {escape(withheld.distribution, 100)} is installed but {autoload_hint(withheld)}"
         elif isinstance(exc, PluginError):
             reason = str(exc)
         else:
-            reason = "no installed plugin provides that layer type"
+            reason = f"no installed plugin provides the {registry.REGISTRIES[kind].noun} {show(name)}"
             prov = g.hint.get(exporter.PROVIDER_KEY)
             if isinstance(prov, dict) and isinstance(prov.get("distribution"), str):
                 dist, version = prov["distribution"], prov.get("version")

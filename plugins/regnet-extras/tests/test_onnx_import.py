@@ -56,6 +56,24 @@ def test_rms_norm_round_trips_through_onnx(spec, opset):
     assert registry.layers.provider("RMSNorm").distribution == "regnet-extras"
 
 
+@pytest.mark.parametrize("opset", [13, 17])
+def test_squareplus_round_trips_through_onnx(opset):
+    """A built-in layer with the plugin's activation comes back through the hint too."""
+    spec = {
+        "input_shape": [2, 5, 5],
+        "layers": [
+            {"type": "Conv2D", "filters": 3, "kernel_size": 2, "activation": "squareplus"},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": 3, "activation": {"type": "squareplus", "b": 0.5}},
+        ],
+    }
+    model = random_model(spec)
+    back = ronnx.from_proto(ronnx.to_proto(model, opset))
+    assert back.to_spec() == model.to_spec()
+    x = sample(model.input_shape)
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: "-".join(layer["type"] for layer in s["layers"]))
 def test_rms_norm_without_hints_is_read_by_the_mul_pattern_handler(spec, opset):
