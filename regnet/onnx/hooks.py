@@ -110,7 +110,9 @@ def _groups(nodes: list[onnx.NodeProto], synthetic: set[int], outputs: set[str])
     found = {}
     for node in nodes:
         hint = hint_of(node) if node.name else None
-        part = _plugin_part(hint) if hint is not None and hint.get("name") == node.name else None
+        if hint is None or hint.get("name") != node.name:
+            continue
+        part = _plugin_part(hint)
         if part is None:
             continue
         members = by_layer.get(node.name, [])
