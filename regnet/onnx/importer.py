@@ -18,20 +18,10 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import (
-    exporter,
-    folding,
-    handlers,
-    hooks,
-    naming,
-    norm_patterns,
-    patterns,
-    reader,
-    sequence_import,
-    vocab_handlers,
-)
+from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
+from .hooks import Dispatcher
 
 #: the opsets of the default domain regnet reads
 MIN_IMPORT_OPSET = 11
@@ -364,7 +354,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
             st.values[name] = reader.to_array(tensor, f"initializer {show(name)}")
     for value, declared in graph_inputs:
         st.values[value.name] = Tensor(None, declared.shape, declared.name)
-    plugins = hooks.Dispatcher(nodes, const, synthetic, {output}, _builtin)
+    plugins = Dispatcher(nodes, const, synthetic, {output}, _builtin)
     for node in nodes:
         if plugins(st, node):  # plugin layers and handlers first (regnet.onnx.hooks)
             continue
