@@ -338,8 +338,8 @@ def cmd_plugins(args, argv):
         comps = part["components"]
         plugins = [c for c in comps if not c["builtin"]]
         print(f"{kind} ({part['group']}): {len(comps)} available, {len(plugins)} from plugins")
-        if not args.plugins_only:
-            builtin = [_with_aliases(c) for c in comps if c["builtin"]]
+        builtin = [_with_aliases(c) for c in comps if c["builtin"]]
+        if builtin and not args.plugins_only:  # a hook group (onnx_import) has no built-in entries
             print(f"  built-in (regnet): {', '.join(builtin)}")
         for c in plugins:
             version = f" {c['version']}" if c["version"] else ""

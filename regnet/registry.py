@@ -68,9 +68,9 @@ def _regnet_version():
 class Registry:
     """Names to components of one kind (``layers``, ``losses``, ...)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, noun: str | None = None) -> None:
         self.kind = kind
-        self.noun = "loss" if kind == "losses" else kind[:-1]  # singular, for messages
+        self.noun = noun or ("loss" if kind == "losses" else kind[:-1])  # singular, for messages
         self.a_noun = ("an " if self.noun[0] in "aeiou" else "a ") + self.noun
         self.group = f"regnet.{kind}"
         self.base: type | None = None  # the class every component must subclass (bound by its module)
@@ -275,6 +275,13 @@ class Registry:
         folded = {k.lower(): p for k, p in self._withheld.items()}
         return folded.get(key.lower())
 
+    def claims(self, name: str) -> bool:
+        """Whether exactly ``name`` (no alias, no case folding) has an entry: registered, not yet
+        loaded, broken or withheld by ``REGNET_DISABLE_PLUGIN_AUTOLOAD`` (for hooks keyed by names
+        that are case-sensitive, like ONNX operator types)."""
+        self._discover()
+        return any(name in table for table in (self._items, self._pending, self._broken, self._withheld))
+
     def __contains__(self, name):
         key = self.canonical(name)
         return key in self._items or key in self._pending
@@ -470,6 +477,12 @@ metrics = Registry("metrics")
 
 REGISTRIES = {r.kind: r for r in (layers, activations, losses, optimizers, initializers, schedules, metrics)}
 
+#: ONNX operator -> import handler of a plugin (group ``regnet.onnx_import``; see
+#: ``regnet.onnx.hooks``): a hook, not a component kind, so it is not in ``REGISTRIES``
+onnx_import = Registry("onnx_import", noun="ONNX import handler")
+#: the registries of plugin hooks (functions, not components): ``plugin_report`` lists them too
+HOOKS = {onnx_import.kind: onnx_import}
+
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -546,7 +559,7 @@ def plugin_report(*, load=True):
     ``load`` (the default) every plugin is imported first, so import failures show up as broken.
     """
     report = {}
-    for kind, reg in REGISTRIES.items():
+    for kind, reg in {**REGISTRIES, **HOOKS}.items():
         if load:
             reg.load_all()
         components = []

@@ -186,7 +186,7 @@ def test_registering_something_that_is_not_a_layer_fails():
 
 def test_plugin_report_lists_every_component_as_json_data():
     report = registry.plugin_report()
-    assert set(report) == set(registry.KINDS)
+    assert set(report) == set(registry.KINDS) | set(registry.HOOKS)
     json.dumps(report)
     for kind, names in BUILTINS.items():
         entry = report[kind]

@@ -17,6 +17,7 @@ except ImportError as _exc:
 from .builder import LoweringContext
 from .errors import OnnxExportError, OnnxImportError
 from .exporter import DEFAULT_OPSET, MIN_OPSET, export, to_proto
+from .hooks import NOT_MINE
 from .importer import convert, from_proto, load
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "from_proto",
     "convert",
     "LoweringContext",
+    "NOT_MINE",
     "OnnxExportError",
     "OnnxImportError",
     "DEFAULT_OPSET",

@@ -50,6 +50,27 @@ def _provider(kind: str, component: Any) -> tuple[str, str]:
     return name, f"{prov.distribution} {prov.version or ''}".strip()
 
 
+#: the hint key naming the distribution of a plugin layer (not a field: read only for messages)
+PROVIDER_KEY = "_provider"
+
+
+def _provider_hint(layer: Any) -> dict:
+    """``{"_provider": {"distribution", "version"}}`` for a plugin layer, or a built-in one with a
+    plugin's activation, so that an import where the plugin is missing can say what to install;
+    nothing otherwise."""
+    parts = [("layers", layer), ("activations", layer.activation_fn)]
+    for kind, component in parts:
+        if component is None:
+            continue
+        try:
+            prov = registry.REGISTRIES[kind].provider(registry.registered_name(component))
+        except RegnetError:
+            continue
+        if not prov.builtin:
+            return {PROVIDER_KEY: {"distribution": prov.distribution, "version": prov.version}}
+    return {}
+
+
 def _no_lowering(kind: str, component: Any, layer_name: str) -> OnnxExportError:
     name, dist = _provider(kind, component)
     noun = "layer" if kind == "layers" else "activation"
@@ -146,7 +167,7 @@ def to_proto(model: Any, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         if layer.activation_fn is not None:
             what = f"the activation of layer '{node.name}'"
             out = _check_output(_lower("activations", ctx, layer.activation_fn, pre), node.name, what)
-        config = {"name": node.name, **layer.get_config()}
+        config = {"name": node.name, **layer.get_config(), **_provider_hint(layer)}
         _finish_layer(graph, start, pre, out, node.name, config)
         tensors[node.name] = node.name
     out_name = model.output_node.name

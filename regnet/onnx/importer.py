@@ -2,7 +2,8 @@
 regnet layers (``handlers``) and build a ``Model`` with the file's weights.
 
 Never runs code from the file: the graph is data, mapped operator by operator to registered
-built-in layers; anything else is refused with an ``OnnxImportError`` naming the node.
+layers (installed plugins first: ``hooks``); anything else is refused with an ``OnnxImportError``
+naming the node.
 """
 
 import os
@@ -31,6 +32,7 @@ from . import (
 )
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
+from .hooks import Dispatcher
 
 #: the opsets of the default domain regnet reads
 MIN_IMPORT_OPSET = 11
@@ -86,6 +88,11 @@ def _default_opset(proto: onnx.ModelProto) -> int:
     if not MIN_IMPORT_OPSET <= opset <= max(top, onnx.defs.onnx_opset_version()):
         raise OnnxImportError(f"opset {opset} is unsupported (regnet reads opsets {MIN_IMPORT_OPSET} and newer)")
     return opset
+
+
+def _builtin(node: onnx.NodeProto) -> bool:
+    """Whether regnet reads ``node``'s operator itself."""
+    return node.domain in ("", "ai.onnx") and node.op_type in KNOWN_VERSIONS
 
 
 def _check_version(st: ImportState, node: onnx.NodeProto) -> None:
@@ -360,7 +367,10 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
             st.values[name] = reader.to_array(tensor, f"initializer {show(name)}")
     for value, declared in graph_inputs:
         st.values[value.name] = Tensor(None, declared.shape, declared.name, declared.dtype)
+    plugins = Dispatcher(nodes, const, synthetic, {output}, _builtin)
     for node in nodes:
+        if plugins(st, node):  # plugin layers and handlers first (regnet.onnx.hooks)
+            continue
         if node.domain not in ("", "ai.onnx"):
             raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
         if node.op_type not in KNOWN_VERSIONS:

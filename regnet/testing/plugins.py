@@ -14,7 +14,7 @@ from .. import registry
 
 def reset_registries() -> None:
     """Forget discovered plugins in every registry (built-ins stay)."""
-    for reg in registry.REGISTRIES.values():
+    for reg in (*registry.REGISTRIES.values(), *registry.HOOKS.values()):
         reg.reset_plugins()
 
 

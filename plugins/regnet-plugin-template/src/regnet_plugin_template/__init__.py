@@ -1,5 +1,5 @@
-"""A regnet plugin with one layer and one pretrained zoo model, both declared as entry points in
-pyproject.toml."""
+"""A regnet plugin with one layer, its ONNX import handler and one pretrained zoo model, all
+declared as entry points in pyproject.toml."""
 
 from pathlib import Path
 
@@ -53,3 +53,24 @@ class ScaleShift(Layer):
         self.grads["scale"][...] = np.sum(grad * self.cache.x, axis=self._axes)
         self.grads["shift"][...] = np.sum(grad, axis=self._axes)
         return grad * self.params["scale"].reshape(self._bshape)
+
+
+def scale_shift_from_onnx(st, node, attrs):
+    """Optional: the ONNX import handler of the operator ``com.example::ScaleShift(X, scale, shift)``
+    (entry point in the group ``regnet.onnx_import``), for files that other tools write with an
+    operator of their own domain. A ``ScaleShift`` that ``regnet.onnx.export`` wrote needs no
+    handler: ``to_onnx`` above is enough for it to come back as itself.
+
+    ``st`` is the import state: ``st.tensor``/``st.const`` read the node's inputs, ``st.fail``
+    makes the error naming the node, ``st.add`` makes the layer. Return
+    ``regnet.onnx.NOT_MINE`` instead (before calling ``st.add``) to leave a node to regnet."""
+    x = st.tensor(node, 0)
+    if len(x.shape) not in (1, 3):
+        raise st.fail(node, f"ScaleShift takes (C,) or (C, H, W) samples, not {list(x.shape)}")
+    c = x.shape[0]
+    weights = {"scale": st.const(node, 1, "scale"), "shift": st.const(node, 2, "shift")}
+    for name, value in weights.items():
+        if value.size != c:
+            raise st.fail(node, f"{name} has {value.size} values for {c} channels")
+        weights[name] = value.reshape(c)
+    st.add(node, "ScaleShift", {}, [x], x.shape, weights, weight_inputs=(1, 2))
