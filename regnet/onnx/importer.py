@@ -17,7 +17,18 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
+from . import (
+    attention_import,
+    exporter,
+    folding,
+    handlers,
+    naming,
+    norm_patterns,
+    patterns,
+    reader,
+    sequence_import,
+    vocab_handlers,
+)
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -60,8 +71,9 @@ MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 MAX_ENTRIES = 2 * spec.MAX_LAYERS
 #: operator -> handler: ``handlers`` (layers, activations, resampling), ``vocab_handlers``
 #: (normalisation, merges, shape operators), then the recurrent operators with the time-major
-#: plumbing around them (``sequence_import``, which falls back on the other two)
-HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS}
+#: plumbing around them (``sequence_import``, which falls back on the other two), and the attention
+#: regions ``attention_import.rewrite`` replaced (one synthetic node each)
+HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS, **attention_import.HANDLERS}
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
@@ -341,6 +353,9 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     nodes, synthetic = patterns.rewrite(nodes, const, {output})
     nodes, norms = norm_patterns.rewrite(nodes, const, {output})
     synthetic |= norms
+    runtime_inputs = {value.name for value, _ in graph_inputs}
+    nodes, regions = attention_import.rewrite(nodes, runtime_inputs, set(consts), {output})
+    synthetic |= regions
     st = ImportState(nodes, opset, {output}, batch)
     for name, tensor in consts.items():
         if st.consumers[name]:
@@ -350,7 +365,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
-        if node.op_type not in KNOWN_VERSIONS:
+        if node.op_type not in KNOWN_VERSIONS and id(node) not in regions:
             supported = ", ".join(sorted(KNOWN_VERSIONS))
             raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
         if id(node) not in synthetic:
