@@ -132,18 +132,18 @@ def _region_output(flow: _Flow, softmax: Node) -> str | None:
 
 def _region(flow: _Flow, out: str, softmax: Node) -> tuple[list[str], list[Node]] | None:
     """The region's run-time inputs and its nodes: every ancestor of ``out`` up to the inputs of
-    the input projections (those before the Softmax) and the tensors compared by ``Greater``
+    the input projections (those not computed from the Softmax) and the tensors compared by ``Greater``
     (regnet's attention mask); ``None`` if it reads other run-time tensors."""
-    before = set()  # the run-time ancestors of the Softmax
-    stack = [softmax.input[0]]
+    after = set()  # the run-time tensors computed from the Softmax's output
+    stack = [softmax.output[0]]
     while stack:
         name = stack.pop()
-        if name in before or name not in flow.data:
+        if name in after:
             continue
-        before.add(name)
-        node = flow.producer.get(name)
-        if node is not None:
-            stack.extend(i for i in node.input if i)
+        after.add(name)
+        for node in flow.readers.get(name, []):
+            if node.op_type not in ("Shape", "Size"):
+                stack.extend(o for o in node.output if o)
     inputs: list[str] = []
     stack, seen = [out], set()
     while stack:  # the run-time inputs, along run-time edges only
@@ -156,7 +156,7 @@ def _region(flow: _Flow, out: str, softmax: Node) -> tuple[list[str], list[Node]
             return None  # a graph input read without a projection
         if len(seen) > MAX_REGION_NODES:
             return None
-        if node.op_type == "MatMul" and _projection(flow, node) and node.output[0] in before:
+        if node.op_type == "MatMul" and _projection(flow, node) and node.output[0] not in after:
             inputs.append(node.input[0])
         elif node.op_type == "Greater" and flow.data_inputs(node) == [0]:
             inputs.append(node.input[0])
@@ -399,7 +399,9 @@ def _bias_after(readers: dict, values: dict, data: set[str], name: str, width: i
     return name, None
 
 
-def _mask_kind(values: dict, data: set[str], producer: dict, scores: str, softmax: Node, lq: int, lk: int) -> str:
+def _mask_kind(
+    values: dict, data: set[str], flow: set[str], producer: dict, scores: str, softmax: Node, lq: int, lk: int
+) -> str:
     """'none', 'causal', or 'other': the constant mask added to the scores before the Softmax."""
     name, kind = softmax.input[0], "none"
     for _ in range(16):
@@ -418,7 +420,7 @@ def _mask_kind(values: dict, data: set[str], producer: dict, scores: str, softma
                 kind = "causal"
             elif np.any(m != 0):
                 return "other"
-        ins = [i for i in n.input if i in data]
+        ins = [i for i in n.input if i in flow]
         if len(ins) != 1:
             return kind
         name = ins[0]
@@ -449,6 +451,9 @@ def attention(st: ImportState, node: Node, attrs_: dict) -> None:
         values[node.input[i]] = st.input(node, i)
     _evaluate(st, node, region, values)
     data = _depends(region, set(node.input[:n_data]))
+    greater = {n.input[0] for n in region if n.op_type == "Greater"}
+    # what the query, key and value flow through (not the mask)
+    flow = _depends(region, {i for i in node.input[:n_data] if i not in greater})
     producer = _producers(region)
     readers: dict[str, list[Node]] = {}
     for n in region:
@@ -456,7 +461,7 @@ def attention(st: ImportState, node: Node, attrs_: dict) -> None:
             readers.setdefault(i, []).append(n)
     softmax = next(n for n in region if n.op_type == "Softmax")
     elementwise = ("Add", "Mul", "Div", "Sub", "Cast", "Where", "Identity")
-    scores_mm = _walk(producer, readers, softmax.input[0], True, data, elementwise)
+    scores_mm = _walk(producer, readers, softmax.input[0], True, flow, elementwise)
     apply = _walk(producer, readers, softmax.output[0], False, data, ("Mul", "Dropout", "Identity", "Cast"))
     if scores_mm is None or scores_mm.op_type != "MatMul" or apply is None or apply.op_type != "MatMul":
         raise st.fail(node, "the attention's scores or weighted sum is not a MatMul of two run-time tensors")
@@ -524,7 +529,7 @@ def attention(st: ImportState, node: Node, attrs_: dict) -> None:
     value_dim = weights["value"].shape[1] // heads
     if wo.ndim != 2 or wo.shape[0] != heads * value_dim:
         raise st.fail(node, f"the out-projection's weight {list(wo.shape)} does not fit {heads} heads")
-    mask_kind = _mask_kind(values, data, producer, scores_mm.output[0], softmax, lq, lk)
+    mask_kind = _mask_kind(values, data, flow, producer, scores_mm.output[0], softmax, lq, lk)
     if mask_kind == "other":
         raise st.fail(node, "an attention mask other than the causal one (a constant added to the scores)")
     masks = [i for i in range(n_data) if node.input[i] not in tensors.values()]
