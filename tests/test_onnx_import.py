@@ -60,10 +60,10 @@ def randomise_buffers(model, seed=2):
 
 
 def _round_trips(config):
-    """False for what is exported but not imported: MultiHeadAttention (attention graphs are not
-    imported yet) and recurrent layers with a mask input (not exported: tests/test_onnx_seq2.py)."""
+    """False for what is exported but not imported: recurrent layers with a mask input (not
+    exported: tests/test_onnx_seq2.py)."""
     inner = config.get("layer") if isinstance(config.get("layer"), dict) else config
-    return config["type"] != "MultiHeadAttention" and not inner.get("use_mask")
+    return not inner.get("use_mask")
 
 
 def _specs():
@@ -110,11 +110,6 @@ def test_builtin_configuration_round_trips(spec, opset):
 def test_zoo_model_round_trips(name, tmp_path):
     model = zoo.load(name)
     path = ronnx.export(model, tmp_path / "m.onnx")
-    if any(type(layer).__name__ == "MultiHeadAttention" for layer in model.layers):
-        # attention does not import yet (docs/onnx.md): vit-mnist exports, and import says where it stops
-        with pytest.raises(ronnx.OnnxImportError, match="attention/MatMul"):
-            ronnx.load(path)
-        return
     back = ronnx.load(path)
     assert back.to_spec() == model.to_spec()  # the exporter keeps the names: even those agree
     x = np.random.default_rng(0).random((64, *model.input_shape), dtype=np.float32)

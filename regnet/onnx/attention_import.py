@@ -53,7 +53,7 @@ MAX_REGION_NODES = 2000
 #: an additive mask at or below this is a masked key
 MASKED = -1e4
 #: the operators a region's nodes may use (run-time ones and their shape arithmetic)
-RUN_TIME_OPS = {"MatMul", "Gemm", "Softmax", "Sqrt", "Mod", "Where", "Equal", "Not", "Greater", "Less", "Dropout"}
+RUN_TIME_OPS = {"MatMul", "Gemm", "Softmax", "Sqrt", "Mod", "Where", "Equal", "Not", "Greater", "Less", "Dropout", "Tile"}
 REGION_OPS = {"Constant", "Shape", "Expand", *folding.FOLDERS, *RUN_TIME_OPS}
 
 
@@ -299,6 +299,7 @@ EVALUATORS: dict[str, Any] = {
     "Greater": lambda a, x: np.greater(x[0], x[1]),
     "Less": lambda a, x: np.less(x[0], x[1]),
     "Expand": lambda a, x: x[0] * np.ones([int(d) for d in x[1]], x[0].dtype),
+    "Tile": lambda a, x: np.tile(x[0], [int(r) for r in x[1]]),
 }
 
 
@@ -598,6 +599,19 @@ def attention(st: ImportState, node: Node, attrs_: dict) -> None:
             f"(relative difference {best:.3g} on a probe)",
         )
     trial, time_major = chosen
+    trial = dict(trial)
+    hint = hint_of(node)
+    if hint is not None and hint.get("type") == "MultiHeadAttention":
+        # what the graph cannot say: the training-only dropout rate; the spelling of the sizes
+        if hint.get("value_dim") == value_dim:
+            trial["value_dim"] = value_dim
+        if hint.get("output_dim") == width:
+            trial["output_dim"] = width
+        try:
+            layers.create({"type": "MultiHeadAttention", **trial, "dropout": hint.get("dropout", 0.0)})
+            trial["dropout"] = hint.get("dropout", 0.0)
+        except RegnetError:
+            pass
     inputs = [sources[position[t]] for t in order]
     tensors_in = [s.tensor if isinstance(s, Sequence) else s for s in inputs]
     entry = st.add(node, "MultiHeadAttention", trial, tensors_in, (lq, width), params)
