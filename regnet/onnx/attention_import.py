@@ -478,21 +478,19 @@ def attention(st: ImportState, node: Node, attrs_: dict) -> None:
     weights: dict[str, np.ndarray] = {}
     biases: dict[str, Any] = {}
     tensors: dict[str, str] = {}
-    packed = len({id(p) for p in proj.values()}) == 1
-    for k, role in enumerate(("query", "key", "value")):
+    sharing = {role: [r for r in ("query", "key", "value") if proj[r] is proj[role]] for role in proj}
+    for role in ("query", "key", "value"):
         p = proj[role]
         w = np.asarray(values[p.input[1]], np.float32)
         if w.ndim != 2:
             raise st.fail(node, f"the {role} projection's weight has shape {list(w.shape)}; expected a matrix")
         _, b = _bias_after(readers, values, data, p.output[0], w.shape[1])
-        if packed:
-            if w.shape[1] % 3:
-                raise st.fail(node, f"the packed projection's weight {list(w.shape)} is not q, k and v in thirds")
-            third = w.shape[1] // 3
-            w = w[:, k * third : (k + 1) * third]
-            b = None if b is None else b[k * third : (k + 1) * third]
-        elif len({id(p) for p in proj.values()}) != 3:
-            raise st.fail(node, "two of query, key and value share a projection (only all three packed is supported)")
+        parts, k = len(sharing[role]), sharing[role].index(role)
+        if w.shape[1] % parts:  # a packed projection: q, k, v (or k, v) side by side
+            raise st.fail(node, f"the packed projection's weight {list(w.shape)} does not split in {parts}")
+        size = w.shape[1] // parts
+        w = w[:, k * size : (k + 1) * size]
+        b = None if b is None else b[k * size : (k + 1) * size]
         weights[role], biases[role], tensors[role] = w, b, p.input[0]
     position = {name: i for i, name in enumerate(node.input[:n_data])}
     if any(t not in position for t in tensors.values()):
