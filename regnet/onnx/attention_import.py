@@ -53,7 +53,8 @@ MAX_REGION_NODES = 2000
 #: an additive mask at or below this is a masked key
 MASKED = -1e4
 #: the operators a region's nodes may use (run-time ones and their shape arithmetic)
-RUN_TIME_OPS = {"MatMul", "Gemm", "Softmax", "Sqrt", "Mod", "Where", "Equal", "Not", "Greater", "Less", "Dropout", "Tile"}
+RUN_TIME_OPS = {"MatMul", "Gemm", "Softmax", "Sqrt", "Mod", "Where", "Equal", "Not", "Greater", "Less", "Dropout"}
+RUN_TIME_OPS |= {"Tile"}
 REGION_OPS = {"Constant", "Shape", "Expand", *folding.FOLDERS, *RUN_TIME_OPS}
 
 
@@ -132,8 +133,8 @@ def _region_output(flow: _Flow, softmax: Node) -> str | None:
 
 def _region(flow: _Flow, out: str, softmax: Node) -> tuple[list[str], list[Node]] | None:
     """The region's run-time inputs and its nodes: every ancestor of ``out`` up to the inputs of
-    the input projections (those not computed from the Softmax) and the tensors compared by ``Greater``
-    (regnet's attention mask); ``None`` if it reads other run-time tensors."""
+    the input projections (those not computed from the Softmax) and the tensors compared by
+    ``Greater`` (regnet's attention mask); ``None`` if it reads other run-time tensors."""
     after = set()  # the run-time tensors computed from the Softmax's output
     stack = [softmax.output[0]]
     while stack:
@@ -141,9 +142,9 @@ def _region(flow: _Flow, out: str, softmax: Node) -> tuple[list[str], list[Node]
         if name in after:
             continue
         after.add(name)
-        for node in flow.readers.get(name, []):
-            if node.op_type not in ("Shape", "Size"):
-                stack.extend(o for o in node.output if o)
+        for reader_ in flow.readers.get(name, []):
+            if reader_.op_type not in ("Shape", "Size"):
+                stack.extend(o for o in reader_.output if o)
     inputs: list[str] = []
     stack, seen = [out], set()
     while stack:  # the run-time inputs, along run-time edges only
@@ -151,7 +152,7 @@ def _region(flow: _Flow, out: str, softmax: Node) -> tuple[list[str], list[Node]
         if name in seen or name not in flow.data:
             continue
         seen.add(name)
-        node = flow.producer.get(name)
+        node: Node | None = flow.producer.get(name)
         if node is None:
             return None  # a graph input read without a projection
         if len(seen) > MAX_REGION_NODES:
@@ -234,7 +235,9 @@ def rewrite(
         if softmax is None:  # inside a region replaced already
             continue
         out = _region_output(flow, softmax)
-        found = None if out is None else _region(flow, out, softmax)
+        if out is None:
+            continue
+        found = _region(flow, out, softmax)
         if found is None or not found[0] or not _claimed(flow, found[1], out):
             continue
         inputs, region = found
@@ -316,7 +319,7 @@ def _evaluate(st: ImportState, node: Node, region: list[Node], values: dict) -> 
             continue
         x = [values[i] if i else None for i in inner.input]
         if op == "Shape":
-            shape = np.array(x[0].shape, np.int64)
+            shape = np.array(np.asarray(x[0]).shape, np.int64)
             values[inner.output[0]] = shape[slice(int(a.get("start", 0)), a.get("end"))]
             continue
         if op == "Dropout":
@@ -545,7 +548,7 @@ def attention(st: ImportState, node: Node, attrs_: dict) -> None:
         config["use_bias"] = False
     if masks:
         config["use_attention_mask"] = True
-    params = {
+    params: dict[str, np.ndarray] = {
         "query_kernel": weights["query"].reshape(-1, heads, key_dim),
         "key_kernel": weights["key"].reshape(-1, heads, key_dim),
         "value_kernel": weights["value"].reshape(-1, heads, value_dim),
