@@ -178,8 +178,8 @@ def test_only_the_time_major_region_or_regnet_export_is_claimed():
     nodes = list(proto.graph.node)
     for node in nodes:
         node.doc_string = ""
-    weights = {t.name for t in proto.graph.initializer}
-    _, made = attention_import.rewrite(nodes, {"input"}, weights, {proto.graph.output[0].name})
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    _, made = attention_import.rewrite(nodes, weights.get, {"input"}, set(weights), {proto.graph.output[0].name})
     assert made == set()
     with pytest.raises(OnnxImportError, match="MatMul"):
         ronnx.from_proto(proto)
@@ -205,6 +205,28 @@ def test_what_the_pattern_does_not_cover_is_refused_by_name(options, message):
     with pytest.raises(OnnxImportError, match=message) as err:
         ronnx.from_proto(torch_proto(Attention(**options)))
     assert err.value.op == attention_import.REGION_OP and err.value.node.startswith("/mha/")
+
+
+class Unsupported(torch.nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(E, HEADS, batch_first=True)
+        self.kind = kind
+
+    def forward(self, x):
+        if self.kind == "key_padding_mask":
+            return self.mha(x, x, x, key_padding_mask=x[..., 0] > 0, need_weights=False)[0]
+        y, weights = self.mha(x, x, x)
+        return y + weights.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    "kind, message", [("key_padding_mask", "key_padding_mask"), ("weights", "attention weights read outside")]
+)
+def test_pytorch_attention_the_region_cannot_replace_is_refused_at_its_softmax(kind, message):
+    with pytest.raises(OnnxImportError, match=message) as err:
+        ronnx.from_proto(torch_proto(Unsupported(kind)))
+    assert err.value.op == "Softmax" and err.value.node == "/mha/Softmax"
 
 
 def test_dropout_in_training_mode_is_refused():

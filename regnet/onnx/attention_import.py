@@ -37,7 +37,9 @@ from .. import layers
 from ..errors import RegnetError
 from ..text import show
 from . import folding, reader
+from .errors import OnnxImportError
 from .graph import ImportState, Tensor, hint_of
+from .patterns import Const
 from .sequence_import import Sequence
 
 Node = onnx.NodeProto
@@ -65,7 +67,8 @@ class _Flow:
     """Producers, consumers and which tensors carry run-time data (depend on a graph input other
     than through ``Shape``)."""
 
-    def __init__(self, nodes: list[Node], data_inputs: set[str], outputs: set[str]) -> None:
+    def __init__(self, nodes: list[Node], const: Const, data_inputs: set[str], outputs: set[str]) -> None:
+        self.const = const
         self.producer = {o: n for n in nodes for o in n.output if o}
         self.readers: dict[str, list[Node]] = {}
         for n in nodes:
@@ -98,6 +101,12 @@ def _projection(flow: _Flow, node: Node) -> bool:
     if node.op_type == "Gemm":
         return flow.data_inputs(node) == [0]
     return node.op_type == "MatMul" and flow.data_inputs(node) == [0]
+
+
+def _is_half(flow: _Flow, name: str) -> bool:
+    """Whether ``name`` is the constant 0.5 (regnet's mask threshold)."""
+    value = flow.const(name)
+    return value is not None and value.size == 1 and bool(value.ravel()[0] == 0.5)
 
 
 def _follow(flow: _Flow, name: str, through: tuple[str, ...]) -> Node | None:
@@ -159,7 +168,7 @@ def _region(flow: _Flow, out: str, softmax: Node) -> tuple[list[str], list[Node]
             return None
         if node.op_type == "MatMul" and _projection(flow, node) and node.output[0] not in after:
             inputs.append(node.input[0])
-        elif node.op_type == "Greater" and flow.data_inputs(node) == [0]:
+        elif node.op_type == "Greater" and flow.data_inputs(node) == [0] and _is_half(flow, node.input[1]):
             inputs.append(node.input[0])
         else:
             stack.extend(i for i in node.input if i)
@@ -220,55 +229,97 @@ def _defined(nodes: list[Node], known: set[str]) -> bool:
     return True
 
 
+def _time_major(flow: _Flow, softmax: Node) -> bool:
+    """Whether the Softmax reads PyTorch's merged-batch attention: a ``Transpose(perm=[1, 0, 2])``
+    between it and the projections before it."""
+    stack, seen = [softmax.input[0]], set[str]()
+    while stack and len(seen) < MAX_REGION_NODES:
+        name = stack.pop()
+        node = flow.producer.get(name)
+        if name in seen or name not in flow.data or node is None:
+            continue
+        seen.add(name)
+        if node.op_type == "Transpose":
+            if [int(p) for p in reader.attribute_values(node).get("perm", [])] == [1, 0, 2]:
+                return True
+        if not _projection(flow, node):
+            stack.extend(i for i in node.input if i)
+    return False
+
+
+def _replace(
+    nodes: list[Node], flow: _Flow, softmax: Node, graph_inputs: set[str], weights: set[str], outputs: set[str]
+) -> tuple[list[Node], Node] | str | None:
+    """``nodes`` with the region around ``softmax`` replaced and the node made; or why not (a
+    region not claimed: ``None``)."""
+    if flow.sole_reader(softmax.output[0]) is None:
+        return "has its attention weights read outside it (need_weights=True with the weights used)"
+    out = _region_output(flow, softmax)
+    if out is None:
+        return "does not end in an out-projection (a Gemm, or a MatMul by a constant, after the MatMul with v)"
+    found = _region(flow, out, softmax)
+    if found is None or not found[0]:
+        return (
+            "reads a run-time tensor other than its query, key and value (a key_padding_mask, or an attn_mask "
+            "computed at run time)"
+        )
+    inputs, region = found
+    if not _claimed(flow, region, out):
+        return None
+    inside = {id(n) for n in region}
+    ordered = [n for n in nodes if id(n) in inside]
+    made_outputs = {o for n in ordered for o in n.output if o}
+    external = [i for n in ordered for i in n.input if i and i not in made_outputs and i not in inputs]
+    if any(c not in weights for c in external):
+        return "reads tensors computed outside it other than its query, key and value"
+    last = flow.producer[out]
+    prefix = softmax.name.rsplit("/", 1)[0] if "/" in softmax.name else softmax.name
+    node = helper.make_node(
+        REGION_OP,
+        [*inputs, *dict.fromkeys(external)],
+        [out],
+        name=f"{prefix}/{REGION_OP}" if prefix else "",
+        region=[n.SerializeToString() for n in ordered],
+        data_inputs=len(inputs),
+    )
+    node.doc_string = last.doc_string
+    at = next(i for i, n in enumerate(nodes) if out in n.output)
+    # the region's nodes go unless something else reads them (shared shape constants)
+    trial = _live([node if i == at else n for i, n in enumerate(nodes)], outputs)
+    kept = {id(n) for n in trial} & inside
+    if any(o in flow.data for n in ordered if id(n) in kept for o in n.output):
+        return "has a run-time tensor read outside it (the attention weights of need_weights=True?)"
+    if not _defined(trial, graph_inputs | weights):
+        return "shares tensors with the rest of the graph"
+    return trial, node
+
+
 def rewrite(
-    nodes: list[Node], graph_inputs: set[str], weights: set[str], outputs: set[str]
+    nodes: list[Node], const: Const, graph_inputs: set[str], weights: set[str], outputs: set[str]
 ) -> tuple[list[Node], set[int]]:
     """``nodes`` with each attention region replaced by one ``REGION_OP`` node, and the ``id`` of
-    each node made so. ``graph_inputs`` are the graph's run-time inputs, ``weights`` its
-    initializers."""
+    each node made so. ``const`` gives the value of an initializer or ``Constant``,
+    ``graph_inputs`` are the graph's run-time inputs, ``weights`` its initializers. PyTorch's
+    time-major attention that cannot be replaced is refused here, at its Softmax."""
     made: set[int] = set()
-    if not any(n.op_type == "Softmax" for n in nodes):
-        return nodes, made
     for softmax_name in [n.output[0] for n in nodes if n.op_type == "Softmax"]:
-        flow = _Flow(nodes, graph_inputs, outputs)
+        flow = _Flow(nodes, const, graph_inputs, outputs)
         softmax = flow.producer.get(softmax_name)
         if softmax is None:  # inside a region replaced already
             continue
-        out = _region_output(flow, softmax)
-        if out is None:
+        result = _replace(nodes, flow, softmax, graph_inputs, weights, outputs)
+        if isinstance(result, str):
+            if _time_major(flow, softmax):
+                raise OnnxImportError(
+                    f"the attention around it (PyTorch's time-major form) {result}; regnet imports it only as a "
+                    "whole (docs/onnx.md)",
+                    node=softmax.name or f"<unnamed, output {softmax.output[0]}>",
+                    op="Softmax",
+                )
             continue
-        found = _region(flow, out, softmax)
-        if found is None or not found[0] or not _claimed(flow, found[1], out):
-            continue
-        inputs, region = found
-        inside = {id(n) for n in region}
-        ordered = [n for n in nodes if id(n) in inside]
-        made_outputs = {o for n in ordered for o in n.output if o}
-        external = [i for n in ordered for i in n.input if i and i not in made_outputs and i not in inputs]
-        constants = [c for c in dict.fromkeys(external) if c in weights]
-        if any(c not in weights for c in external):  # a region reading other run-time tensors
-            continue
-        last = flow.producer[out]
-        prefix = softmax.name.rsplit("/", 1)[0] if "/" in softmax.name else softmax.name
-        node = helper.make_node(
-            REGION_OP,
-            [*inputs, *constants],
-            [out],
-            name=f"{prefix}/{REGION_OP}" if prefix else "",
-            region=[n.SerializeToString() for n in ordered],
-            data_inputs=len(inputs),
-        )
-        node.doc_string = last.doc_string
-        at = next(i for i, n in enumerate(nodes) if out in n.output)
-        # the region's nodes go unless something else reads them (shared shape constants)
-        trial = _live([node if i == at else n for i, n in enumerate(nodes)], outputs)
-        kept = {id(n) for n in trial} & inside
-        if any(o in flow.data for n in ordered if id(n) in kept for o in n.output):
-            continue  # a run-time tensor of the region read outside it (the attention weights)
-        if not _defined(trial, graph_inputs | weights):
-            continue
-        nodes = trial
-        made.add(id(node))
+        if result is not None:
+            nodes, node = result
+            made.add(id(node))
     return nodes, made
 
 

@@ -182,6 +182,8 @@ def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
     ins = [st.input(node, i) for i in range(len(node.input))]
     if op == "Shape":
         x = ins[0]
+        if not isinstance(x, (Tensor, np.ndarray)):
+            raise st.fail(node, "the shape of a time-major view of a sequence is read only inside attention regions")
         value = st.shape_value(x) if isinstance(x, Tensor) else np.array(x.shape, np.int64)
         rank = len(value)
         start, end = int(attrs.get("start", 0)), attrs.get("end")
@@ -354,7 +356,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     nodes, norms = norm_patterns.rewrite(nodes, const, {output})
     synthetic |= norms
     runtime_inputs = {value.name for value, _ in graph_inputs}
-    nodes, regions = attention_import.rewrite(nodes, runtime_inputs, set(consts), {output})
+    nodes, regions = attention_import.rewrite(nodes, const, runtime_inputs, set(consts), {output})
     synthetic |= regions
     st = ImportState(nodes, opset, {output}, batch)
     for name, tensor in consts.items():
