@@ -82,9 +82,6 @@ class _Flow:
             if n.op_type not in ("Shape", "Size", "ConstantOfShape") and any(i in self.data for i in n.input):
                 self.data.update(o for o in n.output if o)
 
-    def is_data(self, name: str) -> bool:
-        return name in self.data
-
     def sole_reader(self, name: str) -> Node | None:
         """The one node that reads ``name`` other than for its shape (``None``: several, or an output)."""
         all_readers = self.readers.get(name, [])
@@ -97,10 +94,8 @@ class _Flow:
 
 
 def _projection(flow: _Flow, node: Node) -> bool:
-    """A ``MatMul`` of run-time data by a constant matrix (or a ``Gemm``): a projection."""
-    if node.op_type == "Gemm":
-        return flow.data_inputs(node) == [0]
-    return node.op_type == "MatMul" and flow.data_inputs(node) == [0]
+    """A ``MatMul`` or ``Gemm`` of run-time data by a constant matrix: a projection."""
+    return node.op_type in ("MatMul", "Gemm") and flow.data_inputs(node) == [0]
 
 
 def _is_half(flow: _Flow, name: str) -> bool:
@@ -510,10 +505,11 @@ def attention(st: ImportState, node: Node, attrs_: dict) -> None:
     # what the query, key and value flow through (not the mask)
     flow = _depends(region, {i for i in node.input[:n_data] if i not in greater})
     producer = _producers(region)
-    readers: dict[str, list[Node]] = {}
+    readers: dict[str, list[Node]] = {}  # the readers of a tensor's values (not of its shape)
     for n in region:
         for i in dict.fromkeys(n.input):
-            readers.setdefault(i, []).append(n)
+            if n.op_type not in ("Shape", "Size"):
+                readers.setdefault(i, []).append(n)
     softmax = next(n for n in region if n.op_type == "Softmax")
     elementwise = ("Add", "Mul", "Div", "Sub", "Cast", "Where", "Identity")
     scores_mm = _walk(producer, readers, softmax.input[0], True, flow, elementwise)
