@@ -26,6 +26,7 @@ The region's inputs and output may be time-major views (``sequence_import.Sequen
 ``LNF``) of regnet's batch-major tensors or batch-major tensors themselves.
 """
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -336,6 +337,14 @@ def _gemm(a: dict, x: list) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def _bounded(dims, scale: int = 1) -> list[int]:
+    """``dims`` as integers, refused when they would make more than ``MAX_FOLDED_ELEMENTS`` values."""
+    out = [int(d) for d in dims]
+    if any(d < 0 for d in out) or math.prod(out) * scale > folding.MAX_FOLDED_ELEMENTS:
+        raise folding.FoldError(f"it makes a tensor of shape {out} (limit {folding.MAX_FOLDED_ELEMENTS} elements)")
+    return out
+
+
 EVALUATORS: dict[str, Any] = {
     "MatMul": lambda a, x: np.matmul(x[0], x[1]),
     "Gemm": _gemm,
@@ -347,8 +356,8 @@ EVALUATORS: dict[str, Any] = {
     "Not": lambda a, x: np.logical_not(x[0]),
     "Greater": lambda a, x: np.greater(x[0], x[1]),
     "Less": lambda a, x: np.less(x[0], x[1]),
-    "Expand": lambda a, x: x[0] * np.ones([int(d) for d in x[1]], x[0].dtype),
-    "Tile": lambda a, x: np.tile(x[0], [int(r) for r in x[1]]),
+    "Expand": lambda a, x: x[0] * np.ones(_bounded(np.asarray(x[1]).ravel()), x[0].dtype),
+    "Tile": lambda a, x: np.tile(x[0], _bounded([int(r) for r in np.asarray(x[1]).ravel()], np.size(x[0]))),
 }
 
 
