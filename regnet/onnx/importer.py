@@ -19,6 +19,7 @@ from ..model import Model
 from ..ops import windows
 from ..text import escape, show
 from . import (
+    attention_import,
     exporter,
     folding,
     handlers,
@@ -74,9 +75,16 @@ MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 MAX_ENTRIES = 2 * spec.MAX_LAYERS
 #: operator -> handler: ``handlers`` (layers, activations, resampling), ``vocab_handlers``
 #: (normalisation, merges, shape operators), then the recurrent operators with the time-major
-#: plumbing around them (``sequence_import``, which falls back on the other two), then the
-#: tensor operators of transformer graphs (``tensor_import``, which falls back on the three)
-HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS, **tensor_import.HANDLERS}
+#: plumbing around them (``sequence_import``, which falls back on the other two), the attention
+#: regions ``attention_import.rewrite`` replaced (one synthetic node each), then the tensor
+#: operators of transformer graphs (``tensor_import``, which falls back on the others)
+HANDLERS = {
+    **handlers.HANDLERS,
+    **vocab_handlers.HANDLERS,
+    **sequence_import.HANDLERS,
+    **attention_import.HANDLERS,
+    **tensor_import.HANDLERS,
+}
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
@@ -190,6 +198,8 @@ def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
     ins = [st.input(node, i) for i in range(len(node.input))]
     if op == "Shape":
         x = ins[0]
+        if not isinstance(x, (Tensor, np.ndarray)):
+            raise st.fail(node, "the shape of a time-major view of a sequence is read only inside attention regions")
         value = st.shape_value(x) if isinstance(x, Tensor) else np.array(x.shape, np.int64)
         rank = len(value)
         start, end = int(attrs.get("start", 0)), attrs.get("end")
@@ -361,6 +371,9 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     nodes, synthetic = patterns.rewrite(nodes, const, {output})
     nodes, norms = norm_patterns.rewrite(nodes, const, {output})
     synthetic |= norms
+    runtime_inputs = {value.name for value, _ in graph_inputs}
+    nodes, regions = attention_import.rewrite(nodes, const, runtime_inputs, set(consts), {output})
+    synthetic |= regions
     st = ImportState(nodes, opset, {output}, batch)
     for name, tensor in consts.items():
         if st.consumers[name]:
@@ -373,7 +386,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
             continue
         if node.domain not in ("", "ai.onnx"):
             raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
-        if node.op_type not in KNOWN_VERSIONS:
+        if node.op_type not in KNOWN_VERSIONS and id(node) not in regions:
             supported = ", ".join(sorted(KNOWN_VERSIONS))
             raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
         if id(node) not in synthetic:
