@@ -17,7 +17,18 @@ from ..errors import RegnetError
 from ..model import Model
 from ..ops import windows
 from ..text import escape, show
-from . import exporter, folding, handlers, naming, norm_patterns, patterns, reader, sequence_import, vocab_handlers
+from . import (
+    exporter,
+    folding,
+    handlers,
+    naming,
+    norm_patterns,
+    patterns,
+    reader,
+    sequence_import,
+    vit_import,
+    vocab_handlers,
+)
 from .errors import OnnxImportError
 from .graph import Entry, ImportState, Tensor, float32_value
 
@@ -53,6 +64,9 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["RNN", "LSTM", "GRU"], 22),
     **dict.fromkeys(["ReduceSum"], 13),
     **dict.fromkeys(["ReduceMean", "ReduceProd"], 18),
+    **dict.fromkeys(["Expand", "Sqrt"], 13),
+    **dict.fromkeys(["Where"], 16),
+    **dict.fromkeys(["Equal"], 19),
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 #: layers made while reading (some feed only shape arithmetic and are dropped): a graph past this
@@ -60,8 +74,9 @@ MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 MAX_ENTRIES = 2 * spec.MAX_LAYERS
 #: operator -> handler: ``handlers`` (layers, activations, resampling), ``vocab_handlers``
 #: (normalisation, merges, shape operators), then the recurrent operators with the time-major
-#: plumbing around them (``sequence_import``, which falls back on the other two)
-HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS}
+#: plumbing around them (``sequence_import``, which falls back on the other two), then learned tokens
+#: and the synthetic self-attention node of ``vit_import`` (its Concat falls back on the others)
+HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS, **vit_import.HANDLERS}
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
@@ -176,7 +191,7 @@ def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
         st.alias(node, value[slice(start, None if end is None else int(end))] if rank else value)
         return True
     run_time = any(v is not None and not isinstance(v, np.ndarray) for v in ins)  # a Tensor (or a Sequence)
-    if op not in folding.FOLDERS or run_time or not any(v is not None for v in ins):
+    if op not in folding.FOLDERS or run_time or not any(v is not None for v in ins) or folding.run_time(op, ins):
         return False
     try:
         value = folding.fold(op, attrs, ins, st.opset)
@@ -339,6 +354,8 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         return reader.to_array(values["value"], f"constant {show(name)}") if "value" in values else None
 
     nodes, synthetic = patterns.rewrite(nodes, const, {output})
+    nodes, attention = vit_import.rewrite(nodes, const, {output})
+    synthetic |= attention
     nodes, norms = norm_patterns.rewrite(nodes, const, {output})
     synthetic |= norms
     st = ImportState(nodes, opset, {output}, batch)
@@ -348,12 +365,12 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     for value, declared in graph_inputs:
         st.values[value.name] = Tensor(None, declared.shape, declared.name)
     for node in nodes:
-        if node.domain not in ("", "ai.onnx"):
-            raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
-        if node.op_type not in KNOWN_VERSIONS:
-            supported = ", ".join(sorted(KNOWN_VERSIONS))
-            raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
-        if id(node) not in synthetic:
+        if id(node) not in synthetic:  # a synthetic node may be of regnet's own (private) operators
+            if node.domain not in ("", "ai.onnx"):
+                raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
+            if node.op_type not in KNOWN_VERSIONS:
+                supported = ", ".join(sorted(KNOWN_VERSIONS))
+                raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
             _check_version(st, node)
         for name in node.input:
             if name and name not in st.values:
