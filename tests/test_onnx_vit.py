@@ -129,11 +129,27 @@ def test_imported_vit_fine_tunes_and_saves(tmp_path):
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
 
 
+def test_small_mlp_mixer_imports():
+    """timm's MLP-Mixer at mixer_s16_224's width (512; token MLP 256, channel MLP 2048) with 2
+    blocks on 32 x 32 images in 8 x 8 patches: the token mixing is a Dense between two Permutes."""
+    from timm.models.mlp_mixer import MlpMixer
+
+    torch.manual_seed(0)
+    net = randomize(MlpMixer(img_size=32, patch_size=8, num_blocks=2, embed_dim=512))
+    model = check_import(net, 32)
+    assert types_of(model).count("Permute") == 1 + 2 * 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_patch16_224"])
 def test_real_vision_transformers_import(name):
     model = check_import(build(name, small=False), 224, batch=1)
     assert types_of(model).count("MultiHeadAttention") == 12
+
+
+@pytest.mark.slow
+def test_real_mlp_mixer_imports():
+    check_import(build("mixer_s16_224", small=False), 224, batch=1)
 
 
 # -- ClassToken ---------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ class Embedding(Layer):
     reads it yet, so id 0 is still embedded and flows on like any other id.
 
     >>> import numpy as np
-    >>> emb = Embedding(input_dim=5, output_dim=2, embeddings_tokens_initializer="ones")
+    >>> emb = Embedding(input_dim=5, output_dim=2, embeddings_initializer="ones")
     >>> emb.setup((3,), np.random.default_rng(0))
     (3, 2)
     >>> emb(np.array([[0, 4, 4]]))
@@ -120,7 +120,7 @@ class PositionEmbedding(Layer):
     ``sequence_length`` (keras-hub's PositionEmbedding).
 
     >>> import numpy as np
-    >>> pos = PositionEmbedding(sequence_length=4, tokens_initializer="ones")
+    >>> pos = PositionEmbedding(sequence_length=4, initializer="ones")
     >>> pos.setup((2, 3), np.random.default_rng(0))
     (2, 3)
     >>> pos(np.zeros((1, 2, 3), np.float32))
