@@ -103,6 +103,7 @@ def test_builtin_configuration_matches_onnxruntime(spec, opset):
 
 def test_every_builtin_layer_and_activation_is_covered():
     merges = {"Add", "Concatenate", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "MultiHeadAttention"}
+    merges |= {"MatMul", "Where"}  # tests/test_tensor_layers.py runs them in onnxruntime
     layers = {p.values[0]["layers"][0]["type"] for p in SINGLE_LAYER_CASES} | merges
     acts = {
         a if isinstance(a, str) else a["type"]

@@ -186,22 +186,22 @@ def test_regnet_vit_head_round_trips_through_onnx():
 
 
 # -- what the import refuses, and why -----------------------------------------------------------------
-class TokenUsedElsewhere(torch.nn.Module):
-    """A token expanded to the batch and added (not prepended): no ClassToken."""
+class AppendedToken(torch.nn.Module):
+    """A token expanded to the batch and appended after the sequence (ClassToken prepends)."""
 
     def __init__(self):
         super().__init__()
         self.token = torch.nn.Parameter(torch.randn(1, 1, 4))
 
     def forward(self, x):
-        return x + self.token.expand(x.shape[0], -1, -1)
+        return torch.cat([x, self.token.expand(x.shape[0], -1, -1)], dim=1)
 
 
-def test_an_expanded_constant_outside_a_concat_is_refused_by_name():
+def test_an_expanded_constant_after_the_sequence_is_refused_by_name():
     from tests.torch_agreement import torch_onnx_bytes
 
-    data = torch_onnx_bytes(TokenUsedElsewhere().eval(), np.zeros((1, 3, 4), np.float32))
-    with pytest.raises(OnnxImportError, match="Expand.*prepended by a Concat"):
+    data = torch_onnx_bytes(AppendedToken().eval(), np.zeros((1, 3, 4), np.float32))
+    with pytest.raises(OnnxImportError, match=r"Concat.*supported only as tokens before one \(N, L, D\) sequence"):
         ronnx.from_proto(onnx.load_from_string(data))
 
 

@@ -13,6 +13,7 @@ from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxP
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .reshaping import Permute, SliceChannels
 from .spatial import Cropping2D, UpSampling2D, ZeroPadding2D
+from .tensor import Cast, Gather, MatMul, Slice, Softmax, Where
 
 __all__ = [
     "Layer",
@@ -62,4 +63,10 @@ __all__ = [
     "GRU",
     "Bidirectional",
     "MultiHeadAttention",
+    "MatMul",
+    "Softmax",
+    "Gather",
+    "Slice",
+    "Cast",
+    "Where",
 ]

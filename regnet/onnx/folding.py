@@ -167,45 +167,36 @@ def _constant_of_shape(attrs, inputs, opset):
 
 
 def _equal(attrs, inputs, opset):
-    """Elementwise ``a == b``; the batch size equals itself and no negative number (the ``-1``
-    that ``expand(N, -1, -1)`` compares a shape with), anything else about it is unknown."""
-    a, b = np.broadcast_arrays(np.asarray(inputs[0]), np.asarray(inputs[1]))
-    if not (has_batch(a) or has_batch(b)):
-        return np.equal(a, b)
-    out = np.zeros(a.shape, bool)
-    for i, (x, y) in enumerate(zip(a.ravel(), b.ravel())):
-        if x is BATCH or y is BATCH:
-            other = y if x is BATCH else x
-            if other is not BATCH and int(other) >= 0:
-                raise FoldError("comparing the batch size with a number (it is known only at run time)")
-            out.flat[i] = other is BATCH
-        else:
-            out.flat[i] = x == y
-    return out
+    """``Equal`` (the batch size equals only itself: exporters compare shapes with -1)."""
+    a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+    _bounded(np.broadcast_shapes(a.shape, b.shape))
+    if a.dtype == object or b.dtype == object:
+        a, b = np.broadcast_arrays(a.astype(object), b.astype(object))
+        return np.array([x is y if x is BATCH or y is BATCH else x == y for x, y in zip(a.ravel(), b.ravel())]).reshape(
+            a.shape
+        )
+    return np.equal(a, b)
 
 
 def _where(attrs, inputs, opset):
-    cond, a, b = (np.asarray(v) for v in inputs[:3])
+    cond, x, y = (np.asarray(v) for v in inputs[:3])
     _numeric(cond)
-    _bounded(np.broadcast_shapes(cond.shape, a.shape, b.shape))
-    if a.dtype == object or b.dtype == object:
-        a, b = a.astype(object), b.astype(object)
-    return np.where(cond.astype(bool), a, b)
+    _bounded(np.broadcast_shapes(cond.shape, x.shape, y.shape))
+    out = np.where(cond.astype(bool), x, y)
+    return out if out.dtype == object or x.dtype != y.dtype else out.astype(x.dtype, copy=False)
 
 
 def _expand(attrs, inputs, opset):
-    data, shape = np.asarray(inputs[0]), np.asarray(inputs[1]).ravel()
-    _numeric(shape)
-    out = _bounded(np.broadcast_shapes(data.shape, tuple(int(d) for d in shape)))
-    return np.broadcast_to(data, out).copy()
-
-
-def _sqrt(attrs, inputs, opset):
+    """``Expand`` of a constant; a batch size in the shape is read as 1 (the constant is the same
+    for every sample and broadcasts over the batch later, as ConstantOfShape's)."""
     data = np.asarray(inputs[0])
-    _numeric(data)
-    if data.dtype.kind != "f":
-        raise FoldError(f"Sqrt of {data.dtype} values")
-    return np.sqrt(data)
+    shape = _bounded(_fill_shape(inputs[1]))
+    target = _bounded(np.broadcast_shapes(data.shape, tuple(shape)))
+    return np.array(np.broadcast_to(data, target))
+
+
+def _expand_size(attrs: dict, inputs: list) -> int:
+    return math.prod(np.broadcast_shapes(np.shape(inputs[0]), tuple(_bounded(_fill_shape(inputs[1])))))
 
 
 #: op type -> ``fn(attributes, input values, opset) -> value``
@@ -228,14 +219,9 @@ FOLDERS: dict[str, Callable[[dict, list, int], Any]] = {
     "Equal": _equal,
     "Where": _where,
     "Expand": _expand,
-    "Sqrt": _sqrt,
+    "Not": lambda attrs, inputs, opset: np.logical_not(np.asarray(inputs[0], bool)),
+    "Sqrt": lambda attrs, inputs, opset: np.sqrt(np.asarray(inputs[0], np.float64)).astype(np.asarray(inputs[0]).dtype),
 }
-
-
-def run_time(op: str, inputs: list) -> bool:
-    """Whether ``op`` on these constant inputs makes a run-time tensor rather than a constant:
-    ``Expand`` to a shape holding the batch size (a learned token repeated for each sample)."""
-    return op == "Expand" and len(inputs) > 1 and isinstance(inputs[1], np.ndarray) and has_batch(inputs[1])
 
 
 def _size(value: Any) -> int:
@@ -259,13 +245,6 @@ def _shape_size(attrs: dict, inputs: list) -> int:
     return math.prod(_bounded(_fill_shape(inputs[0])))
 
 
-def _expand_size(attrs: dict, inputs: list) -> int:
-    shape = [int(d) for d in np.asarray(inputs[1]).ravel()]
-    if any(d < 0 for d in shape):
-        raise FoldError(f"Expand to the shape {shape}")
-    return math.prod(np.broadcast_shapes(np.shape(inputs[0]), tuple(shape)))
-
-
 #: op type -> an upper bound on the elements of its result, computed from the inputs' shapes before
 #: anything is allocated (operators not listed make at most as many as their largest input)
 RESULT_SIZE: dict[str, Callable[[dict, list], int]] = {
@@ -276,8 +255,8 @@ RESULT_SIZE: dict[str, Callable[[dict, list], int]] = {
     "Mul": _broadcast_size,
     "Div": _broadcast_size,
     "ConstantOfShape": _shape_size,
-    "Where": lambda attrs, inputs: math.prod(np.broadcast_shapes(*(np.shape(v) for v in inputs[:3]))),
     "Equal": _broadcast_size,
+    "Where": lambda attrs, inputs: math.prod(np.broadcast_shapes(*(np.shape(v) for v in inputs[:3]))),
     "Expand": _expand_size,
 }
 

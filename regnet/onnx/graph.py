@@ -39,6 +39,7 @@ class Tensor:
     source: Entry | None
     shape: tuple
     input: str | None = None  # the model input's name, when ``source`` is None
+    dtype: str = "float32"  # "int64" for an integer model input (token ids, an attention mask)
 
 
 def hint_of(node: onnx.NodeProto) -> dict | None:

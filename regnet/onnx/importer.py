@@ -26,6 +26,7 @@ from . import (
     patterns,
     reader,
     sequence_import,
+    tensor_import,
     vit_import,
     vocab_handlers,
 )
@@ -64,9 +65,7 @@ KNOWN_VERSIONS = {
     **dict.fromkeys(["RNN", "LSTM", "GRU"], 22),
     **dict.fromkeys(["ReduceSum"], 13),
     **dict.fromkeys(["ReduceMean", "ReduceProd"], 18),
-    **dict.fromkeys(["Expand", "Sqrt"], 13),
-    **dict.fromkeys(["Where"], 16),
-    **dict.fromkeys(["Equal"], 19),
+    **tensor_import.KNOWN_VERSIONS,
 }
 MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 #: layers made while reading (some feed only shape arithmetic and are dropped): a graph past this
@@ -74,9 +73,16 @@ MAX_FOLDED_ELEMENTS = folding.MAX_FOLDED_ELEMENTS
 MAX_ENTRIES = 2 * spec.MAX_LAYERS
 #: operator -> handler: ``handlers`` (layers, activations, resampling), ``vocab_handlers``
 #: (normalisation, merges, shape operators), then the recurrent operators with the time-major
-#: plumbing around them (``sequence_import``, which falls back on the other two), then learned tokens
-#: and the synthetic self-attention node of ``vit_import`` (its Concat falls back on the others)
-HANDLERS = {**handlers.HANDLERS, **vocab_handlers.HANDLERS, **sequence_import.HANDLERS, **vit_import.HANDLERS}
+#: plumbing around them (``sequence_import``, which falls back on the other two), then the
+#: tensor operators of transformer graphs (``tensor_import``, which falls back on the three), then
+#: learned tokens and the synthetic self-attention node of ``vit_import`` (falling back on the rest)
+HANDLERS = {
+    **handlers.HANDLERS,
+    **vocab_handlers.HANDLERS,
+    **sequence_import.HANDLERS,
+    **tensor_import.HANDLERS,
+    **vit_import.HANDLERS,
+}
 
 
 def _default_opset(proto: onnx.ModelProto) -> int:
@@ -191,7 +197,9 @@ def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
         st.alias(node, value[slice(start, None if end is None else int(end))] if rank else value)
         return True
     run_time = any(v is not None and not isinstance(v, np.ndarray) for v in ins)  # a Tensor (or a Sequence)
-    if op not in folding.FOLDERS or run_time or not any(v is not None for v in ins) or folding.run_time(op, ins):
+    if op not in folding.FOLDERS or run_time or not any(v is not None for v in ins):
+        return False
+    if vit_import.learned_tokens(st, node, ins):  # a constant repeated for each sample, then prepended
         return False
     try:
         value = folding.fold(op, attrs, ins, st.opset)
@@ -363,7 +371,7 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         if st.consumers[name]:
             st.values[name] = reader.to_array(tensor, f"initializer {show(name)}")
     for value, declared in graph_inputs:
-        st.values[value.name] = Tensor(None, declared.shape, declared.name)
+        st.values[value.name] = Tensor(None, declared.shape, declared.name, declared.dtype)
     for node in nodes:
         if id(node) not in synthetic:  # a synthetic node may be of regnet's own (private) operators
             if node.domain not in ("", "ai.onnx"):

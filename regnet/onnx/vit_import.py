@@ -29,8 +29,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import handlers, naming, sequence_import, vocab_handlers
-from .folding import BATCH
+from . import handlers, naming, sequence_import, tensor_import, vocab_handlers
+from .folding import BATCH, has_batch
 from .graph import ImportState, Tensor
 from .patterns import Const, _Graph
 
@@ -59,11 +59,33 @@ class Broadcast:
         return tuple(self.value.shape)
 
 
+def _fallback(op: str) -> Callable[[ImportState, Node, dict], None]:
+    """The handler of ``op`` in the tables before this one."""
+    for table in (tensor_import.HANDLERS, sequence_import.HANDLERS, vocab_handlers.HANDLERS, handlers.HANDLERS):
+        if op in table:
+            return table[op]
+    raise LookupError(f"no {op} handler")
+
+
+def learned_tokens(st: ImportState, node: Node, inputs: list) -> bool:
+    """Whether ``node`` expands a constant to a shape holding the batch size for ``Concat`` nodes
+    only: learned tokens (``expand`` below), not a constant folded now."""
+    if node.op_type != "Expand" or len(inputs) < 2 or not isinstance(inputs[0], np.ndarray):
+        return False
+    shape = inputs[1]
+    if not isinstance(shape, np.ndarray) or not has_batch(shape):
+        return False
+    readers = st.readers.get(node.output[0], [])
+    return bool(readers) and all(n.op_type == "Concat" for n in readers)
+
+
 def expand(st: ImportState, node: Node, attrs: dict) -> None:
-    """``Expand(c, (N, ...))`` of a constant with a leading axis of 1, read only by ``Concat``."""
+    """``Expand(c, (N, ...))`` of a constant with a leading axis of 1, read only by ``Concat``
+    (``learned_tokens``); other Expands go to the earlier handlers."""
     c = st.input(node, 0)
     if not isinstance(c, np.ndarray):
-        raise st.fail(node, "expanding a run-time tensor is unsupported (only a constant repeated for each sample)")
+        _fallback("Expand")(st, node, attrs)
+        return
     shape = st.int_const(node, 1, "shape").ravel()
     if c.dtype != np.float32 or c.ndim < 2 or c.shape[0] != 1 or len(shape) != c.ndim or shape[0] is not BATCH:
         raise st.fail(
@@ -81,20 +103,13 @@ def expand(st: ImportState, node: Node, attrs: dict) -> None:
     st.alias(node, Broadcast(np.ascontiguousarray(per_sample), node.input[0]))
 
 
-def _fallback_concat() -> Callable[[ImportState, Node, dict], None]:
-    for table in (sequence_import.HANDLERS, vocab_handlers.HANDLERS, handlers.HANDLERS):
-        if "Concat" in table:
-            return table["Concat"]
-    raise LookupError("no Concat handler")
-
-
 def concat(st: ImportState, node: Node, attrs: dict) -> None:
     """Learned tokens (``Broadcast``) first, then one sequence ``(N, L, D)`` along axis 1: a
     ``ClassToken``; any other Concat goes to the usual handler."""
     values = [st.input(node, i) for i in range(len(node.input))]
     tokens = [v for v in values if isinstance(v, Broadcast)]
     if not tokens:
-        _fallback_concat()(st, node, attrs)
+        _fallback("Concat")(st, node, attrs)
         return
     x = values[-1]
     axis = int(attrs.get("axis", 0))

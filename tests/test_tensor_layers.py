@@ -1,0 +1,247 @@
+"""The generic tensor layers (regnet/layers/tensor.py): MatMul, Softmax, Gather, Slice, Cast and
+Where against PyTorch (forward and gradients), in a functional model with an int64 attention-mask
+input, their ONNX export in onnxruntime, and their errors."""
+
+import numpy as np
+import pytest
+
+import regnet
+from regnet import layers
+from regnet.errors import ConfigError, ShapeError
+
+torch = pytest.importorskip("torch")
+
+from tests.torch_agreement import layer_agrees  # noqa: E402
+
+
+# -- PyTorch agreement ------------------------------------------------------------------------------
+def per_sample(*xs):
+    """The tensors with axes of length 1 after the batch axis up to the highest rank: regnet
+    broadcasts the axes of each sample, torch from the last axis with the batch included."""
+    rank = max(x.dim() for x in xs)
+    return [x.reshape(x.shape[0], *([1] * (rank - x.dim())), *x.shape[1:]) for x in xs]
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [[(2, 4, 3), (2, 3, 5)], [(2, 1, 4, 3), (3, 3, 2)], [(4, 3), (2, 3, 5)], [(5, 3), (3, 2)]],
+    ids=str,
+)
+def test_matmul_agrees_with_torch_matmul(shapes):
+    layer_agrees({"type": "MatMul"}, shapes, lambda xs, w: torch.matmul(*per_sample(*xs)))
+
+
+def test_matmul_transpose_b_agrees_with_torch():
+    layer_agrees(
+        {"type": "MatMul", "transpose_b": True},
+        [(2, 4, 3), (1, 5, 3)],
+        lambda xs, w: torch.matmul(xs[0], xs[1].transpose(-1, -2)),
+    )
+
+
+@pytest.mark.parametrize("axis", [1, 2, -1])
+def test_softmax_layer_agrees_with_torch_softmax(axis):
+    layer_agrees({"type": "Softmax", "axis": axis}, (3, 4), lambda x, w: torch.softmax(x, dim=axis))
+
+
+@pytest.mark.parametrize(
+    "config, fn",
+    [
+        ({"indices": 0, "axis": 1}, lambda x, w: x[:, 0]),  # BERT's pooled first token
+        ({"indices": -1, "axis": -1}, lambda x, w: x[..., -1]),
+        ({"indices": [2, 0, 2], "axis": 2}, lambda x, w: torch.index_select(x, 2, torch.tensor([2, 0, 2]))),
+    ],
+    ids=["first-token", "last", "repeated"],
+)
+def test_gather_agrees_with_torch_indexing(config, fn):
+    layer_agrees({"type": "Gather", **config}, (4, 3, 2), fn)
+
+
+@pytest.mark.parametrize(
+    "config, fn",
+    [
+        ({"axis": 1, "start": 1, "stop": 3}, lambda x, w: x[:, 1:3]),
+        ({"axis": -1, "start": None, "stop": -1, "step": 2}, lambda x, w: x[..., :-1:2]),
+        ({"axis": 2, "step": -1}, lambda x, w: torch.flip(x, dims=[2])),
+        ({"axis": 2, "start": -2}, lambda x, w: torch.narrow(x, 2, 1, 2)),
+    ],
+    ids=["range", "strided", "reversed", "narrow"],
+)
+def test_slice_agrees_with_torch_slicing(config, fn):
+    layer_agrees({"type": "Slice", **config}, (4, 3, 5)[:2] + (3,), fn)
+
+
+def test_where_agrees_with_torch_where_and_masked_fill():
+    rng = np.random.default_rng(1)
+    cond = (rng.random((3, 4)) > 0.5).astype(np.int64)  # an attention mask: no gradient
+    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    y = rng.standard_normal((3, 1, 4)).astype(np.float32)
+    layer_agrees(
+        {"type": "Where"},
+        [(4,), (2, 4), (1, 4)],
+        lambda xs, w: torch.where(xs[0][:, None, :] != 0, xs[1], xs[2]),
+        x=[cond, x, y],
+    )
+    layer_agrees(
+        {"type": "Where", "true_value": -1e4},
+        [(4,), (2, 4)],
+        lambda xs, w: xs[1].masked_fill(xs[0][:, None, :] != 0, -1e4),
+        x=[cond, x],
+    )
+    layer_agrees(
+        {"type": "Where", "false_value": 0.5},
+        [(4,), (2, 4)],
+        lambda xs, w: torch.where(xs[0][:, None, :] != 0, xs[1], torch.tensor(0.5)),
+        x=[cond, x],
+    )
+
+
+def test_cast_makes_int_ids_float_numbers_without_a_gradient():
+    cast = layers.Cast()
+    cast.setup((3,), np.random.default_rng(0))
+    y = cast(np.array([[1, 0, 7]], np.int64))
+    assert y.dtype == np.float32 and y.tolist() == [[1.0, 0.0, 7.0]]
+    assert not cast.call_backward(np.ones((1, 3), np.float32)).any()
+    x = np.array([[0.5, -1.0, 2.0]], np.float32)
+    assert np.array_equal(cast(x), x) and cast(x) is not x
+    assert np.array_equal(cast.call_backward(np.full((1, 3), 2.0, np.float32)), np.full((1, 3), 2.0))
+
+
+# -- in a model: an additive attention mask from an int64 input -------------------------------------
+def attention_model():
+    """Single-head self-attention with BERT's additive mask built from an int64 attention_mask
+    (and the padded keys' weights set to 0 by Where) and the first token taken at the end, in
+    generic layers."""
+    x = regnet.Input((5, 4), name="x")
+    mask = regnet.Input((5,), name="attention_mask", dtype="int64")
+    q = layers.Dense(4, name="q")(x)
+    k = layers.Dense(4, name="k")(x)
+    v = layers.Dense(4, name="v")(x)
+    scores = layers.MatMul(transpose_b=True)([q, k])  # (N, 5, 5)
+    bias = layers.Rescaling(scale=1e9, offset=-1e9)(layers.Cast()(mask))  # 0 kept, -1e9 padding
+    weights = layers.Softmax(axis=-1)(layers.Add()([layers.Rescaling(scale=0.5)(scores), bias]))
+    weights = layers.Where(false_value=0.0)([mask, weights])  # padded keys: exactly 0
+    out = layers.MatMul()([weights, v])
+    first = layers.Gather(indices=0, axis=1)(layers.Slice(axis=2, start=1)(out))
+    return regnet.Model([x, mask], first)
+
+
+def attention_inputs(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((n, 5), np.int64)
+    mask[1, 3:] = 0
+    mask[2, 1:] = 0
+    return {"x": rng.standard_normal((n, 5, 4)).astype(np.float32), "attention_mask": mask}
+
+
+def test_masked_attention_in_generic_layers_matches_torch_and_trains():
+    model = attention_model()
+    inputs = attention_inputs()
+    y = model.predict(inputs)
+    assert y.shape == (3, 3)
+    w = {k: torch.tensor(v) for k, v in model.state_dict().items()}
+    tx = torch.tensor(inputs["x"])
+    q, k, v = (tx @ w[f"{n}/kernel"] + w[f"{n}/bias"] for n in "qkv")
+    scores = (q @ k.transpose(-1, -2)) * 0.5
+    mask = torch.tensor(inputs["attention_mask"])[:, None, :] == 0
+    want = torch.softmax(scores.masked_fill(mask, -1e9), -1) @ v
+    np.testing.assert_allclose(y, want[:, 0, 1:].numpy(), rtol=1e-5, atol=1e-6)
+    model.compile(optimizer="adam", loss="mse")
+    history = model.fit(inputs, np.zeros((3, 3), np.float32), epochs=3, batch_size=3, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_the_tensor_layers_export_to_onnx_as_onnxruntime_runs_them(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+
+    model = attention_model()
+    inputs = attention_inputs()
+    path = ronnx.export(model, tmp_path / "attention.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, inputs)[0]
+    np.testing.assert_allclose(got, model.predict(inputs), rtol=1e-5, atol=1e-6)
+
+
+# -- errors -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "config, shape, match",
+    [
+        ({"type": "MatMul"}, [(2, 3), (4, 5)], "3 columns but b .* has 4 rows"),
+        ({"type": "MatMul"}, [(3,), (3, 2)], "rank 3 or more"),
+        ({"type": "MatMul"}, [(2, 2, 3), (3, 3, 2)], "leading axes"),
+        ({"type": "Softmax", "axis": 3}, (2, 3), "axis 3 does not fit"),
+        ({"type": "Gather", "indices": 3, "axis": 1}, (3, 2), "index 3 is outside axis 1 of length 3"),
+        ({"type": "Gather", "indices": 0, "axis": 1}, (3,), "no axis"),
+        ({"type": "Slice", "axis": 1, "start": 2, "stop": 2}, (3,), "is empty"),
+        ({"type": "Where"}, [(2,), (2,)], r"takes the inputs \[condition, x, y\]"),
+        ({"type": "Where", "true_value": 1.0}, [(2,), (3,)], "do not broadcast"),
+    ],
+)
+def test_bad_shapes_are_shape_errors_naming_the_layer(config, shape, match):
+    layer = layers.create(config)
+    with pytest.raises(ShapeError, match=match):
+        layer.setup(shape, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    "config, field",
+    [
+        ({"type": "Softmax", "axis": 0}, "axis"),
+        ({"type": "Gather", "indices": []}, "indices"),
+        ({"type": "Gather", "indices": 1.5}, "indices"),
+        ({"type": "Slice", "step": 0}, "step"),
+        ({"type": "Slice", "start": "1"}, "start"),
+        ({"type": "Cast", "dtype": "int64"}, "dtype"),
+        ({"type": "Where", "true_value": 0.0, "false_value": 1.0}, "false_value"),
+    ],
+)
+def test_bad_configs_are_config_errors_naming_the_field(config, field):
+    with pytest.raises(ConfigError) as info:
+        layers.create(config)
+    assert info.value.field == field
+
+
+def test_only_layers_that_read_integers_take_the_int64_input():
+    mask = regnet.Input((5,), name="attention_mask", dtype="int64")
+    with pytest.raises(ConfigError, match="reads the int64 model input"):
+        regnet.Model(mask, layers.Softmax()(mask))
+    regnet.Model(mask, layers.Softmax()(layers.Cast()(mask)))  # through Cast: numbers
+
+
+def test_the_exported_attention_imports_back_with_both_inputs(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+
+    model = attention_model()
+    back = ronnx.load(ronnx.export(model, tmp_path / "attention.onnx"))
+    assert back.input_names == ["x", "attention_mask"]
+    assert [i.dtype for i in back.inputs] == ["float32", "int64"]
+    assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
+    inputs = attention_inputs(seed=3)
+    np.testing.assert_array_equal(back.predict(inputs), model.predict(inputs))
+
+
+class TorchTensorOps(torch.nn.Module):
+    """Matrix products of activations, a softmax over axis 1, slicing with a step and taking one
+    index, as PyTorch writes them (no regnet hints in the graph)."""
+
+    def forward(self, x):
+        scores = torch.matmul(x, x.transpose(-1, -2))  # (N, 4, 4)
+        weights = torch.softmax(scores, dim=1)
+        mixed = torch.matmul(weights, x)  # (N, 4, 6)
+        return mixed[:, :, 1::2][:, 0] + mixed[:, -1, :3]
+
+
+def test_torch_tensor_operators_import_and_match_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+    from tests.torch_agreement import torch_onnx_bytes
+
+    x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(np.float32)
+    data = torch_onnx_bytes(TorchTensorOps().eval(), x)
+    model = ronnx.from_proto(__import__("onnx").load_from_string(data))
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"MatMul", "Slice", "Gather"} <= kinds, kinds
+    want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
