@@ -107,6 +107,14 @@ def test_small_vision_transformers_import(name):
     assert (attention.num_heads, attention.key_dim) == (3, 64)
 
 
+def test_distilled_deit_imports_with_two_learned_tokens():
+    """DeiT's distilled variant: class and distillation tokens (one ClassToken of two), two heads
+    on tokens 0 and 1 averaged."""
+    model = check_import(build("deit_tiny_distilled_patch16_224"), SMALL["img_size"])
+    (tokens,) = [layer for layer in model.layers if type(layer).__name__ == "ClassToken"]
+    assert tokens.num_tokens == 2 and tokens.output_shape == (2 + 16, 192)
+
+
 def test_timm_unfused_attention_and_fresh_weights_import():
     """timm's own attention (``q * scale @ k.transpose(-2, -1)``, not scaled_dot_product_attention)
     and a freshly initialised model (whose equal zero biases PyTorch shares through Identity)."""
@@ -117,12 +125,12 @@ def test_timm_unfused_attention_and_fresh_weights_import():
 def test_imported_vit_fine_tunes_and_saves(tmp_path):
     model = check_import(build("vit_tiny_patch16_224"), SMALL["img_size"])
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
-    y = np.eye(1000, dtype=np.float32)[rng.integers(0, 1000, 8)]
+    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = np.eye(1000, dtype=np.float32)[rng.integers(0, 1000, 4)]
     model.compile({"type": "categorical_crossentropy", "from_logits": True}, {"type": "adam", "learning_rate": 1e-3})
-    before = model.evaluate(x, y, batch_size=8)["loss"]
+    before = model.evaluate(x, y, batch_size=4)["loss"]
     model.fit(x, y, epochs=3, batch_size=4, verbose=0, seed=0)
-    after = model.evaluate(x, y, batch_size=8)["loss"]
+    after = model.evaluate(x, y, batch_size=4)["loss"]
     assert np.isfinite(after) and after < before, (before, after)
     regnet.save(model, tmp_path / "tuned.h5")
     again = regnet.load(tmp_path / "tuned.h5")
@@ -141,7 +149,7 @@ def test_small_mlp_mixer_imports():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_patch16_224"])
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"])
 def test_real_vision_transformers_import(name):
     model = check_import(build(name, small=False), 224, batch=1)
     assert types_of(model).count("MultiHeadAttention") == 12
