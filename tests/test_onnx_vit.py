@@ -148,6 +148,43 @@ def test_small_mlp_mixer_imports():
     assert types_of(model).count("Permute") == 1 + 2 * 2
 
 
+class IndexedAttention(torch.nn.Module):
+    """Attention as older timm wrote it: ``q, k, v = qkv[0], qkv[1], qkv[2]`` (Gather, not Split)
+    and the scale on the scores (``* scale``, or ``/ divisor``); an output width other than the
+    input's, no biases in qkv (nor in the projection when dividing)."""
+
+    def __init__(self, dim=12, heads=3, out=5, divide=False):
+        super().__init__()
+        self.heads, self.divide = heads, divide
+        self.qkv = torch.nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = torch.nn.Linear(dim, out, bias=not divide)
+        self.scale = 0.7  # not 1/sqrt(d): folded into the query kernel
+
+    def forward(self, x):
+        n, length, dim = x.shape
+        qkv = self.qkv(x).reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        scores = q @ k.transpose(-2, -1)
+        scores = scores / (1 / self.scale) if self.divide else scores * self.scale
+        x = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(n, length, dim)
+        return self.proj(x)
+
+
+@pytest.mark.parametrize("divide", [False, True])
+def test_attention_with_indexed_heads_and_scaled_scores_imports(divide):
+    from tests.torch_agreement import torch_onnx_bytes
+
+    torch.manual_seed(0)
+    net = IndexedAttention(divide=divide).eval()
+    x = np.random.default_rng(0).standard_normal((2, 4, 12)).astype(np.float32)
+    model = ronnx.from_proto(onnx.load_from_string(torch_onnx_bytes(net, x[:1])))
+    assert types_of(model) == ["MultiHeadAttention"]
+    assert model.layers[0].use_bias is not divide and model.layers[0].output_dim == 5
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.predict(x), want, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"])
 def test_real_vision_transformers_import(name):

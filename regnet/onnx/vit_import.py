@@ -8,12 +8,12 @@
 
       MatMul(x, W) [+ b] -> Reshape (N, L, 3, H, d) -> Transpose(2, 0, 3, 1, 4)
         -> Split (axis 0) + Squeeze, or Gather 0 / 1 / 2 (axis 0): q, k, v
-      q [* s], Transpose(k, (0, 1, 3, 2)) [* s] -> MatMul -> Softmax(axis -1) -> MatMul(., v)
+      q [* s], Transpose(k, (0, 1, 3, 2)) [* s] -> MatMul [* s or / s] -> Softmax(axis -1) -> MatMul(., v)
         -> Transpose(0, 2, 1, 3) -> Reshape (N, L, H d) -> MatMul(., W_proj) [+ b_proj]
 
   (the scales ``s``: numbers, or the ``sqrt(1 / sqrt(d))`` that ``scaled_dot_product_attention``
-  computes from ``Shape(q)``) -> one ``MultiHeadAttention`` layer with ``query = value = x``:
-  head ``h`` of q is columns ``h d .. (h + 1) d`` of ``W``, of k ``H d + h d ..``, of v
+  computes from ``Shape(q)``; older timm scales the scores) -> one ``MultiHeadAttention`` layer
+  with ``query = value = x``: head ``h`` of q is columns ``h d .. (h + 1) d`` of ``W``, of k ``H d + h d ..``, of v
   ``2 H d + h d ..``; a scale other than ``1/sqrt(d)`` is folded into the query kernel and bias.
   The batch leaves axis 0 only inside the block, so the block is recognised whole, before the
   import table runs (``rewrite``), and becomes one synthetic node (``SelfAttention`` of the
@@ -42,7 +42,19 @@ DOMAIN = "regnet"
 #: the per-head axes of q, k and v in the reshape's target shape (N, L, 3, H, d): (N, H, L, d)
 _QKV_AXES = (0, 3, 1, 4)
 #: the inputs of the synthetic node, in order
-_ATTENTION_INPUTS = ("x", "qkv_kernel", "qkv_bias", "qkv_shape", "q_scale", "k_scale", "out_shape", "kernel", "bias")
+_ATTENTION_INPUTS = (
+    "x",
+    "qkv_kernel",
+    "qkv_bias",
+    "qkv_shape",
+    "q_scale",
+    "k_scale",
+    "out_shape",
+    "kernel",
+    "bias",
+    "score_scale",
+    "score_divisor",
+)
 
 
 # -- learned tokens -----------------------------------------------------------------------------------
@@ -264,7 +276,22 @@ def _match_attention(g: _Graph, readers, t: Node, outputs: set[str]):
         return None
     if k_perms != [[0, 1, 3, 2]]:
         return None
-    softmax = _sole(readers, scores.output[0], "Softmax", outputs)
+    scaled, score_scale, score_divisor = scores.output[0], "", ""
+    after = [n for n in readers.get(scaled, []) if n.domain in ("", "ai.onnx")]
+    if len(after) == 1 and after[0].op_type in ("Mul", "Div") and scaled not in outputs:
+        op = after[0]
+        other = op.input[1] if op.input[0] == scaled else op.input[0]
+        if op.op_type == "Div" and op.input[0] != scaled:
+            return None
+        if op.op_type == "Mul":
+            score_scale = other
+        else:
+            score_divisor = other
+        scores_seen = [op]
+        scaled = op.output[0]
+    else:
+        scores_seen = []
+    softmax = _sole(readers, scaled, "Softmax", outputs)
     if softmax is None or (_ints(g, softmax, "axis", 99) or [-1])[0] not in (-1, 3):
         return None
     mix = _sole(readers, softmax.output[0], "MatMul", outputs)
@@ -281,7 +308,7 @@ def _match_attention(g: _Graph, readers, t: Node, outputs: set[str]):
     proj = None if merge is None else _sole(readers, merge.output[0], "MatMul", outputs)
     if merge is None or proj is None or proj.input[0] != merge.output[0] or g.const(proj.input[1]) is None:
         return None
-    inner += [*q_seen, *k_seen, scores, softmax, mix, back, merge, proj]  # type: ignore[list-item]
+    inner += [*q_seen, *k_seen, scores, *scores_seen, softmax, mix, back, merge, proj]  # type: ignore[list-item]
     last, proj_bias = proj, ""
     add = _sole(readers, proj.output[0], "Add", outputs)
     if add is not None:
@@ -292,14 +319,13 @@ def _match_attention(g: _Graph, readers, t: Node, outputs: set[str]):
             inner.append(add)
     # every tensor made inside feeds only the block (q, k and v may also feed a Shape)
     made = {o for n in inner for o in n.output if o}
-    for n in inner:
-        for o in n.output:
-            if o and o != last.output[0]:
-                if o in outputs or any(
-                    r not in inner and not (r.op_type == "Shape" and o in (q, k, v)) for r in readers.get(o, [])
-                ):
-                    return None
-    scales = [*q_scales, *k_scales]
+    ids = {id(n) for n in inner}
+    for o in made - {last.output[0]}:
+        if o in outputs or any(
+            id(r) not in ids and not (r.op_type == "Shape" and o in (q, k, v)) for r in readers.get(o, [])
+        ):
+            return None
+    scales = [*q_scales, *k_scales, score_scale, score_divisor]
     if any(s in made for s in scales):
         return None
     inputs = [
@@ -312,6 +338,8 @@ def _match_attention(g: _Graph, readers, t: Node, outputs: set[str]):
         merge.input[1],
         proj.input[1],
         proj_bias,
+        score_scale,
+        score_divisor,
     ]
     return inputs, inner, last, (q, k, v)
 
@@ -439,7 +467,11 @@ def self_attention(st: ImportState, node: Node, attrs: dict) -> None:
         or (out_bias is not None and out_bias.shape != kernel.shape[1:])
     ):
         raise st.fail(node, f"an output kernel {list(kernel.shape)} after {heads} heads of {dim} is unsupported")
-    ratio = _scale(st, node, 4) * _scale(st, node, 5) * math.sqrt(dim)  # MultiHeadAttention scales by 1/sqrt(d)
+    divisor = _scale(st, node, 10)
+    if divisor == 0:
+        raise st.fail(node, "the attention scores are divided by zero")
+    scale = _scale(st, node, 4) * _scale(st, node, 5) * _scale(st, node, 9) / divisor
+    ratio = scale * math.sqrt(dim)  # MultiHeadAttention scales by 1/sqrt(d)
     parts = w.reshape(d, 3, heads, dim)
     biases = (b if b is not None else np.zeros(w.shape[1], np.float32)).reshape(3, heads, dim)
     weights = {
