@@ -47,6 +47,8 @@ LAYER_EXAMPLES = {
     "GRU": ({"units": 3, "go_backwards": True}, (5, 4)),
     "Bidirectional": ({"layer": {"type": "LSTM", "units": 2, "return_sequences": True}}, (5, 4)),
     "MultiHeadAttention": ({"num_heads": 2, "key_dim": 3, "use_causal_mask": True}, (5, 4)),
+    "MatMul": ({"transpose_b": True}, (2, 4, 3)),
+    "Where": ({"true_value": -1.0}, (2, 3)),  # [condition, y]: one constant branch
 }
 GENERIC_SHAPES = [(2, 6, 6), (6,)]  # tried for layer types registered after this table was written
 

@@ -4,9 +4,11 @@
 into regnet through the generic tensor layers (MatMul, Gather, Where, Cast, ...) and predict what
 onnxruntime predicts on a batch whose attention mask pads two of its rows.
 
-The models use transformers' default attention (``attn_implementation="sdpa"``): its export is
-plain operators (``MatMul``, ``Softmax``, the mask as ``Where`` or an additive ``Cast``/``Sub``/
-``Mul``), which import.
+Each model is checked with transformers' default attention (``attn_implementation="sdpa"``) and
+with ``"eager"``: both export plain operators (``MatMul``, ``Softmax``), and they write the mask
+differently (BERT eager: the additive ``(1 - mask) * min`` through ``Cast``, ``Sub``, ``Mul``;
+DistilBERT eager: ``masked_fill`` as ``Equal(mask, 0)``, ``Expand``, ``Where``; sdpa: a boolean
+mask made additive by ``Where``), so the two cover both mask readings.
 
 The models come from the 'test-models' extra (transformers 4.57.6). As in
 tests/test_torchvision_import.py, torchvision's compiled operators (which transformers imports
@@ -49,7 +51,7 @@ class LastTensor(torch.nn.Module):
         return getattr(out, self.output)
 
 
-def bert():
+def bert(attention):
     config = transformers.BertConfig(
         vocab_size=VOCAB,
         hidden_size=32,
@@ -58,14 +60,21 @@ def bert():
         intermediate_size=64,
         max_position_embeddings=32,
         num_labels=3,
+        attn_implementation=attention,
     )
     # the classifier reads the pooled first token: hidden_states[:, 0] (a Gather), Dense, tanh
     return LastTensor(transformers.BertForSequenceClassification(config), "logits")
 
 
-def distilbert():
+def distilbert(attention):
     config = transformers.DistilBertConfig(
-        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=32
+        vocab_size=VOCAB,
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=32,
+        attn_implementation=attention,
     )
     return LastTensor(transformers.DistilBertModel(config), "last_hidden_state")
 
@@ -102,10 +111,11 @@ def batch(n=4, seed=1):
     return {"input_ids": ids, "attention_mask": mask}
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_huggingface_model_imports_and_predicts_as_onnxruntime(name):
+def test_huggingface_model_imports_and_predicts_as_onnxruntime(name, attention):
     torch.manual_seed(0)
-    net = MODELS[name]().eval()
+    net = MODELS[name](attention).eval()
     data = export(net)
     model = ronnx.from_proto(onnx.load_from_string(data))
     assert model.input_names == ["input_ids", "attention_mask"]
@@ -116,7 +126,7 @@ def test_huggingface_model_imports_and_predicts_as_onnxruntime(name):
     got = model.predict(inputs)
     assert got.shape == want.shape
     error = float(np.abs(got - want).max() / np.abs(want).max())
-    assert error < TOLERANCE, f"{name}: max relative error {error:.2e}"
+    assert error < TOLERANCE, f"{name} ({attention}): max relative error {error:.2e}"
     with torch.no_grad():  # and the padding really changes the padded rows (the mask is read)
         ones = net(torch.tensor(inputs["input_ids"]), torch.ones(4, LENGTH, dtype=torch.int64)).numpy()
     assert np.abs(ones[1:3] - want[1:3]).max() / np.abs(want).max() > 10 * TOLERANCE

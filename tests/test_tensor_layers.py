@@ -245,3 +245,96 @@ def test_torch_tensor_operators_import_and_match_onnxruntime():
     assert {"MatMul", "Slice", "Gather"} <= kinds, kinds
     want = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-6)
+
+
+# -- ONNX import of attention masks (graphs written by hand) ----------------------------------------
+def mask_graph(nodes, initializers=()):
+    """A graph of ``x`` (N, 2, 4) float32 scores and ``mask`` (N, 4) int64 with output ``y``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        nodes,
+        "masks",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4]),
+            helper.make_tensor_value_info("mask", TensorProto.INT64, ["N", 4]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4])],
+        initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in initializers],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    return proto
+
+
+MASK_CONSTANTS = [
+    ("zero", np.array(0, np.int64)),
+    ("axes1", np.array([1], np.int64)),
+    ("fill", np.array(-1e9, np.float32)),
+    ("one", np.array(1.0, np.float32)),
+]
+
+
+def node(op, inputs, outputs, **attributes):
+    from onnx import helper
+
+    return helper.make_node(op, inputs, outputs, name=outputs[0], **attributes)
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        # DistilBERT's masked_fill: Where(Cast(Expand(Reshape(mask == 0))), -1e9, x)
+        [
+            node("Equal", ["mask", "zero"], ["eq"]),
+            node("Unsqueeze", ["eq", "axes1"], ["eq3"]),
+            node("Cast", ["eq3"], ["cond"], to=9),
+            node("Where", ["cond", "fill", "x"], ["y"]),
+        ],
+        # Not of the cast mask, the branches the other way round
+        [
+            node("Cast", ["mask"], ["b"], to=9),
+            node("Not", ["b"], ["nb"]),
+            node("Unsqueeze", ["nb", "axes1"], ["nb3"]),
+            node("Where", ["nb3", "fill", "x"], ["y"]),
+        ],
+        # BERT's additive mask: x + (1 - float(mask)) * -1e9
+        [
+            node("Unsqueeze", ["mask", "axes1"], ["m3"]),
+            node("Cast", ["m3"], ["f"], to=1),
+            node("Sub", ["one", "f"], ["inv"]),
+            node("Mul", ["inv", "fill"], ["add"]),
+            node("Add", ["x", "add"], ["y"]),
+        ],
+    ],
+    ids=["equal-where", "not-where", "additive"],
+)
+def test_attention_masks_import_from_the_int64_input(nodes):
+    ort = pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+
+    proto = mask_graph(nodes, MASK_CONSTANTS)
+    model = ronnx.from_proto(proto)
+    assert [i.dtype for i in model.inputs] == ["float32", "int64"]
+    inputs = attention_inputs(n=3)
+    inputs = {"x": inputs["x"][:, :2, :4].copy(), "mask": inputs["attention_mask"][:, :4].copy()}
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+    np.testing.assert_allclose(model.predict(inputs), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "nodes, match",
+    [
+        ([node("Equal", ["mask", "zero"], ["e"]), node("Cast", ["e"], ["y"], to=1)], "casting a condition"),
+        ([node("Equal", ["mask", "axes1"], ["e"]), node("Where", ["e", "fill", "x"], ["y"])], "only against 0"),
+        ([node("Cast", ["mask"], ["b"], to=9), node("Where", ["b", "fill", "one"], ["y"])], "two constants"),
+        ([node("MatMul", ["x", "mask"], ["y"])], "MatMul"),
+    ],
+    ids=["cast-condition", "equal-one", "two-constants", "matmul-int"],
+)
+def test_unsupported_mask_arithmetic_is_refused_naming_the_node(nodes, match):
+    import regnet.onnx as ronnx
+
+    with pytest.raises(ronnx.OnnxImportError, match=match) as info:
+        ronnx.from_proto(mask_graph(nodes, MASK_CONSTANTS))
+    assert nodes[-1].name in str(info.value) or nodes[0].name in str(info.value)

@@ -14,6 +14,7 @@ negated (``Equal(mask, 0)``, ``Not``). A condition is read as non-zero, as ONNX'
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
@@ -36,26 +37,36 @@ BROADCASTING = vocab_handlers.MERGES | {"MatMul", "Where"}
 
 
 @attrs.define(eq=False)
-class Mask(Tensor):
-    """An integer or boolean run-time tensor on its way to a ``Cast`` or a ``Where`` (see the
-    module docstring): ``base`` is the regnet tensor, ``shape`` what ONNX sees, ``layout`` the
-    shape the values are laid out in (``base``'s values, reshaped: the same size), ``negate``
-    whether the condition is ``base == 0``."""
+class Mask:
+    """An integer or boolean run-time value on its way to a ``Cast`` or a ``Where`` (see the
+    module docstring): ``base`` is the regnet tensor, ``shape`` what ONNX sees (per sample),
+    ``layout`` the shape the values are laid out in (``base``'s values, reshaped: the same size),
+    ``dtype`` ``"int64"`` (numbers) or ``"bool"`` (a condition: non-zero is true), ``negate``
+    whether the condition is ``base == 0``. Not a ``Tensor``: no other handler reads one."""
 
-    base: Tensor | None = None
-    layout: tuple = ()
+    base: Tensor
+    shape: tuple
+    layout: tuple
+    dtype: str
     negate: bool = False
 
+    def but(self, **changes: Any) -> "Mask":
+        return attrs.evolve(self, **changes)
 
-def _mask(x: Tensor) -> Mask:
+
+def _mask(x: "Tensor | Mask") -> Mask:
     if isinstance(x, Mask):
         return x
-    return Mask(x.source, x.shape, x.input, x.dtype, base=x, layout=x.shape)
+    return Mask(x, x.shape, x.shape, x.dtype)
 
 
 def _is_mask(x: object) -> bool:
     """An integer run-time tensor (an int64 model input) or a mask view of one."""
     return isinstance(x, Mask) or (isinstance(x, Tensor) and x.dtype != "float32")
+
+
+def _maskable(x: object) -> bool:
+    return isinstance(x, (Tensor, Mask))
 
 
 def previous() -> dict:
@@ -70,7 +81,7 @@ def _fallback(st: ImportState, node: Node, attrs_: dict) -> None:
     handler(st, node, attrs_)
 
 
-def _shape(x: Tensor) -> list:
+def _shape(x: "Tensor | Mask") -> list:
     return ["N", *x.shape]
 
 
@@ -272,14 +283,14 @@ def slice_(st: ImportState, node: Node, attrs_: dict) -> None:
 def _new_layout(st: ImportState, node: Node, m: Mask, shape: tuple) -> Mask:
     if math.prod(shape) != math.prod(m.layout):
         raise st.fail(node, f"reshaping the mask {_shape(m)} to {['N', *shape]} changes its size")
-    return Mask(m.source, tuple(shape), m.input, m.dtype, base=m.base, layout=tuple(shape), negate=m.negate)
+    return m.but(shape=tuple(shape), layout=tuple(shape))
 
 
 def unsqueeze(st: ImportState, node: Node, attrs_: dict) -> None:
     """Leading axes for a layer that broadcasts (a merge, ``MatMul``, ``Where``) pass through; a
     mask gets the axes in its layout."""
     x = st.input(node, 0)
-    if not isinstance(x, Tensor):
+    if not _maskable(x):
         _fallback(st, node, attrs_)
         return
     axes = vocab_handlers._axes_of(st, node, attrs_, 1, 13) or []
@@ -293,6 +304,7 @@ def unsqueeze(st: ImportState, node: Node, attrs_: dict) -> None:
     if _is_mask(x):
         st.alias(node, _new_layout(st, node, _mask(x), tuple(shape)))
         return
+    assert isinstance(x, Tensor)
     out = node.output[0]
     readers = {n.op_type for n in st.readers.get(out, [])}
     if where == list(range(1, len(where) + 1)) and out not in st.outputs and readers and readers <= BROADCASTING:
@@ -314,16 +326,22 @@ def reshape(st: ImportState, node: Node, attrs_: dict) -> None:
     rest = [int(m.shape[i]) if (d == 0 and i < len(m.shape)) else int(d) for i, d in enumerate(target[1:])]
     size = math.prod(m.layout)
     known = math.prod(d for d in rest if d != -1)
-    if target[0] == -1 or rest.count(-1) > 1 or (-1 in rest and (known == 0 or size % known)):
+    if target[0] == -1 and (-1 in rest or known != size):
+        raise st.fail(node, f"the target shape {target} of the mask {_shape(m)} does not keep the batch on axis 0")
+    if rest.count(-1) > 1 or (-1 in rest and (known == 0 or size % known)):
         raise st.fail(node, f"the target shape {target} of the mask {_shape(m)} is unsupported")
-    st.alias(node, _new_layout(st, node, m, tuple(size // known if d == -1 else d for d in rest)))
+    out = _new_layout(st, node, m, tuple(size // known if d == -1 else d for d in rest))
+    if out.layout == m.base.shape and out.dtype == m.base.dtype and not out.negate:
+        st.alias(node, m.base)  # the tensor itself again
+        return
+    st.alias(node, out)
 
 
 def expand(st: ImportState, node: Node, attrs_: dict) -> None:
     """``Expand`` of a mask or of a tensor read by layers that broadcast: the broadcast is theirs
     (the batch size in the shape stays the batch); a constant is folded before it gets here."""
     x = st.input(node, 0)
-    if not isinstance(x, Tensor):
+    if not _maskable(x):
         raise st.fail(node, "Expand of this input is unsupported")
     target = list(st.int_const(node, 1, "shape").ravel())
     dims = [1 if d is BATCH else int(d) for d in target]
@@ -337,8 +355,9 @@ def expand(st: ImportState, node: Node, attrs_: dict) -> None:
     shape = out[1:]
     if _is_mask(x):
         m = _mask(x)
-        st.alias(node, Mask(m.source, shape, m.input, m.dtype, base=m.base, layout=m.layout, negate=m.negate))
+        st.alias(node, m.but(shape=shape))
         return
+    assert isinstance(x, Tensor)
     if shape == x.shape:
         st.pass_through(node, x)
         return
@@ -364,15 +383,14 @@ def cast(st: ImportState, node: Node, attrs_: dict) -> None:
     cast to bool: a condition. regnet's own ``Cast`` layer imports as one; other casts as before."""
     x = st.input(node, 0)
     to = int(attrs_.get("to", 0))
-    if isinstance(x, Tensor) and to == onnx.TensorProto.BOOL:
+    if _maskable(x) and to == onnx.TensorProto.BOOL:
         m = _mask(x)
-        st.alias(node, Mask(m.source, m.shape, m.input, "bool", base=m.base, layout=m.layout, negate=m.negate))
+        st.alias(node, m.but(dtype="bool"))
         return
     if _is_mask(x) and to in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
         m = _mask(x)
-        if m.negate:
-            raise st.fail(node, "casting a negated condition to numbers is unsupported")
-        assert m.base is not None
+        if m.dtype == "bool":  # would be base != 0 (or == 0) as 1 and 0: no layer computes it
+            raise st.fail(node, "casting a condition (a comparison or a cast to bool) to numbers is unsupported")
         entry = st.add(node, "Cast", {}, [m.base], m.base.shape)
         st.values[node.output[0]] = _laid_out(st, node, m, Tensor(entry, entry.shape))
         return
@@ -390,26 +408,26 @@ def _scalar(value: np.ndarray) -> float | None:
 def equal(st: ImportState, node: Node, attrs_: dict) -> None:
     """``Equal(mask, 0)``: the negated condition (non-zero is true)."""
     a, b = st.input(node, 0), st.input(node, 1)
-    x, c = (a, b) if isinstance(a, Tensor) else (b, a)
-    if not isinstance(x, Tensor) or isinstance(c, Tensor) or c is None or _scalar(c) != 0.0:
+    x, c = (a, b) if _maskable(a) else (b, a)
+    if not _maskable(x) or _maskable(c) or c is None or _scalar(c) != 0.0:
         raise st.fail(node, "Equal of a run-time tensor is supported only against 0 (an attention mask's padding)")
     m = _mask(x)
-    st.alias(node, Mask(m.source, m.shape, m.input, "bool", base=m.base, layout=m.layout, negate=not m.negate))
+    st.alias(node, m.but(dtype="bool", negate=not m.negate))
 
 
 def not_(st: ImportState, node: Node, attrs_: dict) -> None:
     x = st.input(node, 0)
-    if not isinstance(x, Tensor):
+    if not _maskable(x):
         raise st.fail(node, "Not of this input is unsupported")
     m = _mask(x)
-    st.alias(node, Mask(m.source, m.shape, m.input, "bool", base=m.base, layout=m.layout, negate=not m.negate))
+    st.alias(node, m.but(dtype="bool", negate=not m.negate))
 
 
 def where(st: ImportState, node: Node, attrs_: dict) -> None:
     """``Where(condition, x, y)`` with a run-time condition: a ``Where`` layer, a scalar constant
     branch as its ``true_value`` or ``false_value``."""
     cond = st.input(node, 0)
-    if not isinstance(cond, Tensor):
+    if not _maskable(cond):
         raise st.fail(node, "Where with a constant condition and run-time branches is unsupported")
     m = _mask(cond)
     branches = [st.input(node, 1), st.input(node, 2)]
@@ -418,8 +436,8 @@ def where(st: ImportState, node: Node, attrs_: dict) -> None:
     config: dict = {}
     inputs: list[Tensor] = []
     for key, value in zip(("true_value", "false_value"), branches):
-        if isinstance(value, Tensor):
-            if _is_mask(value):
+        if _maskable(value):
+            if _is_mask(value) or not isinstance(value, Tensor):
                 raise st.fail(node, "a branch of Where is an integer tensor; regnet chooses between float values")
             inputs.append(value)
             continue
@@ -429,7 +447,6 @@ def where(st: ImportState, node: Node, attrs_: dict) -> None:
         config[key] = float(np.float32(number))
     if not inputs:
         raise st.fail(node, "Where of two constants on a run-time condition is unsupported")
-    assert m.base is not None
     condition = m.base if _leading_ones(m.layout, m.base.shape) else None
     if condition is None:  # values laid out otherwise: as numbers, reshaped (non-zero stays non-zero)
         entry = st.add(node, "Cast", {}, [m.base], m.base.shape)
