@@ -179,6 +179,8 @@ class ClassToken(Layer):
 
     #: not config fields: how the conformance kit tests this layer (random tokens: zeros would hide
     #: a token written in the wrong place)
+    test_config = {"tokens_initializer": "glorot_uniform"}
+    test_input_shape = (4, 3)
     test_cases = [
         {"config": {"tokens_initializer": "glorot_uniform"}, "input_shape": (4, 3)},
         {"config": {"num_tokens": 2, "tokens_initializer": "glorot_uniform"}, "input_shape": (3, 5)},
