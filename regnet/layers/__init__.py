@@ -6,7 +6,7 @@ from .conv import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .conv1d import AveragePooling1D, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .elementwise import PReLU, Rescaling, SpatialDropout2D
-from .embedding import Embedding, PositionEmbedding
+from .embedding import ClassToken, Embedding, PositionEmbedding
 from .merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNorm, GroupNormalization, LayerNormalization
 from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
@@ -40,6 +40,7 @@ __all__ = [
     "Concatenate",
     "Embedding",
     "PositionEmbedding",
+    "ClassToken",
     "Conv1D",
     "MaxPooling1D",
     "AveragePooling1D",

@@ -1,4 +1,5 @@
-"""Embedding (token ids -> learned vectors) and PositionEmbedding (a learned table added per position)."""
+"""Embedding (token ids -> learned vectors), PositionEmbedding (a learned table added per position)
+and ClassToken (learned tokens prepended to a sequence)."""
 
 import numpy as np
 
@@ -154,3 +155,48 @@ class PositionEmbedding(Layer):
         g[length:] = 0
         np.sum(grad, axis=0, out=g[:length])
         return grad if need_input_grad else None
+
+
+@layer("ClassToken")
+class ClassToken(Layer):
+    """Learned tokens prepended to a sequence: ``(N, L, D) -> (N, num_tokens + L, D)``, each
+    sample gets the same ``tokens`` ``(num_tokens, D)`` before its own ``L`` vectors (a vision
+    transformer's class token; DeiT's distillation token is a second one). PyTorch models keep it
+    as a ``(1, num_tokens, D)`` parameter expanded to the batch and concatenated.
+
+    >>> import numpy as np
+    >>> cls = ClassToken(tokens_initializer="ones")
+    >>> cls.setup((2, 3), np.random.default_rng(0))
+    (3, 3)
+    >>> cls(np.zeros((1, 2, 3), np.float32))
+    array([[[1., 1., 1.],
+            [0., 0., 0.],
+            [0., 0., 0.]]], dtype=float32)
+    """
+
+    num_tokens: int = fields.integer(1, min=1, doc="how many learned tokens come before the sequence")
+    tokens_initializer: str | dict = fields.initializer("zeros", doc="how the tokens start")
+
+    #: not config fields: how the conformance kit tests this layer (random tokens: zeros would hide
+    #: a token written in the wrong place)
+    test_config = {"tokens_initializer": "glorot_uniform"}
+    test_input_shape = (4, 3)
+    test_cases = [
+        {"config": {"tokens_initializer": "glorot_uniform"}, "input_shape": (4, 3)},
+        {"config": {"num_tokens": 2, "tokens_initializer": "glorot_uniform"}, "input_shape": (3, 5)},
+    ]
+
+    def build(self, input_shape, rng):
+        require_rank(self, input_shape, (2,))
+        length, d = input_shape
+        self.add_weight("tokens", (self.num_tokens, d), self.tokens_initializer, rng)
+        return (None if length is None else length + self.num_tokens, d)
+
+    def forward(self, x, training=False):
+        tokens = self.params["tokens"].astype(x.dtype, copy=False)
+        return np.concatenate([np.broadcast_to(tokens, (x.shape[0], *tokens.shape)), x], axis=1)
+
+    def backward(self, grad, *, need_input_grad=True):
+        k = self.num_tokens
+        np.sum(grad[:, :k], axis=0, out=self.grads["tokens"])
+        return grad[:, k:] if need_input_grad else None

@@ -29,6 +29,7 @@ from . import (
     reader,
     sequence_import,
     tensor_import,
+    vit_import,
     vocab_handlers,
 )
 from .errors import OnnxImportError
@@ -77,13 +78,15 @@ MAX_ENTRIES = 2 * spec.MAX_LAYERS
 #: (normalisation, merges, shape operators), then the recurrent operators with the time-major
 #: plumbing around them (``sequence_import``, which falls back on the other two), the attention
 #: regions ``attention_import.rewrite`` replaced (one synthetic node each), then the tensor
-#: operators of transformer graphs (``tensor_import``, which falls back on the others)
+#: operators of transformer graphs (``tensor_import``, which falls back on the others), then
+#: learned tokens and the synthetic self-attention node of ``vit_import`` (falling back on the rest)
 HANDLERS = {
     **handlers.HANDLERS,
     **vocab_handlers.HANDLERS,
     **sequence_import.HANDLERS,
     **attention_import.HANDLERS,
     **tensor_import.HANDLERS,
+    **vit_import.HANDLERS,
 }
 
 
@@ -207,6 +210,8 @@ def _fold(st: ImportState, node: onnx.NodeProto, attrs: dict) -> bool:
         return True
     run_time = any(v is not None and not isinstance(v, np.ndarray) for v in ins)  # a Tensor (or a Sequence)
     if op not in folding.FOLDERS or run_time or not any(v is not None for v in ins):
+        return False
+    if vit_import.learned_tokens(st, node, ins):  # a constant repeated for each sample, then prepended
         return False
     try:
         value = folding.fold(op, attrs, ins, st.opset)
@@ -369,6 +374,8 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
         return reader.to_array(values["value"], f"constant {show(name)}") if "value" in values else None
 
     nodes, synthetic = patterns.rewrite(nodes, const, {output})
+    nodes, attention = vit_import.rewrite(nodes, const, {output})
+    synthetic |= attention
     nodes, norms = norm_patterns.rewrite(nodes, const, {output})
     synthetic |= norms
     runtime_inputs = {value.name for value, _ in graph_inputs}
@@ -384,12 +391,12 @@ def _convert(proto: onnx.ModelProto) -> tuple[dict, dict]:
     for node in nodes:
         if plugins(st, node):  # plugin layers and handlers first (regnet.onnx.hooks)
             continue
-        if node.domain not in ("", "ai.onnx"):
-            raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
-        if node.op_type not in KNOWN_VERSIONS and id(node) not in regions:
-            supported = ", ".join(sorted(KNOWN_VERSIONS))
-            raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
-        if id(node) not in synthetic:
+        if id(node) not in synthetic:  # a synthetic node may be of regnet's own (private) operators
+            if node.domain not in ("", "ai.onnx"):
+                raise st.fail(node, f"operators of domain '{escape(node.domain, 60)}' are unsupported")
+            if node.op_type not in KNOWN_VERSIONS:
+                supported = ", ".join(sorted(KNOWN_VERSIONS))
+                raise st.fail(node, f"operator {escape(node.op_type, 40)} is unsupported (regnet imports {supported})")
             _check_version(st, node)
         for name in node.input:
             if name and name not in st.values:

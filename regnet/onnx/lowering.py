@@ -365,6 +365,19 @@ def position_embedding(ctx: LoweringContext, layer: embedding.PositionEmbedding,
     return ctx.node("Add", [inputs[0], ctx.weight("embeddings", layer.params["embeddings"][:length])])
 
 
+def class_token(ctx: LoweringContext, layer: embedding.ClassToken, inputs: list[str]) -> str:
+    """``Concat([Expand(tokens, (N, k, D)), x], axis=1)``: the ``(1, k, D)`` tokens broadcast to
+    the batch size read from ``Shape(x)``."""
+    tokens = layer.params["tokens"]
+    batch = ctx.node(
+        "Slice",
+        [ctx.node("Shape", inputs[:1]), ctx.constant(np.array([0]), "start"), ctx.constant(np.array([1]), "end")],
+    )
+    shape = ctx.node("Concat", [batch, ctx.constant(np.array(tokens.shape), "token_shape")], axis=0)
+    expanded = ctx.node("Expand", [ctx.weight("tokens", tokens[None]), shape])
+    return ctx.node("Concat", [expanded, inputs[0]], axis=1)
+
+
 def _pads_1d(layer: Any, k: int, stride: int, dilation: int = 1) -> list[int]:
     """ONNX ``pads`` (``[before, after]``) of a 1-D window; 'causal' pads before only."""
     span = dilation * (k - 1) + 1
@@ -447,6 +460,7 @@ LAYERS: dict[type, Callable[..., str]] = {
     Concatenate: concatenate,
     embedding.Embedding: embedding_lookup,
     embedding.PositionEmbedding: position_embedding,
+    embedding.ClassToken: class_token,
     seq.Conv1D: conv1d,
     seq.MaxPooling1D: max_pooling1d,
     seq.AveragePooling1D: average_pooling1d,
