@@ -1,0 +1,233 @@
+"""Compiled normalisation kernels: BatchNorm (with its ReLU fused), LayerNormalization and
+GroupNormalization, forward and backward.
+
+Each kernel reads float32 arrays and writes float32 ones; statistics are accumulated in float64
+around a shift (the first value of each group), so ``sum(d**2) - sum(d)**2 / n`` does not cancel.
+The forward pass reads the input twice (statistics, then the normalised output); the backward pass
+recomputes ``xhat`` from the input and the saved ``mean``/``inv_std`` instead of storing it.
+
+Layouts, as the call sites in regnet/layers/normalization.py pass them:
+
+* BatchNorm: ``(A, C, B)``, contiguous, the channel on the middle axis: ``(N, C, H*W)`` for NCHW,
+  ``(1, C, H*W*N)`` for an image batch stored CHWN, ``(N, C, 1)`` for dense input;
+* LayerNormalization: ``(R, D)``, each row normalised;
+* GroupNormalization: ``(N, A, G, Cg, B)``, each ``(n, g)`` normalised over ``(A, Cg, B)``.
+"""
+
+import numba
+import numpy as np
+from numba import prange
+
+_FLAGS = {"reassoc", "contract"}  # sums may be reordered (vectorised); no assumptions about NaN
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def channel_moments(x):
+    """Per-channel mean and biased variance (float64) of ``x`` ``(A, C, B)``."""
+    na, nc, nb = x.shape
+    n = na * nb
+    mean = np.empty(nc)
+    var = np.empty(nc)
+    for c in prange(nc):
+        k = np.float64(x[0, c, 0])
+        s = 0.0
+        q = 0.0
+        for a in range(na):
+            for b in range(nb):
+                d = np.float64(x[a, c, b]) - k
+                s += d
+                q += d * d
+        m = s / n
+        mean[c] = k + m
+        var[c] = max(q / n - m * m, 0.0)
+    return mean, var
+
+
+@numba.njit(cache=True, parallel=True)
+def batchnorm_apply(x, mean, scale, beta, relu, out):
+    """``out = (x - mean) * scale + beta`` per channel of ``(A, C, B)`` arrays (float32 ``(C,)``
+    ``mean``, ``scale``, ``beta``), with ``max(., 0)`` when ``relu``."""
+    na, nc, nb = x.shape
+    zero = np.float32(0)
+    for c in prange(nc):
+        m = mean[c]
+        s = scale[c]
+        t = beta[c]
+        for a in range(na):
+            for b in range(nb):
+                v = (x[a, c, b] - m) * s + t
+                if relu and v < zero:
+                    v = zero
+                out[a, c, b] = v
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def batchnorm_backward(g, x, y, mean, inv_std, gamma, training, relu, need_dx, dx, dgamma, dbeta):
+    """BatchNorm's gradients over ``(A, C, B)`` arrays: per channel ``dbeta = sum(g)``, ``dgamma =
+    sum(g * xhat)`` (float32 ``(C,)`` outputs) and, with ``need_dx``, the input gradient ``dx``. In
+    training the statistics are the batch's (``dx = scale * (g - mean(g) - xhat * mean(g xhat))``),
+    otherwise constants (``dx = scale * g``). With ``relu`` the gradient first passes the ReLU that
+    followed: ``g`` counts only where the output ``y`` is positive."""
+    na, nc, nb = g.shape
+    count = na * nb
+    zero = np.float32(0)
+    for c in prange(nc):
+        m = mean[c]
+        sg = 0.0
+        sgx = 0.0
+        for a in range(na):
+            for b in range(nb):
+                gv = g[a, c, b]
+                if relu and not y[a, c, b] > zero:
+                    gv = zero
+                sg += gv
+                sgx += np.float64(gv) * np.float64(x[a, c, b] - m)
+        istd = np.float64(inv_std[c])
+        dbeta[c] = sg
+        dgamma[c] = sgx * istd
+        if not need_dx:
+            continue
+        scale64 = np.float64(gamma[c]) * istd
+        scale = np.float32(scale64)
+        ca = np.float32(0)
+        cc = np.float32(0)
+        if training:
+            ca = np.float32(-scale64 * istd * istd * sgx / count)
+            cc = np.float32(-scale64 * sg / count)
+        for a in range(na):
+            for b in range(nb):
+                gv = g[a, c, b]
+                if relu and not y[a, c, b] > zero:
+                    gv = zero
+                dx[a, c, b] = scale * gv + ca * (x[a, c, b] - m) + cc
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def layernorm_forward(x, gamma, beta, epsilon, out, mean, inv_std):
+    """Each row of ``x`` ``(R, D)`` normalised, ``out = xhat * gamma + beta`` (``(D,)``); the rows'
+    ``mean`` and ``inv_std`` (float32 ``(R,)``) are written for the backward pass."""
+    nr, nd = x.shape
+    for r in prange(nr):
+        k = np.float64(x[r, 0])
+        s = 0.0
+        q = 0.0
+        for d in range(nd):
+            v = np.float64(x[r, d]) - k
+            s += v
+            q += v * v
+        mu = s / nd
+        var = max(q / nd - mu * mu, 0.0)
+        m = np.float32(k + mu)
+        istd = np.float32(1.0 / np.sqrt(var + epsilon))
+        mean[r] = m
+        inv_std[r] = istd
+        for d in range(nd):
+            out[r, d] = (x[r, d] - m) * istd * gamma[d] + beta[d]
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def layernorm_backward(g, x, mean, inv_std, gamma, need_dx, dx, chunks):
+    """LayerNormalization's gradients over ``(R, D)`` rows: returns ``(dgamma, dbeta)`` (float64
+    ``(D,)``: per-chunk partial sums, ``chunks`` rows blocks on the threads, added at the end) and
+    writes the input gradient ``dx`` with ``need_dx``."""
+    nr, nd = g.shape
+    pg = np.zeros((chunks, nd))
+    pb = np.zeros((chunks, nd))
+    for t in prange(chunks):
+        for r in range(t * nr // chunks, (t + 1) * nr // chunks):
+            m = mean[r]
+            s = inv_std[r]
+            sd = 0.0
+            sdx = 0.0
+            for d in range(nd):
+                gv = g[r, d]
+                xh = (x[r, d] - m) * s
+                pg[t, d] += gv * xh
+                pb[t, d] += gv
+                dxh = gv * gamma[d]
+                sd += dxh
+                sdx += dxh * xh
+            if need_dx:
+                a = np.float32(sd / nd)
+                b = np.float32(sdx / nd)
+                for d in range(nd):
+                    xh = (x[r, d] - m) * s
+                    dx[r, d] = (g[r, d] * gamma[d] - a - xh * b) * s
+    return pg.sum(axis=0), pb.sum(axis=0)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def groupnorm_forward(x, gamma, beta, epsilon, out, mean, inv_std):
+    """Each ``(n, g)`` of ``x`` ``(N, A, G, Cg, B)`` normalised over ``(A, Cg, B)``, then ``out =
+    xhat * gamma + beta`` per channel (``(G * Cg,)``); ``mean`` and ``inv_std`` (float32
+    ``(N, G)``) are written for the backward pass."""
+    nn, na, ng, ncg, nb = x.shape
+    count = na * ncg * nb
+    for i in prange(nn * ng):
+        n = i // ng
+        grp = i % ng
+        k = np.float64(x[n, 0, grp, 0, 0])
+        s = 0.0
+        q = 0.0
+        for a in range(na):
+            for c in range(ncg):
+                for b in range(nb):
+                    v = np.float64(x[n, a, grp, c, b]) - k
+                    s += v
+                    q += v * v
+        mu = s / count
+        var = max(q / count - mu * mu, 0.0)
+        m = np.float32(k + mu)
+        istd = np.float32(1.0 / np.sqrt(var + epsilon))
+        mean[n, grp] = m
+        inv_std[n, grp] = istd
+        for a in range(na):
+            for c in range(ncg):
+                ch = grp * ncg + c
+                sc = istd * gamma[ch]
+                sh = beta[ch]
+                for b in range(nb):
+                    out[n, a, grp, c, b] = (x[n, a, grp, c, b] - m) * sc + sh
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def groupnorm_backward(g, x, mean, inv_std, gamma, need_dx, dx):
+    """GroupNormalization's gradients over ``(N, A, G, Cg, B)`` arrays: returns ``(dgamma, dbeta)``
+    (float64 per channel) and writes the input gradient ``dx`` with ``need_dx``."""
+    nn, na, ng, ncg, nb = g.shape
+    count = na * ncg * nb
+    pg = np.zeros((nn, ng * ncg))
+    pb = np.zeros((nn, ng * ncg))
+    for i in prange(nn * ng):
+        n = i // ng
+        grp = i % ng
+        m = mean[n, grp]
+        s = inv_std[n, grp]
+        sd = 0.0
+        sdx = 0.0
+        for a in range(na):
+            for c in range(ncg):
+                ch = grp * ncg + c
+                gm = gamma[ch]
+                cg = 0.0
+                cb = 0.0
+                for b in range(nb):
+                    gv = g[n, a, grp, c, b]
+                    xh = (x[n, a, grp, c, b] - m) * s
+                    cg += gv * xh
+                    cb += gv
+                    dxh = gv * gm
+                    sd += dxh
+                    sdx += dxh * xh
+                pg[n, ch] += cg
+                pb[n, ch] += cb
+        if need_dx:
+            ma = np.float32(sd / count)
+            mb = np.float32(sdx / count)
+            for a in range(na):
+                for c in range(ncg):
+                    gm = gamma[grp * ncg + c]
+                    for b in range(nb):
+                        xh = (x[n, a, grp, c, b] - m) * s
+                        dx[n, a, grp, c, b] = (g[n, a, grp, c, b] * gm - ma - xh * mb) * s
+    return pg.sum(axis=0), pb.sum(axis=0)
