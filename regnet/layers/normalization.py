@@ -381,6 +381,41 @@ class _AffineNorm(Layer):
             y += self.params["beta"].reshape(self._bshape)
         return y
 
+    def _forward_compiled(self, x, v, shape, family):
+        """The compiled forward pass on ``v``, the kernels' contiguous view of ``x`` (``family``:
+        ``layernorm`` or ``groupnorm``); the cache keeps ``v`` and the statistics, not ``xhat``."""
+        c = int(np.prod(self._pshape))
+        gamma = self.params["gamma"].reshape(-1) if self.scale else np.ones(c, np.float32)
+        beta = self.params["beta"].reshape(-1) if self.center else np.zeros(c, np.float32)
+        stats = v.shape[:1] if family == "layernorm" else (v.shape[0], v.shape[2])
+        mean, inv_std = np.empty(stats, np.float32), np.empty(stats, np.float32)
+        out = np.empty_like(v)
+        getattr(accel.kernels("norm"), f"{family}_forward")(v, gamma, beta, float(self.epsilon), out, mean, inv_std)
+        self.cache.compiled, self.cache.v, self.cache.shape = family, v, shape
+        self.cache.mean, self.cache.inv_std, self.cache.gamma = mean, inv_std, gamma
+        return out.reshape(shape)
+
+    def _backward_compiled(self, grad, need_input_grad):
+        cache = self.cache
+        v = cache.v
+        g = np.ascontiguousarray(grad).reshape(v.shape)
+        dx = np.empty_like(v) if need_input_grad else v
+        kernels = accel.kernels("norm")
+        if cache.compiled == "layernorm":
+            chunks = min(v.shape[0], 16)  # fixed: the sums do not depend on the thread count
+            dgamma, dbeta = kernels.layernorm_backward(
+                g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx, chunks
+            )
+        else:
+            dgamma, dbeta = kernels.groupnorm_backward(
+                g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx
+            )
+        if self.center:
+            self.grads["beta"][...] = dbeta.reshape(self._pshape)
+        if self.scale:
+            self.grads["gamma"][...] = dgamma.reshape(self._pshape)
+        return dx.reshape(cache.shape) if need_input_grad else None
+
     def _affine_backward(self, grad, xhat):
         """Fill the gradients of gamma and beta; return the gradient of ``xhat``."""
         others = tuple(i for i, b in enumerate(self._bshape) if b == 1)
@@ -438,11 +473,19 @@ class LayerNormalization(_AffineNorm):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
+        rank = x.ndim
+        if x.dtype == np.float32 and self._axes == tuple(range(rank - len(self._axes), rank)) and accel.active():
+            # the trailing axes: each sample's rows of D values, one compiled pass for both moments
+            d = int(np.prod(self._pshape))
+            return self._forward_compiled(x, np.ascontiguousarray(x).reshape(-1, d), x.shape, "layernorm")
         xhat, inv_std = normalize(x, self._axes, self.epsilon)
         self.cache.xhat, self.cache.inv_std = xhat, inv_std
+        self.cache.compiled = None
         return self._affine(xhat)
 
     def backward(self, grad, *, need_input_grad=True):
+        if getattr(self.cache, "compiled", None):
+            return self._backward_compiled(grad, need_input_grad)
         xhat = self.cache.xhat
         dxhat = self._affine_backward(grad, xhat)
         return normalize_backward(dxhat, xhat, self.cache.inv_std, self._axes) if need_input_grad else None
@@ -508,12 +551,24 @@ class GroupNormalization(_AffineNorm):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
+        if x.dtype == np.float32 and accel.active():
+            return self._forward_compiled(x, np.ascontiguousarray(x).reshape(self._five(x)), x.shape, "groupnorm")
         xhat, inv_std = normalize(x.reshape(x.shape[0], *self._grouped), self._axes, self.epsilon)
         xhat = xhat.reshape(x.shape)
         self.cache.xhat, self.cache.inv_std = xhat, inv_std
+        self.cache.compiled = None
         return self._affine(xhat)
 
+    def _five(self, x):
+        """The compiled kernels' view of ``x``: ``(N, A, G, C/G, B)`` with ``A`` the positions before
+        the channel axis and ``B`` those after it."""
+        ax, shape = self._ax, self.input_shape
+        before, after = int(np.prod(shape[: ax - 1])), int(np.prod(shape[ax:]))
+        return (x.shape[0], before, self.groups, shape[ax - 1] // self.groups, after)
+
     def backward(self, grad, *, need_input_grad=True):
+        if getattr(self.cache, "compiled", None):
+            return self._backward_compiled(grad, need_input_grad)
         xhat = self.cache.xhat
         dxhat = self._affine_backward(grad, xhat)
         if not need_input_grad:
