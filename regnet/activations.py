@@ -69,13 +69,14 @@ def _run(kernel, x, grad=None):
     if not (x.flags.c_contiguous or x.flags.f_contiguous or layout.is_chwn(x)):
         x = np.ascontiguousarray(x)
     out = np.empty_like(x)
+    run = accel.kernels("elementwise").run
     if grad is None:
-        kernel(x.ravel(order="K"), out.ravel(order="K"))
+        run(kernel, x.size, x.ravel(order="K"), out.ravel(order="K"))
         return out
     if grad.strides != x.strides or grad.dtype != x.dtype:
         grad, copy = np.empty_like(x), grad
         grad[...] = copy
-    kernel(grad.ravel(order="K"), x.ravel(order="K"), out.ravel(order="K"))
+    run(kernel, x.size, grad.ravel(order="K"), x.ravel(order="K"), out.ravel(order="K"))
     return out
 
 

@@ -9,7 +9,7 @@ the exponent bits), relative error about 2e-7; ``Phi`` uses the classic ``erfcc`
 regnet.ops.special does (relative error 1.2e-7, in both tails). Inputs beyond the float32 range of
 ``exp`` are clamped (``exp32(-200)`` is the smallest normal float, about 1e-38, not 0), and NaN
 inputs give NaN outputs. Call sites (regnet/activations.py) pass flat views: ``x`` and ``out``
-(and ``grad``) stored in the same memory order.
+(and ``grad``) stored in the same memory order, through ``run`` (on ``threads(x.size)`` threads).
 """
 
 import math
@@ -20,6 +20,8 @@ from llvmlite import ir
 from numba import prange
 from numba.core import types
 from numba.extending import intrinsic
+
+from .norm import run  # noqa: F401  (call sites run these kernels as the norm ones, on as many threads)
 
 f32 = np.float32
 _ONE, _HALF, _TWO, _ZERO = f32(1), f32(0.5), f32(2), f32(0)

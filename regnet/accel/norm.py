@@ -9,14 +9,46 @@ recomputes ``xhat`` from the input and the saved ``mean``/``inv_std`` instead of
 Layouts, as the call sites in regnet/layers/normalization.py pass them:
 
 * BatchNorm: ``(A, C, B)``, contiguous, the channel on the middle axis: ``(N, C, H*W)`` for NCHW,
-  ``(1, C, H*W*N)`` for an image batch stored CHWN, ``(N, C, 1)`` for dense input;
+  ``(1, C, H*W*N)`` for an image batch stored CHWN; ``(N, C)`` for dense input (the ``dense_*``
+  kernels, which walk the rows);
 * LayerNormalization: ``(R, D)``, each row normalised;
 * GroupNormalization: ``(N, A, G, Cg, B)``, each ``(n, g)`` normalised over ``(A, Cg, B)``.
+
+Call sites go through ``run(kernel, size, *args)``, which splits the kernel's loop over
+``threads(size)`` threads (numba's thread count, set around the call: set inside a kernel, it would
+keep numba from caching the compiled code).
 """
 
 import numba
 import numpy as np
 from numba import prange
+
+from ..ops import parallel
+
+#: a kernel runs on the calling thread alone below this many elements per thread: one pass over a
+#: million float32 values takes about 0.1 ms, less than waking a second thread costs on a busy
+#: machine (on two shared cores, a woken thread may wait a scheduler period: about 15 ms)
+MIN_ELEMENTS_PER_THREAD = 1 << 21
+
+
+def threads(size):
+    """Threads for a kernel over ``size`` elements: regnet's element-wise thread count
+    (``regnet.ops.parallel.threads``, within numba's), fewer for small arrays."""
+    most = min(parallel.threads(), numba.config.NUMBA_NUM_THREADS)
+    return max(1, min(most, size // MIN_ELEMENTS_PER_THREAD))
+
+
+def run(kernel, size, *args):
+    """``kernel(*args)`` with its parallel loop on ``threads(size)`` threads."""
+    n, previous = threads(size), numba.get_num_threads()
+    if n == previous:
+        return kernel(*args)
+    numba.set_num_threads(n)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(previous)
+
 
 _FLAGS = {"reassoc", "contract"}  # sums may be reordered (vectorised); no assumptions about NaN
 
@@ -100,6 +132,70 @@ def batchnorm_backward(g, x, y, mean, inv_std, gamma, training, relu, need_dx, d
                 if relu and not y[a, c, b] > zero:
                     gv = zero
                 dx[a, c, b] = scale * gv + ca * (x[a, c, b] - m) + cc
+
+
+@numba.njit(cache=True, fastmath=_FLAGS)
+def dense_moments(x):
+    """``channel_moments`` of a dense batch ``(N, C)``: row after row (contiguous), the channels'
+    sums side by side (strided per-channel loops would miss the cache on every value)."""
+    nn, nc = x.shape
+    k = x[0].astype(np.float64)
+    s = np.zeros(nc)
+    q = np.zeros(nc)
+    for n in range(nn):
+        for c in range(nc):
+            d = np.float64(x[n, c]) - k[c]
+            s[c] += d
+            q[c] += d * d
+    m = s / nn
+    return k + m, np.maximum(q / nn - m * m, 0.0)
+
+
+@numba.njit(cache=True)
+def dense_apply(x, mean, scale, beta, relu, out):
+    """``batchnorm_apply`` on a dense batch ``(N, C)``, row after row."""
+    nn, nc = x.shape
+    zero = np.float32(0)
+    for n in range(nn):
+        for c in range(nc):
+            v = (x[n, c] - mean[c]) * scale[c] + beta[c]
+            if relu and v < zero:
+                v = zero
+            out[n, c] = v
+
+
+@numba.njit(cache=True, fastmath=_FLAGS)
+def dense_backward(g, x, y, mean, inv_std, gamma, training, relu, need_dx, dx, dgamma, dbeta):
+    """``batchnorm_backward`` on a dense batch ``(N, C)``, row after row."""
+    nn, nc = g.shape
+    zero = np.float32(0)
+    sg = np.zeros(nc)
+    sgx = np.zeros(nc)
+    for n in range(nn):
+        for c in range(nc):
+            gv = g[n, c]
+            if relu and not y[n, c] > zero:
+                gv = zero
+            sg[c] += gv
+            sgx[c] += np.float64(gv) * np.float64(x[n, c] - mean[c])
+    istd = inv_std.astype(np.float64)
+    dbeta[:] = sg
+    dgamma[:] = sgx * istd
+    if not need_dx:
+        return
+    scale64 = gamma.astype(np.float64) * istd
+    scale = scale64.astype(np.float32)
+    ca = np.zeros(nc, np.float32)
+    cc = np.zeros(nc, np.float32)
+    if training:
+        ca[:] = -scale64 * istd * istd * sgx / nn
+        cc[:] = -scale64 * sg / nn
+    for n in range(nn):
+        for c in range(nc):
+            gv = g[n, c]
+            if relu and not y[n, c] > zero:
+                gv = zero
+            dx[n, c] = scale[c] * gv + ca[c] * (x[n, c] - mean[c]) + cc[c]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=_FLAGS)

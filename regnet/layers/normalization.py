@@ -96,7 +96,7 @@ class BatchNorm(Layer):
         v, back = _channel_view(x)
         c = v.shape[1]
         if training:
-            mean64, var64 = kernels.channel_moments(v)
+            mean64, var64 = kernels.run(kernels.channel_moments, v.size, v) if v.ndim == 3 else kernels.dense_moments(v)
             m = self.momentum
             mm, mv = self.buffers["moving_mean"], self.buffers["moving_variance"]
             mm *= m
@@ -111,7 +111,16 @@ class BatchNorm(Layer):
         gamma = self.params["gamma"] if self.scale else np.ones(c, np.float32)
         beta = self.params["beta"] if self.center else np.zeros(c, np.float32)
         out = np.empty_like(v)
-        kernels.batchnorm_apply(v, mean, (inv_std * gamma).astype(np.float32), beta, relu, out)
+        kernels.run(
+            kernels.batchnorm_apply if v.ndim == 3 else kernels.dense_apply,
+            v.size,
+            v,
+            mean,
+            (inv_std * gamma).astype(np.float32),
+            beta,
+            relu,
+            out,
+        )
         y = back(out)
         cache = self.cache
         cache.compiled, cache.relu, cache.training = True, relu, training
@@ -126,9 +135,9 @@ class BatchNorm(Layer):
         c = v.shape[1]
         dgamma, dbeta = np.empty(c, np.float32), np.empty(c, np.float32)
         dx = np.empty_like(v) if need_input_grad else v
-        accel.kernels("norm").batchnorm_backward(
-            g, v, y, cache.mean, cache.inv_std, cache.gamma, cache.training, relu, need_input_grad, dx, dgamma, dbeta
-        )
+        kernels = accel.kernels("norm")
+        args = (g, v, y, cache.mean, cache.inv_std, cache.gamma, cache.training, relu, need_input_grad, dx)
+        kernels.run(kernels.batchnorm_backward if v.ndim == 3 else kernels.dense_backward, v.size, *args, dgamma, dbeta)
         if self.center:
             self.grads["beta"][...] = dbeta
         if self.scale:
@@ -207,10 +216,10 @@ def _channel_view(x, like=None):
     """``(v, back)``: ``x`` (or a copy) as a C-contiguous ``(A, C, B)`` array with the channels
     (axis 1) in the middle, as the compiled kernels read it: ``(N, C, H*W)`` for NCHW storage,
     ``(1, C, H*W*N)`` for images stored CHWN (``like``'s layout decides, so that a gradient is seen
-    as its forward input was), ``(N, C, 1)`` for dense input; ``back(v)`` turns an array shaped
+    as its forward input was), ``(N, C)`` itself for dense input; ``back(v)`` turns an array shaped
     like ``v`` into one shaped like ``x``."""
     if x.ndim == 2:
-        return np.ascontiguousarray(x).reshape(*x.shape, 1), lambda v: v.reshape(v.shape[:2])
+        return np.ascontiguousarray(x), lambda v: v
     if layout.is_chwn(x if like is None else like):
         shape = layout.chwn(x).shape
         v = np.ascontiguousarray(layout.chwn(x)).reshape(1, shape[0], -1)
@@ -390,7 +399,9 @@ class _AffineNorm(Layer):
         stats = v.shape[:1] if family == "layernorm" else (v.shape[0], v.shape[2])
         mean, inv_std = np.empty(stats, np.float32), np.empty(stats, np.float32)
         out = np.empty_like(v)
-        getattr(accel.kernels("norm"), f"{family}_forward")(v, gamma, beta, float(self.epsilon), out, mean, inv_std)
+        kernels = accel.kernels("norm")
+        forward = getattr(kernels, f"{family}_forward")
+        kernels.run(forward, v.size, v, gamma, beta, float(self.epsilon), out, mean, inv_std)
         self.cache.compiled, self.cache.v, self.cache.shape = family, v, shape
         self.cache.mean, self.cache.inv_std, self.cache.gamma = mean, inv_std, gamma
         return out.reshape(shape)
@@ -403,12 +414,21 @@ class _AffineNorm(Layer):
         kernels = accel.kernels("norm")
         if cache.compiled == "layernorm":
             chunks = min(v.shape[0], 16)  # fixed: the sums do not depend on the thread count
-            dgamma, dbeta = kernels.layernorm_backward(
-                g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx, chunks
+            dgamma, dbeta = kernels.run(
+                kernels.layernorm_backward,
+                v.size,
+                g,
+                v,
+                cache.mean,
+                cache.inv_std,
+                cache.gamma,
+                need_input_grad,
+                dx,
+                chunks,
             )
         else:
-            dgamma, dbeta = kernels.groupnorm_backward(
-                g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx
+            dgamma, dbeta = kernels.run(
+                kernels.groupnorm_backward, v.size, g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx
             )
         if self.center:
             self.grads["beta"][...] = dbeta.reshape(self._pshape)
