@@ -261,3 +261,18 @@ def test_activations_fall_back_to_numpy_for_float64():
         got = act.forward(x)
         assert got.dtype == np.float64
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (6,)], ids=str)
+def test_batchnorm_relu_agrees_with_torch(shape, accel_path):
+    torch = pytest.importorskip("torch")
+    from tests.torch_agreement import layer_agrees
+
+    def torch_fn(x, w):
+        y = torch.nn.functional.batch_norm(x, None, None, w["gamma"], w["beta"], training=True, eps=1e-5)
+        return torch.relu(y)
+
+    layer = layer_agrees(
+        {"type": "BatchNorm", "epsilon": 1e-5, "activation": "relu"}, shape, torch_fn, batch=5, training=True
+    )
+    assert layer.cache.relu == (accel_path == "fast")
