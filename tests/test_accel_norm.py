@@ -185,8 +185,12 @@ GROUPNORM_CASES = [
 
 @pytest.mark.parametrize("config, shape, chwn", GROUPNORM_CASES, ids=str)
 def test_group_normalization_on_both_paths(config, shape, chwn):
-    layer = _agree({"type": "GroupNormalization", **config}, shape, chwn=chwn)[4]
-    assert layer.cache.compiled == "groupnorm"
+    y, dx, _, _, layer = _agree({"type": "GroupNormalization", **config}, shape, chwn=chwn)
+    if chwn:  # read in place, the output and gradient stored so too
+        assert layer.cache.compiled == "groupnorm_chwn"
+        assert layout.is_chwn(y) and layout.is_chwn(dx)
+    else:
+        assert layer.cache.compiled in ("groupnorm", "groupnorm_chwn")  # batch 1 is stored both ways
 
 
 def test_normalisation_without_an_input_gradient():
@@ -202,6 +206,7 @@ def test_kernels_split_over_threads_agree(monkeypatch):
     _agree({"type": "BatchNorm", "activation": "relu"}, (4, 6, 5, 5), chwn=True)
     _agree({"type": "LayerNormalization"}, (6, 5, 16))
     _agree({"type": "GroupNormalization", "groups": 3}, (4, 6, 3, 3))
+    _agree({"type": "GroupNormalization", "groups": 3}, (4, 6, 3, 3), chwn=True)
     for name in ("gelu", "silu", "mish"):
         _activation_agrees(name, (4, 3, 50))
 

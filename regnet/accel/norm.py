@@ -327,3 +327,75 @@ def groupnorm_backward(g, x, mean, inv_std, gamma, need_dx, dx):
                         xh = (x[n, a, grp, c, b] - m) * s
                         dx[n, a, grp, c, b] = (g[n, a, grp, c, b] * gm - ma - xh * mb) * s
     return pg.sum(axis=0), pb.sum(axis=0)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def groupnorm_chwn_forward(x, gamma, beta, epsilon, out, mean, inv_std):
+    """``groupnorm_forward`` for images stored CHWN, seen as ``(G, Cg, S, N)`` (the batch
+    innermost): each group's statistics accumulate for every sample side by side; ``mean`` and
+    ``inv_std`` are float32 ``(N, G)`` as there."""
+    ng, ncg, ns, nn = x.shape
+    count = ncg * ns
+    for grp in prange(ng):
+        k = x[0, 0, 0].astype(np.float64)
+        s = np.zeros(nn)
+        q = np.zeros(nn)
+        for c in range(ncg):
+            for p in range(ns):
+                for n in range(nn):
+                    v = np.float64(x[grp, c, p, n]) - k[n]
+                    s[n] += v
+                    q[n] += v * v
+        mu = s / count
+        var = np.maximum(q / count - mu * mu, 0.0)
+        m = (k + mu).astype(np.float32)
+        istd = (1.0 / np.sqrt(var + epsilon)).astype(np.float32)
+        mean[:, grp] = m
+        inv_std[:, grp] = istd
+        for c in range(ncg):
+            ch = grp * ncg + c
+            sc = istd * gamma[ch]
+            sh = beta[ch]
+            for p in range(ns):
+                for n in range(nn):
+                    out[grp, c, p, n] = (x[grp, c, p, n] - m[n]) * sc[n] + sh
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def groupnorm_chwn_backward(g, x, mean, inv_std, gamma, need_dx, dx):
+    """``groupnorm_backward`` for images stored CHWN, seen as ``(G, Cg, S, N)``."""
+    ng, ncg, ns, nn = g.shape
+    count = ncg * ns
+    dgamma = np.zeros(ng * ncg)
+    dbeta = np.zeros(ng * ncg)
+    for grp in prange(ng):
+        m = mean[:, grp].copy()
+        istd = inv_std[:, grp].copy()
+        sd = np.zeros(nn)
+        sdx = np.zeros(nn)
+        for c in range(ncg):
+            ch = grp * ncg + c
+            gm = gamma[ch]
+            cg = 0.0
+            cb = 0.0
+            for p in range(ns):
+                for n in range(nn):
+                    gv = g[grp, c, p, n]
+                    xh = (x[grp, c, p, n] - m[n]) * istd[n]
+                    cg += gv * xh
+                    cb += gv
+                    dxh = gv * gm
+                    sd[n] += dxh
+                    sdx[n] += dxh * xh
+            dgamma[ch] = cg
+            dbeta[ch] = cb
+        if need_dx:
+            ma = (sd / count).astype(np.float32)
+            mb = (sdx / count).astype(np.float32)
+            for c in range(ncg):
+                gm = gamma[grp * ncg + c]
+                for p in range(ns):
+                    for n in range(nn):
+                        xh = (x[grp, c, p, n] - m[n]) * istd[n]
+                        dx[grp, c, p, n] = (g[grp, c, p, n] * gm - ma[n] - xh * mb[n]) * istd[n]
+    return dgamma, dbeta

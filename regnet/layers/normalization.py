@@ -390,51 +390,43 @@ class _AffineNorm(Layer):
             y += self.params["beta"].reshape(self._bshape)
         return y
 
-    def _forward_compiled(self, x, v, shape, family):
-        """The compiled forward pass on ``v``, the kernels' contiguous view of ``x`` (``family``:
-        ``layernorm`` or ``groupnorm``); the cache keeps ``v`` and the statistics, not ``xhat``."""
+    def _forward_compiled(self, x, family, view, back):
+        """The compiled forward pass (``family``: ``layernorm``, ``groupnorm`` or ``groupnorm_chwn``)
+        on ``view(x)``, the kernels' contiguous view of ``x``; ``back`` turns an array shaped like
+        that view into one shaped like ``x``. The cache keeps the view and the statistics, not
+        ``xhat``."""
+        v = view(x)
         c = int(np.prod(self._pshape))
         gamma = self.params["gamma"].reshape(-1) if self.scale else np.ones(c, np.float32)
         beta = self.params["beta"].reshape(-1) if self.center else np.zeros(c, np.float32)
-        stats = v.shape[:1] if family == "layernorm" else (v.shape[0], v.shape[2])
+        stats = v.shape[:1] if family == "layernorm" else (x.shape[0], self.groups)
         mean, inv_std = np.empty(stats, np.float32), np.empty(stats, np.float32)
         out = np.empty_like(v)
         kernels = accel.kernels("norm")
         forward = getattr(kernels, f"{family}_forward")
         kernels.run(forward, v.size, v, gamma, beta, float(self.epsilon), out, mean, inv_std)
-        self.cache.compiled, self.cache.v, self.cache.shape = family, v, shape
-        self.cache.mean, self.cache.inv_std, self.cache.gamma = mean, inv_std, gamma
-        return out.reshape(shape)
+        cache = self.cache
+        cache.compiled, cache.v, cache.view, cache.back = family, v, view, back
+        cache.mean, cache.inv_std, cache.gamma = mean, inv_std, gamma
+        return back(out)
 
     def _backward_compiled(self, grad, need_input_grad):
         cache = self.cache
         v = cache.v
-        g = np.ascontiguousarray(grad).reshape(v.shape)
+        g = cache.view(grad)
         dx = np.empty_like(v) if need_input_grad else v
         kernels = accel.kernels("norm")
+        args = (g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx)
         if cache.compiled == "layernorm":
             chunks = min(v.shape[0], 16)  # fixed: the sums do not depend on the thread count
-            dgamma, dbeta = kernels.run(
-                kernels.layernorm_backward,
-                v.size,
-                g,
-                v,
-                cache.mean,
-                cache.inv_std,
-                cache.gamma,
-                need_input_grad,
-                dx,
-                chunks,
-            )
+            dgamma, dbeta = kernels.run(kernels.layernorm_backward, v.size, *args, chunks)
         else:
-            dgamma, dbeta = kernels.run(
-                kernels.groupnorm_backward, v.size, g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx
-            )
+            dgamma, dbeta = kernels.run(getattr(kernels, f"{cache.compiled}_backward"), v.size, *args)
         if self.center:
             self.grads["beta"][...] = dbeta.reshape(self._pshape)
         if self.scale:
             self.grads["gamma"][...] = dgamma.reshape(self._pshape)
-        return dx.reshape(cache.shape) if need_input_grad else None
+        return cache.back(dx) if need_input_grad else None
 
     def _affine_backward(self, grad, xhat):
         """Fill the gradients of gamma and beta; return the gradient of ``xhat``."""
@@ -496,8 +488,10 @@ class LayerNormalization(_AffineNorm):
         rank = x.ndim
         if x.dtype == np.float32 and self._axes == tuple(range(rank - len(self._axes), rank)) and accel.active():
             # the trailing axes: each sample's rows of D values, one compiled pass for both moments
-            d = int(np.prod(self._pshape))
-            return self._forward_compiled(x, np.ascontiguousarray(x).reshape(-1, d), x.shape, "layernorm")
+            d, shape = int(np.prod(self._pshape)), x.shape
+            return self._forward_compiled(
+                x, "layernorm", lambda a: np.ascontiguousarray(a).reshape(-1, d), lambda v: v.reshape(shape)
+            )
         xhat, inv_std = normalize(x, self._axes, self.epsilon)
         self.cache.xhat, self.cache.inv_std = xhat, inv_std
         self.cache.compiled = None
@@ -572,7 +566,17 @@ class GroupNormalization(_AffineNorm):
 
     def forward(self, x, training=False):
         if x.dtype == np.float32 and accel.active():
-            return self._forward_compiled(x, np.ascontiguousarray(x).reshape(self._five(x)), x.shape, "groupnorm")
+            shape = x.shape
+            if self._ax == 1 and layout.is_chwn(x):  # images stored CHWN: read in place, the batch innermost
+                chwn = layout.chwn(x).shape
+                grouped = (self.groups, chwn[0] // self.groups, chwn[1] * chwn[2], chwn[3])
+                view = lambda a: np.ascontiguousarray(layout.chwn(a)).reshape(grouped)
+                back = lambda v: layout.from_chwn(v.reshape(chwn))
+                return self._forward_compiled(x, "groupnorm_chwn", view, back)
+            five = self._five(x)
+            return self._forward_compiled(
+                x, "groupnorm", lambda a: np.ascontiguousarray(a).reshape(five), lambda v: v.reshape(shape)
+            )
         xhat, inv_std = normalize(x.reshape(x.shape[0], *self._grouped), self._axes, self.epsilon)
         xhat = xhat.reshape(x.shape)
         self.cache.xhat, self.cache.inv_std = xhat, inv_std
