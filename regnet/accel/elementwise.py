@@ -30,7 +30,7 @@ _LN2_HI, _LN2_LO = f32(0.693359375), f32(-2.12194440e-4)  # ln 2 = hi + lo, hi e
 _EXP_MAX, _EXP_MIN = f32(88.0), f32(-87.3)  # the exponents stay within 2**-126 .. 2**127
 _EXP_POLY = (f32(1.9875691500e-4), f32(1.3981999507e-3), f32(8.3334519073e-3), f32(4.1665795894e-2))
 _EXP_P4, _EXP_P5 = f32(1.6666665459e-1), f32(5.0000001201e-1)
-_SQRT_HALF = f32(1 / math.sqrt(2))
+_HALF_SQRT_HALF = f32(0.5 / math.sqrt(2))
 _PDF0 = f32(1 / math.sqrt(2 * math.pi))
 _TANH_C = f32(math.sqrt(2 / math.pi))
 _TANH_K = f32(0.044715)
@@ -88,10 +88,9 @@ def _sigmoid(v):
 @numba.njit(cache=True, inline="always")
 def _phi(v):
     """The standard normal distribution function, relatively accurate in both tails."""
-    z = abs(v) * _SQRT_HALF
-    t = _ONE / (_ONE + _HALF * z)
+    t = _ONE / (_ONE + abs(v) * _HALF_SQRT_HALF)  # 1 / (1 + z/2) with z = |v| / sqrt 2
     p = ((((_E9 * t + _E8) * t + _E7) * t + _E6) * t + _E5) * t + _E4
-    p = ((((p * t + _E3) * t + _E2) * t + _E1) * t + _E0) - z * z
+    p = ((((p * t + _E3) * t + _E2) * t + _E1) * t + _E0) - _HALF * v * v  # z**2 without rounding z
     tail = _HALF * t * exp32(p)  # Phi(-|v|)
     return tail if v < _ZERO else _ONE - tail
 
@@ -112,27 +111,24 @@ def gelu_backward(grad, x, out):
         out[i] = grad[i] * (_phi(v) + v * _PDF0 * exp32(-_HALF * v * v))
 
 
-@numba.njit(cache=True, inline="always")
-def _tanh(v):
-    """``tanh(v) = 1 - 2 / (exp(2 v) + 1)`` (absolute error about 1e-7 near 0)."""
-    return _ONE - _TWO / (exp32(_TWO * v) + _ONE)
-
-
 @numba.njit(cache=True, parallel=True)
 def gelu_tanh_forward(x, out):
-    """``out = x / 2 * (1 + tanh(c (x + k x**3)))``, GELU's tanh approximation."""
+    """``out = x / 2 * (1 + tanh(u))`` with ``u = c (x + k x**3)``, GELU's tanh approximation,
+    computed as ``x * sigmoid(2 u)`` (the same function, without the cancellation of ``1 + tanh``
+    in the negative tail)."""
     for i in prange(x.size):
         v = x[i]
-        out[i] = _HALF * v * (_ONE + _tanh(_TANH_C * (v + _TANH_K * v * v * v)))
+        out[i] = v * _sigmoid(_TWO * _TANH_C * (v + _TANH_K * v * v * v))
 
 
 @numba.njit(cache=True, parallel=True)
 def gelu_tanh_backward(grad, x, out):
+    """``out = grad * (s + 2 x s (1 - s) c (1 + 3 k x**2))`` with ``s = sigmoid(2 u)`` (``1 + tanh u
+    = 2 s``, ``1 - tanh(u)**2 = 4 s (1 - s)``)."""
     for i in prange(x.size):
         v = x[i]
-        t = _tanh(_TANH_C * (v + _TANH_K * v * v * v))
-        d = _HALF * (_ONE + t) + _HALF * v * (_ONE - t * t) * _TANH_C * (_ONE + _TANH_3K * v * v)
-        out[i] = grad[i] * d
+        s = _sigmoid(_TWO * _TANH_C * (v + _TANH_K * v * v * v))
+        out[i] = grad[i] * (s + _TWO * v * s * (_ONE - s) * _TANH_C * (_ONE + _TANH_3K * v * v))
 
 
 @numba.njit(cache=True, parallel=True)
