@@ -3,10 +3,13 @@
 frameworks in this process with the same number of threads.
 
     python benchmarks/layer_speed.py [--threads 2] [--repeats 20] [--only NAME ...] [--json OUT]
+                                     [--paths both|fast|numpy]
 
 Prints one row per case: the regnet and PyTorch times in milliseconds and their ratio
 (PyTorch's time over regnet's: above 1 means regnet is faster, as in bench.py's ratios). A case
-whose layer is not registered (an older regnet) is skipped.
+whose layer is not registered (an older regnet) is skipped. Where the compiled accelerator
+(regnet.accel, the 'fast' extra) is installed, ``--paths both`` (the default) times regnet on
+each path, NumPy and fast, with a ratio for each.
 """
 
 import argparse
@@ -121,7 +124,18 @@ def _first(module):
     return First()
 
 
-def time_regnet(config, shape, batch, repeats):
+def time_regnet(config, shape, batch, repeats, path=None):
+    """Milliseconds per training step; ``path`` ``"numpy"`` or ``"fast"`` picks regnet.accel's
+    path (``None``: the default one)."""
+    if path is None:
+        return _time_regnet(config, shape, batch, repeats)
+    from regnet import accel
+
+    with accel.enabled(path == "fast"):
+        return _time_regnet(config, shape, batch, repeats)
+
+
+def _time_regnet(config, shape, batch, repeats):
     import numpy as np
 
     from regnet import layers
@@ -162,6 +176,7 @@ def main():
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--only", nargs="*", default=None, help="names (prefixes) of the cases to run")
     p.add_argument("--json", default=None, help="write the rows to this file")
+    p.add_argument("--paths", choices=("both", "fast", "numpy"), default="both", help="regnet.accel's paths to time")
     args = p.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -177,7 +192,13 @@ def main():
         f"regnet {regnet.__version__}, numpy {np.__version__}, torch {torch.__version__}, "
         f"{args.threads} thread(s), {platform.processor() or platform.machine()}"
     )
-    print(f"{'case':<28} {'regnet ms':>10} {'torch ms':>10} {'torch/regnet':>13}")
+    paths = _paths(args.paths)
+    head = (
+        "".join(f" {p + ' ms':>10}" for p in paths)
+        + f" {'torch ms':>10}"
+        + "".join(f" {'torch/' + p:>13}" for p in paths)
+    )
+    print(f"{'case':<28}{head}")
     rows = []
     for name, config, shape, batch, make in cases(torch):
         if args.only and not any(name.startswith(o) for o in args.only):
@@ -187,16 +208,41 @@ def main():
         ):
             continue
         try:
-            ours = time_regnet(config, shape, batch, args.repeats)
+            ours = {p: time_regnet(config, shape, batch, args.repeats, None if p == "regnet" else p) for p in paths}
         except regnet.ConfigError as exc:  # a field this regnet does not have yet
             print(f"{name:<28} skipped: {exc}")
             continue
         theirs = time_torch(torch, make, shape, batch, args.repeats)
-        rows.append({"case": name, "regnet_ms": ours, "torch_ms": theirs, "ratio": theirs / ours, "batch": batch})
-        print(f"{name:<28} {ours:10.2f} {theirs:10.2f} {theirs / ours:13.2f}")
+        default = ours.get(_default_path(), next(iter(ours.values())))
+        row = {"case": name, "regnet_ms": default, "torch_ms": theirs, "ratio": theirs / default, "batch": batch}
+        row.update({f"{p}_ms": ms for p, ms in ours.items() if p != "regnet"})
+        rows.append(row)
+        times = "".join(f" {ms:10.2f}" for ms in ours.values())
+        ratios = "".join(f" {theirs / ms:13.2f}" for ms in ours.values())
+        print(f"{name:<28}{times} {theirs:10.2f}{ratios}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"threads": args.threads, "rows": rows}, fh, indent=1)
+
+
+def _paths(choice):
+    """The regnet.accel paths to time: ``["regnet"]`` (the only one) for a regnet without the
+    accelerator or without the 'fast' extra installed."""
+    try:
+        from regnet import accel
+    except ImportError:
+        return ["regnet"]
+    if not accel.available():
+        return ["regnet"]
+    return ["numpy", "fast"] if choice == "both" else [choice]
+
+
+def _default_path():
+    try:
+        from regnet import accel
+    except ImportError:
+        return "regnet"
+    return "fast" if accel.active() else "numpy"
 
 
 if __name__ == "__main__":

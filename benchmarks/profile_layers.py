@@ -24,6 +24,8 @@ from bench import ARCHS, SCALING_ARCHS, input_shape, regnet_model
 from regnet.layers.base import Layer
 from regnet.training import divergence
 
+_ENTRY_POINTS = {"__call__": "fwd", "call_backward": "bwd", "backward_only": "bwd"}
+
 
 class Timer:
     """Accumulates per-key times of the outermost timed call in progress."""
@@ -56,10 +58,11 @@ def profile(arch, batch, steps, training=True, stat=min, clock=time.process_time
     y = rng.integers(0, 10, batch)
     timer = Timer(clock)
     names = {id(n.layer): f"{n.name} ({type(n.layer).__name__})" for n in model.nodes}
-    saved = Layer.__call__, Layer.call_backward, Layer.backward_only
-    Layer.__call__ = timer.wrap(lambda a: (names[id(a[0])], "fwd"), saved[0])
-    Layer.call_backward = timer.wrap(lambda a: (names[id(a[0])], "bwd"), saved[1])
-    Layer.backward_only = timer.wrap(lambda a: (names[id(a[0])], "bwd"), saved[2])
+    # Layer's entry points, and those a layer class overrides (BatchNorm's fused ReLU)
+    classes = {c for n in model.nodes for c in type(n.layer).__mro__ if issubclass(c, Layer)}
+    saved = {(c, a): c.__dict__[a] for c in classes for a in _ENTRY_POINTS if a in c.__dict__}
+    for (cls, attr), fn in saved.items():
+        setattr(cls, attr, timer.wrap(lambda a, what=_ENTRY_POINTS[attr]: (names[id(a[0])], what), fn))
     out_layer = model.output_node.layer
     out_layer.forward = timer.wrap(lambda a: (names[id(out_layer)], "fwd"), out_layer.forward)
     fused = model.fused_loss is not None
@@ -84,7 +87,8 @@ def profile(arch, batch, steps, training=True, stat=min, clock=time.process_time
             timer.add(("guard check", ""), clock() - t1)
             timer.add(("step", "total"), clock() - t0)
     finally:
-        Layer.__call__, Layer.call_backward, Layer.backward_only = saved
+        for (cls, attr), fn in saved.items():
+            setattr(cls, attr, fn)
         del out_layer.forward
     rows, total = [], None
     for key, vals in timer.times.items():

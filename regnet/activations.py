@@ -6,9 +6,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from . import fields, registry
+from . import accel, fields, registry
 from .errors import ConfigError
-from .ops import parallel, special
+from .ops import layout, parallel, special
 
 
 class Activation:
@@ -54,6 +54,30 @@ def get(spec: Any) -> Activation:
 
 def _f32(v, dtype):
     return np.asarray(v, dtype=dtype)
+
+
+def _compiled(x):
+    """Whether ``x`` goes through the compiled kernels (regnet.accel's ``elementwise``): float32
+    arrays of at least one dimension, where the accelerator is active."""
+    return x.dtype == np.float32 and x.ndim > 0 and accel.active()
+
+
+def _run(kernel, x, grad=None):
+    """``kernel(x, out)`` (or ``kernel(grad, x, out)``) on flat views; ``out`` is a new array
+    stored in ``x``'s memory order (C, Fortran or CHWN; other strides are copied to C order
+    first), ``grad`` copied to that order where it is stored otherwise."""
+    if not (x.flags.c_contiguous or x.flags.f_contiguous or layout.is_chwn(x)):
+        x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    run = accel.kernels("elementwise").run
+    if grad is None:
+        run(kernel, x.size, x.ravel(order="K"), out.ravel(order="K"))
+        return out
+    if grad.strides != x.strides or grad.dtype != x.dtype:
+        grad, copy = np.empty_like(x), grad
+        grad[...] = copy
+    run(kernel, x.size, grad.ravel(order="K"), x.ravel(order="K"), out.ravel(order="K"))
+    return out
 
 
 @activation("linear", aliases=("identity", "none"))
@@ -224,12 +248,18 @@ class GELU(Activation):
     )
 
     def forward(self, x):
+        if _compiled(x):
+            kernels = accel.kernels("elementwise")
+            return _run(kernels.gelu_tanh_forward if self.approximate else kernels.gelu_forward, x)
         if not self.approximate:
             return x * special.normal_cdf(x)
         c = _f32(self.C, x.dtype)
         return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x**3)))
 
     def backward(self, grad, x, y):
+        if _compiled(x):
+            kernels = accel.kernels("elementwise")
+            return _run(kernels.gelu_tanh_backward if self.approximate else kernels.gelu_backward, x, grad)
         if not self.approximate:
             pdf = np.exp(-0.5 * x * x) * _f32(self.PDF0, x.dtype)
             return grad * (special.normal_cdf(x) + x * pdf)
@@ -263,9 +293,13 @@ class SiLU(Activation):
     """
 
     def forward(self, x):
+        if _compiled(x):
+            return _run(accel.kernels("elementwise").silu_forward, x)
         return x * _logistic(x)
 
     def backward(self, grad, x, y):
+        if _compiled(x):
+            return _run(accel.kernels("elementwise").silu_backward, x, grad)
         s = _logistic(x)
         return grad * (s * (1 + x * (1 - s)))
 
@@ -315,9 +349,13 @@ class Mish(Activation):
     """
 
     def forward(self, x):
+        if _compiled(x):
+            return _run(accel.kernels("elementwise").mish_forward, x)
         return x * np.tanh(softplus(x))
 
     def backward(self, grad, x, y):
+        if _compiled(x):
+            return _run(accel.kernels("elementwise").mish_backward, x, grad)
         t = np.tanh(softplus(x))
         return grad * (t + x * (1 - t * t) * sigmoid(x))
 

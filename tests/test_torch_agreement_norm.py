@@ -10,6 +10,8 @@ from regnet import layers  # noqa: E402
 from tests.torch_agreement import layer_agrees  # noqa: E402
 
 F = torch.nn.functional
+#: on both paths: NumPy and the compiled kernels (regnet.accel)
+pytestmark = pytest.mark.usefixtures("accel_path")
 
 
 @pytest.mark.parametrize(

@@ -35,11 +35,11 @@ F = torch.nn.functional
     ],
     ids=str,
 )
-def test_activation(config, torch_fn):
+def test_activation(config, torch_fn, accel_path):
     activation_agrees(config, torch_fn)
 
 
-def test_activations_far_out_and_log_softmax_over_an_axis():
+def test_activations_far_out_and_log_softmax_over_an_axis(accel_path):
     for name, fn in [("gelu", F.gelu), ("softplus", F.softplus), ("mish", F.mish), ("silu", F.silu)]:
         activation_agrees(name, fn, shape=(3, 40), scale=12.0)
     activation_agrees({"type": "log_softmax", "axis": 1}, lambda x: F.log_softmax(x, dim=1), shape=(2, 4, 3, 3))

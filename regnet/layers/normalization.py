@@ -4,7 +4,8 @@ LayerNormalization and GroupNormalization over the axes of each sample."""
 import attrs
 import numpy as np
 
-from .. import fields, sharding
+from .. import accel, fields, sharding
+from ..activations import ReLU
 from ..errors import ConfigError, ShapeError
 from ..ops import layout, parallel, reduce
 from ..text import shape as shape_text
@@ -72,8 +73,82 @@ class BatchNorm(Layer):
         shape = x.shape
         return x.reshape(shape[0], c, -1), (0, 2), (1, c, 1), lambda v: v.reshape(shape)
 
+    # -- the compiled path (regnet.accel): one kernel per pass, the ReLU that follows fused ---------
+    def _compiled(self, x, training):
+        """Whether this pass runs on the compiled kernels: float32 and no cross-process statistics."""
+        return x.dtype == np.float32 and accel.active() and not (training and sharding.current() is not None)
+
+    def __call__(self, x, training=False):
+        relu = type(x) is np.ndarray and isinstance(self.activation_fn, ReLU)
+        if relu and self._compiled(x, training and self.trainable):  # BatchNorm + ReLU in one pass
+            y = self._forward_compiled(x, training and self.trainable, relu=True)
+            self.cache.activation = (y, y)
+            return y
+        return super().__call__(x, training)
+
+    def call_backward(self, grad, *, need_input_grad=True):
+        if getattr(self.cache, "relu", False):  # the forward pass fused the ReLU: so does this one
+            return self._backward_compiled(grad, need_input_grad, relu=True)
+        return super().call_backward(grad, need_input_grad=need_input_grad)
+
+    def _forward_compiled(self, x, training, relu):
+        kernels = accel.kernels("norm")
+        v, back = _channel_view(x)
+        c = v.shape[1]
+        if training:
+            mean64, var64 = kernels.run(kernels.channel_moments, v.size, v) if v.ndim == 3 else kernels.dense_moments(v)
+            m = self.momentum
+            mm, mv = self.buffers["moving_mean"], self.buffers["moving_variance"]
+            mm *= m
+            mm += ((1 - m) * mean64).astype(mm.dtype)
+            mv *= m
+            mv += ((1 - m) * var64).astype(mv.dtype)
+            mean = mean64.astype(np.float32)
+            inv_std = (1.0 / np.sqrt(var64 + self.epsilon)).astype(np.float32)
+        else:
+            mean = self.buffers["moving_mean"]
+            inv_std = (1.0 / np.sqrt(self.buffers["moving_variance"] + np.float32(self.epsilon))).astype(np.float32)
+        gamma = self.params["gamma"] if self.scale else np.ones(c, np.float32)
+        beta = self.params["beta"] if self.center else np.zeros(c, np.float32)
+        out = np.empty_like(v)
+        kernels.run(
+            kernels.batchnorm_apply if v.ndim == 3 else kernels.dense_apply,
+            v.size,
+            v,
+            mean,
+            (inv_std * gamma).astype(np.float32),
+            beta,
+            relu,
+            out,
+        )
+        y = back(out)
+        cache = self.cache
+        cache.compiled, cache.relu, cache.training = True, relu, training
+        cache.x, cache.y, cache.mean, cache.inv_std, cache.gamma = x, y if relu else None, mean, inv_std, gamma
+        return y
+
+    def _backward_compiled(self, grad, need_input_grad, relu):
+        cache = self.cache
+        v, back = _channel_view(cache.x)
+        g = _channel_view(grad, like=cache.x)[0]
+        y = _channel_view(cache.y, like=cache.x)[0] if relu else g
+        c = v.shape[1]
+        dgamma, dbeta = np.empty(c, np.float32), np.empty(c, np.float32)
+        dx = np.empty_like(v) if need_input_grad else v
+        kernels = accel.kernels("norm")
+        args = (g, v, y, cache.mean, cache.inv_std, cache.gamma, cache.training, relu, need_input_grad, dx)
+        kernels.run(kernels.batchnorm_backward if v.ndim == 3 else kernels.dense_backward, v.size, *args, dgamma, dbeta)
+        if self.center:
+            self.grads["beta"][...] = dbeta
+        if self.scale:
+            self.grads["gamma"][...] = dgamma
+        return back(dx) if need_input_grad else None
+
+    # -- the NumPy reference ----------------------------------------------------------------------
     def forward(self, x, training=False):
         training = training and self.trainable  # a frozen BatchNorm keeps to its running statistics
+        if self._compiled(x, training):
+            return self._forward_compiled(x, training, relu=False)
         chwn = layout.is_chwn(x)
         v, axes, b, back = self._view(x, chwn)
         shard = sharding.current() if training else None
@@ -104,9 +179,12 @@ class BatchNorm(Layer):
             y += shift.astype(x.dtype, copy=False).reshape(b)
         self.cache.xc, self.cache.inv_std, self.cache.chwn = xc, inv_std, chwn
         self.cache.x = None if training else x
+        self.cache.compiled = self.cache.relu = False
         return back(y)
 
     def backward(self, grad, *, need_input_grad=True):
+        if getattr(self.cache, "compiled", False):
+            return self._backward_compiled(grad, need_input_grad, relu=False)
         xc, inv_std, chwn = self.cache.xc, self.cache.inv_std, self.cache.chwn
         gv, axes, b, back = self._view(grad, chwn)
         training = xc is not None
@@ -132,6 +210,22 @@ class BatchNorm(Layer):
         a = (-scale * inv_std * inv_std * dot / count).astype(gv.dtype, copy=False).reshape(b)
         c = (-scale * sum_g / count).astype(gv.dtype, copy=False).reshape(b)
         return back(_input_gradient(gv, xc, scale.reshape(b), a, c, axes))
+
+
+def _channel_view(x, like=None):
+    """``(v, back)``: ``x`` (or a copy) as a C-contiguous ``(A, C, B)`` array with the channels
+    (axis 1) in the middle, as the compiled kernels read it: ``(N, C, H*W)`` for NCHW storage,
+    ``(1, C, H*W*N)`` for images stored CHWN (``like``'s layout decides, so that a gradient is seen
+    as its forward input was), ``(N, C)`` itself for dense input; ``back(v)`` turns an array shaped
+    like ``v`` into one shaped like ``x``."""
+    if x.ndim == 2:
+        return np.ascontiguousarray(x), lambda v: v
+    if layout.is_chwn(x if like is None else like):
+        shape = layout.chwn(x).shape
+        v = np.ascontiguousarray(layout.chwn(x)).reshape(1, shape[0], -1)
+        return v, lambda v: layout.from_chwn(v.reshape(shape))
+    shape = x.shape
+    return np.ascontiguousarray(x).reshape(shape[0], shape[1], -1), lambda v: v.reshape(shape)
 
 
 def _rows(axes):
@@ -296,6 +390,44 @@ class _AffineNorm(Layer):
             y += self.params["beta"].reshape(self._bshape)
         return y
 
+    def _forward_compiled(self, x, family, view, back):
+        """The compiled forward pass (``family``: ``layernorm``, ``groupnorm`` or ``groupnorm_chwn``)
+        on ``view(x)``, the kernels' contiguous view of ``x``; ``back`` turns an array shaped like
+        that view into one shaped like ``x``. The cache keeps the view and the statistics, not
+        ``xhat``."""
+        v = view(x)
+        c = int(np.prod(self._pshape))
+        gamma = self.params["gamma"].reshape(-1) if self.scale else np.ones(c, np.float32)
+        beta = self.params["beta"].reshape(-1) if self.center else np.zeros(c, np.float32)
+        stats = v.shape[:1] if family == "layernorm" else (x.shape[0], self.groups)
+        mean, inv_std = np.empty(stats, np.float32), np.empty(stats, np.float32)
+        out = np.empty_like(v)
+        kernels = accel.kernels("norm")
+        forward = getattr(kernels, f"{family}_forward")
+        kernels.run(forward, v.size, v, gamma, beta, float(self.epsilon), out, mean, inv_std)
+        cache = self.cache
+        cache.compiled, cache.v, cache.view, cache.back = family, v, view, back
+        cache.mean, cache.inv_std, cache.gamma = mean, inv_std, gamma
+        return back(out)
+
+    def _backward_compiled(self, grad, need_input_grad):
+        cache = self.cache
+        v = cache.v
+        g = cache.view(grad)
+        dx = np.empty_like(v) if need_input_grad else v
+        kernels = accel.kernels("norm")
+        args = (g, v, cache.mean, cache.inv_std, cache.gamma, need_input_grad, dx)
+        if cache.compiled == "layernorm":
+            chunks = min(v.shape[0], 16)  # fixed: the sums do not depend on the thread count
+            dgamma, dbeta = kernels.run(kernels.layernorm_backward, v.size, *args, chunks)
+        else:
+            dgamma, dbeta = kernels.run(getattr(kernels, f"{cache.compiled}_backward"), v.size, *args)
+        if self.center:
+            self.grads["beta"][...] = dbeta.reshape(self._pshape)
+        if self.scale:
+            self.grads["gamma"][...] = dgamma.reshape(self._pshape)
+        return cache.back(dx) if need_input_grad else None
+
     def _affine_backward(self, grad, xhat):
         """Fill the gradients of gamma and beta; return the gradient of ``xhat``."""
         others = tuple(i for i, b in enumerate(self._bshape) if b == 1)
@@ -353,11 +485,21 @@ class LayerNormalization(_AffineNorm):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
+        rank = x.ndim
+        if x.dtype == np.float32 and self._axes == tuple(range(rank - len(self._axes), rank)) and accel.active():
+            # the trailing axes: each sample's rows of D values, one compiled pass for both moments
+            d, shape = int(np.prod(self._pshape)), x.shape
+            return self._forward_compiled(
+                x, "layernorm", lambda a: np.ascontiguousarray(a).reshape(-1, d), lambda v: v.reshape(shape)
+            )
         xhat, inv_std = normalize(x, self._axes, self.epsilon)
         self.cache.xhat, self.cache.inv_std = xhat, inv_std
+        self.cache.compiled = None
         return self._affine(xhat)
 
     def backward(self, grad, *, need_input_grad=True):
+        if getattr(self.cache, "compiled", None):
+            return self._backward_compiled(grad, need_input_grad)
         xhat = self.cache.xhat
         dxhat = self._affine_backward(grad, xhat)
         return normalize_backward(dxhat, xhat, self.cache.inv_std, self._axes) if need_input_grad else None
@@ -423,12 +565,34 @@ class GroupNormalization(_AffineNorm):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
+        if x.dtype == np.float32 and accel.active():
+            shape = x.shape
+            if self._ax == 1 and layout.is_chwn(x):  # images stored CHWN: read in place, the batch innermost
+                chwn = layout.chwn(x).shape
+                grouped = (self.groups, chwn[0] // self.groups, chwn[1] * chwn[2], chwn[3])
+                view = lambda a: np.ascontiguousarray(layout.chwn(a)).reshape(grouped)
+                back = lambda v: layout.from_chwn(v.reshape(chwn))
+                return self._forward_compiled(x, "groupnorm_chwn", view, back)
+            five = self._five(x)
+            return self._forward_compiled(
+                x, "groupnorm", lambda a: np.ascontiguousarray(a).reshape(five), lambda v: v.reshape(shape)
+            )
         xhat, inv_std = normalize(x.reshape(x.shape[0], *self._grouped), self._axes, self.epsilon)
         xhat = xhat.reshape(x.shape)
         self.cache.xhat, self.cache.inv_std = xhat, inv_std
+        self.cache.compiled = None
         return self._affine(xhat)
 
+    def _five(self, x):
+        """The compiled kernels' view of ``x``: ``(N, A, G, C/G, B)`` with ``A`` the positions before
+        the channel axis and ``B`` those after it."""
+        ax, shape = self._ax, self.input_shape
+        before, after = int(np.prod(shape[: ax - 1])), int(np.prod(shape[ax:]))
+        return (x.shape[0], before, self.groups, shape[ax - 1] // self.groups, after)
+
     def backward(self, grad, *, need_input_grad=True):
+        if getattr(self.cache, "compiled", None):
+            return self._backward_compiled(grad, need_input_grad)
         xhat = self.cache.xhat
         dxhat = self._affine_backward(grad, xhat)
         if not need_input_grad:
