@@ -37,21 +37,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .. import accel, fields
 from .. import activations as _activations
+from .. import fields
 from ..errors import ConfigError, ShapeError
 from ..text import shape as shape_text
 from .base import Layer, create, layer
 
 #: a mask value above this counts as 1 (a valid step, a key attended to)
 MASK_THRESHOLD = 0.5
-
-#: the activations the compiled cells (``regnet.accel.recurrent``) compute, with their codes
-COMPILED_ACTIVATIONS = {_activations.Linear: 0, _activations.Tanh: 1, _activations.Sigmoid: 2, _activations.ReLU: 3}
-
-
-def _code(activation: Any) -> int | None:
-    return COMPILED_ACTIVATIONS.get(type(activation))
 
 
 def mask_of(mask: np.ndarray, dtype: Any) -> np.ndarray:
@@ -149,9 +142,6 @@ class _Recurrent(Layer):
         if bias is not None:
             proj += bias
         proj = np.ascontiguousarray(proj.transpose(1, 0, 2))  # (L, N, G units): one step is contiguous
-        self.cache.compiled = self._compiled(proj)
-        if self.cache.compiled:
-            return self._forward_compiled(x, mask, proj)
         states = self._zero_states(n, x.dtype)
         hs = np.empty((steps + 1, n, self.units), x.dtype)  # h before each step, and after the last
         hs[0] = states[0]
@@ -170,8 +160,6 @@ class _Recurrent(Layer):
         return hs[-1].copy()
 
     def backward(self, grad, *, need_input_grad=True):
-        if self.cache.compiled:
-            return self._backward_compiled(grad, need_input_grad)
         x, mask, hs, saved = self.cache.x, self.cache.mask, self.cache.hs, self.cache.saved
         n, steps, features = x.shape
         width = self.GATES * self.units
@@ -195,13 +183,6 @@ class _Recurrent(Layer):
             if mask is not None:
                 d_prev = [a + b for a, b in zip(d_prev, carried)]
             d_states = d_prev
-        return self._weight_grads(x, hs, d_proj, d_inner, need_input_grad)
-
-    def _weight_grads(self, x, hs, d_proj, d_inner, need_input_grad):
-        """Every weight gradient from the gradients of the input projections ``d_proj`` and of
-        the recurrent products ``d_inner`` (both ``(L, N, G units)``); the input gradient."""
-        steps, n, width = d_proj.shape
-        features = x.shape[2]
         flat_proj = d_proj.reshape(steps * n, width)
         xt = x.transpose(1, 0, 2).reshape(steps * n, features)  # the same (t, n) order as d_proj
         np.matmul(xt.T, flat_proj, out=self.grads["kernel"])
@@ -219,74 +200,8 @@ class _Recurrent(Layer):
             dx = dx[:, ::-1]
         dx = np.ascontiguousarray(dx)
         if self.use_mask:
-            return [dx, np.zeros((n, steps), dx.dtype)]
+            return [dx, np.zeros((n, steps), grad.dtype)]
         return dx
-
-    # -- the compiled loop (regnet.accel.recurrent) ----------------------------------------------
-    def _compiled(self, proj):
-        """Whether the compiled cell takes this batch: the accelerator is on, float32 throughout
-        and activations it computes."""
-        return (
-            accel.active()
-            and proj.dtype == np.float32
-            and all(p.dtype == np.float32 for p in self.params.values())
-            and None not in self._codes()
-        )
-
-    def _codes(self):
-        """The activation codes of the compiled cell: ``(cell,)`` or ``(gate, cell)``."""
-        return (_code(self.cell_activation),)
-
-    def _forward_compiled(self, x, mask, proj):
-        steps, n, _ = proj.shape
-        kernels = accel.kernels("recurrent")
-        rk = self.params["recurrent_kernel"]
-        hs = np.empty((steps + 1, n, self.units), proj.dtype)
-        hs[0] = 0
-        inner = np.empty((n, self.GATES * self.units), proj.dtype)
-        m = np.zeros((0, 0), proj.dtype) if mask is None else np.ascontiguousarray(mask)
-        saved = self._compiled_buffers(steps, n, proj.dtype)
-        for t in range(steps):
-            np.matmul(hs[t], rk, out=inner)
-            self._compiled_step(kernels, t, proj[t], inner, m, hs, saved)
-        self.cache.x, self.cache.mask, self.cache.hs, self.cache.saved = x, m, hs, saved
-        if self.return_sequences:
-            return np.ascontiguousarray(hs[1:].transpose(1, 0, 2))
-        return hs[-1].copy()
-
-    def _backward_compiled(self, grad, need_input_grad):
-        x, m, hs, saved = self.cache.x, self.cache.mask, self.cache.hs, self.cache.saved
-        steps, n, u = hs.shape[0] - 1, hs.shape[1], self.units
-        kernels = accel.kernels("recurrent")
-        grad = np.ascontiguousarray(grad, dtype=hs.dtype)
-        rk_t = self.params["recurrent_kernel"].T
-        d_proj = np.empty((steps, n, self.GATES * u), hs.dtype)
-        d_inner = self._d_inner_buffer(d_proj)
-        if self.return_sequences:
-            seq, carry = grad, np.zeros((n, u), hs.dtype)
-        else:
-            seq, carry = np.zeros((0, 0, 0), hs.dtype), grad.copy()
-        rec = np.zeros((n, u), hs.dtype)
-        state = np.zeros((n, u), hs.dtype)  # the gradient of a second state (the LSTM's c)
-        for t in range(steps - 1, -1, -1):
-            if t < steps - 1:
-                np.matmul(d_inner[t + 1], rk_t, out=rec)
-            self._compiled_step_backward(kernels, t, rec, carry, seq, state, m, hs, saved, d_proj, d_inner)
-        return self._weight_grads(x, hs, d_proj, d_inner, need_input_grad)
-
-    def _compiled_buffers(self, steps, n, dtype):
-        """What the compiled steps keep for backward."""
-        raise NotImplementedError
-
-    def _d_inner_buffer(self, d_proj):
-        """The gradient of the recurrent products: ``d_proj`` itself where the two are equal."""
-        return d_proj
-
-    def _compiled_step(self, kernels, t, proj, inner, mask, hs, saved):
-        raise NotImplementedError
-
-    def _compiled_step_backward(self, kernels, t, rec, carry, seq, state, mask, hs, saved, d_proj, d_inner):
-        raise NotImplementedError
 
     def _bias_grads(self, d_proj, d_inner):
         np.sum(d_proj, axis=0, out=self.grads["bias"])
@@ -338,15 +253,6 @@ class SimpleRNN(_Recurrent):
         z, h = keep
         dz = self.cell_activation.backward(d_states[0], z, h)
         return dz, dz, [np.zeros_like(d_states[0])]
-
-    def _compiled_buffers(self, steps, n, dtype):
-        return np.empty((steps, n, self.units), dtype)  # the activation's output (before the mask)
-
-    def _compiled_step(self, kernels, t, proj, inner, mask, hs, saved):
-        kernels.rnn_forward(proj, inner, hs[t], mask, t, self._codes()[0], saved[t], hs[t + 1])
-
-    def _compiled_step_backward(self, kernels, t, rec, carry, seq, state, mask, hs, saved, d_proj, d_inner):
-        kernels.rnn_backward(rec, carry, seq, mask, t, self._codes()[0], saved[t], d_proj[t])
 
 
 @layer("LSTM")
@@ -414,23 +320,6 @@ class LSTM(_Recurrent):
         dz = np.concatenate([dzg[:, : 2 * u], dzc, dzg[:, 2 * u :]], axis=1)
         return dz, dz, [np.zeros_like(dh), dc * f]
 
-    def _codes(self):
-        return (_code(self.gate_activation), _code(self.cell_activation))
-
-    def _compiled_buffers(self, steps, n, dtype):
-        u = self.units
-        cs = np.empty((steps + 1, n, u), dtype)  # the cell state before each step
-        cs[0] = 0
-        return np.empty((steps, n, 4 * u), dtype), np.empty((steps, n, u), dtype), cs  # gates, cell(c), c
-
-    def _compiled_step(self, kernels, t, proj, inner, mask, hs, saved):
-        acts, tc, cs = saved
-        kernels.lstm_forward(proj, inner, hs[t], cs[t], mask, t, *self._codes(), acts[t], tc[t], hs[t + 1], cs[t + 1])
-
-    def _compiled_step_backward(self, kernels, t, rec, carry, seq, state, mask, hs, saved, d_proj, d_inner):
-        acts, tc, cs = saved
-        kernels.lstm_backward(rec, carry, seq, state, mask, t, *self._codes(), acts[t], tc[t], cs[t], d_proj[t])
-
 
 @layer("GRU")
 class GRU(_Recurrent):
@@ -495,30 +384,6 @@ class GRU(_Recurrent):
         d_proj = np.concatenate([d_zr, d_pre], axis=1)
         d_inner = np.concatenate([d_zr, d_pre * r], axis=1)
         return d_proj, d_inner, [dh * z]
-
-    def _codes(self):
-        return (_code(self.gate_activation), _code(self.cell_activation))
-
-    def _compiled_buffers(self, steps, n, dtype):
-        u = self.units
-        return np.empty((steps, n, 3 * u), dtype), np.empty((steps, n, u), dtype)  # z, r, h~; inner h~ part
-
-    def _d_inner_buffer(self, d_proj):
-        return np.empty_like(d_proj)
-
-    def _rbias(self, dtype):
-        return self.params["bias"][1] if self.use_bias else np.zeros(0, dtype)
-
-    def _compiled_step(self, kernels, t, proj, inner, mask, hs, saved):
-        acts, inner_h = saved
-        rbias = self._rbias(proj.dtype)
-        kernels.gru_forward(proj, inner, rbias, hs[t], mask, t, *self._codes(), acts[t], inner_h[t], hs[t + 1])
-
-    def _compiled_step_backward(self, kernels, t, rec, carry, seq, state, mask, hs, saved, d_proj, d_inner):
-        acts, inner_h = saved
-        kernels.gru_backward(
-            rec, carry, seq, mask, t, *self._codes(), acts[t], inner_h[t], hs[t], d_proj[t], d_inner[t]
-        )
 
     def _bias_grads(self, d_proj, d_inner):
         g = self.grads["bias"]
