@@ -28,11 +28,31 @@ def _axpy(dst, a, src):
 
 
 @numba.njit(cache=True, fastmath=FAST, inline="always")
+def _axpy3(dst, w, a, b, c):
+    """``dst += w[0] * a + w[1] * b + w[2] * c`` (one pass over ``dst`` for three taps)."""
+    w0, w1, w2 = w[0], w[1], w[2]
+    for k in range(dst.shape[0]):
+        dst[k] += w0 * a[k] + w1 * b[k] + w2 * c[k]
+
+
+@numba.njit(cache=True, fastmath=FAST, inline="always")
 def _dot(a, b):
     acc = a.dtype.type(0)
     for k in range(a.shape[0]):
         acc += a[k] * b[k]
     return acc
+
+
+@numba.njit(cache=True, fastmath=FAST, inline="always")
+def _dot3(g, a, b, c):
+    """``(g . a, g . b, g . c)`` in one pass over ``g``."""
+    zero = g.dtype.type(0)
+    sa, sb, sc = zero, zero, zero
+    for k in range(g.shape[0]):
+        sa += g[k] * a[k]
+        sb += g[k] * b[k]
+        sc += g[k] * c[k]
+    return sa, sb, sc
 
 
 @numba.njit(cache=True)
@@ -63,6 +83,11 @@ def depthwise_forward(x, kernel, bias, sh, sw, pt, pb, pl, pr, dh, dw, ho, wo):
                 yrow[:] = b
                 for i in range(kh):
                     iy = oy * sh + i * dh
+                    if sw == 1 and kw == 3:  # the common 3-wide row: its three taps in one pass
+                        _axpy3(
+                            yrow, kernel[o, 0, i], buf[iy, 0:wo], buf[iy, dw : dw + wo], buf[iy, 2 * dw : 2 * dw + wo]
+                        )
+                        continue
                     for j in range(kw):
                         off = j * dw
                         if sw == 1:  # contiguous slices: the multiply-add vectorises
@@ -120,6 +145,12 @@ def depthwise_kernel_grad(x, grad, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw):
                 grow = grad[s, o, oy]
                 for i in range(kh):
                     iy = oy * sh + i * dh
+                    if sw == 1 and kw == 3:  # the three taps of a row in one pass
+                        a, b, d = _dot3(grow, buf[iy, 0:wo], buf[iy, dw : dw + wo], buf[iy, 2 * dw : 2 * dw + wo])
+                        part[s, o, i, 0] += a
+                        part[s, o, i, 1] += b
+                        part[s, o, i, 2] += d
+                        continue
                     for j in range(kw):
                         off = j * dw
                         if sw == 1:
