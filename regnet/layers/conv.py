@@ -1,6 +1,8 @@
 """Conv2D, DepthwiseConv2D, SeparableConv2D and Conv2DTranspose over NCHW batches: GEMMs over
 batch-innermost im2col columns (``regnet.ops.conv``, ``regnet.ops.shift``); grouped, depthwise,
-dilated and transposed convolutions through ``regnet.ops.grouped``."""
+dilated and transposed convolutions through ``regnet.ops.grouped``. With the accelerator on
+(``regnet.accel``), float32 depthwise convolutions (one input channel per group) run the compiled
+kernels of ``regnet.accel.conv`` straight on NCHW arrays instead."""
 
 import numpy as np
 
