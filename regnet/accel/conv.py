@@ -98,6 +98,43 @@ def depthwise_forward(x, kernel, bias, sh, sw, pt, pb, pl, pr, dh, dw, ho, wo):
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FAST)
+def _input_grad_unit_stride(grad, kernel, dx, pt, pl, dh, dw):
+    """The input gradient of a stride-1 depthwise convolution as a gather: each input row is the
+    correlation of the zero-margined output gradient with the flipped kernel, written once
+    (``dx[y, x] = sum k[i, j] g[y + pt - i dh, x + pl - j dw]``)."""
+    n, f, ho, wo = grad.shape
+    _, c, h, w = dx.shape
+    kh, kw = kernel.shape[2], kernel.shape[3]
+    mult = f // c
+    top, left = (kh - 1) * dh, (kw - 1) * dw  # the margins that keep every index in the buffer
+    hb, wb = max(top + ho, h + pt + top), max(left + wo, w + pl + left)
+    for p in numba.prange(n * c):
+        s, ch = p // c, p % c
+        d = dx[s, ch]
+        d[:, :] = 0
+        buf = np.zeros((hb, wb), grad.dtype)
+        for m in range(mult):
+            o = ch * mult + m
+            buf[top : top + ho, left : left + wo] = grad[s, o]
+            for y in range(h):
+                drow = d[y]
+                for i in range(kh):
+                    row = y + pt + top - i * dh
+                    c0 = pl + left
+                    if kw == 3:
+                        _axpy3(
+                            drow,
+                            kernel[o, 0, i, ::-1],
+                            buf[row, c0 - 2 * dw : c0 - 2 * dw + w],
+                            buf[row, c0 - dw : c0 - dw + w],
+                            buf[row, c0 : c0 + w],
+                        )
+                        continue
+                    for j in range(kw):
+                        _axpy(drow, kernel[o, 0, i, j], buf[row, c0 - j * dw : c0 - j * dw + w])
+
+
+@numba.njit(cache=True, parallel=True, fastmath=FAST)
 def depthwise_input_grad(grad, kernel, c, h, w, sh, sw, pt, pb, pl, pr, dh, dw):
     """``(N, C, H, W)``: the input gradient for the output gradient ``grad`` ``(N, F, Ho, Wo)``."""
     n, f, ho, wo = grad.shape
@@ -105,6 +142,9 @@ def depthwise_input_grad(grad, kernel, c, h, w, sh, sw, pt, pb, pl, pr, dh, dw):
     mult = f // c
     span = sw * (wo - 1) + 1
     dx = np.empty((n, c, h, w), grad.dtype)
+    if sh == 1 and sw == 1:
+        _input_grad_unit_stride(grad, kernel, dx, pt, pl, dh, dw)
+        return dx
     for p in numba.prange(n * c):
         s, ch = p // c, p % c
         buf = np.zeros((h + pt + pb, w + pl + pr), grad.dtype)
