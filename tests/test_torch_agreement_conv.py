@@ -29,6 +29,7 @@ F = torch.nn.functional
         ),
     ],
 )
+@pytest.mark.usefixtures("accel_path")  # groups=8 over 8 channels: the compiled depthwise kernels
 def test_grouped_and_dilated_conv2d(config, shape, torch_kw):
     layer_agrees({"type": "Conv2D", **config}, shape, lambda x, w: F.conv2d(x, w["kernel"], w["bias"], **torch_kw))
 
@@ -42,6 +43,7 @@ def test_dilated_conv2d_same_padding():
     )
 
 
+@pytest.mark.usefixtures("accel_path")
 @pytest.mark.parametrize("multiplier, stride, dilation", [(1, 1, 1), (2, 2, 1), (1, 1, 2), (3, 2, 2)])
 def test_depthwise_conv2d(multiplier, stride, dilation):
     c = 5
@@ -59,6 +61,7 @@ def test_depthwise_conv2d(multiplier, stride, dilation):
     )
 
 
+@pytest.mark.usefixtures("accel_path")
 def test_depthwise_conv2d_many_channels():
     c = 64  # the per-channel computation is vectorised over channels, not a loop over them
     layer_agrees(
@@ -208,6 +211,7 @@ def test_cropping(cropping, rows, cols):
     )
 
 
+@pytest.mark.usefixtures("accel_path")
 def test_a_wrong_reference_is_caught():
     """The harness fails on a reference that differs (here: the kernel flipped), so the tests above
     can fail."""

@@ -1,10 +1,12 @@
 """Conv2D, DepthwiseConv2D, SeparableConv2D and Conv2DTranspose over NCHW batches: GEMMs over
 batch-innermost im2col columns (``regnet.ops.conv``, ``regnet.ops.shift``); grouped, depthwise,
-dilated and transposed convolutions through ``regnet.ops.grouped``."""
+dilated and transposed convolutions through ``regnet.ops.grouped``. With the accelerator on
+(``regnet.accel``), float32 depthwise convolutions (one input channel per group) run the compiled
+kernels of ``regnet.accel.conv`` straight on NCHW arrays instead."""
 
 import numpy as np
 
-from .. import fields
+from .. import accel, fields
 from ..errors import ConfigError, ShapeError
 from ..ops import conv as conv_ops
 from ..ops import grouped, layout, shift, windows
@@ -111,6 +113,39 @@ class _General:
     def output(self, y2, n):
         return layout.from_chwn(y2.reshape(self.filters, self.geo.ho, self.geo.wo, n))
 
+    def compiled(self, x, kernel):
+        """Whether the compiled depthwise kernels (``regnet.accel.conv``) take this batch: the
+        accelerator is on, one input channel per group, float32 throughout."""
+        return (
+            self.engine.cg == 1
+            and accel.active()
+            and x.dtype == np.float32
+            and kernel.dtype == np.float32
+            and x.ndim == 4
+        )
+
+    def _args(self):
+        geo = self.geo
+        return (geo.sh, geo.sw, *geo.pads, geo.dh, geo.dw)
+
+    def compiled_forward(self, x, kernel, bias):
+        """The NCHW output (with ``bias`` when given) of the compiled depthwise kernel."""
+        b = np.zeros(0, np.float32) if bias is None else bias.astype(np.float32, copy=False)
+        x = np.ascontiguousarray(x)
+        return accel.kernels("conv").depthwise_forward(x, kernel, b, *self._args(), self.geo.ho, self.geo.wo)
+
+    def compiled_backward(self, grad, x, kernel, need_input_grad):
+        """``(d_kernel, d_bias, d_x or None)`` of the compiled depthwise kernels for the NCHW
+        output gradient ``grad``."""
+        kernels = accel.kernels("conv")
+        grad = np.ascontiguousarray(grad, dtype=np.float32)
+        x = np.ascontiguousarray(x)
+        dk, db = kernels.depthwise_kernel_grad(x, grad, self.geo.kh, self.geo.kw, *self._args())
+        dx = None
+        if need_input_grad:
+            dx = kernels.depthwise_input_grad(grad, kernel, self.geo.c, self.geo.h, self.geo.w, *self._args())
+        return dk, db, dx
+
     def backward(self, g2, x, kept, kernel, need_input_grad):
         """``(d_kernel, d_x)`` for the CHWN output gradient ``g2`` (F, Ho*Wo*N)."""
         if kept is None:  # the forward pass ran in inference mode
@@ -197,6 +232,10 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         if self._general is not None:
+            self.cache.compiled = self._general.compiled(x, self.params["kernel"])
+            if self.cache.compiled:
+                self.cache.x = x
+                return self._general.compiled_forward(x, self.params["kernel"], self.params.get("bias"))
             y2, kept = self._general.forward(x, self.params["kernel"], training)
             if self.use_bias:
                 y2 += self.params["bias"].astype(y2.dtype, copy=False)[:, None]
@@ -213,6 +252,12 @@ class Conv2D(Layer):
         return y
 
     def backward(self, grad, *, need_input_grad=True):
+        if self._general is not None and self.cache.compiled:
+            dk, db, dx = self._general.compiled_backward(grad, self.cache.x, self.params["kernel"], need_input_grad)
+            self.grads["kernel"][...] = dk
+            if self.use_bias:
+                self.grads["bias"][...] = db
+            return dx
         if self._general is not None:
             kernel = self.params["kernel"]
             g2 = _chwn_grad(grad, np.result_type(grad.dtype, kernel.dtype))
