@@ -91,6 +91,15 @@ def test_scaling_table_and_plot(bench, tmp_path):
     assert text.startswith("# Title\n\nbefore\n<!-- bench:begin: generated -->\nOne run of `python benchmarks/bench.py")
     assert text.endswith("<!-- bench:end -->\nafter\n") and "old table" not in text
     assert "| mlp_1024 |" in text and ("![training time per image](scaling.png)" in text) == has_plot
+    # the project's README has the block: the documented command replaces it and nothing else
+    real = BENCH.parents[1] / "README.md"
+    copy = tmp_path / "PROJECT_README.md"
+    copy.write_text(real.read_text())
+    assert bench.main(["--render", str(out), "--readme", str(copy)]) == 0
+    before, after = real.read_text(), copy.read_text()
+    cut = before.index(bench.BEGIN)
+    assert after[:cut] == before[:cut] and after.endswith(before[before.index(bench.END) :])
+    assert "| mlp_1024 |" in after[cut:]
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")
     with pytest.raises(SystemExit, match="no block"):
