@@ -1,7 +1,9 @@
-"""Train and run the same networks with regnet, PyTorch (CPU) and onnxruntime; compare.
+"""Train and run the same networks with regnet (its NumPy path and its compiled accelerator),
+PyTorch (CPU) and onnxruntime; compare.
 
     python benchmarks/bench.py            # full run, writes benchmarks/results/bench-<time>.{json,md,png}
     python benchmarks/bench.py --quick    # a smoke run (few batches, one round)
+    python benchmarks/bench.py --render R.json --readme README.md   # report, plot, README block from R.json
 
 Every measurement runs in a fresh worker process (``--worker``), so that peak memory is the
 process's own high-water mark and no framework warms caches for the other. For each
@@ -10,11 +12,16 @@ the median. All get the same thread count and the same initial weights (PyTorch 
 onnxruntime runs the ONNX export of the PyTorch twin); training uses batch 64, float32,
 Adam(lr=1e-3) and softmax cross-entropy on logits.
 
+The two regnet paths are two frameworks here: ``regnet`` runs with ``REGNET_ACCEL=0`` and
+``regnet_accel`` with the accelerator (numba), each in its own workers, the variable set before
+regnet is imported. Every worker times its first step (a fresh process's cold start) apart from
+the steady state; the accelerated path's first step is also measured with an empty kernel cache.
+
 Besides training and batch inference it measures batch-1 latency (median over single-image
 calls), this machine's float32 matmul peak (a large ``np.matmul``) and the fraction of it each
 training run reaches, and how time per image grows with the batch size and the MLP width (a
-table and a PNG plot). PyTorch, onnxruntime, matplotlib and threadpoolctl are optional: without
-one, its columns (or the plot) are left out.
+table and a PNG plot). numba, PyTorch, onnxruntime, matplotlib and threadpoolctl are optional:
+without one, its columns (or the plot) are left out.
 """
 
 import argparse
