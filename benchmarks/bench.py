@@ -867,19 +867,29 @@ def plot_scaling(rows, archs, widths_archs, path, title):
     except ImportError:
         print("matplotlib is not installed: no plot", file=sys.stderr)
         return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+    from matplotlib.lines import Line2D
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100, width_ratios=(1.25, 1))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {"regnet": "-o", "regnet_accel": "-.s", "torch": "--x"}
+    shown_archs, shown_fws = [], []
     for k, arch in enumerate(archs):
         for fw, style in styles.items():
             pts = sorted((r["batch"], r["us_per_img"]) for r in rows if r["arch"] == arch and r["framework"] == fw)
             if pts:
-                label = f"{arch} ({LABELS[fw]})"
-                ax1.plot(*zip(*pts), style, color=colours[k % len(colours)], label=label, ms=4)
+                ax1.plot(*zip(*pts), style, color=colours[k % len(colours)], ms=4)
+                shown_archs += [] if arch in shown_archs else [arch]
+                shown_fws += [] if fw in shown_fws else [fw]
     ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="µs per training image")
     ax1.set_xticks(SCALING_BATCHES, [str(b) for b in SCALING_BATCHES])
     ax1.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax1.legend(fontsize=6)
+    # colour: the network; line and marker: the framework (two small legends beside the axes)
+    nets = [Line2D([], [], color=colours[archs.index(a) % len(colours)], lw=2) for a in shown_archs]
+    first = ax1.legend(nets, shown_archs, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1), title="network")
+    first.get_title().set_fontsize(6)
+    ax1.add_artist(first)
+    kinds = [Line2D([], [], color="grey", linestyle=styles[f][:-1], marker=styles[f][-1], ms=4) for f in shown_fws]
+    ax1.legend(kinds, [LABELS[f] for f in shown_fws], fontsize=6, loc="lower left", bbox_to_anchor=(1.01, 0))
     for fw, style in styles.items():
         pts = []
         for w, arch in widths_archs:
