@@ -1,7 +1,9 @@
-"""Train and run the same networks with regnet, PyTorch (CPU) and onnxruntime; compare.
+"""Train and run the same networks with regnet (its NumPy path and its compiled accelerator),
+PyTorch (CPU) and onnxruntime; compare.
 
     python benchmarks/bench.py            # full run, writes benchmarks/results/bench-<time>.{json,md,png}
     python benchmarks/bench.py --quick    # a smoke run (few batches, one round)
+    python benchmarks/bench.py --render R.json --readme README.md   # report, plot, README block from R.json
 
 Every measurement runs in a fresh worker process (``--worker``), so that peak memory is the
 process's own high-water mark and no framework warms caches for the other. For each
@@ -10,11 +12,16 @@ the median. All get the same thread count and the same initial weights (PyTorch 
 onnxruntime runs the ONNX export of the PyTorch twin); training uses batch 64, float32,
 Adam(lr=1e-3) and softmax cross-entropy on logits.
 
+The two regnet paths are two frameworks here: ``regnet`` runs with ``REGNET_ACCEL=0`` and
+``regnet_accel`` with the accelerator (numba), each in its own workers, the variable set before
+regnet is imported. Every worker times its first step (a fresh process's cold start) apart from
+the steady state; the accelerated path's first step is also measured with an empty kernel cache.
+
 Besides training and batch inference it measures batch-1 latency (median over single-image
 calls), this machine's float32 matmul peak (a large ``np.matmul``) and the fraction of it each
 training run reaches, and how time per image grows with the batch size and the MLP width (a
-table and a PNG plot). PyTorch, onnxruntime, matplotlib and threadpoolctl are optional: without
-one, its columns (or the plot) are left out.
+table and a PNG plot). numba, PyTorch, onnxruntime, matplotlib and threadpoolctl are optional:
+without one, its columns (or the plot) are left out.
 """
 
 import argparse
@@ -39,9 +46,13 @@ sys.path.insert(0, str(HERE))
 import machine  # noqa: E402
 from twins import export_onnx, torch_model  # noqa: E402
 
-FRAMEWORKS = ("regnet", "torch", "onnxruntime")
+#: ``regnet`` is the NumPy path (``REGNET_ACCEL=0``), ``regnet_accel`` the compiled accelerator
+#: (regnet.accel, the 'fast' extra: numba); both run the same regnet model code
+FRAMEWORKS = ("regnet", "regnet_accel", "torch", "onnxruntime")
+REGNETS = ("regnet", "regnet_accel")
 MODES = ("train", "infer", "latency")
-TRAINERS = ("regnet", "torch")  # onnxruntime only runs inference
+TRAINERS = ("regnet", "regnet_accel", "torch")  # onnxruntime only runs inference
+LABELS = {"regnet": "regnet NumPy", "regnet_accel": "regnet accel", "torch": "PyTorch", "onnxruntime": "onnxruntime"}
 
 
 def _resnet8():
@@ -70,6 +81,62 @@ def _resnet8():
         prev = f"{s}_add"
     layers.append({"type": "GlobalAveragePooling2D", "name": "pool", "inputs": [prev]})
     layers.append({"type": "Dense", "name": "fc", "units": 10, "activation": "softmax"})
+    return layers
+
+
+def _vit():
+    """The zoo's vit-mnist: 7x7 patches embedded to 64 (16 tokens), learned positions, two pre-norm
+    encoder blocks (4 heads of 16, GELU MLP 128), final LayerNorm, mean of the tokens, Dense 10."""
+    layers = [
+        {"type": "Conv2D", "name": "patches", "filters": 64, "kernel_size": 7, "strides": 7},
+        {"type": "Reshape", "name": "flat", "target_shape": [64, 16]},
+        {"type": "Permute", "name": "tokens", "dims": [2, 1]},
+        {"type": "PositionEmbedding", "name": "position", "sequence_length": 16},
+    ]
+    prev = "position"
+    for b in (1, 2):
+        layers += [
+            {"type": "LayerNormalization", "name": f"b{b}_norm1", "inputs": [prev]},
+            {
+                "type": "MultiHeadAttention",
+                "name": f"b{b}_mha",
+                "num_heads": 4,
+                "key_dim": 16,
+                "inputs": [f"b{b}_norm1", f"b{b}_norm1"],
+            },
+            {"type": "Add", "name": f"b{b}_res1", "inputs": [prev, f"b{b}_mha"]},
+            {"type": "LayerNormalization", "name": f"b{b}_norm2"},
+            {"type": "Dense", "name": f"b{b}_ffn1", "units": 128, "activation": "gelu"},
+            {"type": "Dense", "name": f"b{b}_ffn2", "units": 64},
+            {"type": "Add", "name": f"b{b}_res2", "inputs": [f"b{b}_res1", f"b{b}_ffn2"]},
+        ]
+        prev = f"b{b}_res2"
+    layers += [
+        {"type": "LayerNormalization", "name": "final_norm", "inputs": [prev]},
+        {"type": "Permute", "name": "channels_first", "dims": [2, 1]},
+        {"type": "GlobalAveragePooling1D", "name": "pool"},
+        {"type": "Dense", "name": "fc", "units": 10, "activation": "softmax"},
+    ]
+    return layers
+
+
+def _dwsep():
+    """A MobileNet-style net: a 3x3 stride-2 stem, then two depthwise-separable blocks (3x3
+    DepthwiseConv2D, BatchNorm, ReLU, 1x1 Conv2D, BatchNorm, ReLU; the second block's depthwise
+    stride 2), global average pooling, Dense 10 (convolutions without bias)."""
+
+    def bn():
+        return {"type": "BatchNorm", "momentum": 0.9, "epsilon": 1e-5, "activation": "relu"}
+
+    layers = [{"type": "Conv2D", "filters": 16, "kernel_size": 3, "strides": 2, "padding": 1, "use_bias": False}, bn()]
+    for filters, stride in ((32, 1), (64, 2)):
+        layers += [
+            {"type": "DepthwiseConv2D", "kernel_size": 3, "strides": stride, "padding": 1, "use_bias": False},
+            bn(),
+            {"type": "Conv2D", "filters": filters, "kernel_size": 1, "use_bias": False},
+            bn(),
+        ]
+    layers += [{"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
     return layers
 
 
@@ -111,11 +178,21 @@ ARCHS = {
         {"type": "Dense", "units": 10, "activation": "softmax"},
     ],
     "resnet8_cifar": _resnet8(),
+    # the zoo's lstm-mnist: each image read row by row, 28 steps of 28 pixels
+    "lstm_128": [
+        {"type": "Reshape", "target_shape": [28, 28]},
+        {"type": "LSTM", "units": 128},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ],
+    "vit_2x64": _vit(),
+    "dwsep_16_32_64": _dwsep(),
 }
 #: MLPs of other hidden widths, for the width scaling table (mlp_1024 is the middle one)
 WIDTHS = (256, 1024, 4096)
 SCALING_ARCHS = {f"mlp_{w}": _mlp(w) for w in WIDTHS if f"mlp_{w}" not in ARCHS}
 SCALING_BATCHES = (16, 64, 256)
+#: the networks of the batch-size scaling runs by default (one of each kind, to keep a run short)
+SCALING_DEFAULT = ("mlp_1024", "lenet5", "resnet8_cifar", "lstm_128", "vit_2x64", "dwsep_16_32_64")
 INPUT_SHAPE = (1, 28, 28)  # MNIST
 INPUT_SHAPES = {"resnet8_cifar": (3, 32, 32)}  # CIFAR-shaped, random data
 BATCH = 64
@@ -216,26 +293,42 @@ def peak_since(rss0):
 
 
 # -- work counted in multiply-adds ----------------------------------------------------------------
+def _products(layer):
+    """``(ops, inner_ops)``: floating-point operations per image (2 per multiply-add) of one
+    layer's products with its input, and of products whose operand gradients a training step
+    always takes (an LSTM's recurrent product, attention's scores and weighted values)."""
+    kind, p = type(layer).__name__, layer.params
+    if kind == "Dense":
+        return 2 * p["kernel"].size * math.prod(layer.output_shape[:-1]), 0
+    if kind in ("Conv2D", "DepthwiseConv2D"):
+        return 2 * p["kernel"].size * math.prod(layer.output_shape[1:]), 0
+    if kind == "LSTM":
+        return 2 * layer.input_shape[0] * p["kernel"].size, 2 * layer.input_shape[0] * p["recurrent_kernel"].size
+    if kind == "MultiHeadAttention":
+        lq, lk = layer.input_shape[0][0], layer.input_shape[1][0]
+        heads, key_dim = p["key_kernel"].shape[1:]
+        value_dim = p["value_kernel"].shape[2]
+        proj = lq * p["query_kernel"].size + lk * (p["key_kernel"].size + p["value_kernel"].size)
+        inner = lq * lk * heads * (key_dim + value_dim) + lq * p["output_kernel"].size
+        return 2 * proj, 2 * inner
+    return 0, 0
+
+
 def matmul_flops(rmodel):
     """``(forward, training)`` floating-point operations per image of the model's products
-    (Dense and Conv2D; 2 per multiply-add). A training step is the forward product, the weight
-    gradient and, for layers that are not fed by the model input alone, the input gradient."""
+    (Dense, Conv2D, DepthwiseConv2D, LSTM and attention; 2 per multiply-add). A training step is
+    the forward product, the weight gradient and, for layers that are not fed by the model input
+    alone, the input gradient (which recurrent and attention products always take)."""
     from regnet import spec
 
     wanted, fwd, train = {spec.INPUT: False}, 0, 0
     for node in rmodel.nodes:
         layer = node.layer
-        kind = type(layer).__name__
-        if kind == "Dense":
-            ops = 2 * layer.params["kernel"].size
-        elif kind == "Conv2D":
-            ops = 2 * layer.params["kernel"].size * math.prod(layer.output_shape[1:])
-        else:
-            ops = 0
+        ops, inner = _products(layer)
         need_input = any(wanted[s] for s in node.inputs)
         wanted[node.name] = bool(layer.params) or need_input
-        fwd += ops
-        train += ops * (3 if need_input else 2)
+        fwd += ops + inner
+        train += ops * (3 if need_input else 2) + 3 * inner
     return fwd, train
 
 
@@ -263,28 +356,39 @@ def regnet_model(arch, seed=0):
 
 
 def regnet_train(model, x, y, warmup, batch=BATCH):
-    model.fit(x[: warmup * batch], y[: warmup * batch], epochs=1, batch_size=batch, verbose=0)
+    """``(clock, loss, first)``: the timed batches after ``warmup`` untimed ones, the first of
+    which (``first``: seconds, the process's first ``fit`` step) is timed on its own."""
+    first = Clock().start()
+    model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)
+    first.stop()
+    if warmup > 1:
+        model.fit(x[batch : warmup * batch], y[batch : warmup * batch], epochs=1, batch_size=batch, verbose=0)
     clock = Clock().start()
     hist = model.fit(x[warmup * batch :], y[warmup * batch :], epochs=1, batch_size=batch, verbose=0)
-    return clock.stop(), hist.history["loss"][-1]
+    return clock.stop(), hist.history["loss"][-1], first.wall
 
 
 def regnet_infer(model, x, batch):
+    first = Clock().start()
     model.predict(x[:batch], batch_size=batch)
+    first.stop()
     clock = Clock().start()
     out = model.predict(x[batch:], batch_size=batch)
-    return clock.stop(), out
+    return clock.stop(), out, first.wall
 
 
 def regnet_latency(model, x, calls):
-    for i in range(min(20, calls)):
+    first = Clock().start()
+    model.predict(x[:1])
+    first.stop()
+    for i in range(1, min(20, calls)):
         model.predict(x[i : i + 1])
     times = np.empty(calls)
     for i in range(calls):
         t0 = time.perf_counter()
         model.predict(x[i : i + 1])
         times[i] = time.perf_counter() - t0
-    return times
+    return times, first.wall
 
 
 # -- the PyTorch side -----------------------------------------------------------------------------
@@ -310,10 +414,14 @@ def torch_train(model, x, y, warmup, batch=BATCH):
         return total / n
 
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    epoch(xt[: warmup * batch], yt[: warmup * batch])
+    first = Clock().start()
+    epoch(xt[:batch], yt[:batch])
+    first.stop()
+    if warmup > 1:
+        epoch(xt[batch : warmup * batch], yt[batch : warmup * batch])
     clock = Clock().start()
     loss = epoch(xt[warmup * batch :], yt[warmup * batch :])
-    return clock.stop(), loss
+    return clock.stop(), loss, first.wall
 
 
 def torch_infer(model, x, batch):
@@ -322,12 +430,14 @@ def torch_infer(model, x, batch):
     model.eval()
     xt = torch.from_numpy(x)
     with torch.inference_mode():
-        model(xt[:batch])
+        first = Clock().start()
+        model(xt[:batch]).numpy()
+        first.stop()
         clock = Clock().start()
         out = np.empty((len(x) - batch, 10), np.float32)
         for s in range(batch, len(x), batch):
             out[s - batch : s] = model(xt[s : s + batch]).numpy()
-    return clock.stop(), out
+    return clock.stop(), out, first.wall
 
 
 def torch_latency(model, x, calls):
@@ -337,13 +447,16 @@ def torch_latency(model, x, calls):
     xt = torch.from_numpy(x)
     times = np.empty(calls)
     with torch.inference_mode():
-        for i in range(min(20, calls)):
+        first = Clock().start()
+        model(xt[:1]).numpy()
+        first.stop()
+        for i in range(1, min(20, calls)):
             model(xt[i : i + 1])
         for i in range(calls):
             t0 = time.perf_counter()
             model(xt[i : i + 1]).numpy()
             times[i] = time.perf_counter() - t0
-    return times
+    return times, first.wall
 
 
 # -- the onnxruntime side -------------------------------------------------------------------------
@@ -360,23 +473,28 @@ def ort_session(rmodel, arch, threads, folder):
 
 
 def ort_infer(sess, x, batch):
+    first = Clock().start()
     sess.run(None, {"x": x[:batch]})
+    first.stop()
     clock = Clock().start()
     out = np.empty((len(x) - batch, 10), np.float32)
     for s in range(batch, len(x), batch):
         out[s - batch : s] = sess.run(None, {"x": x[s : s + batch]})[0]
-    return clock.stop(), out
+    return clock.stop(), out, first.wall
 
 
 def ort_latency(sess, x, calls):
-    for i in range(min(20, calls)):
+    first = Clock().start()
+    sess.run(None, {"x": x[:1]})
+    first.stop()
+    for i in range(1, min(20, calls)):
         sess.run(None, {"x": x[i : i + 1]})
     times = np.empty(calls)
     for i in range(calls):
         t0 = time.perf_counter()
         sess.run(None, {"x": x[i : i + 1]})
         times[i] = time.perf_counter() - t0
-    return times
+    return times, first.wall
 
 
 # -- one measurement in this process --------------------------------------------------------------
@@ -398,7 +516,20 @@ def blas_threads():
 
 
 def worker(framework, arch, mode, args):
-    """Measure one (framework, arch, mode) and return a dict (run in a fresh process)."""
+    """Measure one (framework, arch, mode) and return a dict (run in a fresh process).
+
+    ``regnet`` runs with the accelerator switched off, ``regnet_accel`` with it on: in a worker
+    process ``REGNET_ACCEL`` is already set by the driver before regnet is imported (the NumPy
+    path never imports numba); ``accel.enabled`` makes the same choice for ``--in-process``."""
+    from regnet import accel
+
+    with accel.enabled(framework == "regnet_accel"):
+        result = _measure(framework, arch, mode, args)
+        result["accel"] = accel.describe() if framework in REGNETS else None
+    return result
+
+
+def _measure(framework, arch, mode, args):
     threads, batch, shape = args.threads, args.batch, input_shape(arch)
     if mode == "train":
         n = (args.warmup + args.train_batches) * batch
@@ -420,22 +551,31 @@ def worker(framework, arch, mode, args):
     rss0 = reset_peak()
     extra = {}
     if mode == "train":
-        run = {"regnet": regnet_train, "torch": torch_train}[framework]
-        secs, loss = run(model, x, y, args.warmup, batch)
+        run = {"regnet": regnet_train, "regnet_accel": regnet_train, "torch": torch_train}[framework]
+        secs, loss, first = run(model, x, y, max(1, args.warmup), batch)
         images = args.train_batches * batch
-        extra = {"loss": float(loss)}
+        extra = {"loss": float(loss), "steady_ms": secs.wall / args.train_batches * 1e3}
     elif mode == "infer":
-        run = {"regnet": regnet_infer, "torch": torch_infer, "onnxruntime": ort_infer}[framework]
-        secs, out = run(model, x, args.infer_batch)
+        run = {"regnet": regnet_infer, "regnet_accel": regnet_infer, "torch": torch_infer, "onnxruntime": ort_infer}
+        secs, out, first = run[framework](model, x, args.infer_batch)
         images = args.infer_batches * args.infer_batch
-        extra = {"accuracy": float(np.mean(out.argmax(axis=1) == y[args.infer_batch :]))}
+        extra = {
+            "accuracy": float(np.mean(out.argmax(axis=1) == y[args.infer_batch :])),
+            "steady_ms": secs.wall / args.infer_batches * 1e3,
+        }
     else:
-        run = {"regnet": regnet_latency, "torch": torch_latency, "onnxruntime": ort_latency}[framework]
+        run = {
+            "regnet": regnet_latency,
+            "regnet_accel": regnet_latency,
+            "torch": torch_latency,
+            "onnxruntime": ort_latency,
+        }
         clock = Clock().start()
-        times = run(model, x, args.latency_calls)
+        times, first = run[framework](model, x, args.latency_calls)
         secs = clock.stop()
         images = args.latency_calls
-        extra = {"latency_ms": float(np.median(times) * 1e3), "latency_p90_ms": float(np.quantile(times, 0.9) * 1e3)}
+        median = float(np.median(times) * 1e3)
+        extra = {"latency_ms": median, "latency_p90_ms": float(np.quantile(times, 0.9) * 1e3), "steady_ms": median}
     folder.cleanup()
     return {
         "framework": framework,
@@ -446,6 +586,7 @@ def worker(framework, arch, mode, args):
         "seconds": secs.wall,
         "images_per_s": images / secs.wall,
         "cpu_s": secs.cpu,
+        "first_ms": first * 1e3,
         "peak_mib": peak_since(rss0),
         "base_rss_mib": rss0 / 1024 if rss0 is not None else None,
         "threads": threads,
@@ -455,21 +596,42 @@ def worker(framework, arch, mode, args):
     }
 
 
-def _thread_env(threads):
+def _thread_env(threads, framework=None, cache=None):
+    """The worker's environment: the thread count for every pool (BLAS, OpenMP, numba), the
+    accelerator on for ``regnet_accel`` only (set before regnet is imported), and numba's kernel
+    cache directory (``cache``) where given."""
     env = dict(os.environ)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
+    env["REGNET_ACCEL"] = "1" if framework == "regnet_accel" else "0"
+    if cache is not None:
+        env["NUMBA_CACHE_DIR"] = str(cache)
     return env
 
 
-def spawn(framework, arch, mode, args, batch=None):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, arch, mode, *args.passthrough]
+def spawn(framework, arch, mode, args, batch=None, passthrough=None):
+    passthrough = args.passthrough if passthrough is None else passthrough
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, arch, mode, *passthrough]
     if batch is not None:
         cmd += ["--batch", str(batch)]
-    res = subprocess.run(cmd, env=_thread_env(args.threads), capture_output=True, text=True)
+    cache = args.kernel_caches.get((arch, mode), args.kernel_caches.get(None)) if framework == "regnet_accel" else None
+    res = subprocess.run(cmd, env=_thread_env(args.threads, framework, cache), capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{framework}/{arch}/{mode} worker failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def cold_start(arch, mode, args, folder):
+    """The accelerated path's first step with an empty kernel cache (numba compiles every kernel
+    it meets): one short worker in a fresh cache directory, which the measured workers of this
+    (arch, mode) then share, so that their first step loads the kernels from it."""
+    cache = Path(folder) / f"{arch}-{mode}"
+    cache.mkdir()
+    args.kernel_caches[(arch, mode)] = cache
+    short = [*args.passthrough, "--warmup", "1", "--train-batches", "1", "--infer-batches", "1", "--latency-calls", "1"]
+    r = spawn("regnet_accel", arch, mode, args, passthrough=short)
+    r["cache"] = "empty"
+    return r
 
 
 def measure_peak(args):
@@ -498,7 +660,7 @@ def torch_available():
 
 
 def usable_frameworks(wanted):
-    need = {"torch": ("torch",), "onnxruntime": ("torch", "onnx", "onnxruntime")}
+    need = {"regnet_accel": ("numba",), "torch": ("torch",), "onnxruntime": ("torch", "onnx", "onnxruntime")}
     out = []
     for fw in wanted:
         missing = [m for m in need.get(fw, ()) if not available(m)]
@@ -518,7 +680,13 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def summarise(runs, archs, frameworks, flops=None, peak=None):
+def summarise(runs, archs, frameworks, flops=None, peak=None, cold_runs=()):
+    """One row per network: medians over rounds per framework and mode, and the ratios. Ratios
+    against another framework are regnet / other (``train_ratio``: the NumPy path over PyTorch;
+    ``accel_train_ratio``: the accelerated path over PyTorch; ``accel_train_speedup``: accelerated
+    over NumPy). ``*_first_ms`` is the first step or prediction of a fresh process (for the
+    accelerated path with its kernels in the on-disk cache), ``regnet_accel_*_compile_ms`` the same
+    with an empty cache (``cold_runs``)."""
     rows = []
     for arch in archs:
         row = {"arch": arch}
@@ -528,19 +696,29 @@ def summarise(runs, archs, frameworks, flops=None, peak=None):
                 row[f"{fw}_{mode}_ips"] = _median(sel, "images_per_s")
                 row[f"{fw}_{mode}_ips_best"] = max((r["images_per_s"] for r in sel), default=None)
                 row[f"{fw}_{mode}_peak_mib"] = _median(sel, "peak_mib")
+                row[f"{fw}_{mode}_first_ms"] = _median(sel, "first_ms")
+                row[f"{fw}_{mode}_steady_ms"] = _median(sel, "steady_ms")
                 cpu = [r["cpu_s"] / r["images"] * 1e6 for r in sel]
                 row[f"{fw}_{mode}_cpu_us_per_img"] = statistics.median(cpu) if cpu else None
                 if mode == "latency":
                     row[f"{fw}_latency_ms"] = _median(sel, "latency_ms")
-            for other in ("torch", "onnxruntime"):
-                suffix = "" if other == "torch" else "_ort"
-                row[f"{mode}_ratio{suffix}"] = _ratio(row.get(f"regnet_{mode}_ips"), row.get(f"{other}_{mode}_ips"))
-                row[f"{mode}_mem_ratio{suffix}"] = _ratio(
-                    row.get(f"regnet_{mode}_peak_mib"), row.get(f"{other}_{mode}_peak_mib")
-                )
-            if mode == "latency":
-                row["latency_ratio"] = _ratio(row.get("regnet_latency_ms"), row.get("torch_latency_ms"))
-                row["latency_ratio_ort"] = _ratio(row.get("regnet_latency_ms"), row.get("onnxruntime_latency_ms"))
+            cold = [r for r in cold_runs if r["arch"] == arch and r["mode"] == mode]
+            row[f"regnet_accel_{mode}_compile_ms"] = _median(cold, "first_ms")
+            for prefix, ours in (("", "regnet"), ("accel_", "regnet_accel")):
+                for other in ("torch", "onnxruntime"):
+                    suffix = "" if other == "torch" else "_ort"
+                    row[f"{prefix}{mode}_ratio{suffix}"] = _ratio(
+                        row.get(f"{ours}_{mode}_ips"), row.get(f"{other}_{mode}_ips")
+                    )
+                    row[f"{prefix}{mode}_mem_ratio{suffix}"] = _ratio(
+                        row.get(f"{ours}_{mode}_peak_mib"), row.get(f"{other}_{mode}_peak_mib")
+                    )
+                if mode == "latency":
+                    row[f"{prefix}latency_ratio"] = _ratio(row.get(f"{ours}_latency_ms"), row.get("torch_latency_ms"))
+                    row[f"{prefix}latency_ratio_ort"] = _ratio(
+                        row.get(f"{ours}_latency_ms"), row.get("onnxruntime_latency_ms")
+                    )
+            row[f"accel_{mode}_speedup"] = _ratio(row.get(f"regnet_accel_{mode}_ips"), row.get(f"regnet_{mode}_ips"))
         if flops and arch in flops:
             row["train_gflop_per_img"] = flops[arch][1] / 1e9
             for fw in TRAINERS:
@@ -555,6 +733,11 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def _cells(row, keys, spec):
+    """Several figures of a row in one cell, ``a / b / c``."""
+    return " / ".join(_fmt(row.get(k), spec) for k in keys)
+
+
 def markdown(head, body):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -563,52 +746,78 @@ def markdown(head, body):
 
 def table(rows):
     """Training and batch inference: images/s, ratios regnet / other (above 1 favours regnet)."""
-    head = ["network", "train img/s regnet", "PyTorch", "ratio", "infer img/s regnet", "PyTorch", "ratio"]
-    head += ["onnxruntime", "ratio"]
+    head = ["network", "train img/s regnet NumPy", "regnet accel", "PyTorch", "NumPy / PyTorch", "accel / PyTorch"]
+    head += ["accel / NumPy"]
     body = []
     for r in rows:
-        body.append(
-            [
-                r["arch"],
-                _fmt(r.get("regnet_train_ips"), ",.0f"),
-                _fmt(r.get("torch_train_ips"), ",.0f"),
-                _fmt(r.get("train_ratio"), ".2f"),
-                _fmt(r.get("regnet_infer_ips"), ",.0f"),
-                _fmt(r.get("torch_infer_ips"), ",.0f"),
-                _fmt(r.get("infer_ratio"), ".2f"),
-                _fmt(r.get("onnxruntime_infer_ips"), ",.0f"),
-                _fmt(r.get("infer_ratio_ort"), ".2f"),
-            ]
-        )
-    return markdown(head, body)
+        cells = [r["arch"]] + [_fmt(r.get(f"{fw}_train_ips"), ",.0f") for fw in TRAINERS]
+        cells += [_fmt(r.get(k), ".2f") for k in ("train_ratio", "accel_train_ratio", "accel_train_speedup")]
+        body.append(cells)
+    out = [markdown(head, body), ""]
+    head = ["network", "infer img/s regnet NumPy", "regnet accel", "PyTorch", "onnxruntime", "NumPy / PyTorch"]
+    head += ["accel / PyTorch", "NumPy / onnxruntime", "accel / onnxruntime", "accel / NumPy"]
+    body = []
+    for r in rows:
+        cells = [r["arch"]] + [_fmt(r.get(f"{fw}_infer_ips"), ",.0f") for fw in FRAMEWORKS]
+        keys = ("infer_ratio", "accel_infer_ratio", "infer_ratio_ort", "accel_infer_ratio_ort", "accel_infer_speedup")
+        body.append(cells + [_fmt(r.get(k), ".2f") for k in keys])
+    out.append(markdown(head, body))
+    return "\n".join(out)
 
 
 def table_latency_memory(rows):
     """Batch-1 latency (ratios regnet / other: below 1 favours regnet), peak memory, matmul peak."""
-    head = ["network", "latency ms regnet", "PyTorch", "onnxruntime", "ratio PyTorch"]
-    head += ["train peak MiB regnet", "PyTorch", "ratio", "infer peak MiB regnet", "PyTorch", "ratio"]
-    head += ["train GFLOP/s regnet", "PyTorch", "of peak regnet", "PyTorch"]
+    head = ["network", "latency ms regnet NumPy", "regnet accel", "PyTorch", "onnxruntime"]
+    head += ["NumPy / PyTorch", "accel / PyTorch", "accel / onnxruntime"]
+    body = []
+    for r in rows:
+        cells = [r["arch"]] + [_fmt(r.get(f"{fw}_latency_ms"), ".3f") for fw in FRAMEWORKS]
+        keys = ("latency_ratio", "accel_latency_ratio", "accel_latency_ratio_ort")
+        body.append(cells + [_fmt(r.get(k), ".2f") for k in keys])
+    out = [markdown(head, body), "", "Peak memory (MiB above the loaded model and data, warm-up included):", ""]
+    head = ["network", "train regnet NumPy / accel / PyTorch", "NumPy / PyTorch", "accel / PyTorch"]
+    head += ["infer regnet NumPy / accel / PyTorch / onnxruntime", "NumPy / PyTorch", "accel / PyTorch"]
     body = []
     for r in rows:
         body.append(
             [
                 r["arch"],
-                _fmt(r.get("regnet_latency_ms"), ".3f"),
-                _fmt(r.get("torch_latency_ms"), ".3f"),
-                _fmt(r.get("onnxruntime_latency_ms"), ".3f"),
-                _fmt(r.get("latency_ratio"), ".2f"),
-                _fmt(r.get("regnet_train_peak_mib"), ".1f"),
-                _fmt(r.get("torch_train_peak_mib"), ".1f"),
+                _cells(r, [f"{fw}_train_peak_mib" for fw in TRAINERS], ".1f"),
                 _fmt(r.get("train_mem_ratio"), ".2f"),
-                _fmt(r.get("regnet_infer_peak_mib"), ".1f"),
-                _fmt(r.get("torch_infer_peak_mib"), ".1f"),
+                _fmt(r.get("accel_train_mem_ratio"), ".2f"),
+                _cells(r, [f"{fw}_infer_peak_mib" for fw in FRAMEWORKS], ".1f"),
                 _fmt(r.get("infer_mem_ratio"), ".2f"),
-                _fmt(r.get("regnet_train_gflops"), ".1f"),
-                _fmt(r.get("torch_train_gflops"), ".1f"),
-                _fmt(r.get("regnet_train_peak_fraction"), ".0%"),
-                _fmt(r.get("torch_train_peak_fraction"), ".0%"),
+                _fmt(r.get("accel_infer_mem_ratio"), ".2f"),
             ]
         )
+    out += [markdown(head, body), "", "Training GFLOP/s of the products and their share of the matmul peak:", ""]
+    head = ["network", "GFLOP per training image", "GFLOP/s regnet NumPy / accel / PyTorch", "of peak"]
+    body = []
+    for r in rows:
+        body.append(
+            [
+                r["arch"],
+                _fmt(r.get("train_gflop_per_img"), ".4f"),
+                _cells(r, [f"{fw}_train_gflops" for fw in TRAINERS], ".1f"),
+                _cells(r, [f"{fw}_train_peak_fraction" for fw in TRAINERS], ".0%"),
+            ]
+        )
+    out.append(markdown(head, body))
+    return "\n".join(out)
+
+
+def table_cold(rows, infer_batch):
+    """The first step of a fresh process against the steady state, in ms."""
+    head = ["network", "first training step: NumPy / accel compiling / accel cached / PyTorch", "steady step"]
+    head += [f"first predict (batch {infer_batch})", "steady predict", "first batch-1 call", "steady"]
+    body = []
+    for r in rows:
+        cells = [r["arch"]]
+        for mode, fws in (("train", TRAINERS), ("infer", FRAMEWORKS), ("latency", FRAMEWORKS)):
+            first = [f"regnet_{mode}_first_ms", f"regnet_accel_{mode}_compile_ms", f"regnet_accel_{mode}_first_ms"]
+            first += [f"{fw}_{mode}_first_ms" for fw in fws[2:]]
+            cells += [_cells(r, first, ",.1f"), _cells(r, [f"{fw}_{mode}_steady_ms" for fw in fws], ",.2f")]
+        body.append(cells)
     return markdown(head, body)
 
 
@@ -628,20 +837,20 @@ def table_scaling(rows, archs, widths_archs):
         hit = [r["us_per_img"] for r in rows if (r["arch"], r["batch"], r["framework"]) == (arch, batch, fw)]
         return hit[0] if hit else None
 
-    head = ["network", *[f"batch {b} regnet / PyTorch" for b in SCALING_BATCHES]]
+    head = ["network", *[f"batch {b} regnet NumPy / accel / PyTorch" for b in SCALING_BATCHES]]
     body = []
     for arch in archs:
         cells = [arch]
         for b in SCALING_BATCHES:
-            r, t = cell(arch, b, "regnet"), cell(arch, b, "torch")
-            cells.append(f"{_fmt(r, ',.0f')} / {_fmt(t, ',.0f')}")
+            cells.append(" / ".join(_fmt(cell(arch, b, fw), ",.0f") for fw in TRAINERS))
         body.append(cells)
     out = ["Training time per image (µs), by batch size:", "", markdown(head, body), ""]
-    head = ["MLP hidden width", "regnet µs/img", "PyTorch µs/img", "ratio (PyTorch / regnet)"]
+    head = ["MLP hidden width", "regnet NumPy µs/img", "regnet accel", "PyTorch", "PyTorch / NumPy", "PyTorch / accel"]
     body = []
     for w, arch in widths_archs:
-        r, t = cell(arch, BATCH, "regnet"), cell(arch, BATCH, "torch")
-        body.append([str(w), _fmt(r, ",.1f"), _fmt(t, ",.1f"), _fmt(_ratio(t, r), ".2f")])
+        r, a, t = (cell(arch, BATCH, fw) for fw in TRAINERS)
+        cells = [str(w), _fmt(r, ",.1f"), _fmt(a, ",.1f"), _fmt(t, ",.1f")]
+        body.append(cells + [_fmt(_ratio(t, r), ".2f"), _fmt(_ratio(t, a), ".2f")])
     out += [f"Training time per image (µs) at batch {BATCH}, by MLP width (Flatten, Dense W relu, Dense 10):", ""]
     out.append(markdown(head, body))
     return "\n".join(out)
@@ -658,26 +867,37 @@ def plot_scaling(rows, archs, widths_archs, path, title):
     except ImportError:
         print("matplotlib is not installed: no plot", file=sys.stderr)
         return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+    from matplotlib.lines import Line2D
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=100, width_ratios=(1.25, 1))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = {"regnet": "-o", "regnet_accel": "-.s", "torch": "--x"}
+    shown_archs, shown_fws = [], []
     for k, arch in enumerate(archs):
-        for fw, style in (("regnet", "-o"), ("torch", "--x")):
+        for fw, style in styles.items():
             pts = sorted((r["batch"], r["us_per_img"]) for r in rows if r["arch"] == arch and r["framework"] == fw)
             if pts:
-                label = f"{arch} ({'PyTorch' if fw == 'torch' else fw})"
-                ax1.plot(*zip(*pts), style, color=colours[k % len(colours)], label=label, ms=4)
+                ax1.plot(*zip(*pts), style, color=colours[k % len(colours)], ms=4)
+                shown_archs += [] if arch in shown_archs else [arch]
+                shown_fws += [] if fw in shown_fws else [fw]
     ax1.set(xscale="log", yscale="log", xlabel="batch size", ylabel="µs per training image")
     ax1.set_xticks(SCALING_BATCHES, [str(b) for b in SCALING_BATCHES])
     ax1.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax1.legend(fontsize=6)
-    for fw, style in (("regnet", "-o"), ("torch", "--x")):
+    # colour: the network; line and marker: the framework (two small legends beside the axes)
+    nets = [Line2D([], [], color=colours[archs.index(a) % len(colours)], lw=2) for a in shown_archs]
+    first = ax1.legend(nets, shown_archs, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1), title="network")
+    first.get_title().set_fontsize(6)
+    ax1.add_artist(first)
+    kinds = [Line2D([], [], color="grey", linestyle=styles[f][:-1], marker=styles[f][-1], ms=4) for f in shown_fws]
+    ax1.legend(kinds, [LABELS[f] for f in shown_fws], fontsize=6, loc="lower left", bbox_to_anchor=(1.01, 0))
+    for fw, style in styles.items():
         pts = []
         for w, arch in widths_archs:
             hit = [r["us_per_img"] for r in rows if (r["arch"], r["batch"], r["framework"]) == (arch, BATCH, fw)]
             if hit:
                 pts.append((w, hit[0]))
         if pts:
-            ax2.plot(*zip(*pts), style, label="PyTorch" if fw == "torch" else fw, ms=4)
+            ax2.plot(*zip(*pts), style, label=LABELS[fw], ms=4)
     ax2.set(xscale="log", yscale="log", xlabel="MLP hidden width", ylabel=f"µs per training image (batch {BATCH})")
     ax2.set_xticks(WIDTHS, [str(w) for w in WIDTHS])
     ax2.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
@@ -708,6 +928,18 @@ def parse(argv):
     )
     ap.add_argument("--scaling-images", type=int, help="timed training images per scaling run (default 2048)")
     ap.add_argument(
+        "--scaling-archs",
+        nargs="+",
+        choices=list(ARCHS),
+        help=f"networks of the batch-size scaling runs (default: those of --archs among {', '.join(SCALING_DEFAULT)})",
+    )
+    ap.add_argument(
+        "--no-cold",
+        dest="cold",
+        action="store_false",
+        help="skip the accelerated path's first step with an empty kernel cache (a short worker per network and mode)",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=default_threads(),
@@ -721,6 +953,17 @@ def parse(argv):
         help="measure in this process (a quick check: peak memory is then not meaningful)",
     )
     ap.add_argument("--out", help="JSON file (default benchmarks/results/bench-<time>.json; .md and .png beside it)")
+    ap.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: write the report (.md) and the plot (.png) beside this result file again from it",
+    )
+    ap.add_argument(
+        "--readme",
+        metavar="MD",
+        help="with --render: also replace the generated block of this Markdown file (README.md) by the "
+        "result's context, summary table and plot",
+    )
     ap.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "ARCH", "MODE"), help=argparse.SUPPRESS)
     ap.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -745,6 +988,9 @@ def parse(argv):
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.scaling_archs is None:
+        args.scaling_archs = [a for a in args.archs if a in SCALING_DEFAULT]
+    args.kernel_caches = {}  # (arch, mode) -> numba's cache directory for the accelerated workers
     args.passthrough = [
         "--warmup",
         str(args.warmup),
@@ -767,8 +1013,10 @@ def parse(argv):
 
 def _log(r):
     fig = f"{r['latency_ms']:8.3f} ms" if r["mode"] == "latency" else f"{r['images_per_s']:9,.0f} img/s"
+    when = f"round {r['round']}" if "round" in r else f"cache {r.get('cache')}"
     print(
-        f"  {r['arch']:15s} {r['mode']:7s} b{r['batch']:<4d} {r['framework']:11s} round {r['round']}: {fig}, "
+        f"  {r['arch']:15s} {r['mode']:7s} b{r['batch']:<4d} {r['framework']:12s} {when}: {fig}, "
+        f"first {r['first_ms']:,.1f} ms, "
         f"peak {_fmt(r['peak_mib'], '.1f')} MiB",
         file=sys.stderr,
         flush=True,
@@ -791,7 +1039,7 @@ def run_one(fw, arch, mode, args, batch=None):
 def scaling(args, frameworks):
     """Training runs at batch sizes ``SCALING_BATCHES`` and MLP widths ``WIDTHS`` (rotating order)."""
     trainers = [f for f in frameworks if f in TRAINERS]
-    plan = [(arch, b) for arch in args.archs for b in SCALING_BATCHES]
+    plan = [(arch, b) for arch in args.scaling_archs for b in SCALING_BATCHES]
     plan += [(f"mlp_{w}", BATCH) for w in WIDTHS if (f"mlp_{w}", BATCH) not in plan]
     saved = (args.warmup, args.train_batches, args.passthrough)
     runs = []
@@ -820,31 +1068,40 @@ def main(argv=None):
     if args.peak:
         print(matmul_peak(args.peak_size))
         return 0
+    if args.render:
+        return render(Path(args.render), args.readme)
     ctx = machine.context(argv, args.threads)
     frameworks = usable_frameworks(args.frameworks)
     peak = measure_peak(args)
     print(f"float32 matmul peak: {peak:,.1f} GFLOP/s with {args.threads} thread(s)", file=sys.stderr)
-    runs = []
-    for arch in args.archs:
-        for mode in args.modes:
-            fws = [f for f in frameworks if mode != "train" or f in TRAINERS]
-            for rnd in range(args.rounds):
-                for fw in fws if rnd % 2 == 0 else fws[::-1]:
-                    r = run_one(fw, arch, mode, args)
-                    r["round"] = rnd
-                    runs.append(r)
+    runs, cold_runs = [], []
+    with tempfile.TemporaryDirectory(prefix="regnet-bench-kernels-") as caches:
+        args.kernel_caches[None] = Path(caches)  # the accelerated workers' cache where no cold run made one
+        for arch in args.archs:
+            for mode in args.modes:
+                fws = [f for f in frameworks if mode != "train" or f in TRAINERS]
+                if "regnet_accel" in fws and args.cold and not args.in_process:
+                    r = cold_start(arch, mode, args, caches)
+                    cold_runs.append(r)
                     _log(r)
-    scale_runs = scaling(args, frameworks) if args.scaling_rounds > 0 and "train" in args.modes else []
+                for rnd in range(args.rounds):
+                    for fw in fws if rnd % 2 == 0 else fws[::-1]:
+                        r = run_one(fw, arch, mode, args)
+                        r["round"] = rnd
+                        runs.append(r)
+                        _log(r)
+        scale_runs = scaling(args, frameworks) if args.scaling_rounds > 0 and "train" in args.modes else []
     flops = {arch: matmul_flops(regnet_model(arch)) for arch in [*args.archs, *SCALING_ARCHS]}
-    rows = summarise(runs, args.archs, list(FRAMEWORKS), flops, peak)
+    rows = summarise(runs, args.archs, list(FRAMEWORKS), flops, peak, cold_runs)
     scale = scaling_rows(scale_runs)
-    widths = [(w, f"mlp_{w}") for w in WIDTHS]
     ctx["load_average_end"] = machine.load_average()
     ctx["matmul_peak_gflops"] = peak
     out = Path(args.out) if args.out else HERE / "results" / time.strftime("bench-%Y%m%d-%H%M%S.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         **ctx,
+        "archs": args.archs,
+        "scaling_archs": args.scaling_archs,
         "batch": args.batch,
         "infer_batch": args.infer_batch,
         "rounds": args.rounds,
@@ -854,38 +1111,136 @@ def main(argv=None):
         "latency_calls": args.latency_calls,
         "scaling_rounds": args.scaling_rounds,
         "scaling_images": args.scaling_images,
+        "peak_size": args.peak_size,
         "synthetic": args.synthetic,
         "in_process": args.in_process,
+        "cold": bool(cold_runs),
         "frameworks": frameworks,
+        "accel_paths": {r["framework"]: r["accel"] for r in runs if r.get("accel")},
         "flops_per_image": {a: {"forward": f, "training": t} for a, (f, t) in flops.items()},
     }
+    result = {
+        "meta": meta,
+        "summary": rows,
+        "scaling": scale,
+        "runs": runs,
+        "cold_runs": cold_runs,
+        "scaling_runs": scale_runs,
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(write_report(result, out))
+    print(f"results written to {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+    return 0
+
+
+def write_report(result, out):
+    """Write the Markdown report (and the plot, when the result has scaling runs) beside the
+    result file ``out`` from the result alone; return the report's text."""
+    meta, rows, scale = result["meta"], result["summary"], result.get("scaling") or []
+    infer_batch = meta.get("infer_batch", 1000)
+    size = meta.get("peak_size", 2048)
     text = [
-        f"# Benchmark {ctx['time']}",
+        f"# Benchmark {meta['time']}",
         "",
-        machine.describe(ctx),
-        f"* float32 matmul peak (np.matmul {args.peak_size}x{args.peak_size}, best of 7): {peak:,.1f} GFLOP/s",
+        machine.describe(meta),
+        f"* float32 matmul peak (np.matmul {size}x{size}, best of 7): {meta['matmul_peak_gflops']:,.1f} GFLOP/s",
         "",
-        f"Training (batch {args.batch}, Adam) and inference (batch {args.infer_batch}), median images/s; "
-        "ratios regnet / other:",
+        f"Training (batch {meta['batch']}, Adam) and inference (batch {infer_batch}), median images/s; "
+        "ratios regnet / other (above 1 favours regnet); regnet NumPy is `REGNET_ACCEL=0`, regnet accel the "
+        "compiled accelerator:",
         "",
         table(rows),
         "",
-        "Batch-1 latency (median ms per single-image call), peak memory (MiB above the loaded model) and "
-        "the share of the matmul peak each training run reaches:",
+        "Batch-1 latency (median ms per single-image call; ratios below 1 favour regnet):",
         "",
         table_latency_memory(rows),
+        "",
+        "Cold start: the first step of a fresh process (ms; the first training step includes `fit`'s "
+        "one-time set-up), with the accelerated path's kernels compiled from an empty cache and loaded "
+        "from the on-disk cache, against the median of the steady state (a training step, a predict "
+        f"of {infer_batch}, a single-image call); the first-predict and first-call cells add "
+        "onnxruntime last:",
+        "",
+        table_cold(rows, infer_batch),
     ]
     if scale:
-        text += ["", table_scaling(scale, args.archs, widths)]
-        png = plot_scaling(scale, args.archs, widths, out.with_suffix(".png"), f"{ctx['cpu']}, {args.threads} threads")
+        names = {r["arch"] for r in scale}
+        archs = [a for a in meta.get("scaling_archs") or meta.get("archs") or [r["arch"] for r in rows] if a in names]
+        widths = [(w, f"mlp_{w}") for w in WIDTHS]
+        text += ["", table_scaling(scale, archs, widths)]
+        title = f"{meta['cpu']}, {meta['threads']} threads"
+        png = plot_scaling(scale, archs, widths, out.with_suffix(".png"), title)
         if png:
             text += ["", f"![time per image]({png.name})"]
     report = "\n".join(text) + "\n"
-    print(report)
-    result = {"meta": meta, "summary": rows, "scaling": scale, "runs": runs, "scaling_runs": scale_runs}
-    out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(report)
-    print(f"results written to {out} and {out.with_suffix('.md').name}", file=sys.stderr)
+    return report
+
+
+BEGIN, END = "<!-- bench:begin", "<!-- bench:end -->"
+
+
+def readme_block(result, png=None):
+    """The README's part of a result: one sentence of context, one table, the plot."""
+    meta = result["meta"]
+    blas = ", ".join(
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture', '?')} kernel)"
+        for b in meta.get("blas") or []
+    )
+    lines = [
+        f"One run of `{meta['command']}` ({meta['time']}, revision {meta.get('revision')}): {meta['cpu']}, "
+        f"{meta['usable_cores']} usable cores, {meta['threads']} threads for every framework, "
+        f"{blas or 'BLAS unknown'}, "
+        f"Python {meta['python']}, NumPy {meta['numpy']}, numba {meta.get('numba')}, PyTorch {meta.get('torch')}, "
+        f"onnxruntime {meta.get('onnxruntime')}, load average {meta.get('load_average_start')} at the start and "
+        f"{meta.get('load_average_end')} at the end. regnet NumPy is `REGNET_ACCEL=0`, regnet accel the compiled "
+        "accelerator; ratios are regnet / PyTorch (onnxruntime where named), above 1 favouring regnet for "
+        "images/s; the first training step is a fresh process's, accel compiling its kernels from an empty "
+        "cache and loading them from the cache.",
+        "",
+    ]
+    head = ["network", "train img/s NumPy / accel / PyTorch", "ratio NumPy / accel"]
+    head += ["inference img/s NumPy / accel / PyTorch / onnxruntime", "ratio NumPy / accel", "accel / onnxruntime"]
+    head += ["batch-1 ms NumPy / accel / PyTorch", "first step ms NumPy / accel compiling / cached / PyTorch"]
+    head += ["train peak MiB NumPy / accel / PyTorch"]
+    body = []
+    for r in result["summary"]:
+        first = ["regnet_train_first_ms", "regnet_accel_train_compile_ms", "regnet_accel_train_first_ms"]
+        body.append(
+            [
+                r["arch"],
+                _cells(r, [f"{fw}_train_ips" for fw in TRAINERS], ",.0f"),
+                _cells(r, ["train_ratio", "accel_train_ratio"], ".2f"),
+                _cells(r, [f"{fw}_infer_ips" for fw in FRAMEWORKS], ",.0f"),
+                _cells(r, ["infer_ratio", "accel_infer_ratio"], ".2f"),
+                _fmt(r.get("accel_infer_ratio_ort"), ".2f"),
+                _cells(r, [f"{fw}_latency_ms" for fw in TRAINERS], ".3f"),
+                _cells(r, [*first, "torch_train_first_ms"], ",.0f"),
+                _cells(r, [f"{fw}_train_peak_mib" for fw in TRAINERS], ".0f"),
+            ]
+        )
+    lines.append(markdown(head, body))
+    if png is not None:
+        lines += ["", f"![training time per image]({png})"]
+    return "\n".join(lines)
+
+
+def render(path, readme=None):
+    """``--render``: the report and plot of a result file, and optionally its README block."""
+    result = json.loads(path.read_text())
+    print(write_report(result, path))
+    print(f"report written to {path.with_suffix('.md')}", file=sys.stderr)
+    if readme:
+        readme = Path(readme)
+        text = readme.read_text()
+        start, end = text.find(BEGIN), text.find(END)
+        if start < 0 or end < start:
+            raise SystemExit(f"{readme}: no block between {BEGIN} ... --> and {END} to replace")
+        png = path.with_suffix(".png")
+        rel = Path(os.path.relpath(png, readme.resolve().parent)).as_posix() if png.exists() else None
+        head = text[: text.index("\n", start) + 1]  # the begin marker's line stays as it is
+        readme.write_text(head + readme_block(result, rel) + "\n" + text[end:])
+        print(f"{readme}: the block between the bench markers now shows {path.name}", file=sys.stderr)
     return 0
 
 

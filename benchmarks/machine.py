@@ -93,6 +93,7 @@ def context(argv, threads):
         "torch": version("torch"),
         "onnxruntime": version("onnxruntime"),
         "onnx": version("onnx"),
+        "numba": version("numba"),
         "regnet": version("regnet"),
         "revision": git_revision(),
         "platform": platform.platform(),
@@ -107,15 +108,17 @@ def describe(ctx):
         f"{b.get('num_threads')} threads by default, {ctx['threads']} in every measurement)"
         for b in ctx.get("blas") or []
     )
+    paths = "; ".join(f"{fw}: {line}" for fw, line in (ctx.get("accel_paths") or {}).items())
     load = ctx.get("load_average_start")
     end = ctx.get("load_average_end")
     return "\n".join(
         [
             f"* command: `{ctx['command']}` ({ctx['time']}, revision {ctx.get('revision')})",
             f"* CPU: {ctx['cpu']}, {ctx['cores']} cores ({ctx['usable_cores']} usable), {ctx['memory_gib']} GiB",
-            f"* threads: {ctx['threads']} for both frameworks; BLAS: {blas_text or 'unknown (no threadpoolctl)'}",
-            f"* Python {ctx['python']}, NumPy {ctx['numpy']}, PyTorch {ctx.get('torch')}, "
+            f"* threads: {ctx['threads']} for every framework; BLAS: {blas_text or 'unknown (no threadpoolctl)'}",
+            f"* Python {ctx['python']}, NumPy {ctx['numpy']}, numba {ctx.get('numba')}, PyTorch {ctx.get('torch')}, "
             f"onnxruntime {ctx.get('onnxruntime')}, regnet {ctx.get('regnet')}",
+            f"* regnet paths: {paths or 'one (no accelerator column)'}",
             f"* load average (1, 5, 15 min) at start {load}, at end {end}",
         ]
     )

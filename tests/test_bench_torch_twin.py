@@ -84,3 +84,62 @@ def test_onnx_export_of_every_twin_runs_in_onnxruntime(bench, tmp_path):
         sess = bench.ort_session(model, arch, 1, tmp_path)
         x = np.random.default_rng(3).random((4, *bench.input_shape(arch)), dtype=np.float32)
         np.testing.assert_allclose(sess.run(None, {"x": x})[0], model.forward(x, logits=True), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("arch", "pairs"),
+    [
+        # (regnet layer, its tensor, the twin's parameter path, how the twin lays it out)
+        (
+            "lstm_128",
+            [
+                ("lstm_1", "kernel", "1.lstm.weight_ih_l0", "T"),
+                ("lstm_1", "recurrent_kernel", "1.lstm.weight_hh_l0", "T"),
+            ],
+        ),
+        (
+            "vit_2x64",
+            [
+                ("b1_mha", "query_kernel", "layers.b1_mha.mha.in_proj_weight", "q"),
+                ("b2_mha", "output_kernel", "layers.b2_mha.mha.out_proj.weight", "out"),
+                ("b1_norm1", "gamma", "layers.b1_norm1.weight", ""),
+                ("position", "embeddings", "layers.position.embeddings", ""),
+            ],
+        ),
+        (
+            "dwsep_16_32_64",
+            [
+                ("depthwise_conv2d_1", "kernel", "3.weight", ""),
+                ("conv2d_3", "kernel", "12.weight", ""),
+                ("batch_norm_2", "gamma", "4.weight", ""),
+            ],
+        ),
+    ],
+)
+def test_new_twins_take_the_same_gradients(bench, arch, pairs):
+    """The sequence, attention and depthwise twins: training-mode outputs and weight gradients."""
+    torch = pytest.importorskip("torch")
+
+    model = bench.regnet_model(arch)
+    twin = bench.torch_model(model).train()
+    rng = np.random.default_rng(4)
+    x = rng.random((6, *bench.input_shape(arch)), dtype=np.float32)
+    y = rng.integers(0, 10, 6)
+    out = model.forward(x, training=True, logits=True)
+    _, grad = model.training_loss.value_and_grad(out, y)
+    model.backward(grad, input_grad=False)
+    logits = twin(torch.from_numpy(x))
+    np.testing.assert_allclose(out, logits.detach().numpy(), rtol=1e-4, atol=1e-5)
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).backward()
+    params = dict(twin.named_parameters())
+    for layer, tensor, path, layout in pairs:
+        ours = model.get_layer(layer).grads[tensor]
+        theirs = params[path].grad.numpy()
+        if layout == "T":
+            theirs = theirs.T
+        elif layout == "q":  # the query rows of in_proj_weight: (heads * key_dim, D) -> (D, heads, key_dim)
+            theirs = theirs[: ours.shape[1] * ours.shape[2]].T.reshape(ours.shape)
+        elif layout == "out":  # out_proj.weight (D, heads * key_dim) -> (heads, key_dim, D)
+            theirs = theirs.T.reshape(ours.shape)
+        assert np.abs(theirs).max() > 0
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4 * np.abs(theirs).max())
