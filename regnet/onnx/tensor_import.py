@@ -31,7 +31,21 @@ from .handlers import hint_type
 Node = onnx.NodeProto
 
 #: for each operator handled here, the newest version (``since_version``) whose semantics it knows
-KNOWN_VERSIONS = {"Where": 16, "Equal": 19, "Expand": 13, "Not": 1, "Sqrt": 13}
+KNOWN_VERSIONS = {
+    "Where": 16,
+    "Equal": 19,
+    "Expand": 13,
+    "Not": 1,
+    "Sqrt": 13,
+    "Range": 11,
+    "Less": 13,
+    "LessOrEqual": 16,
+    "Greater": 13,
+    "GreaterOrEqual": 16,
+    "And": 7,
+    "Or": 7,
+    "IsNaN": 20,
+}
 #: the operators whose regnet layers broadcast a sample of fewer axes by itself
 BROADCASTING = vocab_handlers.MERGES | {"MatMul", "Where"}
 
@@ -194,6 +208,9 @@ def gather(st: ImportState, node: Node, attrs_: dict) -> None:
     """``Gather`` of a run-time tensor at constant indices: a ``Gather`` layer (a scalar index drops
     the axis). A constant table read at run-time ids is an Embedding, as before."""
     x, idx = st.input(node, 0), st.input(node, 1)
+    if isinstance(x, Mask) and isinstance(idx, np.ndarray):
+        _gather_mask(st, node, x, idx, int(attrs_.get("axis", 0)))
+        return
     if not isinstance(x, Tensor) or _is_mask(x) or isinstance(idx, Tensor) or idx is None:
         _fallback(st, node, attrs_)
         return
@@ -217,6 +234,17 @@ def gather(st: ImportState, node: Node, attrs_: dict) -> None:
         shape[ax - 1] = len(values)
     config = _as_hinted(node, "Gather", {"indices": indices, "axis": ax}, x.shape)
     st.add(node, "Gather", config, [x], tuple(shape))
+
+
+def _gather_mask(st: ImportState, node: Node, m: Mask, idx: np.ndarray, axis: int) -> None:
+    """A mask taken at every index of an axis in order (``mask[:, arange(L)]``, as transformers'
+    padding mask is read) is the mask itself; other takes of a mask are refused."""
+    rank = len(m.shape) + 1
+    ax = _axis(st, node, axis, rank)
+    n = m.shape[ax - 1]
+    if idx.dtype.kind not in "iu" or idx.ndim != 1 or not np.array_equal(np.where(idx < 0, idx + n, idx), np.arange(n)):
+        raise st.fail(node, f"taking indices of shape {list(idx.shape)} of a mask is supported only as every index in order")
+    st.alias(node, m)
 
 
 def _python_slice(start: int, end: int, step: int, n: int) -> tuple[int, int | None, int]:
