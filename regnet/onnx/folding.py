@@ -134,8 +134,10 @@ def _arith(fn):
     def run(attrs, inputs, opset):
         a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
         _numeric(a, b)
+        # shape values without the batch size (object arrays) are plain integers
+        a, b = (v.astype(np.int64) if v.dtype == object else v for v in (a, b))
         _bounded(np.broadcast_shapes(a.shape, b.shape))
-        out = fn(a, b)
+        out = np.asarray(fn(a, b))
         return out.astype(np.result_type(a, b), copy=False)
 
     return run
@@ -249,6 +251,7 @@ FOLDERS: dict[str, Callable[[dict, list, int], Any]] = {
     "Not": lambda attrs, inputs, opset: np.logical_not(np.asarray(inputs[0], bool)),
     "Sqrt": lambda attrs, inputs, opset: np.sqrt(np.asarray(inputs[0], np.float64)).astype(np.asarray(inputs[0]).dtype),
     "Range": _range,
+    "Pow": _arith(lambda a, b: np.power(a.astype(np.float64), b.astype(np.float64))),
     "Less": _compare(np.less),
     "LessOrEqual": _compare(np.less_equal),
     "Greater": _compare(np.greater),
@@ -294,6 +297,7 @@ RESULT_SIZE: dict[str, Callable[[dict, list], int]] = {
     "Where": lambda attrs, inputs: math.prod(np.broadcast_shapes(*(np.shape(v) for v in inputs[:3]))),
     "Expand": _expand_size,
     "Range": lambda attrs, inputs: _range_length(inputs),
+    "Pow": _broadcast_size,
     **{op: _broadcast_size for op in ("Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or")},
 }
 
