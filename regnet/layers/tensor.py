@@ -586,4 +586,42 @@ class CausalMask(Layer):
         return ctx.node("Where", [keep, inputs[0], ctx.constant(np.float32(self.value), "value")])
 
 
-__all__ = ["MatMul", "Softmax", "Gather", "Slice", "Cast", "Where", "CausalMask", "resolve_axis"]
+# -- ReplaceNaN -------------------------------------------------------------------------------------
+@layer("ReplaceNaN", aliases=("NanToNum",))
+class ReplaceNaN(Layer):
+    """``x`` with its NaN entries replaced by ``value``, as attention guards its softmax (a row of
+    scores all masked to ``-inf`` gives NaN; PyTorch's scaled dot-product attention writes
+    ``where(isnan(p), 0, p)``). The gradient passes where ``x`` was kept.
+
+    >>> import numpy as np
+    >>> from regnet.layers import ReplaceNaN
+    >>> guard = ReplaceNaN()
+    >>> guard.setup((3,), np.random.default_rng(0))
+    (3,)
+    >>> guard(np.array([[0.5, np.nan, 1.0]], np.float32))
+    array([[0.5, 0. , 1. ]], dtype=float32)
+    """
+
+    value: float = fields.number(0.0, doc="the value that replaces NaN")
+
+    fresh_output = True
+    #: not config fields: how the conformance kit tests this layer
+    test_input_shape = (2, 3)
+    test_cases = [{"config": {"value": -1.0}, "input_shape": (4,)}]
+
+    def forward(self, x, training=False):
+        nan = np.isnan(x)
+        self.cache.nan = nan
+        return np.where(nan, np.asarray(self.value, x.dtype), x)
+
+    def backward(self, grad, *, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        return np.where(self.cache.nan, np.zeros((), grad.dtype), grad)
+
+    def to_onnx(self, ctx, inputs):
+        nan = ctx.node("IsNaN", inputs[:1])
+        return ctx.node("Where", [nan, ctx.constant(np.float32(self.value), "value"), inputs[0]])
+
+
+__all__ = ["MatMul", "Softmax", "Gather", "Slice", "Cast", "Where", "CausalMask", "ReplaceNaN", "resolve_axis"]

@@ -81,6 +81,14 @@ class Merged:
     tensor: Tensor
 
 
+@attrs.define(eq=False)
+class NaNTest:
+    """``IsNaN`` of a float run-time tensor: read only by ``Where(test, value, tensor)`` (a
+    ``ReplaceNaN`` layer)."""
+
+    tensor: Tensor
+
+
 def _mask(x: "Tensor | Mask") -> Mask:
     if isinstance(x, Mask):
         return x
@@ -260,6 +268,24 @@ def _gather_mask(st: ImportState, node: Node, m: Mask, idx: np.ndarray, axis: in
     st.alias(node, m)
 
 
+def _slice_mask(st: ImportState, node: Node, m: Mask) -> None:
+    """A mask sliced whole (``mask[:, :, :, :L]`` of length ``L``) is the mask itself; other slices
+    of a mask are refused."""
+    starts = [int(v) for v in st.int_const(node, 1, "starts").ravel()]
+    ends = [int(v) for v in st.int_const(node, 2, "ends").ravel()]
+    rank = len(m.shape) + 1
+    axes = [int(v) for v in st.int_const(node, 3, "axes").ravel()] if st.input(node, 3) is not None else None
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [int(v) for v in st.int_const(node, 4, "steps").ravel()] if st.input(node, 4) is not None else None
+    steps = [1] * len(starts) if steps is None else steps
+    for s, e, a, step in zip(starts, ends, axes, steps):
+        ax = _axis(st, node, a, rank)
+        n = m.shape[ax - 1]
+        if step != 1 or _python_slice(s, e, 1, n)[:2] != (0, n):
+            raise st.fail(node, f"slicing a mask is supported only whole (axis {ax}: [{s}:{e}:{step}] of {n})")
+    st.alias(node, m)
+
+
 def _python_slice(start: int, end: int, step: int, n: int) -> tuple[int, int | None, int]:
     """ONNX ``Slice`` bounds (clamped as ONNX clamps them) as Python's ``start:stop:step``."""
     start = start + n if start < 0 else start
@@ -275,6 +301,9 @@ def slice_(st: ImportState, node: Node, attrs_: dict) -> None:
     axis) where the exporter wrote one or the other readings (channels, cropping, the time
     reversal of a recurrent output) do not apply."""
     x = st.input(node, 0)
+    if isinstance(x, Mask):
+        _slice_mask(st, node, x)
+        return
     if not isinstance(x, Tensor) or _is_mask(x) or st.opset < 10:
         _fallback(st, node, attrs_)
         return
@@ -509,6 +538,18 @@ def _scalar(value: np.ndarray) -> float | None:
     return float(array.ravel()[0]) if array.size == 1 and array.dtype.kind in "fiu" else None
 
 
+#: an infinite mask value (PyTorch's sdpa writes ``-inf``) as regnet's layers store it: float32's
+#: largest finite number of that sign (a config holds finite numbers; after a softmax the weights
+#: are the same unless every key of a query is masked, see docs/onnx.md)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _finite(number: float) -> float:
+    if math.isinf(number):
+        return math.copysign(_FLOAT32_MAX, number)
+    return float(np.float32(number))
+
+
 def equal(st: ImportState, node: Node, attrs_: dict) -> None:
     """``Equal(mask, 0)``: the negated condition (non-zero is true)."""
     a, b = st.input(node, 0), st.input(node, 1)
@@ -531,6 +572,13 @@ def where(st: ImportState, node: Node, attrs_: dict) -> None:
     """``Where(condition, x, y)`` with a run-time condition: a ``Where`` layer, a scalar constant
     branch as its ``true_value`` or ``false_value``."""
     cond = st.input(node, 0)
+    if isinstance(cond, NaNTest):
+        same = node.input[2] and st.input(node, 2) is cond.tensor
+        value = _scalar_branch(st, node, st.input(node, 1), "the first branch") if same else None
+        if value is None:
+            raise st.fail(node, "Where on IsNaN(x) is supported only as Where(IsNaN(x), number, x)")
+        st.add(node, "ReplaceNaN", {"value": value}, [cond.tensor], cond.tensor.shape)
+        return
     if isinstance(cond, np.ndarray):
         _constant_condition(st, node, cond)
         return
@@ -554,7 +602,7 @@ def where(st: ImportState, node: Node, attrs_: dict) -> None:
         number = _scalar(value)
         if number is None:
             raise st.fail(node, f"a constant branch of shape {list(np.shape(value))} is unsupported (one number)")
-        config[key] = float(np.float32(number))
+        config[key] = _finite(number)
     condition = m.base if _leading_ones(m.layout, m.base.shape) else None
     if condition is None:  # values laid out otherwise: as numbers, reshaped (non-zero stays non-zero)
         entry = st.add(node, "Cast", {}, [m.base], m.base.shape)
@@ -607,7 +655,7 @@ def _scalar_branch(st: ImportState, node: Node, value: object, what: str) -> flo
     number = _scalar(value) if isinstance(value, np.ndarray) else None
     if number is None:
         raise st.fail(node, f"{what} must be one constant number with a causal (constant) condition")
-    return float(np.float32(number))
+    return _finite(number)
 
 
 def _constant_condition(st: ImportState, node: Node, keep: np.ndarray) -> None:
@@ -669,6 +717,18 @@ def gemm(st: ImportState, node: Node, attrs_: dict) -> None:
     st.values[node.output[0]] = Merged(Tensor(out.source, out.source.shape))
 
 
+def isnan(st: ImportState, node: Node, attrs_: dict) -> None:
+    """``IsNaN`` of a float tensor (the guard after an attention softmax): a ``NaNTest`` for the
+    ``Where`` that reads it."""
+    x = st.input(node, 0)
+    if not isinstance(x, Tensor) or _is_mask(x):
+        raise st.fail(node, "IsNaN is supported only of a float run-time tensor")
+    readers = st.readers.get(node.output[0], [])
+    if not readers or node.output[0] in st.outputs or any(r.op_type != "Where" for r in readers):
+        raise st.fail(node, "IsNaN is supported only as the condition of Where(IsNaN(x), number, x)")
+    st.alias(node, NaNTest(x))
+
+
 def and_(st: ImportState, node: Node, attrs_: dict) -> None:
     """``And`` of a run-time condition (an attention mask) and a constant one (a causal mask): the
     condition with the constant kept aside for ``Where``."""
@@ -704,6 +764,7 @@ HANDLERS: dict[str, Callable[[ImportState, Node, dict], None]] = {
     "And": and_,
     "Gemm": gemm,
     "Split": split,
+    "IsNaN": isnan,
 }
 
-__all__ = ["HANDLERS", "KNOWN_VERSIONS", "Mask", "Merged"]
+__all__ = ["HANDLERS", "KNOWN_VERSIONS", "Mask", "Merged", "NaNTest"]
