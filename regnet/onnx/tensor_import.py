@@ -264,7 +264,9 @@ def _gather_mask(st: ImportState, node: Node, m: Mask, idx: np.ndarray, axis: in
     ax = _axis(st, node, axis, rank)
     n = m.shape[ax - 1]
     if idx.dtype.kind not in "iu" or idx.ndim != 1 or not np.array_equal(np.where(idx < 0, idx + n, idx), np.arange(n)):
-        raise st.fail(node, f"taking indices of shape {list(idx.shape)} of a mask is supported only as every index in order")
+        raise st.fail(
+            node, f"taking indices of shape {list(idx.shape)} of a mask is supported only as every index in order"
+        )
     st.alias(node, m)
 
 
@@ -422,7 +424,7 @@ def _merge_reshape(st: ImportState, node: Node, x: "Tensor | Merged") -> bool:
     if isinstance(x, Merged):
         t = x.tensor
         rest = [int(t.shape[i]) if d == 0 and i < len(t.shape) else d for i, d in enumerate(target[1:])]
-        if target and (target[0] is BATCH or target[0] == st.batch) and tuple(rest) == tuple(t.shape):
+        if target and (target[0] is BATCH or target[0] in (-1, st.batch)) and tuple(rest) == tuple(t.shape):
             st.pass_through(node, t)
             return True
         raise st.fail(node, f"reshaping the merged batch {_shape(t)} to {target} is unsupported (only back to it)")
@@ -634,7 +636,9 @@ def _causal(st: ImportState, node: Node, keep: np.ndarray, shape: tuple) -> None
     keep = np.asarray(keep).astype(bool)
     n = shape[-1] if shape else 0
     if len(shape) < 2 or shape[-2] != n or keep.ndim > len(shape) + 1:
-        raise st.fail(node, f"a constant condition of shape {list(keep.shape)} on inputs {_shape_list(shape)} is unsupported")
+        raise st.fail(
+            node, f"a constant condition of shape {list(keep.shape)} on inputs {_shape_list(shape)} is unsupported"
+        )
     try:
         full = np.broadcast_to(keep, (*keep.shape[:-2], n, n)) if keep.ndim >= 2 else None
     except ValueError:
@@ -649,6 +653,13 @@ def _causal(st: ImportState, node: Node, keep: np.ndarray, shape: tuple) -> None
 
 def _shape_list(shape: tuple) -> list:
     return ["N", *shape]
+
+
+def _broadcasts_into(shape: tuple, target: tuple) -> bool:
+    try:
+        return tuple(np.broadcast_shapes(shape, target)) == tuple(target)
+    except ValueError:
+        return False
 
 
 def _scalar_branch(st: ImportState, node: Node, value: object, what: str) -> float:
@@ -666,11 +677,16 @@ def _constant_condition(st: ImportState, node: Node, keep: np.ndarray) -> None:
         raise st.fail(node, "Where with a constant condition is supported only with a run-time float first branch")
     value = _scalar_branch(st, node, other, "the second branch")
     keep = np.asarray(keep).astype(bool)
-    if keep.all() and _leading_ones((1, *x.shape), keep.shape) or keep.all() and keep.size == 1:
+    if keep.all() and _broadcasts_into(keep.shape, (1, *x.shape)):
         st.pass_through(node, x)
         return
-    _causal(st, node, keep, x.shape)
-    st.add(node, "CausalMask", {"value": value}, [x], x.shape)
+    n = x.shape[-1] if x.shape else 0
+    if len(x.shape) >= 2 and x.shape[-2] == 1:  # one row for every query: broadcast by the mask
+        shape = (*x.shape[:-2], n, n)
+    else:
+        shape = x.shape
+    _causal(st, node, keep, shape)
+    st.add(node, "CausalMask", {"value": value}, [x], shape)
 
 
 def _and_causal(st: ImportState, node: Node, m: Mask) -> None:
@@ -694,7 +710,9 @@ def _and_causal(st: ImportState, node: Node, m: Mask) -> None:
         padded.source.names = [f"{n}_padding" for n in padded.source.names]
         padded.source.hint = None
     if len(padded.shape) != len(shape) or padded.shape[-1] != shape[-1] or padded.shape[-2] not in (1, shape[-2]):
-        raise st.fail(node, f"the condition {_shape_list(m.layout)} and the causal mask {_shape_list(shape)} do not combine")
+        raise st.fail(
+            node, f"the condition {_shape_list(m.layout)} and the causal mask {_shape_list(shape)} do not combine"
+        )
     st.add(node, "CausalMask", {"value": value}, [padded], (*padded.shape[:-2], shape[-1], shape[-1]))
 
 
