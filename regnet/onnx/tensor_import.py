@@ -1,8 +1,10 @@
 """Import handlers for the generic tensor operators of transformer graphs (HuggingFace BERT,
-DistilBERT): ``MatMul`` of two run-time tensors, ``Gather`` and ``Slice`` with constant indices
-along any non-batch axis, ``Softmax`` (regnet's own layer), ``Cast``, ``Equal``, ``Not``,
-``Where`` and ``Expand`` of attention masks, and ``Unsqueeze`` of leading axes before layers that
-broadcast. Each handler takes ``(state, node, attrs)``; a node it does not handle goes to the
+DistilBERT, GPT-2): ``MatMul`` of two run-time tensors, ``Gather`` and ``Slice`` with constant
+indices along any non-batch axis, ``Softmax`` (regnet's own layer), ``Cast``, ``Equal``, ``Not``,
+``And`` (with a constant causal mask), ``Where`` and ``Expand`` of attention masks, ``Unsqueeze``
+of leading axes before layers that broadcast, ``Where`` with a constant causal condition
+(``CausalMask``), the ``IsNaN`` guard (``ReplaceNaN``), ``Gemm`` on the batch merged into the
+positions (``Merged``) and ``Split`` off the channel axis. Each handler takes ``(state, node, attrs)``; a node it does not handle goes to the
 handler the table had before (``handlers``, ``vocab_handlers``, ``sequence_import``).
 
 Attention masks: an ``int64`` model input (``attention_mask``) is reshaped, expanded, compared
