@@ -536,6 +536,15 @@ def test_gpt2_operators_import_and_match_onnxruntime(nodes):
         ),
         (
             [
+                node("Reshape", ["x", "flat"], ["r"]),
+                node("Gemm", ["r", "w", "b"], ["g"]),
+                node("Relu", ["g"], ["g2"]),
+                node("Reshape", ["g2", "back"], ["y"]),
+            ],
+            "Reshape back",
+        ),
+        (
+            [
                 node("Cast", ["mask"], ["m"], to=9),
                 node("Unsqueeze", ["m", "axes1"], ["m3"]),
                 node("And", ["m3", "triu"], ["k"]),
@@ -544,7 +553,7 @@ def test_gpt2_operators_import_and_match_onnxruntime(nodes):
             "causal mask",
         ),
     ],
-    ids=["upper-triangle", "isnan-of-another", "merged-reshape", "and-upper"],
+    ids=["upper-triangle", "isnan-of-another", "merged-reshape", "merged-relu", "and-upper"],
 )
 def test_unsupported_gpt2_operators_are_refused_naming_the_node(nodes, match):
     import regnet.onnx as ronnx

@@ -4,8 +4,9 @@ indices along any non-batch axis, ``Softmax`` (regnet's own layer), ``Cast``, ``
 ``And`` (with a constant causal mask), ``Where`` and ``Expand`` of attention masks, ``Unsqueeze``
 of leading axes before layers that broadcast, ``Where`` with a constant causal condition
 (``CausalMask``), the ``IsNaN`` guard (``ReplaceNaN``), ``Gemm`` on the batch merged into the
-positions (``Merged``) and ``Split`` off the channel axis. Each handler takes ``(state, node, attrs)``; a node it does not handle goes to the
-handler the table had before (``handlers``, ``vocab_handlers``, ``sequence_import``).
+positions (``Merged``) and ``Split`` off the channel axis. Each handler takes ``(state, node,
+attrs)``; a node it does not handle goes to the handler the table had before (``handlers``,
+``vocab_handlers``, ``sequence_import``).
 
 Attention masks: an ``int64`` model input (``attention_mask``) is reshaped, expanded, compared
 and cast before it meets the attention scores. Until it is cast to float32 numbers (a ``Cast``
@@ -726,6 +727,12 @@ def gemm(st: ImportState, node: Node, attrs_: dict) -> None:
         _fallback(st, node, attrs_)
         return
     t = x.tensor
+    readers = st.readers.get(node.output[0], [])
+    if not readers or node.output[0] in st.outputs or any(r.op_type != "Reshape" for r in readers):
+        raise st.fail(
+            node,
+            f"Gemm of the merged batch {_shape(t)} is supported only when Reshape back to (N, ..., units) reads it",
+        )
     st.values[node.input[0]] = Tensor(t.source, t.shape[-1:], t.input, t.dtype)
     try:
         _fallback(st, node, attrs_)
