@@ -552,8 +552,18 @@ def test_gpt2_operators_import_and_match_onnxruntime(nodes):
             ],
             "causal mask",
         ),
+        (
+            [
+                node("Cast", ["mask"], ["m"], to=9),
+                node("Unsqueeze", ["m", "axes1"], ["m3"]),
+                node("And", ["m3", "tril"], ["k"]),
+                node("Not", ["k"], ["nk"]),
+                node("Where", ["nk", "x", "lowest"], ["y"]),
+            ],
+            "And-ed with a constant",
+        ),
     ],
-    ids=["upper-triangle", "isnan-of-another", "merged-reshape", "merged-relu", "and-upper"],
+    ids=["upper-triangle", "isnan-of-another", "merged-reshape", "merged-relu", "and-upper", "not-of-and"],
 )
 def test_unsupported_gpt2_operators_are_refused_naming_the_node(nodes, match):
     import regnet.onnx as ronnx

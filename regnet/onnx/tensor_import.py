@@ -103,6 +103,13 @@ def _is_mask(x: object) -> bool:
     return isinstance(x, Mask) or (isinstance(x, Tensor) and x.dtype != "float32")
 
 
+def _plain(st: ImportState, node: Node, m: Mask) -> Mask:
+    """``m``, refused when a constant condition is And-ed with it (only ``Where`` reads that)."""
+    if m.also is not None:
+        raise st.fail(node, f"{node.op_type} of a mask And-ed with a constant condition is unsupported (only Where)")
+    return m
+
+
 def _maskable(x: object) -> bool:
     return isinstance(x, (Tensor, Mask))
 
@@ -388,6 +395,7 @@ def split(st: ImportState, node: Node, attrs_: dict) -> None:
 
 # -- shapes of masks and broadcasting operands ------------------------------------------------------
 def _new_layout(st: ImportState, node: Node, m: Mask, shape: tuple) -> Mask:
+    _plain(st, node, m)
     if math.prod(shape) != math.prod(m.layout):
         raise st.fail(node, f"reshaping the mask {_shape(m)} to {['N', *shape]} changes its size")
     return m.but(shape=tuple(shape), layout=tuple(shape))
@@ -492,7 +500,7 @@ def expand(st: ImportState, node: Node, attrs_: dict) -> None:
         raise st.fail(node, f"expanding {_shape(x)} to {target} changes the batch axis or the rank")
     shape = out[1:]
     if _is_mask(x):
-        m = _mask(x)
+        m = _plain(st, node, _mask(x))
         st.alias(node, m.but(shape=shape))
         return
     assert isinstance(x, Tensor)
@@ -561,7 +569,7 @@ def equal(st: ImportState, node: Node, attrs_: dict) -> None:
     x, c = (a, b) if _maskable(a) else (b, a)
     if not _maskable(x) or _maskable(c) or c is None or _scalar(c) != 0.0:
         raise st.fail(node, "Equal of a run-time tensor is supported only against 0 (an attention mask's padding)")
-    m = _mask(x)
+    m = _plain(st, node, _mask(x))
     st.alias(node, m.but(dtype="bool", negate=not m.negate))
 
 
@@ -569,7 +577,7 @@ def not_(st: ImportState, node: Node, attrs_: dict) -> None:
     x = st.input(node, 0)
     if not _maskable(x):
         raise st.fail(node, "Not of this input is unsupported")
-    m = _mask(x)
+    m = _plain(st, node, _mask(x))
     st.alias(node, m.but(dtype="bool", negate=not m.negate))
 
 
@@ -712,7 +720,12 @@ def _and_causal(st: ImportState, node: Node, m: Mask) -> None:
     if padded.source is not None:
         padded.source.names = [f"{n}_padding" for n in padded.source.names]
         padded.source.hint = None
-    if len(padded.shape) != len(shape) or padded.shape[-1] != shape[-1] or padded.shape[-2] not in (1, shape[-2]):
+    if (
+        len(padded.shape) != len(shape)
+        or padded.shape[-1] != shape[-1]
+        or padded.shape[-2] not in (1, shape[-2])
+        or padded.shape[:-2] != shape[:-2]
+    ):
         raise st.fail(
             node, f"the condition {_shape_list(m.layout)} and the causal mask {_shape_list(shape)} do not combine"
         )
