@@ -127,6 +127,15 @@ def test_replace_nan_agrees_with_torch_where_isnan():
     assert not np.isnan(layer(x)).any()
 
 
+def test_the_examples_of_the_tensor_layers_run():
+    import doctest
+
+    from regnet.layers import tensor
+
+    result = doctest.testmod(tensor, raise_on_error=False, verbose=False)
+    assert result.attempted >= 8 * 4 and result.failed == 0
+
+
 def test_cast_makes_int_ids_float_numbers_without_a_gradient():
     cast = layers.Cast()
     cast.setup((3,), np.random.default_rng(0))
