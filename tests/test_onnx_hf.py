@@ -4,6 +4,11 @@
 into regnet through the generic tensor layers (MatMul, Gather, Where, Cast, ...) and predict what
 onnxruntime predicts on a batch whose attention mask pads two of its rows.
 
+GPT-2 (``GPT2Model``, causal) is exported with transformers' older mask builder patched in (see
+``traceable_masks``); its graph merges the batch into the positions around each ``Gemm``, splits
+the query, key and value along the features, And-s a constant causal mask with the padding mask,
+and (sdpa) guards the softmax with ``IsNaN``.
+
 Each model is checked with transformers' default attention (``attn_implementation="sdpa"``) and
 with ``"eager"``: both export plain operators (``MatMul``, ``Softmax``), and they write the mask
 differently (BERT eager: the additive ``(1 - mask) * min`` through ``Cast``, ``Sub``, ``Mul``;
@@ -16,10 +21,12 @@ through its image utilities and which do not load on a CPU-only machine) are rep
 ``torchvision._meta_registrations`` before the import; the models need none of them.
 """
 
+import contextlib
 import io
 import sys
 import types
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -79,7 +86,29 @@ def distilbert(attention):
     return LastTensor(transformers.DistilBertModel(config), "last_hidden_state")
 
 
-MODELS = {"bert": bert, "distilbert": distilbert}
+def gpt2(attention):
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=16, n_embd=32, n_layer=2, n_head=2, attn_implementation=attention
+    )
+    return LastTensor(transformers.GPT2Model(config), "last_hidden_state", use_cache=False)
+
+
+MODELS = {"bert": bert, "distilbert": distilbert, "gpt2": gpt2}
+
+
+@contextlib.contextmanager
+def traceable_masks():
+    """transformers' mask builder for torch < 2.6 while exporting: the newer one vmaps over the
+    batch (``torch.vmap``), which the TorchScript exporter cannot trace; the older one writes the
+    causal mask as ``Range``, ``LessOrEqual`` and ``And`` with the padding mask. Only GPT-2 (a
+    causal model) builds its mask through it."""
+    masking = transformers.masking_utils
+    older = masking.sdpa_mask_older_torch
+    with (
+        mock.patch.object(masking, "sdpa_mask", older),
+        mock.patch.dict(masking.ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, {"sdpa": older}),
+    ):
+        yield
 
 
 def export(net):
@@ -87,7 +116,7 @@ def export(net):
     ids = torch.randint(0, VOCAB, (2, LENGTH))
     mask = torch.ones(2, LENGTH, dtype=torch.int64)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), traceable_masks():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net,

@@ -288,7 +288,7 @@ def test_instance_normalization_prelu_split_and_reduce_mean():
         ([helper.make_node("Div", ["x", "x"], ["y"], name="ratio")], [], "Div of two computed tensors is unsupported"),
         ([helper.make_node("Transpose", ["x"], ["y"], name="t", perm=[1, 0, 2, 3])], [], "keeps the batch on axis 0"),
         ([helper.make_node("ReduceMean", ["x"], ["y"], name="m", axes=[1], keepdims=1)], [], "GlobalAveragePooling2D"),
-        ([helper.make_node("Split", ["x"], ["y", "z"], name="s", axis=2)], [], "splits and slices the channels"),
+        ([helper.make_node("Split", ["x"], ["y", "z"], name="s", axis=0)], [], "the batch axis stays"),
         (
             [helper.make_node("Mul", ["x", "c"], ["y"], name="m")],
             [("c", np.ones((4, 1, 1), np.float32))],

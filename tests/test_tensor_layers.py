@@ -1,6 +1,8 @@
-"""The generic tensor layers (regnet/layers/tensor.py): MatMul, Softmax, Gather, Slice, Cast and
-Where against PyTorch (forward and gradients), in a functional model with an int64 attention-mask
-input, their ONNX export in onnxruntime, and their errors."""
+"""The generic tensor layers (regnet/layers/tensor.py): MatMul, Softmax, Gather, Slice, Cast,
+Where, CausalMask and ReplaceNaN against PyTorch (forward and gradients), in a functional model
+with an int64 attention-mask input, their ONNX export in onnxruntime and import, and their
+errors; the ONNX operators of GPT-2's graph (a causal mask, Gemm on the merged batch, Split, the
+IsNaN guard) written by hand."""
 
 import numpy as np
 import pytest
@@ -96,6 +98,44 @@ def test_where_agrees_with_torch_where_and_masked_fill():
     )
 
 
+def test_where_of_two_constants_makes_numbers_of_the_condition():
+    cond = np.array([[1, 0, 3], [0, 0, 1]], np.int64)
+    layer = layers.Where(true_value=0.0, false_value=-5.0)
+    assert layer.setup((3,), np.random.default_rng(0)) == (3,)
+    y = layer(cond)
+    want = torch.where(torch.tensor(cond) != 0, torch.tensor(0.0), torch.tensor(-5.0)).numpy()
+    assert y.dtype == np.float32 and np.array_equal(y, want)
+    assert not layer.call_backward(np.ones((2, 3), np.float32)).any()  # the condition gets no gradient
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (2, 3, 3), (2, 1, 4)], ids=str)
+def test_causal_mask_agrees_with_torch_where_on_the_lower_triangle(shape):
+    n = shape[-1]
+    keep = torch.tril(torch.ones(n, n, dtype=torch.bool))
+    layer_agrees({"type": "CausalMask", "value": -7.0}, shape, lambda x, w: torch.where(keep, x, torch.tensor(-7.0)))
+
+
+def test_replace_nan_agrees_with_torch_where_isnan():
+    x = np.random.default_rng(0).standard_normal((3, 2, 4)).astype(np.float32)
+    x[0, 1, 2] = x[2, 0, 0] = np.nan
+    layer = layer_agrees(
+        {"type": "ReplaceNaN", "value": 0.25},
+        (2, 4),
+        lambda t, w: torch.where(torch.isnan(t), torch.tensor(0.25), t),
+        x=[x],
+    )
+    assert not np.isnan(layer(x)).any()
+
+
+def test_the_examples_of_the_tensor_layers_run():
+    import doctest
+
+    from regnet.layers import tensor
+
+    result = doctest.testmod(tensor, raise_on_error=False, verbose=False)
+    assert result.attempted >= 8 * 4 and result.failed == 0
+
+
 def test_cast_makes_int_ids_float_numbers_without_a_gradient():
     cast = layers.Cast()
     cast.setup((3,), np.random.default_rng(0))
@@ -176,6 +216,8 @@ def test_the_tensor_layers_export_to_onnx_as_onnxruntime_runs_them(tmp_path):
         ({"type": "Slice", "axis": 1, "start": 2, "stop": 2}, (3,), "is empty"),
         ({"type": "Where"}, [(2,), (2,)], r"takes the inputs \[condition, x, y\]"),
         ({"type": "Where", "true_value": 1.0}, [(2,), (3,)], "do not broadcast"),
+        ({"type": "CausalMask"}, (2, 3), r"\(N, \.\.\., L, L\)"),
+        ({"type": "CausalMask"}, (3,), r"\(N, \.\.\., L, L\)"),
     ],
 )
 def test_bad_shapes_are_shape_errors_naming_the_layer(config, shape, match):
@@ -193,7 +235,8 @@ def test_bad_shapes_are_shape_errors_naming_the_layer(config, shape, match):
         ({"type": "Slice", "step": 0}, "step"),
         ({"type": "Slice", "start": "1"}, "start"),
         ({"type": "Cast", "dtype": "int64"}, "dtype"),
-        ({"type": "Where", "true_value": 0.0, "false_value": 1.0}, "false_value"),
+        ({"type": "CausalMask", "value": float("-inf")}, "value"),
+        ({"type": "ReplaceNaN", "value": "0"}, "value"),
     ],
 )
 def test_bad_configs_are_config_errors_naming_the_field(config, field):
@@ -327,10 +370,17 @@ def test_attention_masks_import_from_the_int64_input(nodes):
     [
         ([node("Equal", ["mask", "zero"], ["e"]), node("Cast", ["e"], ["y"], to=1)], "casting a condition"),
         ([node("Equal", ["mask", "axes1"], ["e"]), node("Where", ["e", "fill", "x"], ["y"])], "only against 0"),
-        ([node("Cast", ["mask"], ["b"], to=9), node("Where", ["b", "fill", "one"], ["y"])], "two constants"),
+        (
+            [
+                node("Cast", ["mask"], ["b"], to=9),
+                node("And", ["b", "b"], ["k"]),
+                node("Where", ["k", "one", "x"], ["y"]),
+            ],
+            "And",
+        ),
         ([node("MatMul", ["x", "mask"], ["y"])], "MatMul"),
     ],
-    ids=["cast-condition", "equal-one", "two-constants", "matmul-int"],
+    ids=["cast-condition", "equal-one", "and-of-masks", "matmul-int"],
 )
 def test_unsupported_mask_arithmetic_is_refused_naming_the_node(nodes, match):
     import regnet.onnx as ronnx
@@ -338,3 +388,196 @@ def test_unsupported_mask_arithmetic_is_refused_naming_the_node(nodes, match):
     with pytest.raises(ronnx.OnnxImportError, match=match) as info:
         ronnx.from_proto(mask_graph(nodes, MASK_CONSTANTS))
     assert nodes[-1].name in str(info.value) or nodes[0].name in str(info.value)
+
+
+# -- causal masks (GPT-2): the layers, their export and the import of the operators -----------------
+def causal_model():
+    """Causal self-attention scores with a padding mask: ``CausalMask`` of the additive padding
+    mask (``Where`` of two constants) added to the scores, the causal triangle on the scores too,
+    softmax, the NaN guard."""
+    x = regnet.Input((4, 4), name="x")
+    mask = regnet.Input((4,), name="attention_mask", dtype="int64")
+    bias = layers.Reshape((1, 4))(layers.Where(true_value=0.0, false_value=-1e9)(mask))
+    bias = layers.CausalMask(value=-1e9)(bias)  # (N, 4, 4)
+    scores = layers.CausalMask(value=-3e38)(layers.MatMul(transpose_b=True)([x, x]))
+    weights = layers.ReplaceNaN()(layers.Softmax(axis=-1)(layers.Add()([scores, bias])))
+    return regnet.Model([x, mask], layers.MatMul()([weights, x]))
+
+
+def causal_inputs(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    mask = np.ones((n, 4), np.int64)
+    mask[1, 2:] = 0
+    mask[2, 1:] = 0
+    return {"x": rng.standard_normal((n, 4, 4)).astype(np.float32), "attention_mask": mask}
+
+
+def test_causal_layers_export_to_onnxruntime_and_import_back(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+
+    model = causal_model()
+    inputs = causal_inputs()
+    y = model.predict(inputs)
+    # torch: the same attention (future keys and padded keys masked)
+    tx = torch.tensor(inputs["x"])
+    keep = torch.tril(torch.ones(4, 4, dtype=torch.bool)) & (torch.tensor(inputs["attention_mask"])[:, None, :] != 0)
+    want = torch.softmax((tx @ tx.transpose(-1, -2)).masked_fill(~keep, -1e9), -1) @ tx
+    np.testing.assert_allclose(y, want.numpy(), rtol=1e-5, atol=1e-6)
+    path = ronnx.export(model, tmp_path / "causal.onnx")
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs)[0]
+    np.testing.assert_allclose(got, y, rtol=1e-5, atol=1e-6)
+    back = ronnx.load(path)
+    kinds = [type(layer).__name__ for layer in back.layers]
+    assert {"CausalMask", "ReplaceNaN", "Where"} <= set(kinds), kinds
+    np.testing.assert_array_equal(back.predict(inputs), y)
+
+
+def causal_graph(nodes, initializers=()):
+    """A graph of ``x`` (N, 4, 4) float32 scores and (where a node reads it) ``mask`` (N, 4) int64
+    with output ``y``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 4])]
+    if any("mask" in n.input for n in nodes):
+        inputs.append(helper.make_tensor_value_info("mask", TensorProto.INT64, ["N", 4]))
+    graph = helper.make_graph(
+        nodes,
+        "causal",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4])],
+        initializer=[numpy_helper.from_array(np.asarray(v), n) for n, v in initializers],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    return proto
+
+
+CAUSAL_CONSTANTS = [
+    ("start", np.array(0, np.int64)),
+    ("length", np.array(4, np.int64)),
+    ("delta", np.array(1, np.int64)),
+    ("column", np.array([4, 1], np.int64)),
+    ("axes1", np.array([1], np.int64)),
+    ("axes0", np.array([0], np.int64)),
+    ("zero", np.array(0.0, np.float32)),
+    ("ninf", np.array(-np.inf, np.float32)),
+    ("lowest", np.array(np.finfo(np.float32).min, np.float32)),
+    ("tril", np.tril(np.ones((4, 4), bool))[None]),
+    ("triu", np.triu(np.ones((4, 4), bool))[None]),
+    ("flat", np.array([-1, 4], np.int64)),
+    ("w", np.random.default_rng(5).standard_normal((4, 12)).astype(np.float32)),
+    ("b", np.random.default_rng(6).standard_normal(12).astype(np.float32)),
+    ("back", np.array([-1, 4, 12], np.int64)),
+    ("sizes", np.array([4, 4, 4], np.int64)),
+]
+
+#: transformers' older causal mask builder: kv <= q from Range, And with the padding mask, made
+#: additive by Where(·, 0, -inf) (sdpa), added to the scores; softmax; the IsNaN guard
+CAUSAL_SDPA = [
+    node("Range", ["start", "length", "delta"], ["pos"]),
+    node("Reshape", ["pos", "column"], ["q"]),
+    node("LessOrEqual", ["pos", "q"], ["tri"]),
+    node("Unsqueeze", ["tri", "axes0"], ["tri3"]),  # (1, 4, 4): the batch axis as 1
+    node("Cast", ["mask"], ["pad"], to=9),
+    node("Unsqueeze", ["pad", "axes1"], ["pad3"]),  # (N, 1, 4)
+    node("And", ["tri3", "pad3"], ["keep"]),
+    node("Where", ["keep", "zero", "ninf"], ["bias"]),
+    node("Add", ["x", "bias"], ["scores"]),
+    node("Softmax", ["scores"], ["p"], axis=-1),
+    node("IsNaN", ["p"], ["nan"]),
+    node("Where", ["nan", "zero", "p"], ["y"]),
+]
+
+#: GPT-2's eager attention: the causal bias as a constant condition on the scores (Where(tril, x, min))
+CAUSAL_EAGER = [
+    node("Where", ["tril", "x", "lowest"], ["s"]),
+    node("Softmax", ["s"], ["y"], axis=-1),
+]
+
+#: GPT-2's Conv1D: the batch merged into the positions around Gemm, then query, key and value split
+MERGED_GEMM = [
+    node("Reshape", ["x", "flat"], ["rows"]),
+    node("Gemm", ["rows", "w", "b"], ["qkv_rows"]),
+    node("Reshape", ["qkv_rows", "back"], ["qkv"]),
+    node("Split", ["qkv", "sizes"], ["qq", "kk", "vv"], axis=2),
+    node("Add", ["qq", "kk"], ["qk"]),
+    node("Mul", ["qk", "vv"], ["y"]),
+]
+
+
+@pytest.mark.parametrize(
+    "nodes", [CAUSAL_SDPA, CAUSAL_EAGER, MERGED_GEMM], ids=["sdpa-mask", "eager-bias", "gemm-split"]
+)
+def test_gpt2_operators_import_and_match_onnxruntime(nodes):
+    ort = pytest.importorskip("onnxruntime")
+    import regnet.onnx as ronnx
+
+    used = {name for n in nodes for name in n.input}
+    proto = causal_graph(nodes, [(k, v) for k, v in CAUSAL_CONSTANTS if k in used])
+    model = ronnx.from_proto(proto)
+    inputs = {"x": causal_inputs()["x"], "mask": causal_inputs()["attention_mask"]}
+    feeds = {i.name: inputs[i.name] for i in proto.graph.input}
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = model.predict({k: v for k, v in feeds.items()} if len(feeds) > 1 else feeds["x"])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "nodes, match",
+    [
+        ([node("Where", ["triu", "x", "lowest"], ["y"])], "causal mask"),
+        (
+            [
+                node("Softmax", ["x"], ["p"], axis=-1),
+                node("IsNaN", ["p"], ["n"]),
+                node("Where", ["n", "zero", "x"], ["y"]),
+            ],
+            "IsNaN",
+        ),
+        (
+            [
+                node("Reshape", ["x", "flat"], ["r"]),
+                node("Gemm", ["r", "w", "b"], ["g"]),
+                node("Reshape", ["g", "sizes"], ["y"]),
+            ],
+            "merged batch",
+        ),
+        (
+            [
+                node("Reshape", ["x", "flat"], ["r"]),
+                node("Gemm", ["r", "w", "b"], ["g"]),
+                node("Relu", ["g"], ["g2"]),
+                node("Reshape", ["g2", "back"], ["y"]),
+            ],
+            "Reshape back",
+        ),
+        (
+            [
+                node("Cast", ["mask"], ["m"], to=9),
+                node("Unsqueeze", ["m", "axes1"], ["m3"]),
+                node("And", ["m3", "triu"], ["k"]),
+                node("Where", ["k", "x", "lowest"], ["y"]),
+            ],
+            "causal mask",
+        ),
+        (
+            [
+                node("Cast", ["mask"], ["m"], to=9),
+                node("Unsqueeze", ["m", "axes1"], ["m3"]),
+                node("And", ["m3", "tril"], ["k"]),
+                node("Not", ["k"], ["nk"]),
+                node("Where", ["nk", "x", "lowest"], ["y"]),
+            ],
+            "And-ed with a constant",
+        ),
+    ],
+    ids=["upper-triangle", "isnan-of-another", "merged-reshape", "merged-relu", "and-upper", "not-of-and"],
+)
+def test_unsupported_gpt2_operators_are_refused_naming_the_node(nodes, match):
+    import regnet.onnx as ronnx
+
+    used = {name for n in nodes for name in n.input}
+    with pytest.raises(ronnx.OnnxImportError, match=match) as info:
+        ronnx.from_proto(causal_graph(nodes, [(k, v) for k, v in CAUSAL_CONSTANTS if k in used]))
+    assert any(n.name in str(info.value) for n in nodes)

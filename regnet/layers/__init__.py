@@ -13,7 +13,7 @@ from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxP
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .reshaping import Permute, SliceChannels
 from .spatial import Cropping2D, UpSampling2D, ZeroPadding2D
-from .tensor import Cast, Gather, MatMul, Slice, Softmax, Where
+from .tensor import Cast, CausalMask, Gather, MatMul, ReplaceNaN, Slice, Softmax, Where
 
 __all__ = [
     "Layer",
@@ -69,4 +69,6 @@ __all__ = [
     "Slice",
     "Cast",
     "Where",
+    "CausalMask",
+    "ReplaceNaN",
 ]

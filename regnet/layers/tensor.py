@@ -418,7 +418,9 @@ class Where(Layer):
     the inputs broadcast as in NumPy over the axes of each sample (a sample with fewer axes gets
     leading ones; the batch axis is never broadcast). One branch may be a constant instead of an
     input (``true_value`` or ``false_value``): the inputs are ``[condition, x, y]``, or
-    ``[condition, y]`` with ``true_value``, or ``[condition, x]`` with ``false_value``. PyTorch's
+    ``[condition, y]`` with ``true_value``, or ``[condition, x]`` with ``false_value``; with both
+    the layer takes the condition alone (one input) and makes float32 numbers of it (an additive
+    attention mask: ``Where(true_value=0, false_value=-1e9)``). PyTorch's
     ``scores.masked_fill(mask, value)`` is ``Where(true_value=value)`` on ``[mask, scores]``.
 
     The condition may be an integer (an ``int64`` model input such as an attention mask), a
@@ -451,19 +453,18 @@ class Where(Layer):
         {"config": {"true_value": -5.0}, "input_shape": [(3,), (2, 3)]},
         {"config": {"false_value": 0.5}, "input_shape": [(2, 1), (2, 3)]},
         {"config": {}, "input_shape": [(1, 3), (2, 1), (3,)]},
+        {"config": {"true_value": 0.0, "false_value": -5.0}, "input_shape": (2, 3)},
     ]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         if self.true_value is not None and self.false_value is not None:
-            raise ConfigError(
-                "Where takes at least one branch as an input: set true_value or false_value, not both (a condition "
-                "made into two numbers is Cast then Rescaling)",
-                field="false_value",
-            )
+            self.n_inputs = 1  # type: ignore[misc]  # the condition alone
 
     def build(self, input_shape, rng):
         want = 1 + (self.true_value is None) + (self.false_value is None)
+        if want == 1 and not isinstance(input_shape, list):
+            input_shape = [input_shape]
         if not isinstance(input_shape, list) or len(input_shape) != want:
             names = ["condition"] + ["x"] * (self.true_value is None) + ["y"] * (self.false_value is None)
             got = len(input_shape) if isinstance(input_shape, list) else 1
@@ -484,9 +485,11 @@ class Where(Layer):
         return out
 
     def forward(self, xs, training=False):
+        if self.n_inputs == 1:
+            xs = [xs]
         xs = [x if x.ndim == len(v) + 1 else x.reshape(x.shape[0], *v) for x, v in zip(xs, self._views)]
         cond = xs[0] != 0
-        dtype = np.result_type(*(x.dtype for x in xs[1:]))
+        dtype = np.result_type(*(x.dtype for x in xs[1:])) if len(xs) > 1 else np.dtype(np.float32)
         rest = iter(xs[1:])
         a = np.asarray(self.true_value, dtype) if self.true_value is not None else next(rest)
         b = np.asarray(self.false_value, dtype) if self.false_value is not None else next(rest)
@@ -498,21 +501,22 @@ class Where(Layer):
             return None
         cond = self.cache.cond
         zero = np.zeros((), grad.dtype)
-        grads = [np.zeros((grad.shape[0], *self.input_shape[0]), grad.dtype)]
+        shapes = self.input_shape if self.n_inputs is None else [self.input_shape]
+        grads = [np.zeros((grad.shape[0], *shapes[0]), grad.dtype)]
         k = 1
         for value, chosen in ((self.true_value, True), (self.false_value, False)):
             if value is None:
                 g = np.where(cond, grad, zero) if chosen else np.where(cond, zero, grad)
                 grads.append(_summed(np.broadcast_to(g, grad.shape), self._views[k], self.input_shape[k]))
                 k += 1
-        return grads
+        return grads if self.n_inputs is None else grads[0]
 
     def to_onnx(self, ctx, inputs):
         """``Where(Cast(condition, bool), x, y)``, a constant branch as an initializer; inputs of
         fewer axes get them after the batch axis (ONNX broadcasts the batch axis too)."""
         rank = len(self.output_shape or ()) + 1
         names = [ctx.node("Cast", [inputs[0]], to=9), *inputs[1:]]  # TensorProto.BOOL: non-zero is true
-        for i, shape in enumerate(self.input_shape):
+        for i, shape in enumerate(self.input_shape if self.n_inputs is None else [self.input_shape]):
             missing = rank - 1 - len(shape)
             if missing:
                 names[i] = ctx.node("Unsqueeze", [names[i], ctx.constant(np.arange(1, missing + 1), "axes")])
@@ -522,4 +526,102 @@ class Where(Layer):
         return ctx.node("Where", [names[0], x, y])
 
 
-__all__ = ["MatMul", "Softmax", "Gather", "Slice", "Cast", "Where", "resolve_axis"]
+# -- CausalMask -------------------------------------------------------------------------------------
+@layer("CausalMask", aliases=("TriangularMask",))
+class CausalMask(Layer):
+    """A causal attention mask on the last two axes ``(..., L, L)`` (queries, keys): ``x`` where the
+    key does not come after the query (``key <= query``, the lower triangle), ``value``
+    elsewhere, as a decoder (GPT-2) masks its attention scores, or (``value=-1e9``, on zeros) an
+    additive mask. An input whose second-to-last axis has length 1 (one row for every query, such
+    as a padding mask ``(N, 1, 1, L)``) broadcasts to ``(..., L, L)``. The gradient passes where
+    ``x`` was kept.
+
+    >>> import numpy as np
+    >>> from regnet.layers import CausalMask
+    >>> causal = CausalMask(value=-9.0)
+    >>> causal.setup((3, 3), np.random.default_rng(0))
+    (3, 3)
+    >>> causal(np.ones((1, 3, 3), np.float32))
+    array([[[ 1., -9., -9.],
+            [ 1.,  1., -9.],
+            [ 1.,  1.,  1.]]], dtype=float32)
+    """
+
+    value: float = fields.number(0.0, doc="the value above the diagonal (keys after the query)")
+
+    fresh_output = True
+    #: not config fields: how the conformance kit tests this layer
+    test_input_shape = (2, 4, 4)
+    test_cases = [
+        {"config": {"value": -5.0}, "input_shape": (3, 3)},
+        {"config": {"value": 0.5}, "input_shape": (2, 1, 4)},
+    ]
+
+    def build(self, input_shape, rng):
+        shape = tuple(int(d) for d in input_shape)
+        if len(shape) < 2 or shape[-2] not in (1, shape[-1]):
+            raise ShapeError(
+                f"{_label(self)} takes inputs (N, ..., L, L) or (N, ..., 1, L) (queries, keys), got "
+                f"{shape_text(shape)}",
+                field="input_shape",
+            )
+        n = shape[-1]
+        self._keep = np.tril(np.ones((n, n), bool))
+        return (*shape[:-2], n, n)
+
+    def forward(self, x, training=False):
+        return np.where(self._keep, x, np.asarray(self.value, x.dtype)).astype(x.dtype, copy=False)
+
+    def backward(self, grad, *, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        g = np.where(self._keep, grad, np.zeros((), grad.dtype))
+        if self.input_shape[-2] == 1 and g.shape[-2] != 1:
+            g = g.sum(axis=-2, keepdims=True)
+        return np.ascontiguousarray(g)
+
+    def to_onnx(self, ctx, inputs):
+        """``Where(lower triangle, x, value)``; the constant condition broadcasts a row to ``(L, L)``."""
+        keep = ctx.constant(self._keep, "causal")
+        return ctx.node("Where", [keep, inputs[0], ctx.constant(np.float32(self.value), "value")])
+
+
+# -- ReplaceNaN -------------------------------------------------------------------------------------
+@layer("ReplaceNaN", aliases=("NanToNum",))
+class ReplaceNaN(Layer):
+    """``x`` with its NaN entries replaced by ``value``, as attention guards its softmax (a row of
+    scores all masked to ``-inf`` gives NaN; PyTorch's scaled dot-product attention writes
+    ``where(isnan(p), 0, p)``). The gradient passes where ``x`` was kept.
+
+    >>> import numpy as np
+    >>> from regnet.layers import ReplaceNaN
+    >>> guard = ReplaceNaN()
+    >>> guard.setup((3,), np.random.default_rng(0))
+    (3,)
+    >>> guard(np.array([[0.5, np.nan, 1.0]], np.float32))
+    array([[0.5, 0. , 1. ]], dtype=float32)
+    """
+
+    value: float = fields.number(0.0, doc="the value that replaces NaN")
+
+    fresh_output = True
+    #: not config fields: how the conformance kit tests this layer
+    test_input_shape = (2, 3)
+    test_cases = [{"config": {"value": -1.0}, "input_shape": (4,)}]
+
+    def forward(self, x, training=False):
+        nan = np.isnan(x)
+        self.cache.nan = nan
+        return np.where(nan, np.asarray(self.value, x.dtype), x)
+
+    def backward(self, grad, *, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        return np.where(self.cache.nan, np.zeros((), grad.dtype), grad)
+
+    def to_onnx(self, ctx, inputs):
+        nan = ctx.node("IsNaN", inputs[:1])
+        return ctx.node("Where", [nan, ctx.constant(np.float32(self.value), "value"), inputs[0]])
+
+
+__all__ = ["MatMul", "Softmax", "Gather", "Slice", "Cast", "Where", "CausalMask", "ReplaceNaN", "resolve_axis"]

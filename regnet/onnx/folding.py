@@ -134,8 +134,10 @@ def _arith(fn):
     def run(attrs, inputs, opset):
         a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
         _numeric(a, b)
+        # shape values without the batch size (object arrays) are plain integers
+        a, b = (v.astype(np.int64) if v.dtype == object else v for v in (a, b))
         _bounded(np.broadcast_shapes(a.shape, b.shape))
-        out = fn(a, b)
+        out = np.asarray(fn(a, b))
         return out.astype(np.result_type(a, b), copy=False)
 
     return run
@@ -195,6 +197,33 @@ def _expand(attrs, inputs, opset):
     return np.array(np.broadcast_to(data, target))
 
 
+def _range_length(inputs: list) -> int:
+    start, limit, delta = (np.asarray(v) for v in inputs[:3])
+    _numeric(start, limit, delta)
+    if any(v.size != 1 for v in (start, limit, delta)):
+        raise FoldError("Range takes scalar start, limit and delta")
+    if delta.ravel()[0] == 0:
+        raise FoldError("Range with a delta of 0")
+    return max(int(math.ceil((limit.ravel()[0] - start.ravel()[0]) / delta.ravel()[0])), 0)
+
+
+def _range(attrs, inputs, opset):
+    """``Range(start, limit, delta)`` (positions ``0 .. L-1`` from a known length)."""
+    start, limit, delta = (np.asarray(v) for v in inputs[:3])
+    _range_length(inputs)
+    return np.arange(start.ravel()[0], limit.ravel()[0], delta.ravel()[0]).astype(start.dtype, copy=False)
+
+
+def _compare(fn):
+    def run(attrs, inputs, opset):
+        a, b = np.asarray(inputs[0]), np.asarray(inputs[1])
+        _numeric(a, b)
+        _bounded(np.broadcast_shapes(a.shape, b.shape))
+        return fn(a, b)
+
+    return run
+
+
 def _expand_size(attrs: dict, inputs: list) -> int:
     return math.prod(np.broadcast_shapes(np.shape(inputs[0]), tuple(_bounded(_fill_shape(inputs[1])))))
 
@@ -221,6 +250,15 @@ FOLDERS: dict[str, Callable[[dict, list, int], Any]] = {
     "Expand": _expand,
     "Not": lambda attrs, inputs, opset: np.logical_not(np.asarray(inputs[0], bool)),
     "Sqrt": lambda attrs, inputs, opset: np.sqrt(np.asarray(inputs[0], np.float64)).astype(np.asarray(inputs[0]).dtype),
+    "Range": _range,
+    "Pow": _arith(lambda a, b: np.power(a.astype(np.float64), b.astype(np.float64))),
+    "Less": _compare(np.less),
+    "LessOrEqual": _compare(np.less_equal),
+    "Greater": _compare(np.greater),
+    "GreaterOrEqual": _compare(np.greater_equal),
+    "And": _compare(lambda a, b: np.logical_and(a.astype(bool), b.astype(bool))),
+    "Or": _compare(lambda a, b: np.logical_or(a.astype(bool), b.astype(bool))),
+    "IsNaN": lambda attrs, inputs, opset: np.isnan(np.asarray(inputs[0], np.float64)),
 }
 
 
@@ -258,6 +296,9 @@ RESULT_SIZE: dict[str, Callable[[dict, list], int]] = {
     "Equal": _broadcast_size,
     "Where": lambda attrs, inputs: math.prod(np.broadcast_shapes(*(np.shape(v) for v in inputs[:3]))),
     "Expand": _expand_size,
+    "Range": lambda attrs, inputs: _range_length(inputs),
+    "Pow": _broadcast_size,
+    **{op: _broadcast_size for op in ("Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or")},
 }
 
 
