@@ -223,3 +223,47 @@ def test_torch_embedding_of_float_ids_imports_as_embedding():
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.predict(x), want, atol=1e-6)
+
+
+class TextClassifier(nn.Module):
+    """Embedding + Conv1d text classifier on int64 token ids (a course's first text model)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.conv = nn.Conv1d(16, 24, 3, padding=1)
+        self.head = nn.Linear(24, 4)
+
+    def forward(self, ids):
+        x = self.emb(ids).transpose(1, 2)  # (N, 16, L)
+        x = torch.relu(self.conv(x))
+        return self.head(x.amax(dim=2))
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_torch_embedding_conv1d_text_classifier_on_int64_ids(opset):
+    """An int64 ``input_ids`` graph input (Gather, Transpose, Conv, ReduceMax, Gemm) imports with its
+    integer input and predicts what onnxruntime and torch predict."""
+    import io
+
+    torch.manual_seed(0)
+    net = TextClassifier().eval()
+    tokens = np.random.default_rng(3).integers(0, 50, size=(6, 12)).astype(np.int64)
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        net,
+        (torch.from_numpy(tokens),),
+        buffer,
+        dynamo=False,
+        opset_version=opset,
+        input_names=["input_ids"],
+        output_names=["y"],
+        dynamic_axes={"input_ids": {0: "N"}},
+    )
+    model = ronnx.from_proto(onnx.load_from_string(buffer.getvalue()))
+    assert model.to_spec()["inputs"][0]["dtype"] == "int64"
+    got = model.predict(tokens)
+    want = ort.InferenceSession(buffer.getvalue()).run(None, {"input_ids": tokens})[0]
+    assert float(np.abs(got - want).max()) <= 1e-4 * float(np.abs(want).max())
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(torch.from_numpy(tokens)).numpy(), rtol=1e-5, atol=1e-5)
