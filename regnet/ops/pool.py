@@ -6,11 +6,62 @@ training each pass records the winning offset (``int8``); strict comparisons kee
 maximum, so the gradient goes to the first maximal element of the window in row-major order.
 Outputs and gradients keep the memory order of the input (see ``layout``). A NaN in a window
 makes its maximum NaN (as ``np.maximum`` does).
+
+With the accelerator on (``regnet.accel``), float32 and float64 batches go to the compiled kernels
+of ``regnet.accel.pool`` instead: one pass that reads each window once and records the flat index
+of its maximum (``Argmax``), and one scatter of the gradient to those indices; every window
+geometry (strides, padding, ``ceil_mode``) and both memory orders are covered.
 """
 
 import numpy as np
 
+from .. import accel
 from . import layout, parallel, windows
+
+
+class Argmax:
+    """What the compiled forward pass keeps for the backward pass: the flat index ``i*W + j`` of
+    each window's maximum in its plane, as an ``(A, Ho, Wo, B)`` int32 array in the kernels' view
+    of the batch (``chwn``: ``(C, Ho, Wo, N)``, else ``(N*C, Ho, Wo, 1)``)."""
+
+    __slots__ = ("index", "chwn")
+
+    def __init__(self, index, chwn):
+        self.index, self.chwn = index, chwn
+
+
+def _compiled(x):
+    """Whether ``x`` goes to the compiled kernels."""
+    return accel.active() and x.ndim == 4 and x.size > 0 and x.dtype in (np.float32, np.float64)
+
+
+def _fast_forward(x, pool, stride, pads, out_hw, training):
+    n, c, h, w = x.shape
+    (ho, wo), chwn = out_hw, layout.is_chwn(x)
+    if chwn:
+        x4 = layout.chwn(x)
+        out4 = np.empty((c, ho, wo, n), x.dtype)
+    else:
+        x4 = np.ascontiguousarray(x).reshape(n * c, h, w, 1)
+        out4 = np.empty((n * c, ho, wo, 1), x.dtype)
+    index = np.empty(out4.shape if training else (1, 1, 1, 1), np.int32)
+    top, _, left, _ = pads
+    accel.kernels("pool").max_forward(x4, *pool, *stride, top, left, out4, index, training)
+    out = layout.from_chwn(out4) if chwn else out4.reshape(n, c, ho, wo)
+    return out, (Argmax(index, chwn) if training else None)
+
+
+def _fast_backward(grad, arg, in_shape):
+    n, c, h, w = in_shape
+    dtype = grad.dtype if grad.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    if arg.chwn:
+        g4 = np.ascontiguousarray(layout.chwn(grad), dtype=dtype)
+    else:
+        g4 = np.ascontiguousarray(grad, dtype=dtype).reshape(arg.index.shape)
+    planes, nb = arg.index.shape[0], arg.index.shape[3]
+    dx = np.zeros((planes, h * w, nb), dtype)
+    accel.kernels("pool").max_backward(g4, arg.index, dx)
+    return layout.from_chwn(dx.reshape(c, h, w, n)) if arg.chwn else dx.reshape(n, c, h, w)
 
 
 def _views(a, axis, k, stride, count, length=None):
@@ -62,7 +113,10 @@ def _route(grad, arg, views, overlap):
 
 
 def max_forward(x, pool, stride, pads, out_hw, training):
-    """``(out, arg)``: window maxima and, in training, the winning offsets ``(column, row)``."""
+    """``(out, arg)``: window maxima and, in training, the winning offsets ``(column, row)`` (an
+    ``Argmax`` from the compiled kernel)."""
+    if _compiled(x):
+        return _fast_forward(x, pool, stride, pads, out_hw, training)
     (ph, pw), (sh, sw), (ho, wo) = pool, stride, out_hw
     xp = windows.pad(x, pads, value=-np.inf)
     n, c = x.shape[:2]
@@ -82,6 +136,8 @@ def max_forward(x, pool, stride, pads, out_hw, training):
 
 def max_backward(grad, arg, in_shape, pool, stride, pads, out_hw):
     """The input gradient: each output's gradient goes to the element its ``arg`` names."""
+    if isinstance(arg, Argmax):
+        return _fast_backward(grad, arg, in_shape)
     (ph, pw), (sh, sw), (ho, wo) = pool, stride, out_hw
     a1, a2 = arg
     n, c, h, w = in_shape
