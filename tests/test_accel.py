@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from regnet import accel, optimizers
-from regnet.layers import MaxPool2D, MaxPooling1D
+from regnet.layers import AvgPool2D, MaxPool2D, MaxPooling1D
 from regnet.ops import layout
 from regnet.ops import pool as pool_ops
 
@@ -168,8 +168,8 @@ POOLS = [
 ]
 
 
-def _pool_run(config, shape, x, on, training=True, grad=None):
-    layer = MaxPool2D(**config)
+def _pool_run(config, shape, x, on, training=True, grad=None, kind=MaxPool2D):
+    layer = kind(**config)
     layer.setup(shape, np.random.default_rng(0))
     with accel.enabled(on):
         y = layer.forward(x, training=training)
@@ -202,6 +202,39 @@ def test_max_pool_kernels_match_numpy(config, shape, order, monkeypatch):
     np.testing.assert_allclose(fdx, dx, rtol=1e-6, atol=1e-6)
     if order == "chwn":  # the output keeps the input's memory order, as the NumPy path's does
         assert layout.is_chwn(fy) and layout.is_chwn(fdx)
+
+
+#: AvgPool2D's further cases: whether padding counts, and ceil_mode's partial windows
+AVG_POOLS = [
+    *POOLS[:5],
+    ({"pool_size": 3, "strides": 2, "padding": 1, "count_include_pad": True}, (2, 5, 5)),
+    ({"pool_size": 3, "strides": 2, "padding": 1, "ceil_mode": True}, (2, 6, 6)),
+    ({"pool_size": [2, 3], "strides": 2, "padding": 1, "ceil_mode": True, "count_include_pad": True}, (1, 5, 6)),
+]
+
+
+@needs_numba
+@pytest.mark.parametrize("order", ["nchw", "chwn"])
+@pytest.mark.parametrize(("config", "shape"), AVG_POOLS, ids=_ids)
+def test_avg_pool_kernels_match_numpy(config, shape, order, monkeypatch):
+    forward = _count_calls(monkeypatch, "pool", "avg_forward")
+    backward = _count_calls(monkeypatch, "pool", "avg_backward")
+    x = np.random.default_rng(sum(shape)).standard_normal((3, *shape)).astype(np.float32)
+    if order == "chwn":
+        x = _chwn_batch(x)
+    y, dx = _pool_run(config, shape, x, on=False, kind=AvgPool2D)
+    assert not forward and not backward
+    fy, fdx = _pool_run(config, shape, x, on=True, kind=AvgPool2D)
+    assert len(forward) == len(backward) == 1
+    assert fy.dtype == np.float32 and fdx.dtype == np.float32
+    np.testing.assert_allclose(fy, y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fdx, dx, rtol=1e-6, atol=1e-6)
+    x64 = x.astype(np.float64)
+    y64, dx64 = _pool_run(config, shape, x64, on=False, kind=AvgPool2D)
+    fy64, fdx64 = _pool_run(config, shape, x64, on=True, kind=AvgPool2D)
+    assert fy64.dtype == fdx64.dtype == np.float64
+    np.testing.assert_allclose(fy64, y64, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fdx64, dx64, rtol=1e-12, atol=1e-12)
 
 
 @needs_numba

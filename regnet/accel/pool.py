@@ -61,3 +61,47 @@ def max_backward(grad, arg, dx):
             for ow in range(wo):
                 for b in range(nb):
                     dx[a, arg[a, oh, ow, b], b] += grad[a, oh, ow, b]
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def avg_forward(x, ph, pw, sh, sw, top, left, inv_count, out):
+    """``out[a, oh, ow, b]`` = the sum of the window clipped to ``x`` (padding adds zeros) times
+    ``inv_count[oh, ow]`` (one over the positions that count)."""
+    planes, h, w, nb = x.shape
+    ho, wo = out.shape[1], out.shape[2]
+    for a in prange(planes):
+        for oh in range(ho):
+            h0 = oh * sh - top
+            hs, he = max(h0, 0), min(h0 + ph, h)
+            for ow in range(wo):
+                w0 = ow * sw - left
+                ws, we = max(w0, 0), min(w0 + pw, w)
+                for b in range(nb):
+                    out[a, oh, ow, b] = 0
+                for i in range(hs, he):
+                    for j in range(ws, we):
+                        for b in range(nb):
+                            out[a, oh, ow, b] += x[a, i, j, b]
+                scale = inv_count[oh, ow]
+                for b in range(nb):
+                    out[a, oh, ow, b] *= scale
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def avg_backward(grad, ph, pw, sh, sw, top, left, inv_count, dx):
+    """``dx`` (zeroed, ``(A, H, W, B)``) += each output's gradient times ``inv_count[oh, ow]`` over
+    its window clipped to ``dx``."""
+    planes, ho, wo, nb = grad.shape
+    h, w = dx.shape[1], dx.shape[2]
+    for a in prange(planes):
+        for oh in range(ho):
+            h0 = oh * sh - top
+            hs, he = max(h0, 0), min(h0 + ph, h)
+            for ow in range(wo):
+                w0 = ow * sw - left
+                ws, we = max(w0, 0), min(w0 + pw, w)
+                scale = inv_count[oh, ow]
+                for i in range(hs, he):
+                    for j in range(ws, we):
+                        for b in range(nb):
+                            dx[a, i, j, b] += grad[a, oh, ow, b] * scale

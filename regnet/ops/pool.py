@@ -30,25 +30,34 @@ class Argmax:
         self.index, self.chwn = index, chwn
 
 
-def _compiled(x):
+def compiled(x):
     """Whether ``x`` goes to the compiled kernels."""
     return accel.active() and x.ndim == 4 and x.size > 0 and x.dtype in (np.float32, np.float64)
 
 
-def _fast_forward(x, pool, stride, pads, out_hw, training):
+def _planes(x, out_hw):
+    """The kernels' view of an NCHW batch ``x`` and an uninitialised output of ``out_hw`` in the
+    same view: ``(x4, out4, chwn)``."""
     n, c, h, w = x.shape
     (ho, wo), chwn = out_hw, layout.is_chwn(x)
     if chwn:
-        x4 = layout.chwn(x)
-        out4 = np.empty((c, ho, wo, n), x.dtype)
-    else:
-        x4 = np.ascontiguousarray(x).reshape(n * c, h, w, 1)
-        out4 = np.empty((n * c, ho, wo, 1), x.dtype)
+        return layout.chwn(x), np.empty((c, ho, wo, n), x.dtype), True
+    return np.ascontiguousarray(x).reshape(n * c, h, w, 1), np.empty((n * c, ho, wo, 1), x.dtype), False
+
+
+def _nchw(a4, chwn, shape):
+    """The NCHW view of the kernels' ``(A, H, W, B)`` array ``a4``."""
+    return layout.from_chwn(a4) if chwn else a4.reshape(shape)
+
+
+def _fast_forward(x, pool, stride, pads, out_hw, training):
+    n, c = x.shape[:2]
+    (ho, wo) = out_hw
+    x4, out4, chwn = _planes(x, out_hw)
     index = np.empty(out4.shape if training else (1, 1, 1, 1), np.int32)
     top, _, left, _ = pads
     accel.kernels("pool").max_forward(x4, *pool, *stride, top, left, out4, index, training)
-    out = layout.from_chwn(out4) if chwn else out4.reshape(n, c, ho, wo)
-    return out, (Argmax(index, chwn) if training else None)
+    return _nchw(out4, chwn, (n, c, ho, wo)), (Argmax(index, chwn) if training else None)
 
 
 def _fast_backward(grad, arg, in_shape):
@@ -115,7 +124,7 @@ def _route(grad, arg, views, overlap):
 def max_forward(x, pool, stride, pads, out_hw, training):
     """``(out, arg)``: window maxima and, in training, the winning offsets ``(column, row)`` (an
     ``Argmax`` from the compiled kernel)."""
-    if _compiled(x):
+    if compiled(x):
         return _fast_forward(x, pool, stride, pads, out_hw, training)
     (ph, pw), (sh, sw), (ho, wo) = pool, stride, out_hw
     xp = windows.pad(x, pads, value=-np.inf)
@@ -157,3 +166,27 @@ def max_backward(grad, arg, in_shape, pool, stride, pads, out_hw):
 
     parallel.for_channels(run, dx, dm1, grad, a1, a2)
     return windows.unpad(dx, pads)
+
+
+def avg_forward(x, pool, stride, pads, out_hw, inv_count):
+    """Window means by the compiled kernel (``compiled(x)`` must hold): window sums times
+    ``inv_count`` (``(Ho, Wo)``: one over the positions that count in each window)."""
+    n, c = x.shape[:2]
+    x4, out4, chwn = _planes(x, out_hw)
+    top, _, left, _ = pads
+    inv = np.ascontiguousarray(inv_count.reshape(out_hw), dtype=x.dtype)
+    accel.kernels("pool").avg_forward(x4, *pool, *stride, top, left, inv, out4)
+    return _nchw(out4, chwn, (n, c, *out_hw))
+
+
+def avg_backward(grad, in_shape, pool, stride, pads, out_hw, inv_count):
+    """The input gradient of ``avg_forward`` (``compiled(grad)`` must hold), in ``grad``'s memory
+    order."""
+    n, c, h, w = in_shape
+    chwn = layout.is_chwn(grad)
+    g4 = layout.chwn(grad) if chwn else np.ascontiguousarray(grad).reshape(n * c, *out_hw, 1)
+    dx = np.zeros((c, h, w, n) if chwn else (n * c, h, w, 1), grad.dtype)
+    top, _, left, _ = pads
+    inv = np.ascontiguousarray(inv_count.reshape(out_hw), dtype=grad.dtype)
+    accel.kernels("pool").avg_backward(g4, *pool, *stride, top, left, inv, dx)
+    return _nchw(dx, chwn, in_shape)
