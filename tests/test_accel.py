@@ -1,7 +1,7 @@
 """The compiled accelerator (regnet.accel) against its NumPy reference: every fused optimizer rule
-and the max-pooling kernels on random shapes and the edge cases (empty, one element, the parallel
-chunking, ties, NaN, padding, ceil_mode, both memory orders, float64), that each kernel really
-runs, the switch (REGNET_ACCEL=0, accel.enabled, describe), and the on-disk cache a second
+and the pooling kernels on random shapes and the edge cases (empty, one element, the parallel
+chunking, ties, NaN, padding, ceil_mode, float64, the layouts left to NumPy), that each kernel
+really runs, the switch (REGNET_ACCEL=0, accel.enabled, describe), and the on-disk cache a second
 process reuses."""
 
 import json
@@ -99,6 +99,19 @@ def test_fused_optimizer_matches_numpy(config, kernel, monkeypatch):
 
 
 @needs_numba
+@pytest.mark.parametrize(("config", "kernel"), OPTIMIZERS[1::2], ids=_ids)
+def test_fused_optimizer_split_over_threads_matches_numpy(config, kernel, monkeypatch):
+    optim = accel.kernels("optim")
+    monkeypatch.setattr(optim, "PARALLEL_MIN", 2 * optim.CHUNK)  # the largest shape goes parallel
+    calls = _count_calls(monkeypatch, "optim", f"_{kernel}_parallel")
+    params, state = _run_optimizer(config, on=False)
+    fast_params, fast_state = _run_optimizer(config, on=True)
+    assert len(calls) == (4 if optim.numba.get_num_threads() > 1 else 0)
+    _assert_same(params, fast_params)
+    _assert_same(state, fast_state)
+
+
+@needs_numba
 @pytest.mark.parametrize("kernel", ["adam", "sgd"])
 def test_the_comparison_can_fail(kernel, monkeypatch):
     """A kernel that computes something else is caught (here: a learning rate 1 % off)."""
@@ -174,25 +187,27 @@ def _pool_run(config, shape, x, on, training=True, grad=None, kind=MaxPool2D):
     with accel.enabled(on):
         y = layer.forward(x, training=training)
         g = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype) if grad is None else grad
+        if layout.is_chwn(x):  # the gradient a convolution before the pooling would get
+            g = layout.from_chwn(np.ascontiguousarray(layout.chwn(g)))
         return y, layer.backward(g)
 
 
-def _chwn_batch(x):
-    out = layout.from_chwn(np.ascontiguousarray(layout.chwn(x)))
-    assert layout.is_chwn(out)
-    return out
+def _batch(shape, seed=0, dtype=np.float32, n=5, values=None):
+    """A batch of ``n`` random samples stored batch-innermost (CHWN), as the convolutions hand
+    them on: the layout the kernels take."""
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((*shape, n)) if values is None else rng.integers(0, values, (*shape, n))
+    x = layout.from_chwn(np.ascontiguousarray(data, dtype=dtype))
+    assert layout.is_chwn(x) and x.shape == (n, *shape)
+    return x
 
 
 @needs_numba
-@pytest.mark.parametrize("order", ["nchw", "chwn"])
 @pytest.mark.parametrize(("config", "shape"), POOLS, ids=_ids)
-def test_max_pool_kernels_match_numpy(config, shape, order, monkeypatch):
-    forward = _count_calls(monkeypatch, "pool", "max_forward")
-    backward = _count_calls(monkeypatch, "pool", "max_backward")
-    rng = np.random.default_rng(sum(shape))
-    x = rng.standard_normal((3, *shape)).astype(np.float32)
-    if order == "chwn":
-        x = _chwn_batch(x)
+def test_max_pool_kernels_match_numpy(config, shape, monkeypatch):
+    forward = _count_calls(monkeypatch, "pool", "max_pool")
+    backward = _count_calls(monkeypatch, "pool", "max_pool_backward")
+    x = _batch(shape, seed=sum(shape))
     y, dx = _pool_run(config, shape, x, on=False)
     assert not forward and not backward
     fy, fdx = _pool_run(config, shape, x, on=True)
@@ -200,8 +215,7 @@ def test_max_pool_kernels_match_numpy(config, shape, order, monkeypatch):
     assert fy.dtype == y.dtype == np.float32 and fdx.dtype == dx.dtype == np.float32
     np.testing.assert_array_equal(fy, y)
     np.testing.assert_allclose(fdx, dx, rtol=1e-6, atol=1e-6)
-    if order == "chwn":  # the output keeps the input's memory order, as the NumPy path's does
-        assert layout.is_chwn(fy) and layout.is_chwn(fdx)
+    assert layout.is_chwn(fy) and layout.is_chwn(fdx)  # the layout the convolutions take
 
 
 #: AvgPool2D's further cases: whether padding counts, and ceil_mode's partial windows
@@ -214,36 +228,42 @@ AVG_POOLS = [
 
 
 @needs_numba
-@pytest.mark.parametrize("order", ["nchw", "chwn"])
 @pytest.mark.parametrize(("config", "shape"), AVG_POOLS, ids=_ids)
-def test_avg_pool_kernels_match_numpy(config, shape, order, monkeypatch):
-    forward = _count_calls(monkeypatch, "pool", "avg_forward")
-    backward = _count_calls(monkeypatch, "pool", "avg_backward")
-    x = np.random.default_rng(sum(shape)).standard_normal((3, *shape)).astype(np.float32)
-    if order == "chwn":
-        x = _chwn_batch(x)
-    y, dx = _pool_run(config, shape, x, on=False, kind=AvgPool2D)
-    assert not forward and not backward
-    fy, fdx = _pool_run(config, shape, x, on=True, kind=AvgPool2D)
-    assert len(forward) == len(backward) == 1
-    assert fy.dtype == np.float32 and fdx.dtype == np.float32
-    np.testing.assert_allclose(fy, y, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(fdx, dx, rtol=1e-6, atol=1e-6)
-    x64 = x.astype(np.float64)
-    y64, dx64 = _pool_run(config, shape, x64, on=False, kind=AvgPool2D)
-    fy64, fdx64 = _pool_run(config, shape, x64, on=True, kind=AvgPool2D)
-    assert fy64.dtype == fdx64.dtype == np.float64
-    np.testing.assert_allclose(fy64, y64, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fdx64, dx64, rtol=1e-12, atol=1e-12)
+def test_avg_pool_kernels_match_numpy(config, shape, monkeypatch):
+    forward = _count_calls(monkeypatch, "pool", "avg_pool")
+    backward = _count_calls(monkeypatch, "pool", "avg_pool_backward")
+    for dtype, tol in ((np.float32, 1e-6), (np.float64, 1e-12)):
+        x = _batch(shape, seed=sum(shape), dtype=dtype)
+        y, dx = _pool_run(config, shape, x, on=False, kind=AvgPool2D)
+        fy, fdx = _pool_run(config, shape, x, on=True, kind=AvgPool2D)
+        assert fy.dtype == fdx.dtype == dtype
+        np.testing.assert_allclose(fy, y, rtol=tol, atol=tol)
+        np.testing.assert_allclose(fdx, dx, rtol=tol, atol=tol)
+    assert len(forward) == len(backward) == 2
 
 
 @needs_numba
-@pytest.mark.parametrize(("config", "shape"), POOLS[::3])
+@pytest.mark.parametrize("kind", [MaxPool2D, AvgPool2D])
+def test_c_ordered_and_small_batches_take_the_numpy_path(kind, monkeypatch):
+    calls = _count_calls(monkeypatch, "pool", "max_pool" if kind is MaxPool2D else "avg_pool")
+    c_ordered = np.random.default_rng(0).standard_normal((6, 2, 4, 4)).astype(np.float32)
+    for x in (c_ordered, _batch((2, 4, 4), n=pool_ops.MIN_BATCH - 1)):
+        y, dx = _pool_run({}, (2, 4, 4), x, on=False, kind=kind)
+        fy, fdx = _pool_run({}, (2, 4, 4), x, on=True, kind=kind)
+        np.testing.assert_array_equal(fy, y)
+        np.testing.assert_array_equal(fdx, dx)
+    assert not calls
+    _pool_run({}, (2, 4, 4), _batch((2, 4, 4), n=pool_ops.MIN_BATCH), on=True, kind=kind)
+    assert len(calls) == 1
+
+
+@needs_numba
+@pytest.mark.parametrize(("config", "shape"), POOLS[::3], ids=_ids)
 def test_max_pool_ties_go_to_the_first_maximum(config, shape):
     """Few distinct values: many windows hold their maximum twice; both paths pick the first in
     row-major order."""
-    x = np.random.default_rng(0).integers(0, 3, (2, *shape)).astype(np.float32)
-    grad = np.ones((2, *MaxPool2D(**config).setup(shape, np.random.default_rng(0))), np.float32)
+    x = _batch(shape, values=3)
+    grad = np.ones_like(_pool_run(config, shape, x, on=False)[0])
     y, dx = _pool_run(config, shape, x, on=False, grad=grad)
     fy, fdx = _pool_run(config, shape, x, on=True, grad=grad)
     np.testing.assert_array_equal(fy, y)
@@ -253,12 +273,12 @@ def test_max_pool_ties_go_to_the_first_maximum(config, shape):
 @needs_numba
 def test_max_pool_random_shapes_float64_and_inference():
     rng = np.random.default_rng(3)
-    for _ in range(6):
+    for seed in range(6):
         k = int(rng.integers(1, 4))
         config = {"pool_size": k, "strides": int(rng.integers(1, 4)), "ceil_mode": bool(rng.integers(2))}
         shape = (int(rng.integers(1, 4)), int(rng.integers(k, 9)), int(rng.integers(k, 9)))
         for dtype in (np.float32, np.float64):
-            x = rng.standard_normal((int(rng.integers(1, 4)), *shape)).astype(dtype)
+            x = _batch(shape, seed=seed, dtype=dtype, n=int(rng.integers(4, 9)))
             for training in (True, False):  # backward after inference recomputes the argmax
                 y, dx = _pool_run(config, shape, x, on=False, training=training)
                 fy, fdx = _pool_run(config, shape, x, on=True, training=training)
@@ -268,18 +288,34 @@ def test_max_pool_random_shapes_float64_and_inference():
 
 
 @needs_numba
-def test_max_pool_nan_gives_a_nan_maximum():
-    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
-    x[0, 0, 1, 1] = x[0, 1, 2, 3] = np.nan
-    y, _ = _pool_run({}, (2, 4, 4), x, on=False)
-    fy, fdx = _pool_run({}, (2, 4, 4), x, on=True)
-    np.testing.assert_array_equal(fy, y)  # NaN where NumPy has NaN (assert_array_equal matches NaNs)
-    assert np.isnan(fy).sum() == 2 and fdx[0, 0, 1, 1] != 0  # the gradient goes to the NaN
+@pytest.mark.parametrize("kind", [MaxPool2D, AvgPool2D])
+def test_pool_kernels_split_over_threads_match_numpy(kind, monkeypatch):
+    pool = accel.kernels("pool")
+    monkeypatch.setattr(pool, "PARALLEL_MIN", 0)
+    name = "max" if kind is MaxPool2D else "avg"
+    forward = _count_calls(monkeypatch, "pool", f"{name}_forward_parallel")
+    backward = _count_calls(monkeypatch, "pool", f"{name}_backward_parallel")
+    for config, shape in POOLS[2::2]:
+        x = _batch(shape, seed=sum(shape))
+        y, dx = _pool_run(config, shape, x, on=False, kind=kind)
+        fy, fdx = _pool_run(config, shape, x, on=True, kind=kind)
+        np.testing.assert_allclose(fy, y, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(fdx, dx, rtol=1e-6, atol=1e-6)
+    assert len(forward) == len(backward) == len(POOLS[2::2])
 
 
 @needs_numba
-def test_max_pooling_1d_runs_the_kernel(monkeypatch):
-    calls = _count_calls(monkeypatch, "pool", "max_forward")
+def test_max_pool_nan_gives_a_nan_maximum():
+    x = _batch((2, 4, 4), n=4)
+    x[0, 0, 1, 1] = x[3, 1, 2, 3] = np.nan
+    y, _ = _pool_run({}, (2, 4, 4), x, on=False)
+    fy, fdx = _pool_run({}, (2, 4, 4), x, on=True)
+    np.testing.assert_array_equal(fy, y)  # NaN where NumPy has NaN (assert_array_equal matches NaNs)
+    assert np.isnan(fy).sum() == 2 and fdx[0, 0, 1, 1] != 0 and fdx[3, 1, 2, 3] != 0  # to the NaN
+
+
+@needs_numba
+def test_max_pooling_1d_agrees():
     layer = MaxPooling1D(pool_size=3, strides=2, padding="same")
     layer.setup((3, 10), np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal((4, 3, 10)).astype(np.float32)
@@ -288,7 +324,6 @@ def test_max_pooling_1d_runs_the_kernel(monkeypatch):
     for on in (False, True):
         with accel.enabled(on):
             outs.append((layer.forward(x, training=True), layer.backward(g)))
-    assert len(calls) == 1
     np.testing.assert_array_equal(outs[1][0], outs[0][0])
     np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-6, atol=1e-6)
 

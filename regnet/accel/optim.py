@@ -4,12 +4,14 @@ calls (each a full read and write of the arrays) of the reference rules in ``reg
 Every rule takes the flat, C-contiguous float32 arrays of one parameter (``p``, ``g`` and its
 state slots; ``regnet.optimizers`` checks that and falls back to NumPy otherwise), updates ``p``
 and the slots in place, and takes its hyperparameters as float32 scalars that the caller has
-already combined (bias corrections, ``1 - beta``...), in the reference's order of operations. Large
-parameters are split into chunks of ``CHUNK`` elements that run on numba's threads (``prange``);
-small ones run on the calling thread, where a parallel launch would cost more than the update.
+already combined (bias corrections, ``1 - beta``...), in the reference's order of operations.
+Parameters of ``PARALLEL_MIN`` elements or more are split into chunks of ``CHUNK`` elements over
+numba's threads (``prange``); smaller ones run on the calling thread.
 
-Each rule is a ``_<rule>_span(lo, hi, ...)`` body that both drivers inline: ``_<rule>_parallel``
-(the chunks over threads) and ``_<rule>_serial`` (the whole array). ``fastmath`` stays off: NaN
+Each rule is a ``_<rule>_span(...)`` body over whole arrays that both drivers inline:
+``_<rule>_parallel`` (on slices, one chunk per ``prange`` step) and ``_<rule>_serial`` (the whole
+arrays). The body loops from 0 over the arrays it is given (slices, not offsets) and runs with
+NumPy's error model, which lets LLVM compile it to SIMD instructions. ``fastmath`` stays off: NaN
 and infinity propagate as in NumPy, and the results match the reference to float32 rounding (in
 practice bit for bit, as the operations and their order are the same).
 """
@@ -20,19 +22,25 @@ from numba import prange
 
 from ..ops import parallel as _threads
 
-#: elements per parallel chunk (and the size below which a rule runs on the calling thread)
+#: elements per parallel chunk
 CHUNK = 1 << 15
+#: parameters from this many elements are split into chunks over numba's threads; smaller ones run
+#: on the calling thread: a vectorised pass over a million float32 values takes about 0.2 ms, and
+#: on a small machine shared with other work a parallel launch can wait milliseconds for a core
+PARALLEL_MIN = 1 << 22
 
 #: regnet's thread policy (REGNET_NUM_THREADS, the BLAS variables) also bounds numba's threads
 numba.set_num_threads(max(1, min(_threads.threads(), numba.config.NUMBA_NUM_THREADS)))
 
-_span = numba.njit(cache=True, inline="always", fastmath=False)
-_serial = numba.njit(cache=True, fastmath=False)
-_parallel = numba.njit(cache=True, parallel=True, fastmath=False)
+# error_model="numpy": a division by zero gives inf or NaN as in NumPy (not ZeroDivisionError), and
+# without that check per element the loops compile to SIMD instructions
+_span = numba.njit(cache=True, inline="always", fastmath=False, error_model="numpy")
+_serial = numba.njit(cache=True, fastmath=False, error_model="numpy")
+_parallel = numba.njit(cache=True, parallel=True, fastmath=False, error_model="numpy")
 
 
 def _run(serial, par, n, *args):
-    if n < 2 * CHUNK:
+    if n < PARALLEL_MIN or numba.get_num_threads() == 1:
         serial(*args)
     else:
         par(*args)
@@ -40,8 +48,8 @@ def _run(serial, par, n, *args):
 
 # -- SGD ------------------------------------------------------------------------------------------
 @_span
-def _sgd_span(lo, hi, p, g, v, lr, momentum, nesterov, decay):
-    for i in range(lo, hi):
+def _sgd_span(p, g, v, lr, momentum, nesterov, decay):
+    for i in range(p.size):
         gi = g[i]
         if decay != 0:
             gi = gi + decay * p[i]
@@ -54,13 +62,14 @@ def _sgd_span(lo, hi, p, g, v, lr, momentum, nesterov, decay):
 
 @_serial
 def _sgd_serial(p, g, v, lr, momentum, nesterov, decay):
-    _sgd_span(0, p.size, p, g, v, lr, momentum, nesterov, decay)
+    _sgd_span(p, g, v, lr, momentum, nesterov, decay)
 
 
 @_parallel
 def _sgd_parallel(p, g, v, lr, momentum, nesterov, decay):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
-        _sgd_span(c * CHUNK, min(p.size, (c + 1) * CHUNK), p, g, v, lr, momentum, nesterov, decay)
+        lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
+        _sgd_span(p[lo:hi], g[lo:hi], v[lo:hi], lr, momentum, nesterov, decay)
 
 
 def sgd(p, g, v, lr, momentum, nesterov, decay):
@@ -72,8 +81,8 @@ def sgd(p, g, v, lr, momentum, nesterov, decay):
 
 # -- AdaGrad --------------------------------------------------------------------------------------
 @_span
-def _adagrad_span(lo, hi, p, g, acc, lr, eps):
-    for i in range(lo, hi):
+def _adagrad_span(p, g, acc, lr, eps):
+    for i in range(p.size):
         gi = g[i]
         a = acc[i] + gi * gi
         acc[i] = a
@@ -82,13 +91,14 @@ def _adagrad_span(lo, hi, p, g, acc, lr, eps):
 
 @_serial
 def _adagrad_serial(p, g, acc, lr, eps):
-    _adagrad_span(0, p.size, p, g, acc, lr, eps)
+    _adagrad_span(p, g, acc, lr, eps)
 
 
 @_parallel
 def _adagrad_parallel(p, g, acc, lr, eps):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
-        _adagrad_span(c * CHUNK, min(p.size, (c + 1) * CHUNK), p, g, acc, lr, eps)
+        lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
+        _adagrad_span(p[lo:hi], g[lo:hi], acc[lo:hi], lr, eps)
 
 
 def adagrad(p, g, acc, lr, eps):
@@ -98,8 +108,8 @@ def adagrad(p, g, acc, lr, eps):
 
 # -- RMSprop --------------------------------------------------------------------------------------
 @_span
-def _rmsprop_span(lo, hi, p, g, ms, lr, rho, one_minus_rho, eps):
-    for i in range(lo, hi):
+def _rmsprop_span(p, g, ms, lr, rho, one_minus_rho, eps):
+    for i in range(p.size):
         gi = g[i]
         s = ms[i] * rho + one_minus_rho * gi * gi
         ms[i] = s
@@ -108,13 +118,14 @@ def _rmsprop_span(lo, hi, p, g, ms, lr, rho, one_minus_rho, eps):
 
 @_serial
 def _rmsprop_serial(p, g, ms, lr, rho, one_minus_rho, eps):
-    _rmsprop_span(0, p.size, p, g, ms, lr, rho, one_minus_rho, eps)
+    _rmsprop_span(p, g, ms, lr, rho, one_minus_rho, eps)
 
 
 @_parallel
 def _rmsprop_parallel(p, g, ms, lr, rho, one_minus_rho, eps):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
-        _rmsprop_span(c * CHUNK, min(p.size, (c + 1) * CHUNK), p, g, ms, lr, rho, one_minus_rho, eps)
+        lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
+        _rmsprop_span(p[lo:hi], g[lo:hi], ms[lo:hi], lr, rho, one_minus_rho, eps)
 
 
 def rmsprop(p, g, ms, lr, rho, one_minus_rho, eps):
@@ -124,8 +135,8 @@ def rmsprop(p, g, ms, lr, rho, one_minus_rho, eps):
 
 # -- Adam / AdamW ---------------------------------------------------------------------------------
 @_span
-def _adam_span(lo, hi, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t):
-    for i in range(lo, hi):
+def _adam_span(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t):
+    for i in range(p.size):
         gi = g[i]
         pi = p[i]
         if decay != 0:
@@ -139,14 +150,14 @@ def _adam_span(lo, hi, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2
 
 @_serial
 def _adam_serial(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t):
-    _adam_span(0, p.size, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t)
+    _adam_span(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t)
 
 
 @_parallel
 def _adam_parallel(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
-        _adam_span(lo, hi, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t)
+        _adam_span(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t)
 
 
 def adam(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t):
@@ -157,8 +168,8 @@ def adam(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, lr_t):
 
 # -- Adamax ---------------------------------------------------------------------------------------
 @_span
-def _adamax_span(lo, hi, p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t):
-    for i in range(lo, hi):
+def _adamax_span(p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t):
+    for i in range(p.size):
         gi = g[i]
         if decay != 0:
             gi = gi + decay * p[i]
@@ -173,13 +184,14 @@ def _adamax_span(lo, hi, p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t):
 
 @_serial
 def _adamax_serial(p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t):
-    _adamax_span(0, p.size, p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t)
+    _adamax_span(p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t)
 
 
 @_parallel
 def _adamax_parallel(p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
-        _adamax_span(c * CHUNK, min(p.size, (c + 1) * CHUNK), p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t)
+        lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
+        _adamax_span(p[lo:hi], g[lo:hi], m[lo:hi], u[lo:hi], decay, b1, one_minus_b1, b2, eps, lr_t)
 
 
 def adamax(p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t):
@@ -189,8 +201,8 @@ def adamax(p, g, m, u, decay, b1, one_minus_b1, b2, eps, lr_t):
 
 # -- Nadam ----------------------------------------------------------------------------------------
 @_span
-def _nadam_span(lo, hi, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m):
-    for i in range(lo, hi):
+def _nadam_span(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m):
+    for i in range(p.size):
         gi = g[i]
         if decay != 0:
             gi = gi + decay * p[i]
@@ -203,14 +215,16 @@ def _nadam_span(lo, hi, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c
 
 @_serial
 def _nadam_serial(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m):
-    _nadam_span(0, p.size, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m)
+    _nadam_span(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m)
 
 
 @_parallel
 def _nadam_parallel(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
-        _nadam_span(lo, hi, p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m)
+        _nadam_span(
+            p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m
+        )
 
 
 def nadam(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a_m):
@@ -222,8 +236,8 @@ def nadam(p, g, m, v, decay, b1, one_minus_b1, b2, one_minus_b2, c2, eps, a_g, a
 
 # -- Adadelta -------------------------------------------------------------------------------------
 @_span
-def _adadelta_span(lo, hi, p, g, a, b, decay, rho, one_minus_rho, eps, lr):
-    for i in range(lo, hi):
+def _adadelta_span(p, g, a, b, decay, rho, one_minus_rho, eps, lr):
+    for i in range(p.size):
         gi = g[i]
         if decay != 0:
             gi = gi + decay * p[i]
@@ -236,13 +250,14 @@ def _adadelta_span(lo, hi, p, g, a, b, decay, rho, one_minus_rho, eps, lr):
 
 @_serial
 def _adadelta_serial(p, g, a, b, decay, rho, one_minus_rho, eps, lr):
-    _adadelta_span(0, p.size, p, g, a, b, decay, rho, one_minus_rho, eps, lr)
+    _adadelta_span(p, g, a, b, decay, rho, one_minus_rho, eps, lr)
 
 
 @_parallel
 def _adadelta_parallel(p, g, a, b, decay, rho, one_minus_rho, eps, lr):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
-        _adadelta_span(c * CHUNK, min(p.size, (c + 1) * CHUNK), p, g, a, b, decay, rho, one_minus_rho, eps, lr)
+        lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
+        _adadelta_span(p[lo:hi], g[lo:hi], a[lo:hi], b[lo:hi], decay, rho, one_minus_rho, eps, lr)
 
 
 def adadelta(p, g, a, b, decay, rho, one_minus_rho, eps, lr):
@@ -253,8 +268,8 @@ def adadelta(p, g, a, b, decay, rho, one_minus_rho, eps, lr):
 
 # -- Lion -----------------------------------------------------------------------------------------
 @_span
-def _lion_span(lo, hi, p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr):
-    for i in range(lo, hi):
+def _lion_span(p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr):
+    for i in range(p.size):
         gi = g[i]
         mi = m[i]
         s = np.sign(mi * b1 + gi * one_minus_b1)
@@ -266,13 +281,14 @@ def _lion_span(lo, hi, p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr):
 
 @_serial
 def _lion_serial(p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr):
-    _lion_span(0, p.size, p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr)
+    _lion_span(p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr)
 
 
 @_parallel
 def _lion_parallel(p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr):
     for c in prange((p.size + CHUNK - 1) // CHUNK):
-        _lion_span(c * CHUNK, min(p.size, (c + 1) * CHUNK), p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr)
+        lo, hi = c * CHUNK, min(p.size, (c + 1) * CHUNK)
+        _lion_span(p[lo:hi], g[lo:hi], m[lo:hi], decay, b1, one_minus_b1, b2, one_minus_b2, lr)
 
 
 def lion(p, g, m, decay, b1, one_minus_b1, b2, one_minus_b2, lr):
