@@ -5,13 +5,14 @@ and without the accelerator.
     python benchmarks/accel_kernels.py [--repeats 50] [--no-cold-start] [--json OUT]
 
 Kernel rows: one optimizer step over MLP-1024's parameters (784-1024-10: 814 090 float32 values
-in four arrays) for each fused rule, and MaxPool2D 2x2 forward (training: with the argmax) and
-backward on a (64, 32, 26, 26) batch, in C order and batch-innermost (the layout the
-convolutions hand on); medians in milliseconds. The cold-start rows run ``fit`` for one batch of
-a LeNet-style model (Conv2D, MaxPool2D, Dense; Adam) in fresh processes: with NUMBA_CACHE_DIR
-pointing at an empty folder (every kernel it uses is compiled), again with that folder (loaded
-from the cache), and with REGNET_ACCEL=0; each row is the wall time of the whole process and of
-the first ``fit`` call alone.
+in four arrays) for each fused rule, and MaxPool2D and AvgPool2D 2x2 forward (training: with the
+argmax) and backward on a (64, 32, 26, 26) batch stored batch-innermost (the layout the
+convolutions hand on, which the pooling kernels take): median wall and CPU milliseconds per call.
+The cold-start rows run ``fit`` for one batch of a LeNet-style model (Conv2D, MaxPool2D, Dense;
+Adam) in fresh processes: with NUMBA_CACHE_DIR pointing at an empty folder (every kernel it uses
+is compiled), again with that folder (loaded from the cache), and with REGNET_ACCEL=0; each row is
+the wall and CPU time of the first ``fit`` call and of the whole process (its CPU time from
+start-up to the end of ``fit``).
 """
 
 import argparse
@@ -28,13 +29,17 @@ import numpy as np
 
 
 def _median_ms(fn, repeats):
+    """``(wall, cpu)``: the median wall time of a call and the median CPU time of the process
+    (every thread) during a call, in milliseconds. On a busy machine the wall time includes the
+    waits for a core; the CPU time does not."""
     fn()  # the first call compiles (or loads) the kernel
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
 
 
 def optimizer_rows(repeats):
@@ -68,33 +73,34 @@ def optimizer_rows(repeats):
 
 def pool_rows(repeats):
     from regnet import accel
-    from regnet.layers import MaxPool2D
+    from regnet.layers import AvgPool2D, MaxPool2D
     from regnet.ops import layout
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 32, 26, 26)).astype(np.float32)
+
+    def chwn(a):  # stored batch-innermost, as a convolution hands it on (the kernels' layout)
+        return layout.from_chwn(np.ascontiguousarray(layout.chwn(a)))
+
+    x = chwn(rng.standard_normal((64, 32, 26, 26)).astype(np.float32))
+    grad = chwn(rng.standard_normal((64, 32, 13, 13)).astype(np.float32))
     rows = []
-    for order in ("NCHW", "CHWN"):
-        xin = layout.from_chwn(np.ascontiguousarray(layout.chwn(x))) if order == "CHWN" else x
-        layer = MaxPool2D(2)
+    for kind in (MaxPool2D, AvgPool2D):
+        layer = kind(2)
         layer.setup(x.shape[1:], rng)
-        grad = rng.standard_normal((64, 32, 13, 13)).astype(np.float32)
-        if order == "CHWN":
-            grad = layout.from_chwn(np.ascontiguousarray(layout.chwn(grad)))
         forward, backward = {}, {}
         for path in ("numpy", "fast"):
             with accel.enabled(path == "fast"):
-                forward[path] = _median_ms(lambda: layer.forward(xin, training=True), repeats)
-                layer.forward(xin, training=True)
-                backward[path] = _median_ms(lambda: layer.backward(grad), repeats)
-        rows.append((f"MaxPool2D 2x2 forward (64, 32, 26, 26) {order}", forward))
-        rows.append((f"MaxPool2D 2x2 backward (64, 32, 26, 26) {order}", backward))
+                forward[path] = _median_ms(lambda layer=layer: layer.forward(x, training=True), repeats)
+                layer.forward(x, training=True)
+                backward[path] = _median_ms(lambda layer=layer: layer.backward(grad), repeats)
+        rows.append((f"{kind.__name__} 2x2 forward (64, 32, 26, 26)", forward))
+        rows.append((f"{kind.__name__} 2x2 backward (64, 32, 26, 26)", backward))
     return rows
 
 
 _FIT = """
 import time, numpy as np
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import regnet
 from regnet.layers import Conv2D, Dense, Flatten, MaxPool2D
 model = regnet.Sequential([Conv2D(6, 5, activation="relu"), MaxPool2D(2), Flatten(), Dense(10, activation="softmax")],
@@ -102,10 +108,10 @@ model = regnet.Sequential([Conv2D(6, 5, activation="relu"), MaxPool2D(2), Flatte
 model.compile(loss="categorical_crossentropy", optimizer="adam")
 x = np.random.default_rng(0).random((64, 1, 28, 28), dtype=np.float32)
 y = np.eye(10, dtype=np.float32)[np.arange(64) % 10]
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 model.fit(x, y, epochs=1, batch_size=64, verbose=0)
-t2 = time.perf_counter()
-print(t2 - t1, t2 - t0, regnet.accel.describe())
+t2, c2 = time.perf_counter(), time.process_time()
+print(t2 - t1, c2 - c1, c2 - c0, regnet.accel.describe())
 """
 
 
@@ -124,7 +130,7 @@ def cold_start_rows():
                 [sys.executable, "-c", _FIT], env={**base, **extra}, capture_output=True, text=True, check=True
             ).stdout.split()
             total = time.perf_counter() - t0
-            rows.append((name, float(out[0]), total, " ".join(out[2:])))
+            rows.append((name, float(out[0]), float(out[1]), total, float(out[2]), " ".join(out[3:])))
     return rows
 
 
@@ -145,14 +151,17 @@ def main(argv=None):
         f"({numba.get_num_threads()} threads), NumPy {np.__version__}, load {os.getloadavg()[0]:.2f}"
     )
     kernel_rows = optimizer_rows(args.repeats) + pool_rows(args.repeats)
-    print("\n| kernel | NumPy ms | fast ms | speed-up |\n|---|---|---|---|")
+    print("\n| kernel | NumPy ms | fast ms | speed-up | NumPy CPU ms | fast CPU ms | CPU ratio |")
+    print("|---|---|---|---|---|---|---|")
     for name, t in kernel_rows:
-        print(f"| {name} | {t['numpy']:.3f} | {t['fast']:.3f} | {t['numpy'] / t['fast']:.1f}x |")
+        (nw, nc), (fw, fc) = t["numpy"], t["fast"]
+        print(f"| {name} | {nw:.3f} | {fw:.3f} | {nw / fw:.1f}x | {nc:.3f} | {fc:.3f} | {nc / max(fc, 1e-6):.1f}x |")
     starts = [] if args.no_cold_start else cold_start_rows()
     if starts:
-        print("\n| first fit of a LeNet-style model, 1 batch | fit s | process s | path |\n|---|---|---|---|")
-        for name, fit, total, path in starts:
-            print(f"| {name} | {fit:.2f} | {total:.2f} | {path} |")
+        print("\n| first fit of a LeNet-style model, 1 batch | fit s | fit CPU s | process s | process CPU s | path |")
+        print("|---|---|---|---|---|---|")
+        for name, fit, fit_cpu, total, total_cpu, path in starts:
+            print(f"| {name} | {fit:.2f} | {fit_cpu:.2f} | {total:.2f} | {total_cpu:.2f} | {path} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"kernels": kernel_rows, "cold_start": starts, "load_end": os.getloadavg()[0]}, f, indent=1)
