@@ -19,6 +19,7 @@ from regnet import accel, optimizers
 from regnet.layers import AvgPool2D, MaxPool2D, MaxPooling1D
 from regnet.ops import layout
 from regnet.ops import pool as pool_ops
+from regnet.testing import gradient_error, numerical_gradient
 
 needs_numba = pytest.mark.skipif(not accel.available(), reason="the 'fast' extra (numba) is not installed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,6 +303,26 @@ def test_pool_kernels_split_over_threads_match_numpy(kind, monkeypatch):
         np.testing.assert_allclose(fy, y, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(fdx, dx, rtol=1e-6, atol=1e-6)
     assert len(forward) == len(backward) == len(POOLS[2::2])
+
+
+@needs_numba
+@pytest.mark.parametrize("kind", [MaxPool2D, AvgPool2D])
+def test_pool_kernels_pass_the_numerical_gradient_check(kind, monkeypatch):
+    """The conformance kit's gradient check feeds C-ordered batches, which stay on NumPy: the
+    kernels get the same check here, in float64, on a batch stored batch-innermost."""
+    calls = _count_calls(monkeypatch, "pool", "max_pool_backward" if kind is MaxPool2D else "avg_pool_backward")
+    shape, rng = (2, 5, 5), np.random.default_rng(0)
+    layer = kind(pool_size=3, strides=2, padding=1, ceil_mode=True)
+    out_shape = layer.setup(shape, rng)
+    base = rng.standard_normal((*shape, 4))  # (C, H, W, N): perturbed in place
+    x = layout.from_chwn(base)
+    weights = layout.from_chwn(rng.standard_normal((*out_shape, 4)))
+    with accel.enabled(True):
+        layer.forward(x, training=True)
+        analytic = layout.chwn(layer.backward(weights))
+        numeric = numerical_gradient(lambda: float(np.sum(layer.forward(x) * weights)), base)
+    assert gradient_error(analytic, numeric) is None
+    assert len(calls) == 1
 
 
 @needs_numba
