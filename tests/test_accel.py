@@ -370,6 +370,18 @@ def test_the_switch_and_describe():
         assert accel.describe().startswith("fast" if accel.available() else "numpy")
 
 
+@pytest.mark.parametrize("on", [False, True])
+def test_version_names_the_compute_path(on, capsys):
+    from regnet import cli
+
+    with accel.enabled(on):
+        status = cli.main(["--version"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0 and out[0].startswith("regnet ")
+    assert out[1] == f"compute path: {accel.describe() if on else 'numpy (REGNET_ACCEL=0 or switched off)'}"
+    assert out[1].startswith("compute path: fast" if on and accel.available() else "compute path: numpy")
+
+
 def test_accel_path_fixture_switches_the_path(accel_path):
     assert accel.active() == (accel_path == "fast")
 
