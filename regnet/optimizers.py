@@ -16,6 +16,7 @@ What every optimizer gets from the base class, built-in or plugin, without writi
   copies of the gradients before the update (nothing is done when all three are ``None``).
 """
 
+import functools
 import math
 import numbers
 from typing import Any, ClassVar
@@ -345,14 +346,15 @@ class Adam(Optimizer):
         """Decoupled weight decay (AdamW overrides)."""
 
     def decay_factor(self) -> float:
-        """The decoupled decay as one factor, ``p -= factor * p`` (0: none; AdamW overrides)."""
+        """The decoupled decay as one factor, ``p -= factor * p`` (0: none; AdamW overrides): what
+        the fused update applies. A subclass that overrides ``decay`` alone keeps the NumPy rule."""
         return 0.0
 
     def update(self, p, g, state):
         m, v, t = state["m"], state["v"], self.iterations
         b1, b2, eps = self.beta_1, self.beta_2, self.epsilon
         lr_t, c2 = self.learning_rate / (1 - b1**t), 1 - b2**t
-        flat = _fused(p, g, m, v)
+        flat = _fused(p, g, m, v) if _decay_is_a_factor(type(self)) else None
         if flat is not None:  # the decay and the rule below in one pass
             consts = _f32(self.decay_factor(), b1, 1 - b1, b2, 1 - b2, c2, eps, lr_t)
             _kernels().adam(*flat, *consts)
@@ -399,6 +401,14 @@ class AdamW(Adam):
 
     def decay_factor(self) -> float:
         return self.learning_rate * self.weight_decay
+
+
+@functools.cache
+def _decay_is_a_factor(cls) -> bool:
+    """Whether ``cls.decay`` is ``p -= cls.decay_factor() * p``: the class that defines ``decay``
+    defines ``decay_factor`` too."""
+    owner = next(k for k in cls.__mro__ if "decay" in vars(k))
+    return "decay_factor" in vars(owner)
 
 
 def _f32(*values):

@@ -132,6 +132,20 @@ def test_the_comparison_can_fail(kernel, monkeypatch):
 
 
 @needs_numba
+def test_an_adam_subclass_with_its_own_decay_keeps_the_numpy_rule(monkeypatch):
+    calls = _count_calls(monkeypatch, "optim", "adam")
+
+    class HalfDecay(optimizers.AdamW):
+        def decay(self, p):
+            p *= np.float32(0.5)
+
+    params = {"l/w": np.ones(4, np.float32)}
+    with accel.enabled(True):
+        HalfDecay().step(params, {"l/w": np.zeros(4, np.float32)})
+    assert not calls and np.all(params["l/w"] == 0.5)
+
+
+@needs_numba
 @pytest.mark.parametrize(
     ("what", "hook"),
     [
