@@ -28,6 +28,15 @@ import time
 import numpy as np
 
 
+def _cpu():
+    """The CPU model (Linux), else the machine type."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def _median_ms(fn, repeats):
     """``(wall, cpu)``: the median wall time of a call and the median CPU time of the process
     (every thread) during a call, in milliseconds. On a busy machine the wall time includes the
@@ -147,7 +156,7 @@ def main(argv=None):
     import numba
 
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba {numba.__version__} "
+        f"# {_cpu()}, {os.cpu_count()} cores, numba {numba.__version__} "
         f"({numba.get_num_threads()} threads), NumPy {np.__version__}, load {os.getloadavg()[0]:.2f}"
     )
     kernel_rows = optimizer_rows(args.repeats) + pool_rows(args.repeats)
