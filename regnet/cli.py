@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import atomic, checkpoint, images, io, metrics, plot, reference, zoo
+from . import accel, atomic, checkpoint, images, io, metrics, plot, reference, zoo
 from ._version import __version__
 from .datasets import sources
 from .datasets.augment import random_shift
@@ -391,6 +391,18 @@ def _data_help(default):
     )
 
 
+class _Version(argparse.Action):
+    """``--version``: regnet's version and the computation path in use (``regnet.accel``), found
+    only when asked (telling the accelerator's version imports numba)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"regnet {__version__}\ncompute path: {accel.describe()}")
+        parser.exit()
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, as every other failure is:
     ``regnet: error: <what>; see 'regnet train --help'`` (exit status 2)."""
@@ -415,7 +427,7 @@ def build_parser():
         "--data mnist-sample uses the bundled 5 000 + 2 000-image sample directly, never the network.",
         parents=[debug],
     )
-    p.add_argument("--version", action="version", version=f"regnet {__version__}")
+    p.add_argument("--version", action=_Version, help="show the version and the compute path (numpy or fast), and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser(

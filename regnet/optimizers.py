@@ -16,6 +16,7 @@ What every optimizer gets from the base class, built-in or plugin, without writi
   copies of the gradients before the update (nothing is done when all three are ``None``).
 """
 
+import functools
 import math
 import numbers
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from . import fields, names, registry, schedules
+from . import accel, fields, names, registry, schedules
 from .errors import ConfigError, TrainingDivergedError, WeightsMismatchError
 from .ops import parallel
 
@@ -229,6 +230,22 @@ def get(spec: Any) -> Optimizer:
     return registry.optimizers.create(spec)
 
 
+def _fused(p, g, *slots):
+    """The flat views of ``p``, ``g`` and ``slots`` for a fused update (``regnet.accel.optim``), or
+    ``None`` where the NumPy rule runs: the accelerator is off or not installed, or an array is not
+    C-contiguous float32 (a float64 model, a transposed gradient)."""
+    if not accel.active():
+        return None
+    arrays = (p, g, *slots)
+    if any(a.dtype != np.float32 or not a.flags.c_contiguous for a in arrays) or not p.flags.writeable:
+        return None
+    return tuple(a.reshape(-1) for a in arrays)
+
+
+def _kernels():
+    return accel.kernels("optim")
+
+
 def _scratch(opt, p):
     """A work array shaped like ``p``: a view of one buffer the optimizer keeps between steps."""
     buf = getattr(opt, "_work", None)
@@ -253,6 +270,11 @@ class SGD(Optimizer):
         return ("momentum",) if self.momentum else ()
 
     def update(self, p, g, state):
+        flat = _fused(p, g, state["momentum"] if self.momentum else p)
+        if flat is not None:
+            lr, momentum, decay = _f32(self.learning_rate, self.momentum, self.weight_decay)
+            _kernels().sgd(*flat, lr, momentum, bool(self.nesterov), decay)
+            return
         if self.weight_decay:
             g = g + self.weight_decay * p
         if not self.momentum:
@@ -280,6 +302,10 @@ class AdaGrad(Optimizer):
 
     def update(self, p, g, state):
         acc = state["accumulator"]
+        flat = _fused(p, g, acc)
+        if flat is not None:
+            _kernels().adagrad(*flat, *_f32(self.learning_rate, self.epsilon))
+            return
         acc += g * g
         p -= self.learning_rate * g / (np.sqrt(acc) + self.epsilon)
 
@@ -295,6 +321,10 @@ class RMSprop(Optimizer):
 
     def update(self, p, g, state):
         ms = state["mean_square"]
+        flat = _fused(p, g, ms)
+        if flat is not None:
+            _kernels().rmsprop(*flat, *_f32(self.learning_rate, self.rho, 1 - self.rho, self.epsilon))
+            return
         ms *= self.rho
         ms += (1 - self.rho) * g * g
         p -= self.learning_rate * g / (np.sqrt(ms) + self.epsilon)
@@ -315,11 +345,21 @@ class Adam(Optimizer):
     def decay(self, p):
         """Decoupled weight decay (AdamW overrides)."""
 
+    def decay_factor(self) -> float:
+        """The decoupled decay as one factor, ``p -= factor * p`` (0: none; AdamW overrides): what
+        the fused update applies. A subclass that overrides ``decay`` alone keeps the NumPy rule."""
+        return 0.0
+
     def update(self, p, g, state):
         m, v, t = state["m"], state["v"], self.iterations
-        self.decay(p)
         b1, b2, eps = self.beta_1, self.beta_2, self.epsilon
         lr_t, c2 = self.learning_rate / (1 - b1**t), 1 - b2**t
+        flat = _fused(p, g, m, v) if _decay_is_a_factor(type(self)) else None
+        if flat is not None:  # the decay and the rule below in one pass
+            consts = _f32(self.decay_factor(), b1, 1 - b1, b2, 1 - b2, c2, eps, lr_t)
+            _kernels().adam(*flat, *consts)
+            return
+        self.decay(p)
         consts = (1 - b1, b1, 1 - b2, b2, c2, eps, lr_t)
         arrays = (p, g, m, v, _scratch(self, p))
         same = all(a.dtype == p.dtype for a in arrays) and p.dtype.kind == "f"
@@ -359,6 +399,17 @@ class AdamW(Adam):
         if self.weight_decay:
             p -= (self.learning_rate * self.weight_decay) * p
 
+    def decay_factor(self) -> float:
+        return self.learning_rate * self.weight_decay
+
+
+@functools.cache
+def _decay_is_a_factor(cls) -> bool:
+    """Whether ``cls.decay`` is ``p -= cls.decay_factor() * p``: the class that defines ``decay``
+    defines ``decay_factor`` too."""
+    owner = next(k for k in cls.__mro__ if "decay" in vars(k))
+    return "decay_factor" in vars(owner)
+
 
 def _f32(*values):
     """Python floats as float32 scalars (every array op then stays float32)."""
@@ -382,6 +433,12 @@ class Adamax(Optimizer):
 
     def update(self, p, g, state):
         m, u = state["m"], state["u"]
+        flat = _fused(p, g, m, u)
+        if flat is not None:
+            lr_t = self.learning_rate / (1 - self.beta_1**self.iterations)
+            consts = _f32(self.weight_decay, self.beta_1, 1 - self.beta_1, self.beta_2, self.epsilon, lr_t)
+            _kernels().adamax(*flat, *consts)
+            return
         if self.weight_decay:
             g = g + np.float32(self.weight_decay) * p
         b1, d1, b2, eps = _f32(self.beta_1, 1 - self.beta_1, self.beta_2, self.epsilon)
@@ -431,7 +488,8 @@ class Nadam(Optimizer):
 
     def update(self, p, g, state):
         m, v, t = state["m"], state["v"], self.iterations
-        if self.weight_decay:
+        flat = _fused(p, g, m, v)
+        if flat is None and self.weight_decay:
             g = g + np.float32(self.weight_decay) * p
         mu, mu_next = self._mu(t), self._mu(t + 1)
         product = self._mu_product(t)
@@ -440,6 +498,9 @@ class Nadam(Optimizer):
             self.beta_1, 1 - self.beta_1, self.beta_2, 1 - self.beta_2, 1 - self.beta_2**t, self.epsilon
         )
         a_g, a_m = _f32(lr * (1 - mu) / (1 - product), lr * mu_next / (1 - product * mu_next))
+        if flat is not None:
+            _kernels().nadam(*flat, np.float32(self.weight_decay), b1, d1, b2, d2, c2, eps, a_g, a_m)
+            return
         tmp = _scratch(self, p)
         np.multiply(m, b1, out=m)
         np.multiply(g, d1, out=tmp)
@@ -477,6 +538,11 @@ class Adadelta(Optimizer):
 
     def update(self, p, g, state):
         a, b = state["accumulated_grad"], state["accumulated_delta"]
+        flat = _fused(p, g, a, b)
+        if flat is not None:
+            consts = _f32(self.weight_decay, self.rho, 1 - self.rho, self.epsilon, self.learning_rate)
+            _kernels().adadelta(*flat, *consts)
+            return
         if self.weight_decay:
             g = g + np.float32(self.weight_decay) * p
         rho, d, eps, lr = _f32(self.rho, 1 - self.rho, self.epsilon, self.learning_rate)
@@ -485,7 +551,7 @@ class Adadelta(Optimizer):
         np.multiply(g, g, out=tmp)
         np.multiply(tmp, d, out=tmp)
         np.add(a, tmp, out=a)
-        delta = b + eps
+        delta = np.add(b, eps, out=np.empty_like(b))  # an array for a 0-d parameter too
         np.sqrt(delta, out=delta)
         np.add(a, eps, out=tmp)
         np.sqrt(tmp, out=tmp)
@@ -515,6 +581,10 @@ class Lion(Optimizer):
     def update(self, p, g, state):
         m = state["m"]
         b1, d1, b2, d2, lr = _f32(self.beta_1, 1 - self.beta_1, self.beta_2, 1 - self.beta_2, self.learning_rate)
+        flat = _fused(p, g, m)
+        if flat is not None:
+            _kernels().lion(*flat, np.float32(self.weight_decay), b1, d1, b2, d2, lr)
+            return
         tmp = _scratch(self, p)
         np.multiply(m, b1, out=tmp)
         tmp += g * d1

@@ -24,6 +24,9 @@ from regnet.testing import (
     parametrize_components,
 )
 
+# every test here runs on both computation paths: NumPy and the compiled accelerator (regnet.accel)
+pytestmark = pytest.mark.usefixtures("accel_path")
+
 # -- every registered component (built-in and installed plugins), plus further configurations -----
 # of the built-ins (BUILTIN_EXTRA_CASES: Conv2D stride 2 / same / int padding, pools with same
 # padding and stride != size, BatchNorm on dense and conv input, Dense without bias, Dropout,

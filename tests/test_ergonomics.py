@@ -260,8 +260,10 @@ def test_train_validates_on_held_out_training_data_by_default(tmp_path, capsys, 
 
 def test_version(capsys):
     code, out, _ = run(capsys, ["--version"])
-    assert code == 0 and out.strip() == f"regnet {regnet.__version__}"
-    assert re.fullmatch(r"regnet \d+\.\d+\.\d+", out.strip())
+    version, path = out.strip().split("\n")
+    assert code == 0 and version == f"regnet {regnet.__version__}"
+    assert re.fullmatch(r"regnet \d+\.\d+\.\d+", version)
+    assert path == f"compute path: {regnet.accel.describe()}"  # numpy or fast (regnet.accel)
 
 
 # -- uint8 images and single samples ------------------------------------------------------------

@@ -19,6 +19,9 @@ from regnet.testing import (
     parametrize_components,
 )
 
+# every test here runs on both computation paths: NumPy and the compiled accelerator (regnet.accel)
+pytestmark = pytest.mark.usefixtures("accel_path")
+
 
 @parametrize_components(kinds=("layers", "activations", "losses"), extra=True)
 def test_gradient(case):

@@ -8,6 +8,9 @@ torch = pytest.importorskip("torch")
 
 from tests.torch_agreement import layer_agrees  # noqa: E402
 
+# every test here runs on both computation paths: NumPy and the compiled accelerator (regnet.accel)
+pytestmark = pytest.mark.usefixtures("accel_path")
+
 F = torch.nn.functional
 
 

@@ -9,6 +9,9 @@ torch = pytest.importorskip("torch")
 from regnet import layers  # noqa: E402
 from tests.torch_agreement import layer_agrees  # noqa: E402
 
+# every test here runs on both computation paths: NumPy and the compiled accelerator (regnet.accel)
+pytestmark = pytest.mark.usefixtures("accel_path")
+
 F = torch.nn.functional
 #: on both paths: NumPy and the compiled kernels (regnet.accel)
 pytestmark = pytest.mark.usefixtures("accel_path")

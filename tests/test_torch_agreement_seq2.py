@@ -12,6 +12,9 @@ from torch.func import functional_call  # noqa: E402
 
 from tests.torch_agreement import layer_agrees  # noqa: E402
 
+# every test here runs on both computation paths: NumPy and the compiled accelerator (regnet.accel)
+pytestmark = pytest.mark.usefixtures("accel_path")
+
 F = torch.nn.functional
 N, L, D = 3, 5, 4
 

@@ -11,6 +11,9 @@ torch = pytest.importorskip("torch")
 
 from tests.torch_agreement import activation_agrees, loss_agrees, optimizer_agrees  # noqa: E402
 
+# every test here runs on both computation paths: NumPy and the compiled accelerator (regnet.accel)
+pytestmark = pytest.mark.usefixtures("accel_path")
+
 F = torch.nn.functional
 
 

@@ -122,12 +122,19 @@ class AvgPool2D(_Pool2D):
         return out
 
     def forward(self, x, training=False):
+        if pool_ops.compiled(x):
+            return pool_ops.avg_forward(x, self.pool_size, self.stride, self._pads, self._out_hw, self._inv_count)
         xp = windows.pad(x, self._pads)
         out = sum(windows.window(xp, i, j, self._out_hw, self.stride) for i, j in self._offsets())
         return (out * self._inv_count).astype(x.dtype, copy=False)
 
     def backward(self, grad, *, need_input_grad=True):
         c, h, w = self.input_shape
+        if pool_ops.compiled(grad):
+            in_shape = (grad.shape[0], c, h, w)
+            return pool_ops.avg_backward(
+                grad, in_shape, self.pool_size, self.stride, self._pads, self._out_hw, self._inv_count
+            )
         top, bottom, left, right = self._pads
         g = grad * self._inv_count
         dx = np.zeros((grad.shape[0], c, h + top + bottom, w + left + right), dtype=grad.dtype)

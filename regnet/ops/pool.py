@@ -6,11 +6,64 @@ training each pass records the winning offset (``int8``); strict comparisons kee
 maximum, so the gradient goes to the first maximal element of the window in row-major order.
 Outputs and gradients keep the memory order of the input (see ``layout``). A NaN in a window
 makes its maximum NaN (as ``np.maximum`` does).
+
+With the accelerator on (``regnet.accel``), float32 and float64 batches stored batch-innermost go
+to the compiled kernels of ``regnet.accel.pool`` instead (see ``compiled``): one pass that reads
+each window once and records the flat index of its maximum (``Argmax``), and one scatter of the
+gradient to those indices; every window geometry (strides, padding, ``ceil_mode``) is covered.
 """
 
 import numpy as np
 
+from .. import accel
 from . import layout, parallel, windows
+
+
+class Argmax:
+    """What the compiled forward pass keeps for the backward pass: the flat index ``i*W + j`` of
+    each window's maximum in its plane, as a ``(C, Ho, Wo, N)`` int32 array."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = index
+
+
+#: the compiled kernels take batches of at least this many samples
+MIN_BATCH = 4
+
+
+def compiled(x):
+    """Whether ``x`` goes to the compiled kernels: the accelerator is on and ``x`` is a float
+    batch of ``MIN_BATCH`` samples or more stored batch-innermost (CHWN, what the convolutions
+    hand on), where the kernels' inner loops run along the batch in SIMD registers. C-ordered
+    batches take the NumPy path, whose whole-array passes beat window loops one value wide (about
+    3x in CPU time on a (64, 32, 26, 26) batch)."""
+    return (
+        accel.active()
+        and x.ndim == 4
+        and x.shape[0] >= MIN_BATCH
+        and x.size > 0
+        and x.dtype in (np.float32, np.float64)
+        and layout.is_chwn(x)
+    )
+
+
+def _fast_forward(x, pool, stride, pads, out_hw, training):
+    c, n = x.shape[1], x.shape[0]
+    out = np.empty((c, *out_hw, n), x.dtype)
+    index = np.empty(out.shape if training else (1, 1, 1, 1), np.int32)
+    top, _, left, _ = pads
+    accel.kernels("pool").max_pool(layout.chwn(x), *pool, *stride, top, left, out, index, training)
+    return layout.from_chwn(out), (Argmax(index) if training else None)
+
+
+def _fast_backward(grad, arg, in_shape):
+    n, c, h, w = in_shape
+    dtype = grad.dtype if grad.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    dx = np.zeros((c, h * w, n), dtype)
+    accel.kernels("pool").max_pool_backward(np.ascontiguousarray(layout.chwn(grad), dtype=dtype), arg.index, dx)
+    return layout.from_chwn(dx.reshape(c, h, w, n))
 
 
 def _views(a, axis, k, stride, count, length=None):
@@ -62,7 +115,10 @@ def _route(grad, arg, views, overlap):
 
 
 def max_forward(x, pool, stride, pads, out_hw, training):
-    """``(out, arg)``: window maxima and, in training, the winning offsets ``(column, row)``."""
+    """``(out, arg)``: window maxima and, in training, the winning offsets ``(column, row)`` (an
+    ``Argmax`` from the compiled kernel)."""
+    if compiled(x):
+        return _fast_forward(x, pool, stride, pads, out_hw, training)
     (ph, pw), (sh, sw), (ho, wo) = pool, stride, out_hw
     xp = windows.pad(x, pads, value=-np.inf)
     n, c = x.shape[:2]
@@ -82,6 +138,8 @@ def max_forward(x, pool, stride, pads, out_hw, training):
 
 def max_backward(grad, arg, in_shape, pool, stride, pads, out_hw):
     """The input gradient: each output's gradient goes to the element its ``arg`` names."""
+    if isinstance(arg, Argmax):
+        return _fast_backward(grad, arg, in_shape)
     (ph, pw), (sh, sw), (ho, wo) = pool, stride, out_hw
     a1, a2 = arg
     n, c, h, w = in_shape
@@ -101,3 +159,25 @@ def max_backward(grad, arg, in_shape, pool, stride, pads, out_hw):
 
     parallel.for_channels(run, dx, dm1, grad, a1, a2)
     return windows.unpad(dx, pads)
+
+
+def avg_forward(x, pool, stride, pads, out_hw, inv_count):
+    """Window means by the compiled kernel (where ``compiled(x)``): window sums times
+    ``inv_count`` (one over the positions that count in each window, shaped like the output's
+    ``(Ho, Wo)``)."""
+    c, n = x.shape[1], x.shape[0]
+    out = np.empty((c, *out_hw, n), x.dtype)
+    top, _, left, _ = pads
+    inv = np.ascontiguousarray(inv_count.reshape(out_hw), dtype=x.dtype)
+    accel.kernels("pool").avg_pool(layout.chwn(x), *pool, *stride, top, left, inv, out)
+    return layout.from_chwn(out)
+
+
+def avg_backward(grad, in_shape, pool, stride, pads, out_hw, inv_count):
+    """The input gradient of ``avg_forward`` (where ``compiled(grad)``), stored CHWN."""
+    n, c, h, w = in_shape
+    dx = np.zeros((c, h, w, n), grad.dtype)
+    top, _, left, _ = pads
+    inv = np.ascontiguousarray(inv_count.reshape(out_hw), dtype=grad.dtype)
+    accel.kernels("pool").avg_pool_backward(layout.chwn(grad), *pool, *stride, top, left, inv, dx)
+    return layout.from_chwn(dx)
