@@ -115,13 +115,16 @@ class _General:
 
     def compiled(self, x, kernel):
         """Whether the compiled depthwise kernels (``regnet.accel.conv``) take this batch: the
-        accelerator is on, one input channel per group, float32 throughout."""
+        accelerator is on, one input channel per group, float32 throughout, and the batch stored
+        NCHW (a batch stored CHWN, as convolutions pass it on, stays on the NumPy path, which reads
+        it in place: copying it to NCHW cost more than the kernel saved)."""
         return (
             self.engine.cg == 1
             and accel.active()
             and x.dtype == np.float32
             and kernel.dtype == np.float32
             and x.ndim == 4
+            and x.flags.c_contiguous
         )
 
     def _args(self):
