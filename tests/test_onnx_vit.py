@@ -8,10 +8,8 @@ images in 8 x 8 patches, 2 blocks: 17 tokens of width 192); the tests marked ``s
 real configurations (224 x 224 images in 16 x 16 patches, 12 blocks).
 """
 
-import io
 import sys
 import types
-import warnings
 
 import numpy as np
 import pytest
@@ -27,6 +25,7 @@ timm = pytest.importorskip("timm", reason="these tests need the 'test-models' ex
 import regnet  # noqa: E402
 import regnet.onnx as ronnx  # noqa: E402
 from regnet.onnx import OnnxImportError, vit_import  # noqa: E402
+from tests.test_torchvision_import import export  # noqa: E402  (the same export of an image model)
 from tests.torch_agreement import layer_agrees  # noqa: E402
 
 #: the largest difference from onnxruntime, relative to the largest absolute output
@@ -56,23 +55,6 @@ def build(name, *, small=True, random=True, fused=True):
         if hasattr(module, "fused_attn"):
             module.fused_attn = fused  # False: timm's own q * scale @ k^T, softmax, @ v
     return randomize(net) if random else net.eval()
-
-
-def export(net, size):
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.zeros(1, 3, size, size),),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
-        )
-    return onnx.load_from_string(buffer.getvalue())
 
 
 def check_import(net, size, *, batch=2):
